@@ -1,0 +1,1 @@
+"""Storage for the direction bank: tables, engines, sessions and schema migrations."""

@@ -1,0 +1,21 @@
+"""Schema versions of a bank (Alembic scripts under versions/), applied when a bank is opened."""
+from __future__ import annotations
+
+from pathlib import Path
+
+# The newest revision under versions/; a bank at this revision needs no migration (checked by a
+# test against Alembic's own view, so opening a bank need not load Alembic at all).
+HEAD = "0001"
+
+SCRIPT_LOCATION = Path(__file__).parent
+
+
+def upgrade(connection) -> None:
+    """Bring the schema behind `connection` (inside a transaction) up to HEAD."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,141 @@
+"""SQLAlchemy 2 ORM tables of a bank: encoders, concepts, sentences, statistics, directions."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, for created/updated columns."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every bank table."""
+
+
+class Encoder(Base):
+    """A text encoder whose embeddings the bank holds, identified by its weight fingerprint."""
+
+    __tablename__ = "encoders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(1024))
+    encoder_class: Mapped[str] = mapped_column(String(128))
+    hidden_size: Mapped[int] = mapped_column(Integer)
+    max_length: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    # path:size:mtime of the weights file the fingerprint was hashed from, so it is hashed once
+    weights_signature: Mapped[str | None] = mapped_column(String(2048), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Concept(Base):
+    """A named concept ("horse") whose sentences the bank embeds."""
+
+    __tablename__ = "concepts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    sentences: Mapped[list[Sentence]] = relationship(
+        back_populates="concept", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Sentence(Base):
+    """One sentence about a concept, with where it came from."""
+
+    __tablename__ = "sentences"
+    __table_args__ = (UniqueConstraint("concept_id", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    concept_id: Mapped[int] = mapped_column(ForeignKey("concepts.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    generator: Mapped[str] = mapped_column(String(64))
+    generator_model: Mapped[str | None] = mapped_column(String(1024))
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+    settings: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    concept: Mapped[Concept] = relationship(back_populates="sentences")
+
+
+class SentenceEncoding(Base):
+    """Marks that a sentence's embedding under an encoder is inside that encoder's statistics."""
+
+    __tablename__ = "sentence_encodings"
+
+    sentence_id: Mapped[int] = mapped_column(
+        ForeignKey("sentences.id", ondelete="CASCADE"), primary_key=True
+    )
+    encoder_id: Mapped[int] = mapped_column(
+        ForeignKey("encoders.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Statistics(Base):
+    """Running count, mean and second moment of a concept's embeddings under one encoder."""
+
+    __tablename__ = "statistics"
+
+    concept_id: Mapped[int] = mapped_column(
+        ForeignKey("concepts.id", ondelete="CASCADE"), primary_key=True
+    )
+    encoder_id: Mapped[int] = mapped_column(
+        ForeignKey("encoders.id", ondelete="CASCADE"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(Integer)
+    mean_norm: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Moments(Base):
+    """The tensors behind a Statistics row, in a table of their own so that listing concepts
+    never pages through half a megabyte per concept."""
+
+    __tablename__ = "moments"
+
+    concept_id: Mapped[int] = mapped_column(
+        ForeignKey("concepts.id", ondelete="CASCADE"), primary_key=True
+    )
+    encoder_id: Mapped[int] = mapped_column(
+        ForeignKey("encoders.id", ondelete="CASCADE"), primary_key=True
+    )
+    # float32 little-endian [max_length, hidden_size]: the mean and the sum of squared deviations
+    mean: Mapped[bytes] = mapped_column(LargeBinary)
+    m2: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Direction(Base):
+    """A named edit direction saved from `diff` (a snapshot: later sentences do not change it)."""
+
+    __tablename__ = "directions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"))
+    source: Mapped[str | None] = mapped_column(String(256))
+    target: Mapped[str | None] = mapped_column(String(256))
+    source_count: Mapped[int | None] = mapped_column(Integer)
+    target_count: Mapped[int | None] = mapped_column(Integer)
+    norm: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # float32 little-endian [max_length, hidden_size]
+    tensor: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)

@@ -1,0 +1,641 @@
+"""Bank: the Python API over a bank database; the CLI is a thin face over it.
+
+A sentence flows generator -> cleaning -> encoder -> stats -> db, one transaction per batch, so an
+interrupted run loses at most the batch in flight. A direction flows db -> stats -> caller.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import numpy as np
+from sqlalchemy import delete, func, select
+
+from db.engine import Database, NoDatabase, database_url
+from db.models import (
+    Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics,
+)
+from direction_bank.cleaning import content_hash, normalise
+from direction_bank.errors import BankError, EncoderMismatch, UnknownConcept, UnknownDirection
+from direction_bank.progress import progress_bar, progress_counter
+from direction_bank.generators.base import FILE_PROVENANCE, Provenance, SentenceGenerator
+from direction_bank.stats import RunningStats, blob_to_tensor, tensor_to_blob
+
+if TYPE_CHECKING:
+    from direction_bank.encoder import TextEncoder
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def default_database() -> Path:
+    """The bank file used when none is named: bank.db in the user data directory."""
+    import platformdirs
+
+    return platformdirs.user_data_path("dbank") / "bank.db"
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """A text encoder as the bank records it."""
+
+    id: int
+    model: str
+    encoder_class: str
+    hidden_size: int
+    max_length: int
+    fingerprint: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of one sentence embedding, [max_length, hidden_size]."""
+        return (self.max_length, self.hidden_size)
+
+    @classmethod
+    def of(cls, row: Encoder) -> EncoderInfo:
+        """The info of an encoders row."""
+        return cls(
+            row.id, row.model, row.encoder_class, row.hidden_size, row.max_length, row.fingerprint
+        )
+
+    def as_dict(self) -> dict:
+        """JSON-ready description (without the database id)."""
+        out = asdict(self)
+        del out["id"]
+        return out
+
+
+@dataclass
+class AddReport:
+    """What an add did: sentences added, skipped as duplicates, backfilled, truncated."""
+
+    concept: str
+    added: int = 0
+    skipped: int = 0
+    backfilled: int = 0
+    truncated: list[str] = field(default_factory=list)
+    sentence_count: int = 0
+    target: int | None = None
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConceptSummary:
+    """A concept with its sentence count and the encoders whose statistics it has."""
+
+    name: str
+    sentence_count: int
+    encoders: list[dict]
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"name": self.name, "sentence_count": self.sentence_count, "encoders": self.encoders}
+
+
+@dataclass(frozen=True)
+class SentenceRecord:
+    """A stored sentence and its provenance."""
+
+    id: int
+    text: str
+    generator: str
+    generator_model: str | None
+    created_at: str
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DirectionResult:
+    """A direction [1, max_length, D] (target mean minus source mean) and where it came from."""
+
+    tensor: np.ndarray
+    encoder: EncoderInfo
+    source: str | None = None
+    target: str | None = None
+    source_count: int | None = None
+    target_count: int | None = None
+    name: str | None = None
+
+    @property
+    def norm(self) -> float:
+        """Frobenius norm of the direction."""
+        return float(np.linalg.norm(self.tensor))
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (without the tensor)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "target": self.target,
+            "shape": list(self.tensor.shape),
+            "norm": self.norm,
+            "source_count": self.source_count,
+            "target_count": self.target_count,
+            "encoder": self.encoder.as_dict(),
+        }
+
+
+def _concept_name(name: str) -> str:
+    name = normalise(name)
+    if not name:
+        raise BankError("a concept name cannot be empty")
+    return name
+
+
+class Bank:
+    """A bank of concepts (sentences and embedding statistics) and named directions."""
+
+    def __init__(
+        self,
+        database: str | os.PathLike | None = None,
+        *,
+        create: bool = True,
+        busy_timeout_s: float | None = None,
+    ):
+        """Open the bank at a path or SQLAlchemy URL (default: the user data directory).
+
+        With create=False a missing SQLite file is an error and no file is made."""
+        url = database_url(database if database is not None else default_database())
+        try:
+            self.db = Database(url, create=create, busy_timeout_s=busy_timeout_s)
+        except NoDatabase as error:
+            raise BankError(f"{error} (add a concept first: dbank add-concept NAME)") from None
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.db.dispose()
+
+    def __enter__(self) -> Bank:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- encoders -------------------------------------------------------------------------
+
+    def register_encoder(self, encoder: TextEncoder) -> EncoderInfo:
+        """The bank's record of a loaded encoder, created on first use (weights hashed once)."""
+        signature = encoder.weights_signature()
+
+        def known(sig: str) -> str | None:
+            with self.db.reading() as session:
+                return session.scalar(
+                    select(Encoder.fingerprint).where(Encoder.weights_signature == sig).limit(1)
+                )
+
+        fingerprint = encoder.fingerprint(known)
+        with self.db.writing() as session:
+            row = session.scalar(select(Encoder).where(Encoder.fingerprint == fingerprint))
+            if row is None:
+                row = Encoder(
+                    model=encoder.model,
+                    encoder_class=encoder.encoder_class,
+                    hidden_size=encoder.hidden_size,
+                    max_length=encoder.max_length,
+                    fingerprint=fingerprint,
+                    weights_signature=signature,
+                )
+                session.add(row)
+                session.flush()
+            elif signature and row.weights_signature != signature:
+                row.weights_signature = signature
+            return EncoderInfo.of(row)
+
+    def encoders(self) -> list[EncoderInfo]:
+        """Every encoder the bank has seen."""
+        with self.db.reading() as session:
+            return [EncoderInfo.of(row) for row in session.scalars(select(Encoder).order_by(Encoder.id))]
+
+    # -- adding ---------------------------------------------------------------------------
+
+    def add_sentences(
+        self,
+        concept: str,
+        sentences: Iterable[str],
+        encoder: TextEncoder,
+        provenance: Provenance = FILE_PROVENANCE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> AddReport:
+        """Embed and store the sentences not yet stored for the concept (by content hash)."""
+        concept = _concept_name(concept)
+        info = self.register_encoder(encoder)
+        report = AddReport(concept)
+        stored = self._stored_hashes(concept)
+        new_texts, new_hashes = [], []
+        for text in sentences:
+            text = normalise(text)
+            if not text:
+                continue
+            key = content_hash(text)
+            if key in stored:
+                report.skipped += 1
+                continue
+            stored.add(key)
+            new_texts.append(text)
+            new_hashes.append(key)
+        self._backfill(concept, encoder, info, batch_size, report, progress)
+        batches = range(0, len(new_texts), batch_size)
+        for start in progress_bar(batches, enabled=progress, desc="adding", unit="batch"):
+            texts = new_texts[start : start + batch_size]
+            hashes = new_hashes[start : start + batch_size]
+            self._embed_and_store(concept, texts, hashes, encoder, info, provenance, report)
+        report.sentence_count = self.sentence_count(concept)
+        return report
+
+    def fill_concept(
+        self,
+        concept: str,
+        generator: SentenceGenerator,
+        target: int,
+        encoder: TextEncoder,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False,
+    ) -> AddReport:
+        """Generate, embed and store sentences until the concept holds `target` of them or the
+        generator runs dry; an interrupted run continues where it stopped."""
+        concept = _concept_name(concept)
+        info = self.register_encoder(encoder)
+        report = AddReport(concept, target=target)
+        self._backfill(concept, encoder, info, batch_size, report, progress)
+        stored = self._stored_hashes(concept)
+        bar = progress_counter(target, len(stored), enabled=progress, desc="sentences", unit="sent")
+        for candidates in generator.batches(concept, batch_size):
+            missing = target - len(stored)
+            if missing <= 0:
+                break
+            texts, hashes = [], []
+            for text in candidates:
+                text = normalise(text)
+                key = content_hash(text)
+                if not text or key in stored or key in hashes:
+                    report.skipped += 1
+                    continue
+                texts.append(text)
+                hashes.append(key)
+            texts, hashes = texts[:missing], hashes[:missing]
+            if texts:
+                self._embed_and_store(concept, texts, hashes, encoder, info, generator.provenance, report)
+                stored.update(hashes)
+                bar.update(len(texts))
+        bar.close()
+        report.sentence_count = self.sentence_count(concept)
+        return report
+
+    def _backfill(self, concept, encoder, info, batch_size, report, progress) -> None:
+        """Embed the concept's stored sentences that this encoder's statistics lack."""
+        with self.db.reading() as session:
+            rows = session.execute(
+                select(Sentence.id, Sentence.text)
+                .join(Concept)
+                .where(Concept.name == concept)
+                .where(
+                    ~select(SentenceEncoding.sentence_id)
+                    .where(SentenceEncoding.sentence_id == Sentence.id)
+                    .where(SentenceEncoding.encoder_id == info.id)
+                    .exists()
+                )
+                .order_by(Sentence.id)
+            ).all()
+        batches = range(0, len(rows), batch_size)
+        for start in progress_bar(batches, enabled=progress, desc="backfilling", unit="batch"):
+            batch = rows[start : start + batch_size]
+            embeddings = encoder.embed([text for _, text in batch], batch_size)
+            with self.db.writing() as session:
+                concept_row = session.scalar(select(Concept).where(Concept.name == concept))
+                done = set(
+                    session.scalars(
+                        select(SentenceEncoding.sentence_id).where(
+                            SentenceEncoding.encoder_id == info.id,
+                            SentenceEncoding.sentence_id.in_([sid for sid, _ in batch]),
+                        )
+                    )
+                )
+                keep = [i for i, (sid, _) in enumerate(batch) if sid not in done]
+                session.add_all(
+                    SentenceEncoding(sentence_id=batch[i][0], encoder_id=info.id) for i in keep
+                )
+                self._merge_statistics(session, concept_row.id, info, embeddings[keep])
+            report.backfilled += len(keep)
+
+    def _embed_and_store(self, concept, texts, hashes, encoder, info, provenance, report) -> None:
+        """Embed one batch of new sentences and store them with the statistics, atomically."""
+        counts = encoder.token_counts(texts)
+        report.truncated.extend(t for t, n in zip(texts, counts) if n > info.max_length)
+        embeddings = encoder.embed(texts, len(texts))
+        with self.db.writing() as session:
+            concept_row = session.scalar(select(Concept).where(Concept.name == concept))
+            if concept_row is None:
+                concept_row = Concept(name=concept)
+                session.add(concept_row)
+                session.flush()
+            # another writer may have stored some of these since we looked
+            taken = set(
+                session.scalars(
+                    select(Sentence.content_hash).where(
+                        Sentence.concept_id == concept_row.id, Sentence.content_hash.in_(hashes)
+                    )
+                )
+            )
+            keep = [i for i, key in enumerate(hashes) if key not in taken]
+            rows = [
+                Sentence(
+                    concept_id=concept_row.id,
+                    text=texts[i],
+                    content_hash=hashes[i],
+                    generator=provenance.generator,
+                    generator_model=provenance.model,
+                    prompt_version=provenance.prompt_version,
+                    settings=provenance.settings or None,
+                )
+                for i in keep
+            ]
+            session.add_all(rows)
+            session.flush()
+            session.add_all(SentenceEncoding(sentence_id=row.id, encoder_id=info.id) for row in rows)
+            self._merge_statistics(session, concept_row.id, info, embeddings[keep])
+        report.added += len(keep)
+        report.skipped += len(texts) - len(keep)
+
+    @staticmethod
+    def _merge_statistics(session, concept_id: int, info: EncoderInfo, embeddings: np.ndarray) -> None:
+        if len(embeddings) == 0:
+            return
+        current = _read_statistics(session, concept_id, info) or RunningStats.empty(info.shape)
+        _write_statistics(session, concept_id, info, current.add(embeddings))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _stored_hashes(self, concept: str) -> set[str]:
+        with self.db.reading() as session:
+            return set(
+                session.scalars(
+                    select(Sentence.content_hash).join(Concept).where(Concept.name == concept)
+                )
+            )
+
+    def sentence_count(self, concept: str) -> int:
+        """How many sentences the concept holds (0 for an unknown concept)."""
+        with self.db.reading() as session:
+            return session.scalar(
+                select(func.count(Sentence.id)).join(Concept).where(Concept.name == concept)
+            )
+
+    def concepts(self) -> list[ConceptSummary]:
+        """Every concept, by name, with sentence counts and per-encoder statistics counts."""
+        with self.db.reading() as session:
+            counts = session.execute(
+                select(Concept.id, Concept.name, func.count(Sentence.id))
+                .outerjoin(Sentence)
+                .group_by(Concept.id)
+                .order_by(Concept.name)
+            ).all()
+            per_encoder: dict[int, list[dict]] = {}
+            for concept_id, model, hidden, count in session.execute(
+                select(Statistics.concept_id, Encoder.model, Encoder.hidden_size, Statistics.count)
+                .join(Encoder)
+            ):
+                per_encoder.setdefault(concept_id, []).append(
+                    {"model": model, "hidden_size": hidden, "count": count}
+                )
+        return [
+            ConceptSummary(name, count, per_encoder.get(concept_id, []))
+            for concept_id, name, count in counts
+        ]
+
+    def _concept_id(self, session, concept: str) -> int:
+        concept_id = session.scalar(select(Concept.id).where(Concept.name == _concept_name(concept)))
+        if concept_id is None:
+            raise UnknownConcept(f"no concept named {concept!r} in the bank")
+        return concept_id
+
+    def describe(self, concept: str, sample: int = 5) -> dict:
+        """A concept's sentence count, per-encoder statistics and a few sentences."""
+        with self.db.reading() as session:
+            concept_id = self._concept_id(session, concept)
+            count = session.scalar(
+                select(func.count(Sentence.id)).where(Sentence.concept_id == concept_id)
+            )
+            encoders = [
+                {**EncoderInfo.of(encoder).as_dict(), "count": n, "mean_norm": norm}
+                for encoder, n, norm in session.execute(
+                    select(Encoder, Statistics.count, Statistics.mean_norm)
+                    .join(Statistics)
+                    .where(Statistics.concept_id == concept_id)
+                )
+            ]
+            examples = session.scalars(
+                select(Sentence.text)
+                .where(Sentence.concept_id == concept_id)
+                .order_by(Sentence.id)
+                .limit(sample)
+            ).all()
+        return {
+            "name": _concept_name(concept),
+            "sentence_count": count,
+            "encoders": encoders,
+            "sentences": list(examples),
+        }
+
+    def sentences(self, concept: str) -> list[SentenceRecord]:
+        """Every stored sentence of the concept, oldest first."""
+        with self.db.reading() as session:
+            concept_id = self._concept_id(session, concept)
+            rows = session.scalars(
+                select(Sentence).where(Sentence.concept_id == concept_id).order_by(Sentence.id)
+            ).all()
+            return [
+                SentenceRecord(r.id, r.text, r.generator, r.generator_model, r.created_at.isoformat())
+                for r in rows
+            ]
+
+    def statistics(self, concept: str, encoder: EncoderInfo) -> RunningStats:
+        """The concept's embedding statistics under an encoder."""
+        with self.db.reading() as session:
+            concept_id = self._concept_id(session, concept)
+            stats = _read_statistics(session, concept_id, encoder)
+            if stats is None:
+                raise EncoderMismatch(
+                    f"concept {concept!r} has no embeddings from {encoder.model!r}"
+                )
+            return stats
+
+    def _encoders_of(self, session, concept: str) -> dict[int, EncoderInfo]:
+        concept_id = self._concept_id(session, concept)
+        rows = session.scalars(
+            select(Encoder).join(Statistics).where(Statistics.concept_id == concept_id)
+        ).all()
+        if not rows:
+            raise BankError(f"concept {concept!r} has no embedded sentences yet")
+        return {row.id: EncoderInfo.of(row) for row in rows}
+
+    def common_encoder(self, source: str, target: str, model: str | None = None) -> EncoderInfo:
+        """The encoder whose statistics both concepts have (the one named `model` if several)."""
+        with self.db.reading() as session:
+            a = self._encoders_of(session, source)
+            b = self._encoders_of(session, target)
+        common = [a[i] for i in a.keys() & b.keys()]
+        if model is not None:
+            common = [e for e in common if e.model == model]
+        if len(common) == 1:
+            return common[0]
+        if not common:
+            describe = lambda encs: ", ".join(f"{e.model} ({e.hidden_size}-d)" for e in encs.values())
+            raise EncoderMismatch(
+                f"{source!r} and {target!r} were embedded by different text encoders "
+                f"({source}: {describe(a)}; {target}: {describe(b)}); "
+                "add both concepts with the same --model"
+                + (f" (none match --model {model})" if model else "")
+            )
+        raise EncoderMismatch(
+            f"{source!r} and {target!r} share several encoders; pick one with --model"
+        )
+
+    # -- directions -----------------------------------------------------------------------
+
+    def diff(self, source: str, target: str, model: str | None = None) -> DirectionResult:
+        """The direction target mean minus source mean, [1, max_length, D] float32."""
+        encoder = self.common_encoder(source, target, model)
+        a = self.statistics(source, encoder)
+        b = self.statistics(target, encoder)
+        tensor = (b.mean - a.mean).astype(np.float32)[None]
+        return DirectionResult(
+            tensor, encoder, _concept_name(source), _concept_name(target), a.count, b.count
+        )
+
+    def save_direction(self, name: str, direction: DirectionResult) -> DirectionResult:
+        """Store the direction under a name (replacing one of the same name)."""
+        name = _concept_name(name)
+        with self.db.writing() as session:
+            session.execute(delete(Direction).where(Direction.name == name))
+            session.add(
+                Direction(
+                    name=name,
+                    encoder_id=direction.encoder.id,
+                    source=direction.source,
+                    target=direction.target,
+                    source_count=direction.source_count,
+                    target_count=direction.target_count,
+                    norm=direction.norm,
+                    tensor=tensor_to_blob(direction.tensor),
+                )
+            )
+        return DirectionResult(
+            direction.tensor, direction.encoder, direction.source, direction.target,
+            direction.source_count, direction.target_count, name,
+        )
+
+    def direction(self, name: str) -> DirectionResult:
+        """A saved direction by name."""
+        with self.db.reading() as session:
+            row = session.scalar(select(Direction).where(Direction.name == _concept_name(name)))
+            if row is None:
+                raise UnknownDirection(f"no direction named {name!r} in the bank")
+            encoder = EncoderInfo.of(session.get(Encoder, row.encoder_id))
+            tensor = blob_to_tensor(row.tensor, (1, *encoder.shape))
+            return DirectionResult(
+                tensor, encoder, row.source, row.target, row.source_count, row.target_count, row.name
+            )
+
+    def directions(self) -> list[dict]:
+        """Every saved direction: name, source, target, norm, encoder model."""
+        with self.db.reading() as session:
+            rows = session.execute(
+                select(Direction.name, Direction.source, Direction.target, Direction.norm, Encoder.model)
+                .join(Encoder)
+                .order_by(Direction.name)
+            ).all()
+        return [
+            {"name": n, "source": s, "target": t, "norm": norm, "model": m}
+            for n, s, t, norm, m in rows
+        ]
+
+    # -- removing -------------------------------------------------------------------------
+
+    def remove_concept(self, concept: str) -> int:
+        """Delete a concept with its sentences and statistics; returns the sentences removed."""
+        with self.db.writing() as session:
+            concept_id = self._concept_id(session, concept)
+            count = session.scalar(
+                select(func.count(Sentence.id)).where(Sentence.concept_id == concept_id)
+            )
+            session.execute(delete(Concept).where(Concept.id == concept_id))
+        return count
+
+    def remove_sentence(
+        self,
+        concept: str,
+        load_encoder: Callable[[EncoderInfo], TextEncoder],
+        text: str | None = None,
+        sentence_id: int | None = None,
+    ) -> SentenceRecord:
+        """Delete one sentence and take its embedding out of every encoder's statistics
+        (re-embedding it with each encoder, so no other sentence is needed)."""
+        with self.db.reading() as session:
+            concept_id = self._concept_id(session, concept)
+            query = select(Sentence).where(Sentence.concept_id == concept_id)
+            if sentence_id is not None:
+                query = query.where(Sentence.id == sentence_id)
+            else:
+                query = query.where(Sentence.content_hash == content_hash(text or ""))
+            row = session.scalar(query)
+            if row is None:
+                what = f"#{sentence_id}" if sentence_id is not None else repr(text)
+                raise BankError(f"concept {concept!r} has no sentence {what}")
+            record = SentenceRecord(
+                row.id, row.text, row.generator, row.generator_model, row.created_at.isoformat()
+            )
+            encoders = session.scalars(
+                select(Encoder)
+                .join(SentenceEncoding)
+                .where(SentenceEncoding.sentence_id == row.id)
+            ).all()
+            infos = [EncoderInfo.of(e) for e in encoders]
+        embeddings = {}
+        for info in infos:
+            encoder = load_encoder(info)
+            if self.register_encoder(encoder).id != info.id:
+                raise EncoderMismatch(
+                    f"the weights at {info.model!r} are no longer the ones this bank embedded "
+                    "with; cannot take the sentence out of those statistics"
+                )
+            embeddings[info.id] = encoder.embed([record.text])
+        with self.db.writing() as session:
+            for info in infos:
+                current = _read_statistics(session, concept_id, info)
+                _write_statistics(session, concept_id, info, current.remove(embeddings[info.id]))
+            session.execute(delete(Sentence).where(Sentence.id == record.id))
+        return record
+
+
+def _read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats | None:
+    row = session.get(Statistics, (concept_id, info.id))
+    if row is None:
+        return None
+    moments = session.get(Moments, (concept_id, info.id))
+    return RunningStats.from_blobs(row.count, moments.mean, moments.m2, info.shape)
+
+
+def _write_statistics(session, concept_id: int, info: EncoderInfo, stats: RunningStats) -> None:
+    key = (concept_id, info.id)
+    row, moments = session.get(Statistics, key), session.get(Moments, key)
+    if stats.count == 0:
+        for stale in (row, moments):
+            if stale is not None:
+                session.delete(stale)
+        return
+    mean, m2 = stats.to_blobs()
+    norm = float(np.linalg.norm(stats.mean))
+    if row is None:
+        session.add(Statistics(concept_id=concept_id, encoder_id=info.id, count=stats.count, mean_norm=norm))
+        session.add(Moments(concept_id=concept_id, encoder_id=info.id, mean=mean, m2=m2))
+    else:
+        row.count, row.mean_norm = stats.count, norm
+        moments.mean, moments.m2 = mean, m2

@@ -1,0 +1,21 @@
+"""Errors the bank reports to users as one line."""
+
+
+class BankError(Exception):
+    """A problem with the user's request or data, reported as one line without a traceback."""
+
+
+class UnknownConcept(BankError):
+    """A concept name that the bank does not hold."""
+
+
+class UnknownDirection(BankError):
+    """A direction name that the bank does not hold."""
+
+
+class EncoderMismatch(BankError):
+    """Two pieces of data that were embedded by different text encoders."""
+
+
+class ModelUnavailable(BankError):
+    """A model that is neither a local folder nor downloadable."""

@@ -1,0 +1,87 @@
+"""Tiny random Stable Diffusion checkpoints saved to disk in the real diffusers layout.
+
+Tests and benchmarks load them through the same `from_pretrained` code as a real model id.
+The tokenizer is the real SD 1.x CLIP tokenizer, rebuilt from the BPE file that the
+`open_clip_torch` wheel ships (`pip install --no-deps open_clip_torch`).
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+# SD 1.x's text encoder (CLIP ViT-L/14 text tower) and a tiny one of the same shape family.
+CLIP_L_TEXT = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    projection_dim=768, hidden_act="quick_gelu",
+)
+TINY_TEXT = dict(
+    hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+    projection_dim=32, hidden_act="quick_gelu",
+)
+
+
+def _bytes_to_unicode() -> list[str]:
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars, extra = printable[:], 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def clip_bpe_file() -> Path:
+    """The SD 1.x CLIP BPE merges file inside the installed open_clip_torch package."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("install the CLIP BPE file: pip install --no-deps open_clip_torch")
+    return Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
+
+
+def write_clip_tokenizer(folder: Path) -> Path:
+    """Save the SD 1.x CLIP tokenizer (vocab 49408, max length 77) to `folder`."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = gzip.open(clip_bpe_file()).read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    base = _bytes_to_unicode()
+    vocab = base + [c + "</w>" for c in base] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    raw = folder / "bpe"
+    raw.mkdir(exist_ok=True)
+    (raw / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (raw / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    tokenizer = CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"), model_max_length=77)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_text_encoder(folder: Path, seed: int = 0, **config) -> Path:
+    """Save a random CLIPTextModel (vocab 49408, 77 positions) with the given config."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    settings = dict(TINY_TEXT, vocab_size=49408, max_position_embeddings=77,
+                    bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    settings.update(config)
+    model = CLIPTextModel(CLIPTextConfig(**settings)).eval()
+    model.save_pretrained(folder)
+    return Path(folder)
+
+
+def write_sd_text_checkpoint(folder: Path, seed: int = 0, **config) -> Path:
+    """A Stable Diffusion folder with text_encoder/ and tokenizer/ (what the bank loads)."""
+    folder = Path(folder)
+    write_clip_tokenizer(folder / "tokenizer")
+    write_text_encoder(folder / "text_encoder", seed=seed, **config)
+    return folder

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny random SD text encoders on disk, banks, a CLI runner."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub call fails fast instead of hanging
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from direction_bank.testing import write_clip_tokenizer, write_sd_text_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer_dir(tmp_path_factory):
+    """The real SD 1.x CLIP tokenizer saved to disk once."""
+    return write_clip_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def _checkpoint(tmp_path_factory, clip_tokenizer_dir, name, seed=0, **config):
+    import shutil
+
+    from direction_bank.testing import write_text_encoder
+
+    folder = tmp_path_factory.mktemp(name)
+    shutil.copytree(clip_tokenizer_dir, folder / "tokenizer")
+    write_text_encoder(folder / "text_encoder", seed=seed, **config)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd_model(tmp_path_factory, clip_tokenizer_dir):
+    """A tiny random SD checkpoint (text encoder 32-d, real tokenizer) in the diffusers layout."""
+    return _checkpoint(tmp_path_factory, clip_tokenizer_dir, "sd-tiny")
+
+
+@pytest.fixture(scope="session")
+def sd_model_wide(tmp_path_factory, clip_tokenizer_dir):
+    """Another tiny checkpoint with a different hidden size (48-d), like SD 2.x beside SD 1.x."""
+    return _checkpoint(
+        tmp_path_factory, clip_tokenizer_dir, "sd-wide", seed=1,
+        hidden_size=48, projection_dim=48, num_attention_heads=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def encoder(sd_model):
+    """The tiny text encoder, loaded through the bank's loader (CPU, fp32)."""
+    from direction_bank.encoder import TextEncoder
+
+    return TextEncoder.load(str(sd_model), device="cpu")
+
+
+@pytest.fixture
+def bank_path(tmp_path):
+    """Where a test's bank file lives (not created yet)."""
+    return tmp_path / "bank.db"
+
+
+@pytest.fixture
+def bank(bank_path):
+    """An empty bank in a fresh SQLite file."""
+    from direction_bank import Bank
+
+    with Bank(bank_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def run_cli(bank_path, sd_model):
+    """Invoke `dbank` in-process against the test's bank and tiny model; returns the Result."""
+    from direction_bank.cli import cli
+
+    runner = CliRunner()
+
+    def run(*args, input=None, model=None):
+        env = {"DBANK_DB": str(bank_path), "DBANK_MODEL": str(model or sd_model)}
+        return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+    return run

@@ -1,0 +1,153 @@
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from direction_bank import __version__
+
+HORSE = "a photo of a horse\na horse on a beach\n\na brown horse in a stable\na horse in the snow\n"
+ZEBRA = "a photo of a zebra\na zebra on the savanna\na zebra at a river\n"
+
+
+@pytest.fixture
+def horse_and_zebra(run_cli, tmp_path):
+    (tmp_path / "horse.txt").write_text(HORSE)
+    (tmp_path / "zebra.txt").write_text(ZEBRA)
+    assert run_cli("add-concept", "horse", "--sentences", str(tmp_path / "horse.txt")).exit_code == 0
+    assert run_cli("add-concept", "zebra", "--sentences", "-", input=ZEBRA).exit_code == 0
+
+
+def test_version(run_cli):
+    result = run_cli("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_add_concept_reports_added_and_skipped(run_cli, tmp_path):
+    (tmp_path / "horse.txt").write_text(HORSE)
+    first = run_cli("add-concept", "horse", "--sentences", str(tmp_path / "horse.txt"), "--json")
+    again = run_cli("add-concept", "horse", "--sentences", "-", "--json", input=HORSE + "a grey horse\n")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["added"] == 4
+    report = json.loads(again.output)
+    assert (report["added"], report["skipped"], report["sentence_count"]) == (1, 4, 5)
+
+
+def test_template_generator_fills_to_the_target_and_resumes(run_cli):
+    first = json.loads(run_cli("add-concept", "cat", "-n", "10", "--json").output)
+    more = json.loads(run_cli("add-concept", "cat", "-n", "25", "--json").output)
+    same = json.loads(run_cli("add-concept", "cat", "-n", "25", "--json").output)
+    assert (first["added"], first["sentence_count"]) == (10, 10)
+    assert (more["added"], more["sentence_count"]) == (15, 25)
+    assert (same["added"], same["sentence_count"]) == (0, 25)
+    listed = json.loads(run_cli("sentences", "cat", "--json").output)
+    assert len({s["text"] for s in listed}) == 25
+    assert all("cat" in s["text"] and s["generator"] == "template" for s in listed)
+
+
+def test_long_sentence_warns_and_is_truncated(run_cli):
+    result = run_cli("add-concept", "horse", "--sentences", "-", input="a horse " * 50 + "\n")
+    assert result.exit_code == 0
+    assert "warning: longer than 77 tokens, truncated" in result.stderr
+
+
+def test_concepts_show_and_sentences(run_cli, horse_and_zebra):
+    concepts = json.loads(run_cli("concepts", "--json").output)
+    assert [(c["name"], c["sentence_count"]) for c in concepts] == [("horse", 4), ("zebra", 3)]
+    shown = json.loads(run_cli("show", "horse", "--json").output)
+    assert shown["sentence_count"] == 4 and shown["sentences"][0] == "a photo of a horse"
+    encoder = shown["encoders"][0]
+    assert (encoder["hidden_size"], encoder["count"], encoder["max_length"]) == (32, 4, 77)
+    assert encoder["mean_norm"] > 0 and len(encoder["fingerprint"]) == 64
+    text = run_cli("sentences", "zebra").output.splitlines()
+    assert len(text) == 3 and text[0].endswith("a photo of a zebra")
+
+
+def test_diff_json_and_save(run_cli, horse_and_zebra):
+    result = run_cli("diff", "horse", "zebra", "--json", "--save", "horse2zebra")
+    data = json.loads(result.output)
+    assert (data["source"], data["target"], data["shape"]) == ("horse", "zebra", [1, 77, 32])
+    assert data["norm"] > 0 and data["name"] == "horse2zebra"
+    listed = json.loads(run_cli("directions", "--json").output)
+    assert listed[0]["name"] == "horse2zebra" and listed[0]["norm"] == pytest.approx(data["norm"])
+    back = json.loads(run_cli("diff", "zebra", "horse", "--json").output)
+    assert back["norm"] == pytest.approx(data["norm"], rel=1e-6)
+
+
+def test_remove_and_remove_sentence(run_cli, horse_and_zebra):
+    assert run_cli("remove-sentence", "horse", "a horse on a beach").exit_code == 0
+    assert json.loads(run_cli("show", "horse", "--json").output)["encoders"][0]["count"] == 3
+    assert run_cli("remove", "zebra").exit_code == 0
+    assert [c["name"] for c in json.loads(run_cli("concepts", "--json").output)] == ["horse"]
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_concept_is_one_line(run_cli, horse_and_zebra):
+    _one_line_error(run_cli("diff", "horse", "unicorn"), "no concept named 'unicorn'")
+    _one_line_error(run_cli("show", "unicorn"), "unicorn")
+
+
+def test_empty_sentence_file_is_one_line_and_stores_nothing(run_cli, horse_and_zebra, bank_path):
+    _one_line_error(run_cli("add-concept", "horse", "--sentences", "-", input="\n  \n"), "no sentences")
+    assert json.loads(run_cli("show", "horse", "--json").output)["sentence_count"] == 4
+
+
+def test_encoder_mismatch_is_one_line(run_cli, horse_and_zebra, sd_model_wide):
+    run_cli("add-concept", "dog", "--sentences", "-", input="a photo of a dog\n", model=sd_model_wide)
+    _one_line_error(run_cli("diff", "horse", "dog"), "different text encoders")
+
+
+def test_missing_model_is_one_line(run_cli):
+    _one_line_error(
+        run_cli("add-concept", "horse", "--sentences", "-", input="a horse\n", model="nobody/nothing"),
+        "DBANK_MODEL",
+    )
+
+
+def test_read_only_commands_never_create_the_bank(run_cli, bank_path):
+    for args in (["concepts"], ["show", "horse"], ["diff", "a", "b"]):
+        _one_line_error(run_cli(*args), "no bank at")
+    assert not bank_path.exists()
+
+
+def test_unreadable_database_is_one_line(run_cli, bank_path):
+    bank_path.write_bytes(b"this is not a database at all" * 100)
+    _one_line_error(run_cli("concepts"), "not a dbank database")
+
+
+def test_locked_database_is_one_line_and_loses_nothing(run_cli, horse_and_zebra, bank_path, monkeypatch):
+    monkeypatch.setenv("DBANK_BUSY_TIMEOUT", "0.2")
+    holder = sqlite3.connect(bank_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = run_cli("add-concept", "horse", "--sentences", "-", input="a horse at night\n")
+        _one_line_error(result, "locked")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert json.loads(run_cli("show", "horse", "--json").output)["sentence_count"] == 4
+
+
+def test_concepts_and_diff_start_without_torch(horse_and_zebra, bank_path):
+    probe = (
+        "import sys\n"
+        "from direction_bank.cli import main\n"
+        "for args in (['concepts'], ['diff', 'horse', 'zebra', '--json']):\n"
+        "    try:\n"
+        "        main(['-d', sys.argv[1], *args])\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, e.code\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(bank_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "False False"
+    assert '"shape": [' in done.stdout
