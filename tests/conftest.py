@@ -11,6 +11,13 @@ from click.testing import CliRunner  # noqa: E402
 from direction_bank.testing import write_clip_tokenizer, write_sd_text_checkpoint  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def no_openai_environment(monkeypatch):
+    """Tests choose their generator explicitly; a developer's OpenAI settings never leak in."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def clip_tokenizer_dir(tmp_path_factory):
     """The real SD 1.x CLIP tokenizer saved to disk once."""
@@ -73,8 +80,8 @@ def run_cli(bank_path, sd_model):
 
     runner = CliRunner()
 
-    def run(*args, input=None, model=None):
-        env = {"DBANK_DB": str(bank_path), "DBANK_MODEL": str(model or sd_model)}
-        return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+    def run(*args, input=None, model=None, env=None):
+        full_env = {"DBANK_DB": str(bank_path), "DBANK_MODEL": str(model or sd_model), **(env or {})}
+        return runner.invoke(cli, list(args), input=input, env=full_env, catch_exceptions=False)
 
     return run

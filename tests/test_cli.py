@@ -29,19 +29,19 @@ def test_add_concept_reports_added_and_skipped(run_cli, tmp_path):
     first = run_cli("add-concept", "horse", "--sentences", str(tmp_path / "horse.txt"), "--json")
     again = run_cli("add-concept", "horse", "--sentences", "-", "--json", input=HORSE + "a grey horse\n")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.output)["added"] == 4
-    report = json.loads(again.output)
+    assert json.loads(first.stdout)["added"] == 4
+    report = json.loads(again.stdout)
     assert (report["added"], report["skipped"], report["sentence_count"]) == (1, 4, 5)
 
 
 def test_template_generator_fills_to_the_target_and_resumes(run_cli):
-    first = json.loads(run_cli("add-concept", "cat", "-n", "10", "--json").output)
-    more = json.loads(run_cli("add-concept", "cat", "-n", "25", "--json").output)
-    same = json.loads(run_cli("add-concept", "cat", "-n", "25", "--json").output)
+    first = json.loads(run_cli("add-concept", "cat", "-n", "10", "--generator", "template", "--json").stdout)
+    more = json.loads(run_cli("add-concept", "cat", "-n", "25", "--generator", "template", "--json").stdout)
+    same = json.loads(run_cli("add-concept", "cat", "-n", "25", "--generator", "template", "--json").stdout)
     assert (first["added"], first["sentence_count"]) == (10, 10)
     assert (more["added"], more["sentence_count"]) == (15, 25)
     assert (same["added"], same["sentence_count"]) == (0, 25)
-    listed = json.loads(run_cli("sentences", "cat", "--json").output)
+    listed = json.loads(run_cli("sentences", "cat", "--json").stdout)
     assert len({s["text"] for s in listed}) == 25
     assert all("cat" in s["text"] and s["generator"] == "template" for s in listed)
 
@@ -53,9 +53,9 @@ def test_long_sentence_warns_and_is_truncated(run_cli):
 
 
 def test_concepts_show_and_sentences(run_cli, horse_and_zebra):
-    concepts = json.loads(run_cli("concepts", "--json").output)
+    concepts = json.loads(run_cli("concepts", "--json").stdout)
     assert [(c["name"], c["sentence_count"]) for c in concepts] == [("horse", 4), ("zebra", 3)]
-    shown = json.loads(run_cli("show", "horse", "--json").output)
+    shown = json.loads(run_cli("show", "horse", "--json").stdout)
     assert shown["sentence_count"] == 4 and shown["sentences"][0] == "a photo of a horse"
     encoder = shown["encoders"][0]
     assert (encoder["hidden_size"], encoder["count"], encoder["max_length"]) == (32, 4, 77)
@@ -66,20 +66,20 @@ def test_concepts_show_and_sentences(run_cli, horse_and_zebra):
 
 def test_diff_json_and_save(run_cli, horse_and_zebra):
     result = run_cli("diff", "horse", "zebra", "--json", "--save", "horse2zebra")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert (data["source"], data["target"], data["shape"]) == ("horse", "zebra", [1, 77, 32])
     assert data["norm"] > 0 and data["name"] == "horse2zebra"
-    listed = json.loads(run_cli("directions", "--json").output)
+    listed = json.loads(run_cli("directions", "--json").stdout)
     assert listed[0]["name"] == "horse2zebra" and listed[0]["norm"] == pytest.approx(data["norm"])
-    back = json.loads(run_cli("diff", "zebra", "horse", "--json").output)
+    back = json.loads(run_cli("diff", "zebra", "horse", "--json").stdout)
     assert back["norm"] == pytest.approx(data["norm"], rel=1e-6)
 
 
 def test_remove_and_remove_sentence(run_cli, horse_and_zebra):
     assert run_cli("remove-sentence", "horse", "a horse on a beach").exit_code == 0
-    assert json.loads(run_cli("show", "horse", "--json").output)["encoders"][0]["count"] == 3
+    assert json.loads(run_cli("show", "horse", "--json").stdout)["encoders"][0]["count"] == 3
     assert run_cli("remove", "zebra").exit_code == 0
-    assert [c["name"] for c in json.loads(run_cli("concepts", "--json").output)] == ["horse"]
+    assert [c["name"] for c in json.loads(run_cli("concepts", "--json").stdout)] == ["horse"]
 
 
 def _one_line_error(result, *fragments):
@@ -97,7 +97,7 @@ def test_unknown_concept_is_one_line(run_cli, horse_and_zebra):
 
 def test_empty_sentence_file_is_one_line_and_stores_nothing(run_cli, horse_and_zebra, bank_path):
     _one_line_error(run_cli("add-concept", "horse", "--sentences", "-", input="\n  \n"), "no sentences")
-    assert json.loads(run_cli("show", "horse", "--json").output)["sentence_count"] == 4
+    assert json.loads(run_cli("show", "horse", "--json").stdout)["sentence_count"] == 4
 
 
 def test_encoder_mismatch_is_one_line(run_cli, horse_and_zebra, sd_model_wide):
@@ -133,7 +133,7 @@ def test_locked_database_is_one_line_and_loses_nothing(run_cli, horse_and_zebra,
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert json.loads(run_cli("show", "horse", "--json").output)["sentence_count"] == 4
+    assert json.loads(run_cli("show", "horse", "--json").stdout)["sentence_count"] == 4
 
 
 def test_concepts_and_diff_start_without_torch(horse_and_zebra, bank_path):

