@@ -71,12 +71,13 @@ def test_openai_malformed_output_stops_at_the_bound_and_keeps_what_it_has(run_cl
     assert "stopped at 10 of 100 sentences" in result.stderr
 
 
-def test_default_generator_is_openai_with_a_key_and_local_without(monkeypatch):
-    from direction_bank.generators import default_generator
+def test_default_generator_is_openai_with_a_key_and_local_without(monkeypatch, tiny_llm):
+    from direction_bank.generators import default_generator, make_generator
 
     assert default_generator() == "local"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     assert default_generator() == "openai"
+    assert make_generator(None, llm=str(tiny_llm), device="cpu").provenance.generator == "local"
 
 
 def test_generators_lists_what_is_available(run_cli):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 from direction_bank.errors import BankError
 from direction_bank.generators.base import SentenceGenerator
@@ -17,7 +18,10 @@ def default_generator() -> str:
 
 def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
                    base_url: str | None = None, device: str | None = None) -> SentenceGenerator:
-    """The generator called `name` (default: default_generator()), using model `llm`."""
+    """The generator called `name`, using model `llm`. Without a name: local for a local model
+    (smollm2, a .gguf file, a folder), else default_generator()."""
+    if name is None and llm and (llm == "smollm2" or llm.endswith(".gguf") or Path(llm).is_dir()):
+        name = "local"
     name = name or default_generator()
     if name == "template":
         from direction_bank.generators.template import TemplateGenerator
