@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from direction_bank.testing import write_clip_tokenizer, write_sd_text_checkpoint  # noqa: E402
+from direction_bank.testing import write_clip_tokenizer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
