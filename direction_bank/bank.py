@@ -269,8 +269,8 @@ class Bank:
         """Generate, clean, embed and store sentences until the concept holds `target` of them,
         the generator runs dry, `max_candidates` (default 10x target) were tried, or
         `max_idle_rounds` generator batches in a row gave nothing usable (not even a repeat).
-        Each batch
-        commits on its own, so an interrupted run loses at most one batch and a rerun continues."""
+        Each batch commits on its own, so an interrupted run loses at most one batch and a rerun
+        continues."""
         concept = _concept_name(concept)
         info = self.register_encoder(encoder)
         report = AddReport(concept, target=target)

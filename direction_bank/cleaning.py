@@ -88,10 +88,8 @@ class SemanticDeduplicator:
                  device: str | None = None):
         from sentence_transformers import SentenceTransformer
 
-        source = model
-        if model in (DEFAULT_DEDUP_MODEL, "all-MiniLM-L6-v2") and find_minilm_folder() is not None:
-            source = str(find_minilm_folder())
-        self.model = SentenceTransformer(source, device=device)
+        packaged = find_minilm_folder() if model in (DEFAULT_DEDUP_MODEL, "all-MiniLM-L6-v2") else None
+        self.model = SentenceTransformer(str(packaged) if packaged else model, device=device)
         self.threshold = threshold
         self._kept = None
 

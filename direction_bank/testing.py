@@ -79,10 +79,17 @@ def write_text_encoder(folder: Path, seed: int = 0, **config) -> Path:
     return Path(folder)
 
 
-def write_sd_text_checkpoint(folder: Path, seed: int = 0, **config) -> Path:
-    """A Stable Diffusion folder with text_encoder/ and tokenizer/ (what the bank loads)."""
+def write_sd_text_checkpoint(folder: Path, seed: int = 0, tokenizer_from: Path | None = None,
+                             **config) -> Path:
+    """A Stable Diffusion folder with text_encoder/ and tokenizer/ (what the bank loads); the
+    tokenizer is copied from `tokenizer_from` when given (building it takes seconds)."""
+    import shutil
+
     folder = Path(folder)
-    write_clip_tokenizer(folder / "tokenizer")
+    if tokenizer_from is not None:
+        shutil.copytree(tokenizer_from, folder / "tokenizer")
+    else:
+        write_clip_tokenizer(folder / "tokenizer")
     write_text_encoder(folder / "text_encoder", seed=seed, **config)
     return folder
 

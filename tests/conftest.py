@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from direction_bank.testing import write_clip_tokenizer  # noqa: E402
+from direction_bank.testing import write_clip_tokenizer, write_sd_text_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +25,9 @@ def clip_tokenizer_dir(tmp_path_factory):
 
 
 def _checkpoint(tmp_path_factory, clip_tokenizer_dir, name, seed=0, **config):
-    import shutil
-
-    from direction_bank.testing import write_text_encoder
-
-    folder = tmp_path_factory.mktemp(name)
-    shutil.copytree(clip_tokenizer_dir, folder / "tokenizer")
-    write_text_encoder(folder / "text_encoder", seed=seed, **config)
-    return folder
+    return write_sd_text_checkpoint(
+        tmp_path_factory.mktemp(name), seed=seed, tokenizer_from=clip_tokenizer_dir, **config
+    )
 
 
 @pytest.fixture(scope="session")
