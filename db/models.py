@@ -50,6 +50,8 @@ class Concept(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(256), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # where statistics without sentences came from (an imported pix2pix-zero mean), else None
+    origin: Mapped[str | None] = mapped_column(String(1024))
 
     sentences: Mapped[list[Sentence]] = relationship(
         back_populates="concept", cascade="all, delete-orphan", passive_deletes=True
@@ -136,6 +138,21 @@ class Direction(Base):
     source_count: Mapped[int | None] = mapped_column(Integer)
     target_count: Mapped[int | None] = mapped_column(Integer)
     norm: Mapped[float] = mapped_column(Float)
+    # signal-to-noise of a difference of means, when the statistics allowed computing it
+    snr: Mapped[float | None] = mapped_column(Float)
+    # how it was made: {"diff": ...}, {"sum": [[name, weight], ...]} or {"file": ...}
+    recipe: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # float32 little-endian [max_length, hidden_size]
     tensor: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
+class ImportedFile(Base):
+    """A file already imported (by the SHA-256 of its bytes), so importing it again is a no-op."""
+
+    __tablename__ = "imported_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(256))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

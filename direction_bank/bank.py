@@ -6,25 +6,48 @@ interrupted run loses at most the batch in flight. A direction flows db -> stats
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-import numpy as np
 from sqlalchemy import delete, func, select
 
 from db.engine import Database, NoDatabase, database_url
 from db.models import (
-    Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics,
+    Concept,
+    Direction,
+    Encoder,
+    Moments,
+    Sentence,
+    SentenceEncoding,
+    Statistics,
 )
-from direction_bank.cleaning import SentenceCleaner, content_hash, normalise
-from direction_bank.errors import BankError, EncoderMismatch, UnknownConcept, UnknownDirection
+from direction_bank.cleaning import (
+    SentenceCleaner,
+    content_hash,
+    normalise,
+    swap_concept,
+)
+from direction_bank.errors import (
+    BankError,
+    EncoderMismatch,
+    UnknownConcept,
+    UnknownDirection,
+)
+from direction_bank.generators.base import (
+    FILE_PROVENANCE,
+    Provenance,
+    SentenceGenerator,
+)
 from direction_bank.progress import progress_bar, progress_counter
-from direction_bank.generators.base import FILE_PROVENANCE, Provenance, SentenceGenerator
-from direction_bank.stats import RunningStats, blob_to_tensor, tensor_to_blob
 
+# numpy (and the modules built on it) is imported inside the methods that compute, so that
+# listing commands start without it: `dbank concepts` must answer in under half a second.
 if TYPE_CHECKING:
+    import numpy as np
+
     from direction_bank.encoder import TextEncoder
+    from direction_bank.stats import RunningStats
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -126,10 +149,14 @@ class DirectionResult:
     source_count: int | None = None
     target_count: int | None = None
     name: str | None = None
+    confidence: dict | None = None
+    recipe: dict | None = None
 
     @property
     def norm(self) -> float:
         """Frobenius norm of the direction."""
+        import numpy as np
+
         return float(np.linalg.norm(self.tensor))
 
     def as_dict(self) -> dict:
@@ -142,15 +169,40 @@ class DirectionResult:
             "norm": self.norm,
             "source_count": self.source_count,
             "target_count": self.target_count,
+            "confidence": self.confidence,
+            "recipe": self.recipe,
             "encoder": self.encoder.as_dict(),
         }
 
 
-def _concept_name(name: str) -> str:
+def _concept_name(name: str, what: str = "concept") -> str:
     name = normalise(name)
     if not name:
-        raise BankError("a concept name cannot be empty")
+        raise BankError(f"a {what} name cannot be empty")
     return name
+
+
+def _direction_name(name: str) -> str:
+    return _concept_name(name, "direction")
+
+
+def _add_direction(session, name: str, direction: DirectionResult) -> None:
+    from direction_bank.stats import tensor_to_blob
+
+    session.add(
+        Direction(
+            name=name,
+            encoder_id=direction.encoder.id,
+            source=direction.source,
+            target=direction.target,
+            source_count=direction.source_count,
+            target_count=direction.target_count,
+            norm=direction.norm,
+            snr=(direction.confidence or {}).get("snr"),
+            recipe=direction.recipe,
+            tensor=tensor_to_blob(direction.tensor),
+        )
+    )
 
 
 class Bank:
@@ -384,10 +436,12 @@ class Bank:
 
     @staticmethod
     def _merge_statistics(session, concept_id: int, info: EncoderInfo, embeddings: np.ndarray) -> None:
+        from direction_bank.stats import RunningStats
+
         if len(embeddings) == 0:
             return
-        current = _read_statistics(session, concept_id, info) or RunningStats.empty(info.shape)
-        _write_statistics(session, concept_id, info, current.add(embeddings))
+        current = read_statistics(session, concept_id, info) or RunningStats.empty(info.shape)
+        write_statistics(session, concept_id, info, current.add(embeddings))
 
     # -- reading --------------------------------------------------------------------------
 
@@ -484,7 +538,7 @@ class Bank:
         """The concept's embedding statistics under an encoder."""
         with self.db.reading() as session:
             concept_id = self._concept_id(session, concept)
-            stats = _read_statistics(session, concept_id, encoder)
+            stats = read_statistics(session, concept_id, encoder)
             if stats is None:
                 raise EncoderMismatch(
                     f"concept {concept!r} has no embeddings from {encoder.model!r}"
@@ -525,61 +579,174 @@ class Bank:
     # -- directions -----------------------------------------------------------------------
 
     def diff(self, source: str, target: str, model: str | None = None) -> DirectionResult:
-        """The direction target mean minus source mean, [1, max_length, D] float32."""
+        """The direction target mean minus source mean, [1, max_length, D] float32, with how far
+        to trust it (see confidence.difference_confidence)."""
+        import numpy as np
+
+        from direction_bank.confidence import difference_confidence
+
         encoder = self.common_encoder(source, target, model)
         a = self.statistics(source, encoder)
         b = self.statistics(target, encoder)
         tensor = (b.mean - a.mean).astype(np.float32)[None]
+        source, target = _concept_name(source), _concept_name(target)
         return DirectionResult(
-            tensor, encoder, _concept_name(source), _concept_name(target), a.count, b.count
+            tensor, encoder, source, target, a.count, b.count,
+            confidence=difference_confidence(a, b),
+            recipe={"diff": {"source": source, "target": target}},
         )
+
+    def paired_diff(self, source: str, target: str, encoder: TextEncoder,
+                    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False) -> DirectionResult:
+        """The mean over counterfactual pairs of E(sentence naming target) - E(same sentence naming
+        source): each concept's own sentences with the concept word swapped for the other's, so
+        the direction carries the concept change, not the difference between the two contexts."""
+        import numpy as np
+
+        from direction_bank.confidence import paired_confidence
+        from direction_bank.stats import RunningStats
+
+        source, target = _concept_name(source), _concept_name(target)
+        info = self.register_encoder(encoder)
+        before, after = [], []
+        for own, other, forward in ((source, target, True), (target, source, False)):
+            for record in self.sentences(own):
+                swapped = swap_concept(record.text, own, other)
+                if swapped is not None:
+                    before.append(record.text if forward else swapped)
+                    after.append(swapped if forward else record.text)
+        if not before:
+            raise BankError(f"no sentence of {source!r} or {target!r} names its concept; cannot pair them")
+        stats = RunningStats.empty(info.shape)
+        batches = range(0, len(before), batch_size)
+        for start in progress_bar(batches, enabled=progress, desc="pairing", unit="batch"):
+            end = start + batch_size
+            stats = stats.add(encoder.embed(after[start:end], batch_size)
+                              - encoder.embed(before[start:end], batch_size))
+        return DirectionResult(
+            stats.mean.astype(np.float32)[None], info, source, target, stats.count, stats.count,
+            confidence=paired_confidence(stats),
+            recipe={"paired": {"source": source, "target": target, "pairs": stats.count}},
+        )
+
+    def similar(self, concept: str, limit: int = 10, model: str | None = None) -> list[dict]:
+        """The concepts nearest to `concept`: cosine similarity of their token-averaged means,
+        centred on the average over every concept of the same encoder."""
+        import numpy as np
+
+        from direction_bank.stats import blob_to_tensor
+
+        encoder = self.common_encoder(concept, concept, model)
+        names, vectors = [], []
+        with self.db.reading() as session:
+            for name, mean in session.execute(
+                select(Concept.name, Moments.mean)
+                .join(Moments, Moments.concept_id == Concept.id)
+                .where(Moments.encoder_id == encoder.id)
+            ):
+                names.append(name)
+                vectors.append(blob_to_tensor(mean, encoder.shape)[1:].mean(axis=0))
+        matrix = np.stack(vectors).astype(np.float64)
+        matrix -= matrix.mean(axis=0)
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        similarity = matrix @ matrix[names.index(_concept_name(concept))]
+        order = [i for i in np.argsort(-similarity) if names[i] != _concept_name(concept)]
+        return [{"name": names[i], "similarity": float(similarity[i])} for i in order[:limit]]
 
     def save_direction(self, name: str, direction: DirectionResult) -> DirectionResult:
         """Store the direction under a name (replacing one of the same name)."""
-        name = _concept_name(name)
+        name = _direction_name(name)
         with self.db.writing() as session:
             session.execute(delete(Direction).where(Direction.name == name))
-            session.add(
-                Direction(
-                    name=name,
-                    encoder_id=direction.encoder.id,
-                    source=direction.source,
-                    target=direction.target,
-                    source_count=direction.source_count,
-                    target_count=direction.target_count,
-                    norm=direction.norm,
-                    tensor=tensor_to_blob(direction.tensor),
-                )
-            )
-        return DirectionResult(
-            direction.tensor, direction.encoder, direction.source, direction.target,
-            direction.source_count, direction.target_count, name,
-        )
+            _add_direction(session, name, direction)
+        return replace(direction, name=name)
 
     def direction(self, name: str) -> DirectionResult:
         """A saved direction by name."""
+        from direction_bank.confidence import halving_estimate
+        from direction_bank.stats import blob_to_tensor
+
         with self.db.reading() as session:
-            row = session.scalar(select(Direction).where(Direction.name == _concept_name(name)))
+            row = session.scalar(select(Direction).where(Direction.name == _direction_name(name)))
             if row is None:
                 raise UnknownDirection(f"no direction named {name!r} in the bank")
             encoder = EncoderInfo.of(session.get(Encoder, row.encoder_id))
             tensor = blob_to_tensor(row.tensor, (1, *encoder.shape))
+            confidence = None
+            if row.snr is not None:
+                confidence = {"snr": row.snr, "noise_norm": row.norm / row.snr if row.snr else None,
+                              **halving_estimate(row.source_count, row.target_count)}
             return DirectionResult(
-                tensor, encoder, row.source, row.target, row.source_count, row.target_count, row.name
+                tensor, encoder, row.source, row.target, row.source_count, row.target_count,
+                row.name, confidence, row.recipe,
             )
 
     def directions(self) -> list[dict]:
-        """Every saved direction: name, source, target, norm, encoder model."""
+        """Every saved direction: name, source, target, norm, signal-to-noise, encoder model."""
         with self.db.reading() as session:
             rows = session.execute(
-                select(Direction.name, Direction.source, Direction.target, Direction.norm, Encoder.model)
+                select(Direction.name, Direction.source, Direction.target, Direction.norm,
+                       Direction.snr, Encoder.model)
                 .join(Encoder)
                 .order_by(Direction.name)
             ).all()
         return [
-            {"name": n, "source": s, "target": t, "norm": norm, "model": m}
-            for n, s, t, norm, m in rows
+            {"name": n, "source": s, "target": t, "norm": norm, "snr": snr, "model": m}
+            for n, s, t, norm, snr, m in rows
         ]
+
+    def compose_direction(self, name: str, parts: list[tuple[str, float]]) -> DirectionResult:
+        """Store sum(weight * direction) of saved directions (all from one encoder) as `name`."""
+        import numpy as np
+
+        if not parts:
+            raise BankError("name at least one direction to add")
+        loaded = [(self.direction(part), weight) for part, weight in parts]
+        encoder = loaded[0][0].encoder
+        for direction, _ in loaded:
+            if direction.encoder.id != encoder.id:
+                raise EncoderMismatch(
+                    f"{direction.name!r} comes from {direction.encoder.model!r}, "
+                    f"{loaded[0][0].name!r} from {encoder.model!r}: they cannot be added"
+                )
+        tensor = sum(weight * d.tensor.astype(np.float64) for d, weight in loaded).astype(np.float32)
+        recipe = {"sum": [[d.name, weight] for d, weight in loaded]}
+        return self.save_direction(name, DirectionResult(tensor, encoder, recipe=recipe))
+
+    def remove_direction(self, name: str) -> None:
+        """Delete a saved direction."""
+        with self.db.writing() as session:
+            deleted = session.execute(delete(Direction).where(Direction.name == _direction_name(name)))
+            if deleted.rowcount == 0:
+                raise UnknownDirection(f"no direction named {name!r} in the bank")
+
+    # -- sharing --------------------------------------------------------------------------
+
+    def export_direction(self, direction: str | DirectionResult, path: str | os.PathLike) -> dict:
+        """Write a saved direction (by name) or a fresh one to a dbank file; returns its metadata."""
+        from direction_bank.sharing import export_direction
+
+        if isinstance(direction, str):
+            direction = self.direction(direction)
+        return export_direction(self, direction, path)
+
+    def export_concept(self, concept: str, path: str | os.PathLike, model: str | None = None) -> dict:
+        """Write a concept bundle (statistics and sentences) for another bank to import and extend."""
+        from direction_bank.sharing import export_concept
+
+        return export_concept(self, concept, self.common_encoder(concept, concept, model), path)
+
+    def import_file(self, file, encoder: TextEncoder, name: str | None = None,
+                    strict: bool = False, count: int | None = None):
+        """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt), given
+        as a path or an already validated files.SharedFile, checked against `encoder`; returns
+        an ImportReport."""
+        from direction_bank.files import SharedFile, read_shared_file
+        from direction_bank.sharing import PIX2PIX_ZERO_SENTENCES, import_file
+
+        shared = file if isinstance(file, SharedFile) else read_shared_file(file)
+        return import_file(self, shared, self.register_encoder(encoder), name, strict,
+                           count or PIX2PIX_ZERO_SENTENCES)
 
     # -- removing -------------------------------------------------------------------------
 
@@ -633,13 +800,16 @@ class Bank:
             embeddings[info.id] = encoder.embed([record.text])
         with self.db.writing() as session:
             for info in infos:
-                current = _read_statistics(session, concept_id, info)
-                _write_statistics(session, concept_id, info, current.remove(embeddings[info.id]))
+                current = read_statistics(session, concept_id, info)
+                write_statistics(session, concept_id, info, current.remove(embeddings[info.id]))
             session.execute(delete(Sentence).where(Sentence.id == record.id))
         return record
 
 
-def _read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats | None:
+def read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats | None:
+    """A concept's statistics under an encoder, inside a session; None when it has none."""
+    from direction_bank.stats import RunningStats
+
     row = session.get(Statistics, (concept_id, info.id))
     if row is None:
         return None
@@ -647,7 +817,10 @@ def _read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStat
     return RunningStats.from_blobs(row.count, moments.mean, moments.m2, info.shape)
 
 
-def _write_statistics(session, concept_id: int, info: EncoderInfo, stats: RunningStats) -> None:
+def write_statistics(session, concept_id: int, info: EncoderInfo, stats: RunningStats) -> None:
+    """Store (or, for empty statistics, delete) a concept's statistics under an encoder."""
+    import numpy as np
+
     key = (concept_id, info.id)
     row, moments = session.get(Statistics, key), session.get(Moments, key)
     if stats.count == 0:

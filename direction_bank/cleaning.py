@@ -50,14 +50,34 @@ def split_lines(output: str) -> list[str]:
 
 def concept_pattern(concept: str) -> re.Pattern:
     """Matches the concept as whole words, the last word also in its plural."""
-    words = normalise(concept).casefold().split(" ")
-    last = re.escape(words[-1])
-    if words[-1].endswith("y") and len(words[-1]) > 1:
-        plural = f"(?:{last}|{re.escape(words[-1][:-1])}ies)"
-    else:
-        plural = f"{last}(?:s|es)?"
-    head = "".join(re.escape(word) + r"\s+" for word in words[:-1])
-    return re.compile(rf"\b{head}{plural}\b", re.IGNORECASE)
+    *head, last = normalise(concept).casefold().split(" ")
+    words = "".join(re.escape(word) + r"\s+" for word in head)
+    return re.compile(rf"\b{words}(?:{re.escape(last)}|{re.escape(plural(last))})\b", re.IGNORECASE)
+
+
+def plural(word: str) -> str:
+    """English plural of a noun, by the common rules (horse -> horses, box -> boxes, pony -> ponies)."""
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    return word + "s"
+
+
+def swap_concept(text: str, concept: str, replacement: str) -> str | None:
+    """The sentence with each mention of `concept` (plurals too) replaced by `replacement`, in
+    the same number and initial case; None when the sentence does not mention the concept."""
+    pattern = concept_pattern(concept)
+    singular = normalise(concept).casefold()
+
+    def substitute(match: re.Match) -> str:
+        found = match.group(0)
+        is_plural = _SPACES.sub(" ", found).casefold() != singular
+        word = plural(replacement) if is_plural else replacement
+        return word[:1].upper() + word[1:] if found[:1].isupper() else word
+
+    swapped, count = pattern.subn(substitute, text)
+    return swapped if count else None
 
 
 @dataclass

@@ -11,7 +11,7 @@ from direction_bank import __version__
 from direction_bank.bank import DEFAULT_BATCH_SIZE, Bank
 from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
 from direction_bank.encoder import DEFAULT_MODEL
-from direction_bank.errors import BankError
+from direction_bank.errors import BankError, UnknownConcept, UnknownDirection
 
 
 def _database_message(error: SQLAlchemyError) -> str:
@@ -226,8 +226,20 @@ def concepts(ctx, as_json):
 @json_option
 @click.pass_context
 def show(ctx, name, as_json):
-    """Show a concept: sentence count, encoders, mean norm and a few sentences."""
-    info = _open(ctx).describe(name)
+    """Show a concept (sentence count, encoders, mean norm, a few sentences) or a saved
+    direction (source, target, norm, confidence, recipe)."""
+    bank = _open(ctx)
+    try:
+        info = bank.describe(name)
+    except UnknownConcept:
+        try:
+            direction = bank.direction(name)
+        except UnknownDirection:
+            raise BankError(f"no concept or direction named {name!r} in the bank") from None
+        from direction_bank.cli_directions import direction_lines
+
+        _emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+        return
 
     def lines():
         yield f"{info['name']}: {info['sentence_count']} sentences"
@@ -278,40 +290,7 @@ def remove_sentence(ctx, name, text, sentence_id, device, dtype):
     click.echo(f"removed #{record.id} from {name}: {record.text}")
 
 
-@cli.command("diff")
-@click.argument("source")
-@click.argument("target")
-@click.option("--model", default=None, help="Encoder to use when the concepts share several.")
-@click.option("--save", "save_as", default=None, help="Store the direction under this name.")
-@json_option
-@click.pass_context
-def diff(ctx, source, target, model, save_as, as_json):
-    """The direction from SOURCE to TARGET: mean(TARGET) - mean(SOURCE), [1, 77, D]."""
-    bank = _open(ctx)
-    direction = bank.diff(source, target, model)
-    if save_as:
-        direction = bank.save_direction(save_as, direction)
-
-    def lines():
-        shape = "x".join(str(n) for n in direction.tensor.shape)
-        yield f"{source} -> {target}: shape {shape}, norm {direction.norm:.4f}"
-        if save_as:
-            yield f"saved as {direction.name}"
-
-    _emit(as_json, direction.as_dict, lines)
-
-
-@cli.command("directions")
-@json_option
-@click.pass_context
-def directions(ctx, as_json):
-    """List the saved directions."""
-    rows = _open(ctx).directions()
-    _emit(
-        as_json,
-        lambda: rows,
-        lambda: (f"{r['name']}\t{r['source']} -> {r['target']}\tnorm {r['norm']:.4f}" for r in rows),
-    )
+from direction_bank import cli_directions  # noqa: E402,F401  (registers the direction commands)
 
 
 def main(argv=None) -> None:

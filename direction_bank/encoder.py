@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from direction_bank.errors import BankError, ModelUnavailable
 from direction_bank.progress import progress_bar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -121,6 +122,7 @@ class TextEncoder:
 
     def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Float32 [n, max_length, D] last hidden states, padded to max_length, truncated past it."""
+        import numpy as np
         import torch
 
         out = np.empty((len(texts), self.max_length, self.hidden_size), np.float32)

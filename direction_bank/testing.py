@@ -146,3 +146,23 @@ def write_tiny_causal(folder: Path, seed: int = 0) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)
+
+
+def save_as_if_from_cuda(tensor, path: Path) -> Path:
+    """torch.save a tensor as if it lived on cuda:0 (pix2pix-zero's files do), without a GPU:
+    the storage location in the pickle is rewritten, so loading it needs map_location."""
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    plain = path.with_name(path.stem + ".cpu-tmp")
+    torch.save(tensor, plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            target.writestr(info, data)
+    plain.unlink()
+    return path

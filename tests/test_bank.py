@@ -133,21 +133,38 @@ def test_read_only_open_never_creates_a_file(tmp_path):
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_schema_head_matches_alembic_and_old_bank_upgrades(tmp_path):
-    from alembic.script import ScriptDirectory
+def test_schema_head_matches_alembic(tmp_path):
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     from db import migrations
 
     config = Config()
     config.set_main_option("script_location", str(migrations.SCRIPT_LOCATION))
     assert ScriptDirectory.from_config(config).get_current_head() == migrations.HEAD
+    with Bank(tmp_path / "new.db") as bank:
+        assert bank.db.schema_version() == migrations.HEAD
+
+
+def test_a_bank_from_the_first_schema_opens_and_keeps_its_data(tmp_path, encoder):
+    from sqlalchemy import create_engine
+
+    from db import migrations
+    from db.engine import database_url
 
     path = tmp_path / "old.db"
-    with Bank(path) as bank:
-        assert bank.db.schema_version() == migrations.HEAD
-    with sqlite3.connect(path) as raw:  # a bank file from before any migration ran
-        raw.execute("drop table alembic_version")
-        for table in ("directions", "moments", "statistics", "sentence_encodings", "sentences", "concepts", "encoders"):
-            raw.execute(f"drop table {table}")
+    engine = create_engine(database_url(path))
+    with engine.begin() as connection:  # a bank as dbank 0.1's first schema wrote it
+        migrations.upgrade(connection, "0001")
+    engine.dispose()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("select version_num from alembic_version").fetchone() == ("0001",)
+        assert "snr" not in {row[1] for row in raw.execute("pragma table_info(directions)")}
+        raw.execute("insert into concepts (name, created_at) values ('old', '2026-01-01 00:00:00')")
     with Bank(path, create=False) as bank:
-        assert bank.db.schema_version() == migrations.HEAD and bank.concepts() == []
+        assert bank.db.schema_version() == migrations.HEAD
+        assert [c.name for c in bank.concepts()] == ["old"]
+        bank.add_sentences("horse", HORSE[:3], encoder)
+        bank.add_sentences("zebra", ZEBRA[:3], encoder)
+        saved = bank.save_direction("horse2zebra", bank.diff("horse", "zebra"))
+        assert bank.direction("horse2zebra").confidence["snr"] == pytest.approx(saved.confidence["snr"])

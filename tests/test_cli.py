@@ -69,7 +69,7 @@ def test_diff_json_and_save(run_cli, horse_and_zebra):
     data = json.loads(result.stdout)
     assert (data["source"], data["target"], data["shape"]) == ("horse", "zebra", [1, 77, 32])
     assert data["norm"] > 0 and data["name"] == "horse2zebra"
-    listed = json.loads(run_cli("directions", "--json").stdout)
+    listed = json.loads(run_cli("direction", "list", "--json").stdout)
     assert listed[0]["name"] == "horse2zebra" and listed[0]["norm"] == pytest.approx(data["norm"])
     back = json.loads(run_cli("diff", "zebra", "horse", "--json").stdout)
     assert back["norm"] == pytest.approx(data["norm"], rel=1e-6)

@@ -5,17 +5,17 @@ from pathlib import Path
 
 # The newest revision under versions/; a bank at this revision needs no migration (checked by a
 # test against Alembic's own view, so opening a bank need not load Alembic at all).
-HEAD = "0001"
+HEAD = "0002"
 
 SCRIPT_LOCATION = Path(__file__).parent
 
 
-def upgrade(connection) -> None:
-    """Bring the schema behind `connection` (inside a transaction) up to HEAD."""
+def upgrade(connection, revision: str = "head") -> None:
+    """Bring the schema behind `connection` (inside a transaction) up to `revision` (HEAD)."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

@@ -1,0 +1,187 @@
+"""`dbank` commands for directions: diff, direction create/list/show/remove, export, import,
+similar. Registered on the group defined in cli.py."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from direction_bank.cli import _emit, _load_encoder, _open, cli, json_option, model_option, with_device
+from direction_bank.encoder import DEFAULT_MODEL
+
+
+def direction_lines(direction):
+    """Text lines describing a direction: what it joins, its size, confidence and recipe."""
+    shape = "x".join(str(n) for n in direction.tensor.shape)
+    label = f"{direction.name}: " if direction.name else ""
+    if direction.source or direction.target:
+        label += f"{direction.source} -> {direction.target}, "
+    yield f"{label}shape {shape}, norm {direction.norm:.4f}"
+    confidence = direction.confidence
+    if confidence:
+        line = f"  signal-to-noise {confidence['snr']:.2f}"
+        more = confidence.get("more_sentences_to_halve_noise")
+        if more:
+            line += "; to halve the noise add " + ", ".join(f"{n} {side}" for side, n in more.items())
+        yield line
+    else:
+        yield "  signal-to-noise unknown (the statistics hold too little spread to tell)"
+    if direction.recipe and "sum" in direction.recipe:
+        yield "  sum of " + " + ".join(f"{w:g} x {n}" for n, w in direction.recipe["sum"])
+
+
+@cli.command("diff")
+@click.argument("source")
+@click.argument("target")
+@click.option("--model", default=None,
+              help="Encoder to use when the concepts share several (with --paired: the one to load, "
+              "default DBANK_MODEL or SD 1.5).")
+@click.option("--paired", is_flag=True,
+              help="Average counterfactual pairs (each sentence with the concept word swapped) "
+              "instead of subtracting means; embeds, so it loads the encoder.")
+@click.option("--save", "save_as", default=None, help="Store the direction under this name.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the direction to this file.")
+@with_device
+@json_option
+@click.pass_context
+def diff(ctx, source, target, model, paired, save_as, output, device, dtype, as_json):
+    """The direction from SOURCE to TARGET: mean(TARGET) - mean(SOURCE), [1, 77, D]."""
+    bank = _open(ctx)
+    if paired:
+        encoder = _load_encoder(model or os.environ.get("DBANK_MODEL") or DEFAULT_MODEL, device, dtype)
+        direction = bank.paired_diff(source, target, encoder, progress=True)
+    else:
+        direction = bank.diff(source, target, model)
+    if save_as:
+        direction = bank.save_direction(save_as, direction)
+    if output:
+        bank.export_direction(direction, output)
+
+    def lines():
+        yield from direction_lines(direction)
+        if save_as:
+            yield f"saved as {direction.name}"
+        if output:
+            yield f"wrote {output}"
+
+    _emit(as_json, direction.as_dict, lines)
+
+
+@cli.group("direction")
+def direction_group():
+    """Saved directions: create (compose), list, show, remove."""
+
+
+def _part(text: str) -> tuple[str, float]:
+    name, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
+    try:
+        return name, float(weight)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected NAME or NAME:WEIGHT") from None
+
+
+@direction_group.command("create")
+@click.argument("name")
+@click.option("--add", "parts", multiple=True, required=True, metavar="DIRECTION[:WEIGHT]",
+              help="A saved direction to add, optionally scaled (repeatable).")
+@json_option
+@click.pass_context
+def direction_create(ctx, name, parts, as_json):
+    """Save NAME as the weighted sum of saved directions."""
+    direction = _open(ctx).compose_direction(name, [_part(p) for p in parts])
+    _emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+
+
+@direction_group.command("list")
+@json_option
+@click.pass_context
+def direction_list(ctx, as_json):
+    """List the saved directions."""
+    rows = _open(ctx).directions()
+
+    def lines():
+        for r in rows:
+            joins = f"{r['source']} -> {r['target']}" if r["source"] else "composed"
+            snr = f"snr {r['snr']:.2f}" if r["snr"] is not None else "snr ?"
+            yield f"{r['name']}\t{joins}\tnorm {r['norm']:.4f}\t{snr}"
+
+    _emit(as_json, lambda: rows, lines)
+
+
+@direction_group.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def direction_show(ctx, name, as_json):
+    """Show a saved direction."""
+    direction = _open(ctx).direction(name)
+    _emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+
+
+@direction_group.command("remove")
+@click.argument("name")
+@click.pass_context
+def direction_remove(ctx, name):
+    """Remove a saved direction."""
+    _open(ctx).remove_direction(name)
+    click.echo(f"removed direction {name}")
+
+
+@cli.command("export")
+@click.argument("name", required=False)
+@click.option("--concept", default=None, help="Export this concept as a bundle (statistics and sentences).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="File to write (default NAME.safetensors).")
+@click.option("--model", default=None, help="With --concept: the encoder, when it has several.")
+@json_option
+@click.pass_context
+def export(ctx, name, concept, output, model, as_json):
+    """Write a saved direction NAME, or a --concept bundle, to a self-describing safetensors file."""
+    if (name is None) == (concept is None):
+        raise click.ClickException("name a direction, or a concept with --concept (one of the two)")
+    bank = _open(ctx)
+    output = output or f"{name or concept}.safetensors"
+    meta = bank.export_concept(concept, output, model) if concept else bank.export_direction(name, output)
+    meta.pop("sentences", None)
+    _emit(as_json, lambda: {"file": output, **meta}, lambda: [f"wrote {output}"])
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Store under this name (default: the file's name or stem).")
+@click.option("--strict", is_flag=True, help="Refuse a file made with other text-encoder weights.")
+@click.option("--count", type=int, default=None,
+              help="pix2pix-zero means: how many sentences the mean averaged (default 1000).")
+@model_option
+@with_device
+@json_option
+@click.pass_context
+def import_(ctx, file, name, strict, count, model, device, dtype, as_json):
+    """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt)."""
+    from direction_bank.files import read_shared_file
+
+    shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
+    encoder = _load_encoder(model, device, dtype)
+    report = _open(ctx, create=True).import_file(shared, encoder, name, strict, count)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+    def lines():
+        if report.already_imported:
+            yield f"{file} was imported before, as {report.kind} {report.name}; nothing to do"
+        else:
+            yield f"imported {report.kind} {report.name} from {file}"
+
+    _emit(as_json, report.as_dict, lines)
+
+
+@cli.command("similar")
+@click.argument("name")
+@click.option("-k", "--limit", default=10, show_default=True, help="How many concepts to list.")
+@click.option("--model", default=None, help="Encoder to compare under, when the concept has several.")
+@json_option
+@click.pass_context
+def similar(ctx, name, limit, model, as_json):
+    """List the concepts whose mean embeddings are nearest to NAME's."""
+    rows = _open(ctx).similar(name, limit, model)
+    _emit(as_json, lambda: rows, lambda: (f"{r['similarity']:+.3f}\t{r['name']}" for r in rows))

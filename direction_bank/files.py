@@ -1,0 +1,183 @@
+"""Direction and concept files: dbank's self-describing safetensors files, and pix2pix-zero's
+bare `torch.save` tensors. Reading validates everything before anything is handed on."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from direction_bank import __version__
+from direction_bank.errors import BankError
+
+FORMAT_VERSION = 1
+FORMATS = {"direction": "dbank-direction", "concept": "dbank-concept"}
+# tensors each kind must carry, and the ones it may carry; shapes are checked against the encoder
+REQUIRED = {"direction": {"direction"}, "concept": {"mean", "m2"}}
+OPTIONAL = {"direction": {"source_mean", "target_mean"}, "concept": set()}
+ENCODER_FIELDS = ("model", "encoder_class", "hidden_size", "max_length", "fingerprint")
+
+
+class FileRejected(BankError):
+    """A file that is not a valid direction or concept file; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A validated file: its kind ('direction', 'concept' or 'p2p-zero'), float32 tensors,
+    metadata and the SHA-256 of its bytes."""
+
+    path: Path
+    kind: str
+    tensors: dict[str, np.ndarray]
+    meta: dict
+    sha256: str
+
+    @property
+    def hidden_size(self) -> int:
+        """D of the [.., 77, D] tensors."""
+        return next(iter(self.tensors.values())).shape[-1]
+
+
+def tensor_sha256(tensor: np.ndarray) -> str:
+    """SHA-256 of a tensor's float32 little-endian bytes."""
+    return hashlib.sha256(np.ascontiguousarray(tensor, dtype="<f4").tobytes()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.ndarray], meta: dict) -> dict:
+    """Write a dbank file of `kind` atomically; returns the full metadata written."""
+    from safetensors.numpy import save_file
+
+    arrays = {name: np.ascontiguousarray(t, dtype="<f4") for name, t in tensors.items()}
+    full = {
+        "format": FORMATS[kind],
+        "format_version": FORMAT_VERSION,
+        "dbank_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        **meta,
+        "tensors": {
+            name: {"shape": list(a.shape), "dtype": "float32", "sha256": tensor_sha256(a)}
+            for name, a in arrays.items()
+        },
+    }
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(arrays, temporary, metadata={"dbank": json.dumps(full)})
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return full
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a dbank file, read from its header alone (no tensor is loaded)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            header = handle.metadata() or {}
+    except Exception:  # safetensors raises its own error types for every malformed header
+        raise FileRejected(f"{path.name}: not a dbank file (empty, truncated or not safetensors)") from None
+    try:
+        meta = json.loads(header["dbank"])
+    except (KeyError, ValueError):
+        raise FileRejected(f"{path.name}: a safetensors file without dbank metadata") from None
+    kind = {v: k for k, v in FORMATS.items()}.get(meta.get("format"))
+    if kind is None:
+        raise FileRejected(f"{path.name}: unknown format {meta.get('format')!r}")
+    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
+        raise FileRejected(
+            f"{path.name}: format version {meta.get('format_version')!r} is newer than this dbank "
+            f"reads ({FORMAT_VERSION}); upgrade dbank"
+        )
+    return {**meta, "kind": kind}
+
+
+def _check_tensor(path: Path, name: str, tensor: np.ndarray, shape: tuple[int, ...]) -> None:
+    if tensor.shape != shape:
+        raise FileRejected(f"{path.name}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(shape)}")
+    if not np.isfinite(tensor).all():
+        raise FileRejected(f"{path.name}: tensor {name!r} holds NaN or infinite values")
+
+
+def _read_dbank(path: Path) -> SharedFile:
+    from safetensors.numpy import load_file
+
+    meta = read_metadata(path)
+    kind = meta["kind"]
+    encoder = meta.get("encoder") or {}
+    if any(field not in encoder for field in ENCODER_FIELDS):
+        raise FileRejected(f"{path.name}: metadata lacks the text encoder's description")
+    try:
+        tensors = load_file(str(path))
+    except Exception:
+        raise FileRejected(f"{path.name}: truncated or damaged tensor data") from None
+    names = set(tensors)
+    if not REQUIRED[kind] <= names or not names <= REQUIRED[kind] | OPTIONAL[kind]:
+        raise FileRejected(
+            f"{path.name}: a {kind} file holds {sorted(REQUIRED[kind])}"
+            f" (and optionally {sorted(OPTIONAL[kind])}), not {sorted(names)}"
+        )
+    row = (encoder["max_length"], encoder["hidden_size"])
+    for name, tensor in tensors.items():
+        if tensor.dtype != np.float32:
+            raise FileRejected(f"{path.name}: tensor {name!r} is {tensor.dtype}, expected float32")
+        _check_tensor(path, name, tensor, (1, *row) if name == "direction" else row)
+        if tensor_sha256(tensor) != meta.get("tensors", {}).get(name, {}).get("sha256"):
+            raise FileRejected(f"{path.name}: tensor {name!r} does not match its SHA-256 (altered or damaged)")
+    return SharedFile(path, kind, tensors, meta, file_sha256(path))
+
+
+def _read_pix2pix_zero(path: Path) -> SharedFile:
+    import pickle
+
+    import torch
+
+    try:
+        # weights_only: tensors and plain containers only, so a pickle carrying code is refused
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise FileRejected(
+            f"{path.name}: refused: its pickle holds objects other than tensors (it could run code)"
+        ) from None
+    except Exception:
+        raise FileRejected(f"{path.name}: empty, truncated or not a PyTorch tensor file") from None
+    if not isinstance(loaded, torch.Tensor):
+        raise FileRejected(f"{path.name}: expected a bare tensor [1, 77, D], found {type(loaded).__name__}")
+    if loaded.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise FileRejected(f"{path.name}: tensor of {loaded.dtype}, expected floating point")
+    tensor = loaded.float().numpy()
+    if tensor.ndim == 3 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if tensor.ndim != 2:
+        raise FileRejected(f"{path.name}: tensor of shape {list(loaded.shape)}, expected [1, 77, D]")
+    _check_tensor(path, "mean", tensor, tensor.shape)
+    return SharedFile(path, "p2p-zero", {"mean": tensor}, {"dtype": str(loaded.dtype)}, file_sha256(path))
+
+
+def read_shared_file(path: str | os.PathLike) -> SharedFile:
+    """A validated dbank file (.safetensors) or pix2pix-zero concept mean (anything else)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileRejected(f"no file at {path}")
+    if path.suffix == ".safetensors":
+        return _read_dbank(path)
+    return _read_pix2pix_zero(path)

@@ -1,0 +1,196 @@
+"""Moving directions and concepts between banks: export to dbank files, import dbank files and
+pix2pix-zero concept means, checked against the bank's text encoder before anything is stored."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+
+from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncoding
+from direction_bank.cleaning import content_hash
+from direction_bank.errors import BankError
+from direction_bank.files import SharedFile, write_shared_file
+from direction_bank.stats import RunningStats
+
+if TYPE_CHECKING:
+    from direction_bank.bank import Bank, DirectionResult, EncoderInfo
+
+# pix2pix-zero averaged about this many sentences per concept mean; its files do not say
+PIX2PIX_ZERO_SENTENCES = 1000
+
+
+@dataclass
+class ImportReport:
+    """What an import did: the kind and name stored, or that the file was imported before."""
+
+    path: str
+    kind: str
+    name: str
+    already_imported: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+def _generators(session, concept_names: list[str]) -> list[dict]:
+    rows = session.execute(
+        select(Sentence.generator, Sentence.generator_model, Sentence.prompt_version)
+        .join(Concept)
+        .where(Concept.name.in_(concept_names))
+        .distinct()
+    ).all()
+    return [{"generator": g, "model": m, "prompt_version": p} for g, m, p in rows]
+
+
+def export_direction(bank: Bank, direction: DirectionResult, path: str | os.PathLike) -> dict:
+    """Write a direction (saved or fresh from diff) to a dbank file; returns its metadata.
+    The source and target means travel too when the bank still holds them unchanged."""
+    from direction_bank.bank import read_statistics
+
+    tensors = {"direction": direction.tensor}
+    with bank.db.reading() as session:
+        concepts = {}
+        for role, name, count in (("source", direction.source, direction.source_count),
+                                  ("target", direction.target, direction.target_count)):
+            concept_id = session.scalar(select(Concept.id).where(Concept.name == name)) if name else None
+            stats = read_statistics(session, concept_id, direction.encoder) if concept_id else None
+            if stats is not None and stats.count == count:
+                tensors[f"{role}_mean"] = stats.mean
+            concepts[role] = {"name": name, "sentence_count": count} if name else None
+        generators = _generators(session, [c["name"] for c in concepts.values() if c])
+    return write_shared_file(path, "direction", tensors, {
+        "name": direction.name,
+        **concepts,
+        "recipe": direction.recipe,
+        "confidence": direction.confidence,
+        "generators": generators,
+        "base_model": direction.encoder.model,
+        "encoder": direction.encoder.as_dict(),
+        "shape": list(direction.tensor.shape),
+        "dtype": "float32",
+    })
+
+
+def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | os.PathLike) -> dict:
+    """Write a concept bundle: its statistics under `encoder` and the sentences inside them."""
+    from direction_bank.bank import read_statistics
+
+    with bank.db.reading() as session:
+        concept_id = bank._concept_id(session, concept)
+        origin = session.get(Concept, concept_id).origin
+        stats = read_statistics(session, concept_id, encoder)
+        if stats is None:
+            raise BankError(f"concept {concept!r} has no embeddings from {encoder.model!r}")
+        rows = session.scalars(
+            select(Sentence)
+            .join(SentenceEncoding)
+            .where(Sentence.concept_id == concept_id, SentenceEncoding.encoder_id == encoder.id)
+            .order_by(Sentence.id)
+        ).all()
+        sentences = [
+            {"text": r.text, "generator": r.generator, "generator_model": r.generator_model,
+             "prompt_version": r.prompt_version, "settings": r.settings,
+             "created_at": r.created_at.isoformat()}
+            for r in rows
+        ]
+        generators = _generators(session, [concept])
+    return write_shared_file(path, "concept", {"mean": stats.mean, "m2": stats.m2}, {
+        "name": concept,
+        "origin": origin,
+        "count": stats.count,
+        "sentence_count": len(sentences),
+        "generators": generators,
+        "base_model": encoder.model,
+        "encoder": encoder.as_dict(),
+        "sentences": sentences,
+    })
+
+
+def _check_encoder(shared: SharedFile, encoder: EncoderInfo, strict: bool, report: ImportReport) -> None:
+    if shared.hidden_size != encoder.hidden_size:
+        raise BankError(
+            f"{shared.path.name} was made with a {shared.hidden_size}-d text encoder, but "
+            f"{encoder.model!r} is {encoder.hidden_size}-d; import it into a bank for that model"
+        )
+    made_with = shared.meta.get("encoder")
+    if made_with is None:
+        report.warnings.append(
+            f"{shared.path.name} does not say which text encoder made it; taken to be {encoder.model!r}"
+        )
+    elif made_with["fingerprint"] != encoder.fingerprint:
+        message = (f"{shared.path.name} was made with other text-encoder weights "
+                   f"({made_with['model']!r}, {made_with['fingerprint'][:12]}) than "
+                   f"{encoder.model!r} ({encoder.fingerprint[:12]})")
+        if strict:
+            raise BankError(message)
+        report.warnings.append(message)
+
+
+def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str | None = None,
+                strict: bool = False, count: int = PIX2PIX_ZERO_SENTENCES) -> ImportReport:
+    """Store a validated file as a direction or concept under `encoder`, all or nothing.
+    A file imported before (same bytes) is a no-op."""
+    from direction_bank.bank import (
+        DirectionResult,
+        _add_direction,
+        _concept_name,
+        write_statistics,
+    )
+
+    path = shared.path
+    default = shared.meta.get("name") or path.stem
+    report = ImportReport(str(path), shared.kind, _concept_name(name or default))
+    with bank.db.reading() as session:
+        earlier = session.get(ImportedFile, shared.sha256)
+    if earlier is not None:
+        report.name, report.already_imported = earlier.name, True
+        return report
+    _check_encoder(shared, encoder, strict, report)
+    with bank.db.writing() as session:
+        if shared.kind == "direction":
+            if session.scalar(select(Direction.id).where(Direction.name == report.name)):
+                raise BankError(f"a direction named {report.name!r} exists; pass --name")
+            meta = shared.meta
+            source, target = meta.get("source") or {}, meta.get("target") or {}
+            confidence = meta.get("confidence")
+            _add_direction(session, report.name, DirectionResult(
+                shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
+                source.get("sentence_count"), target.get("sentence_count"), report.name,
+                confidence, {"file": path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
+            ))
+        else:
+            if session.scalar(select(Concept.id).where(Concept.name == report.name)):
+                raise BankError(f"a concept named {report.name!r} exists; pass --name")
+            if shared.kind == "concept":
+                sentences = shared.meta.get("sentences") or []
+                stats_count, origin = shared.meta.get("count"), shared.meta.get("origin")
+                if not isinstance(stats_count, int) or stats_count < max(len(sentences), 1):
+                    raise BankError(f"{shared.path.name}: count {stats_count!r} does not fit its sentences")
+                if len({content_hash(s["text"]) for s in sentences}) != len(sentences):
+                    raise BankError(f"{shared.path.name}: the bundle repeats a sentence")
+                m2 = shared.tensors["m2"]
+            else:
+                sentences, stats_count = [], count
+                origin = f"pix2pix-zero file {path.name} ({shared.meta['dtype']})"
+                m2 = np.zeros_like(shared.tensors["mean"])
+            concept = Concept(name=report.name, origin=origin)
+            session.add(concept)
+            session.flush()
+            rows = [
+                Sentence(concept_id=concept.id, text=s["text"], content_hash=content_hash(s["text"]),
+                         generator=s.get("generator") or "import", generator_model=s.get("generator_model"),
+                         prompt_version=s.get("prompt_version"), settings=s.get("settings"))
+                for s in sentences
+            ]
+            session.add_all(rows)
+            session.flush()
+            session.add_all(SentenceEncoding(sentence_id=r.id, encoder_id=encoder.id) for r in rows)
+            write_statistics(session, concept.id, encoder, RunningStats(
+                stats_count, shared.tensors["mean"].astype(np.float64), m2.astype(np.float64)))
+        session.add(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
+    return report

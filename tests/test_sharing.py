@@ -1,0 +1,272 @@
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from direction_bank import Bank, BankError
+from direction_bank.files import FileRejected, read_metadata, read_shared_file
+from direction_bank.testing import save_as_if_from_cuda, write_sd_text_checkpoint
+from tests.reference import reference_embeddings
+
+HORSE = ["a photo of a horse", "a horse running on a beach", "a brown horse in a stable",
+         "two horses in the snow", "a painting of a white horse"]
+ZEBRA = ["a photo of a zebra", "a zebra on the savanna", "a zebra drinking at a river",
+         "a herd of zebras at sunset"]
+
+
+@pytest.fixture
+def filled(bank, encoder):
+    bank.add_sentences("horse", HORSE, encoder)
+    bank.add_sentences("zebra", ZEBRA, encoder)
+    bank.save_direction("horse2zebra", bank.diff("horse", "zebra"))
+    return bank
+
+
+@pytest.fixture
+def empty_bank(tmp_path):
+    with Bank(tmp_path / "other.db") as other:
+        yield other
+
+
+def test_concept_bundles_round_trip_bit_for_bit_and_can_be_extended(filled, empty_bank, encoder, sd_model, tmp_path):
+    for concept in ("horse", "zebra"):
+        filled.export_concept(concept, tmp_path / f"{concept}.safetensors")
+        report = empty_bank.import_file(tmp_path / f"{concept}.safetensors", encoder)
+        assert (report.kind, report.name, report.warnings) == ("concept", concept, [])
+    np.testing.assert_array_equal(empty_bank.diff("horse", "zebra").tensor, filled.diff("horse", "zebra").tensor)
+    assert [s.text for s in empty_bank.sentences("horse")] == HORSE
+    empty_bank.add_sentences("horse", ["a horse at night"], encoder)
+    stats = empty_bank.statistics("horse", empty_bank.common_encoder("horse", "horse"))
+    direct = reference_embeddings(sd_model, HORSE + ["a horse at night"])
+    assert stats.count == 6
+    np.testing.assert_allclose(stats.mean, direct.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats.variance(), direct.var(0, ddof=1), atol=1e-5)
+
+
+def test_direction_file_round_trip_and_metadata_without_tensors(filled, empty_bank, encoder, tmp_path):
+    path = tmp_path / "horse-to-zebra.safetensors"
+    filled.export_direction("horse2zebra", path)
+    meta = read_metadata(path)
+    assert meta["format"] == "dbank-direction" and meta["format_version"] == 1
+    assert meta["source"] == {"name": "horse", "sentence_count": 5}
+    assert meta["target"] == {"name": "zebra", "sentence_count": 4}
+    assert meta["encoder"]["hidden_size"] == 32 and meta["encoder"]["max_length"] == 77
+    assert meta["encoder"]["fingerprint"] == encoder.fingerprint()
+    assert meta["shape"] == [1, 77, 32] and meta["dtype"] == "float32"
+    assert meta["generators"] == [{"generator": "file", "model": None, "prompt_version": None}]
+    assert set(meta["tensors"]) == {"direction", "source_mean", "target_mean"}
+    assert meta["confidence"]["snr"] > 0
+    empty_bank.import_file(path, encoder)
+    imported = empty_bank.direction("horse2zebra")
+    np.testing.assert_array_equal(imported.tensor, filled.direction("horse2zebra").tensor)
+    assert imported.confidence["snr"] == pytest.approx(meta["confidence"]["snr"])
+
+
+def test_importing_the_same_file_twice_is_a_no_op(filled, empty_bank, encoder, tmp_path):
+    path = tmp_path / "d.safetensors"
+    filled.export_direction("horse2zebra", path)
+    assert not empty_bank.import_file(path, encoder).already_imported
+    again = empty_bank.import_file(path, encoder, name="other-name")
+    assert again.already_imported and again.name == "horse2zebra"
+    assert [d["name"] for d in empty_bank.directions()] == ["horse2zebra"]
+
+
+def test_a_file_from_a_wider_encoder_is_refused(empty_bank, encoder, sd_model_wide, tmp_path):
+    from direction_bank.encoder import TextEncoder
+
+    wide = TextEncoder.load(str(sd_model_wide), device="cpu")
+    with Bank(tmp_path / "wide.db") as wide_bank:
+        wide_bank.add_sentences("horse", HORSE, wide)
+        wide_bank.export_concept("horse", tmp_path / "wide-horse.safetensors")
+    with pytest.raises(BankError, match="48-d text encoder.*32-d"):
+        empty_bank.import_file(tmp_path / "wide-horse.safetensors", encoder)
+    assert empty_bank.concepts() == []
+
+
+def test_other_weights_warn_and_strict_refuses(filled, empty_bank, clip_tokenizer_dir, tmp_path):
+    from direction_bank.encoder import TextEncoder
+
+    other = TextEncoder.load(str(write_sd_text_checkpoint(
+        tmp_path / "sd-other", seed=7, tokenizer_from=clip_tokenizer_dir)), device="cpu")
+    filled.export_direction("horse2zebra", tmp_path / "d.safetensors")
+    with pytest.raises(BankError, match="other text-encoder weights"):
+        empty_bank.import_file(tmp_path / "d.safetensors", other, strict=True)
+    assert empty_bank.directions() == []
+    report = empty_bank.import_file(tmp_path / "d.safetensors", other)
+    assert len(report.warnings) == 1 and "other text-encoder weights" in report.warnings[0]
+
+
+def test_a_tampered_tensor_fails_its_hash(filled, tmp_path):
+    path = tmp_path / "d.safetensors"
+    filled.export_direction("horse2zebra", path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x40  # flip a bit inside the last tensor's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(FileRejected, match="SHA-256"):
+        read_shared_file(path)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(_RunsCode.marker),))
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
+    _RunsCode.marker = str(tmp_path / "ran")
+    torch.save({"mean": torch.zeros(1, 77, 32), "payload": _RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(FileRejected, match="refused: its pickle holds objects other than tensors"):
+        read_shared_file(tmp_path / "evil.pt")
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_pix2pix_zero_means_saved_from_cuda_import_and_diff(empty_bank, encoder, tmp_path, dtype):
+    generator = torch.Generator().manual_seed(0)
+    cat = torch.randn(1, 77, 32, generator=generator).to(dtype)
+    dog = torch.randn(1, 77, 32, generator=generator).to(dtype)
+    save_as_if_from_cuda(cat, tmp_path / "cat.pt")
+    save_as_if_from_cuda(dog, tmp_path / "dog.pt")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(tmp_path / "cat.pt", weights_only=True)  # really CUDA-located
+    for name in ("cat", "dog"):
+        report = empty_bank.import_file(tmp_path / f"{name}.pt", encoder)
+        assert (report.kind, report.name) == ("p2p-zero", name)
+        assert "does not say which text encoder" in report.warnings[0]
+    direction = empty_bank.diff("cat", "dog")
+    np.testing.assert_allclose(direction.tensor, (dog.float() - cat.float()).numpy(), atol=1e-6)
+    assert direction.confidence is None  # a bare mean carries no spread
+
+
+def test_wrong_shapes_and_non_finite_values_are_refused(tmp_path):
+    torch.save(torch.zeros(2, 77, 32), tmp_path / "batch.pt")
+    torch.save(torch.full((1, 77, 32), float("nan")), tmp_path / "nan.pt")
+    torch.save({"a": torch.zeros(3)}, tmp_path / "dict.pt")
+    with pytest.raises(FileRejected, match="expected \\[1, 77, D\\]"):
+        read_shared_file(tmp_path / "batch.pt")
+    with pytest.raises(FileRejected, match="NaN"):
+        read_shared_file(tmp_path / "nan.pt")
+    with pytest.raises(FileRejected, match="expected a bare tensor"):
+        read_shared_file(tmp_path / "dict.pt")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_truncated_and_empty_files_fail_cleanly_and_store_nothing(run_cli, filled, tmp_path, suffix, bank_path):
+    whole = tmp_path / f"whole{suffix}"
+    if suffix == ".pt":
+        torch.save(torch.zeros(1, 77, 32), whole)
+    else:
+        filled.export_direction("horse2zebra", whole)
+    (tmp_path / f"cut{suffix}").write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    (tmp_path / f"empty{suffix}").write_bytes(b"")
+    before = json.loads(run_cli("concepts", "--json").stdout)
+    for name in ("cut", "empty"):
+        result = run_cli("import", str(tmp_path / f"{name}{suffix}"))
+        assert result.exit_code == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: {name}{suffix}: ")
+    assert json.loads(run_cli("concepts", "--json").stdout) == before
+    with sqlite3.connect(bank_path) as raw:
+        assert raw.execute("select count(*) from imported_files").fetchone()[0] == 0
+
+
+def test_cli_export_import_and_diff_to_file(run_cli, tmp_path, sd_model):
+    run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
+    run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
+    out = tmp_path / "h2z.safetensors"
+    diffed = json.loads(run_cli("diff", "horse", "zebra", "-o", str(out), "--json").stdout)
+    assert read_metadata(out)["tensors"]["direction"]["shape"] == [1, 77, 32]
+    bundle = tmp_path / "horse.safetensors"
+    exported = json.loads(run_cli("export", "--concept", "horse", "-o", str(bundle), "--json").stdout)
+    assert exported["count"] == 5 and exported["file"] == str(bundle)
+    other = tmp_path / "b.db"
+    result = run_cli("-d", str(other), "import", str(out), "--name", "h2z", "--json")
+    assert json.loads(result.stdout)["name"] == "h2z"
+    shown = json.loads(run_cli("-d", str(other), "show", "h2z", "--json").stdout)
+    assert shown["norm"] == pytest.approx(diffed["norm"]) and shown["source"] == "horse"
+    again = run_cli("-d", str(other), "import", str(out))
+    assert "imported before" in again.stdout
+
+
+def test_composition_scales_and_sums(filled, encoder):
+    filled.add_sentences("day", ["a street by day", "a field by day", "a beach by day"], encoder)
+    filled.add_sentences("night", ["a street at night", "a field at night", "a beach at night"], encoder)
+    filled.save_direction("day2night", filled.diff("day", "night"))
+    made = filled.compose_direction("striped-night", [("horse2zebra", 1.0), ("day2night", 0.5)])
+    expected = filled.direction("horse2zebra").tensor + 0.5 * filled.direction("day2night").tensor
+    np.testing.assert_allclose(filled.direction("striped-night").tensor, expected, atol=1e-6)
+    assert made.recipe == {"sum": [["horse2zebra", 1.0], ["day2night", 0.5]]}
+    assert {d["name"] for d in filled.directions()} == {"horse2zebra", "day2night", "striped-night"}
+    filled.remove_direction("striped-night")
+    with pytest.raises(BankError, match="no direction named 'striped-night'"):
+        filled.direction("striped-night")
+
+
+def test_cli_direction_commands(run_cli):
+    run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
+    run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
+    run_cli("diff", "horse", "zebra", "--save", "h2z")
+    created = run_cli("direction", "create", "twice", "--add", "h2z", "--add", "h2z:1", "--json")
+    assert json.loads(created.stdout)["recipe"] == {"sum": [["h2z", 1.0], ["h2z", 1.0]]}
+    assert [r["name"] for r in json.loads(run_cli("direction", "list", "--json").stdout)] == ["h2z", "twice"]
+    assert "sum of 1 x h2z + 1 x h2z" in run_cli("direction", "show", "twice").stdout
+    bad = run_cli("direction", "create", "x", "--add", "h2z:lots")
+    assert bad.exit_code == 2 and "NAME:WEIGHT" in bad.stderr
+    assert run_cli("direction", "remove", "twice").exit_code == 0
+    missing = run_cli("direction", "remove", "twice")
+    assert missing.exit_code == 1 and "no direction named 'twice'" in missing.stderr
+
+
+def test_confidence_is_the_snr_of_the_difference(filled, sd_model):
+    direction = filled.diff("horse", "zebra")
+    a, b = reference_embeddings(sd_model, HORSE), reference_embeddings(sd_model, ZEBRA)
+    noise = np.sqrt((a.var(0, ddof=1) / 5 + b.var(0, ddof=1) / 4).sum())
+    signal = np.linalg.norm(b.mean(0) - a.mean(0))
+    assert direction.confidence["snr"] == pytest.approx(signal / noise, rel=1e-4)
+    assert direction.confidence["more_sentences_to_halve_noise"] == {"source": 15, "target": 12}
+
+
+def test_paired_direction_is_closer_to_the_concept_change_than_the_plain_one(bank, encoder, sd_model):
+    beach = ["on a sunny beach", "by the sea at noon", "on the sand near the waves", "on a beach with palm trees",
+             "at the seaside in summer", "walking along the shore"]
+    snow = ["in deep snow", "on a frozen lake", "in a snowy forest at dawn", "during a blizzard",
+            "on an icy mountain road", "in a winter field covered with snow"]
+    bank.add_sentences("horse", [f"a photo of a horse {c}" for c in beach], encoder)
+    bank.add_sentences("zebra", [f"a photo of a zebra {c}" for c in snow], encoder)
+    neutral = ["in a city street", "inside a barn", "in a green meadow", "next to a red car", "in a zoo"]
+    true_change = (reference_embeddings(sd_model, [f"a photo of a zebra {c}" for c in neutral])
+                   - reference_embeddings(sd_model, [f"a photo of a horse {c}" for c in neutral])).mean(0)
+    plain = bank.diff("horse", "zebra").tensor[0]
+    paired = bank.paired_diff("horse", "zebra", encoder)
+    assert paired.tensor.shape == (1, 77, 32) and paired.source_count == 12
+    assert np.linalg.norm(paired.tensor[0] - true_change) < 0.5 * np.linalg.norm(plain - true_change)
+    assert paired.confidence["more_sentences_to_halve_noise"] == {"pairs": 36}
+
+
+def test_similar_ranks_the_concept_with_the_closest_sentences_first(bank, encoder):
+    contexts = ["in a field", "on a beach", "in a stable", "at sunset", "in the rain"]
+    bank.add_sentences("horse", [f"a photo of a horse {c}" for c in contexts], encoder)
+    bank.add_sentences("pony", [f"a photo of a pony {c}" for c in contexts], encoder)
+    bank.add_sentences("spaceship", ["a spaceship orbiting mars", "a rocket launch at night",
+                                     "an astronaut floating in space"], encoder)
+    bank.add_sentences("teapot", ["a teapot on a kitchen table", "steam rising from a teapot"], encoder)
+    ranked = bank.similar("horse")
+    assert [r["name"] for r in ranked][0] == "pony" and len(ranked) == 3
+    assert ranked[0]["similarity"] > ranked[1]["similarity"]
+
+
+def test_cli_show_paired_and_similar(run_cli):
+    run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
+    run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
+    shown = run_cli("diff", "horse", "zebra", "--save", "h2z").stdout
+    assert "signal-to-noise" in shown and "to halve the noise add 15 source, 12 target" in shown
+    assert "signal-to-noise" in run_cli("show", "h2z").stdout
+    paired = json.loads(run_cli("diff", "horse", "zebra", "--paired", "--json").stdout)
+    assert paired["recipe"] == {"paired": {"source": "horse", "target": "zebra", "pairs": 9}}
+    assert paired["shape"] == [1, 77, 32] and paired["confidence"]["snr"] > 0
+    assert [r["name"] for r in json.loads(run_cli("similar", "horse", "--json").stdout)] == ["zebra"]
+    missing = run_cli("show", "unicorn")
+    assert missing.exit_code == 1 and "no concept or direction named 'unicorn'" in missing.stderr
