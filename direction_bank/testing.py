@@ -166,3 +166,38 @@ def save_as_if_from_cuda(tensor, path: Path) -> Path:
             target.writestr(info, data)
     plain.unlink()
     return path
+
+
+def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = None,
+                  prediction_type: str = "epsilon") -> Path:
+    """A whole tiny random Stable Diffusion in the diffusers layout (model_index.json, unet/,
+    vae/, text_encoder/, tokenizer/, scheduler/), loadable like a real model id."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from)
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=8, norm_num_groups=16,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=16,
+    ).save_pretrained(folder / "vae")
+    DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                  set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+                  ).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
+        "feature_extractor": [None, None], "requires_safety_checker": False,
+    }))
+    return folder

@@ -1,0 +1,112 @@
+"""Editor: the editing API over the pieces (pipeline, caption, cache, inversion, edit): an image
+file and direction tensors in, images out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from editor.cache import InversionCache, cache_key
+from editor.caption import DEFAULT_CAPTION_MODEL
+from editor.edit import EditSettings, edit
+from editor.inversion import Regularisation, invert
+from editor.pipeline import (
+    EditorError, decode_latents, encode_image, encode_prompts, load_components, load_image,
+)
+
+
+def _no_bar(steps, **_):
+    return steps
+
+
+@dataclass
+class Inversion:
+    """An image's inverted noise latents x_T, the caption they were conditioned on, and whether
+    they came from the cache."""
+
+    latents: object
+    caption: str
+    cached: bool
+
+
+class Editor:
+    """A loaded Stable Diffusion model that inverts real images and edits them with directions."""
+
+    def __init__(self, model: str, device: str | None = None, dtype: str = "auto",
+                 cache: InversionCache | None = None, caption_model: str = DEFAULT_CAPTION_MODEL,
+                 progress_bar=_no_bar):
+        self.components = load_components(model, device, dtype)
+        self.cache = cache
+        self.caption_model = caption_model
+        self._captioner = None
+        self.progress_bar = progress_bar
+
+    @property
+    def hidden_size(self) -> int:
+        """D of the directions this model takes."""
+        return self.components.hidden_size
+
+    def caption(self, image) -> str:
+        """A BLIP caption of a PIL image (the model is loaded on first use)."""
+        if self._captioner is None:
+            from editor.caption import Captioner
+
+            self._captioner = Captioner(self.caption_model, self.components.device)
+        return self._captioner(image)
+
+    def invert_file(self, path, caption: str | None = None, size: int = 512, steps: int = 50,
+                    regularisation: Regularisation = Regularisation(), seed: int = 0) -> Inversion:
+        """Load, caption (unless given) and invert an image file, through the cache."""
+        from pathlib import Path
+
+        from PIL import Image
+
+        pixels = load_image(path, size)
+        data = Path(path).read_bytes()
+        key = cache_key(data, model=self.components.model, caption=caption, size=size, steps=steps,
+                        regularisation=regularisation.as_dict(), seed=seed,
+                        dtype=str(self.components.dtype), device=self.components.device)
+        hit = self.cache.get(key) if self.cache else None
+        if hit is not None:
+            return Inversion(hit[0].to(self.components.device, self.components.dtype), hit[1], True)
+        if caption is None:
+            with Image.open(path) as image:
+                caption = self.caption(image.convert("RGB"))
+        latents = invert(self.components, encode_image(self.components, pixels),
+                         encode_prompts(self.components, [caption]), steps, regularisation, seed,
+                         self.progress_bar)
+        if self.cache:
+            self.cache.put(key, latents, caption)
+        return Inversion(latents, caption, False)
+
+    def check_direction(self, label: str, tensor) -> None:
+        """Refuse a direction that does not fit this model's text encoder."""
+        if tuple(tensor.shape[-2:]) != (self.components.tokenizer.model_max_length, self.hidden_size):
+            raise EditorError(
+                f"direction {label!r} is {list(tensor.shape)}, but this model takes "
+                f"[1, {self.components.tokenizer.model_max_length}, {self.hidden_size}]: it was "
+                "made with another text encoder"
+            )
+
+    def edit(self, inversion: Inversion, directions, settings: EditSettings = EditSettings(),
+             negative_prompt: str | None = None):
+        """(edited PIL images, one per direction [N, 77, D]; the reconstruction)."""
+        import torch
+
+        caption = encode_prompts(self.components, [inversion.caption])
+        negative = None if negative_prompt is None else encode_prompts(self.components, [negative_prompt])
+        stacked = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, *caption.shape[1:])
+        edited, reconstruction = edit(self.components, inversion.latents, caption, stacked, settings,
+                                      negative, self.progress_bar)
+        return decode_latents(self.components, edited), decode_latents(self.components, reconstruction)[0]
+
+    def generate_noise(self, size: int, seed: int):
+        """Seeded starting noise x_T for a square `size` image (generate-edit)."""
+        import torch
+
+        side = size // self.components.latent_factor
+        channels = self.components.unet.config.in_channels
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(1, channels, side, side, generator=generator)
+        return noise.to(self.components.device, self.components.dtype)
+
+
+__all__ = ["Editor", "EditorError", "EditSettings", "Inversion", "Regularisation"]
