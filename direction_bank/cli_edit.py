@@ -92,9 +92,11 @@ def edit_options(func):
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--caption", default=None, help="The source prompt (default: a BLIP caption of each image).")
 @click.option("--no-regularise", is_flag=True, help="Plain DDIM inversion (no noise regularisation).")
+@click.option("--attention-map", "attention_words", multiple=True,
+              help="Also save where the reconstruction attends to this caption word (repeatable).")
 @edit_options
 @click.pass_context
-def edit_command(ctx, images, caption, no_regularise, names, sources, targets, files, scale, steps,
+def edit_command(ctx, images, caption, no_regularise, attention_words, names, sources, targets, files, scale, steps,
                  xa_guidance, guidance_scale, seed, size, out_dir, caption_model, no_cache, model,
                  device, dtype, as_json):
     """Edit IMAGES with directions from the bank: invert each (cached), then guided editing."""
@@ -115,7 +117,9 @@ def edit_command(ctx, images, caption, no_regularise, names, sources, targets, f
                                            NO_REGULARISATION if no_regularise else Regularisation(), seed)
             import numpy as np
 
-            edited, reconstruction = editor.edit(inversion, np.stack([t[0] for _, t in directions]), settings)
+            edited, reconstruction, *maps = editor.edit(
+                inversion, np.stack([t[0] for _, t in directions]), settings,
+                attention_words=attention_words)
         except Exception as error:
             from editor.pipeline import EditorError
 
@@ -129,8 +133,13 @@ def edit_command(ctx, images, caption, no_regularise, names, sources, targets, f
             outputs[label] = str(out / f"{stem}.{_label(label)}.png")
             picture.save(outputs[label])
         reconstruction.save(out / f"{stem}.reconstruction.png")
+        attention = {}
+        for word, picture in (maps[0] if maps else {}).items():
+            attention[word] = str(out / f"{stem}.attention-{_label(word)}.png")
+            picture.save(attention[word])
         results.append({"image": image, "caption": inversion.caption, "inversion_cached": inversion.cached,
-                        "edits": outputs, "reconstruction": str(out / f"{stem}.reconstruction.png")})
+                        "edits": outputs, "reconstruction": str(out / f"{stem}.reconstruction.png"),
+                        "attention_maps": attention})
     _report(results, errors, as_json)
 
 

@@ -2,7 +2,7 @@
 file and direction tensors in, images out."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from editor.cache import InversionCache, cache_key
 from editor.caption import DEFAULT_CAPTION_MODEL
@@ -25,6 +25,8 @@ class Inversion:
     latents: object
     caption: str
     cached: bool
+    # reference passes kept in memory, by (steps, guidance scale, negative prompt)
+    traces: dict = field(default_factory=dict)
 
 
 class Editor:
@@ -87,16 +89,49 @@ class Editor:
             )
 
     def edit(self, inversion: Inversion, directions, settings: EditSettings = EditSettings(),
-             negative_prompt: str | None = None):
-        """(edited PIL images, one per direction [N, 77, D]; the reconstruction)."""
+             negative_prompt: str | None = None, keep_reference: bool = False,
+             attention_words: tuple[str, ...] = ()):
+        """(edited PIL images, one per direction [N, 77, D]; the reconstruction). With
+        `keep_reference` the reference pass is kept with the inversion (in memory, on the
+        device), so the next edit of this image with the same settings skips it. For each of
+        `attention_words` found in the caption, a third value maps the word to a greyscale PIL
+        image of where the reconstruction attends to it."""
         import torch
 
         caption = encode_prompts(self.components, [inversion.caption])
         negative = None if negative_prompt is None else encode_prompts(self.components, [negative_prompt])
         stacked = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, *caption.shape[1:])
-        edited, reconstruction = edit(self.components, inversion.latents, caption, stacked, settings,
-                                      negative, self.progress_bar)
+        key = (settings.steps, settings.guidance_scale, negative_prompt)
+        trace = inversion.traces.get(key)
+        attention = [] if attention_words else None
+        result = edit(self.components, inversion.latents, caption, stacked, settings, negative,
+                      self.progress_bar, trace, keep_reference, attention)
+        edited, reconstruction = result[:2]
+        if keep_reference:
+            inversion.traces[key] = result[2]
+        if attention_words:
+            maps = self._word_maps(inversion.caption, attention[0], attention_words)
+            return decode_latents(self.components, edited), decode_latents(self.components, reconstruction)[0], maps
         return decode_latents(self.components, edited), decode_latents(self.components, reconstruction)[0]
+
+    def _word_maps(self, caption: str, attention, words) -> dict:
+        """word -> greyscale image of the attention to its tokens, at the image's size."""
+        import numpy as np
+        from PIL import Image
+
+        tokenizer = self.components.tokenizer
+        ids = tokenizer(caption, truncation=True, max_length=tokenizer.model_max_length).input_ids
+        maps = {}
+        for word in words:
+            target = tokenizer(word, add_special_tokens=False).input_ids
+            positions = [i for i in range(len(ids) - len(target) + 1) if ids[i : i + len(target)] == target]
+            if not positions:
+                raise EditorError(f"{word!r} is not in the caption {caption!r}")
+            heat = sum(attention[p : p + len(target)].sum(0) for p in positions).cpu().numpy()
+            heat = (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-12)
+            size = (heat.shape[1] * self.components.latent_factor, heat.shape[0] * self.components.latent_factor)
+            maps[word] = Image.fromarray((heat * 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
+        return maps
 
     def generate_noise(self, size: int, seed: int):
         """Seeded starting noise x_T for a square `size` image (generate-edit)."""

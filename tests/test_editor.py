@@ -114,17 +114,33 @@ def test_a_direction_changes_the_output_and_a_batch_equals_one_by_one(editor, im
     assert np.abs(np.asarray(batch[0], np.int16) - np.asarray(reconstruction, np.int16)).mean() > 1
 
 
-def test_guidance_matches_the_official_update(editor, image, monkeypatch):
-    """With guidance on, the carried latent is the negative half after the gradient step: here
-    checked against a direct re-implementation of diffusers' loop for one step."""
-    from editor import edit as edit_module
+def test_the_edit_matches_diffusers_pix2pix_zero_pipeline(tiny_sd, image):
+    """Same latents, caption (also the negative prompt), direction and guidance: our fused,
+    batched loop gives what diffusers' StableDiffusionPix2PixZeroPipeline gives."""
+    from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
 
+    from editor.edit import edit
+
+    editor = Editor(str(tiny_sd), device="cpu")  # its own: diffusers' pipeline rewires the UNet
+    components = editor.components
     inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
-    direction = _directions(1)
-    a, _ = editor.edit(inversion, direction, EditSettings(steps=STEPS, xa_guidance=0.5))
-    b, _ = editor.edit(inversion, direction, EditSettings(steps=STEPS, xa_guidance=0.0))
-    assert np.abs(np.asarray(a[0], np.int16) - np.asarray(b[0], np.int16)).max() > 0
-    assert edit_module.EditSettings().xa_guidance == 0.1
+    caption = encode_prompts(components, ["a photo of a horse"])
+    direction = torch.as_tensor(_directions(1))
+    ours, _ = edit(components, inversion.latents, caption, direction,
+                   EditSettings(steps=STEPS, xa_guidance=0.1, guidance_scale=5.0))
+    pipeline = StableDiffusionPix2PixZeroPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+        unet=components.unet, scheduler=components.scheduler, inverse_scheduler=components.inverse_scheduler,
+        feature_extractor=None, safety_checker=None, caption_generator=None, caption_processor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    theirs = pipeline(
+        prompt="a photo of a horse", negative_prompt="a photo of a horse", source_embeds=torch.zeros(1, 77, 32),
+        target_embeds=direction, num_inference_steps=STEPS, cross_attention_guidance_amount=0.1,
+        guidance_scale=5.0, latents=inversion.latents.clone(), output_type="latent",
+    ).images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
 def test_edits_are_deterministic(editor, image):
@@ -183,13 +199,15 @@ def edit_cli(run_cli, tiny_sd, tmp_path, monkeypatch):
 def test_cli_edit_end_to_end(edit_cli, image, tmp_path):
     out = tmp_path / "out"
     result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--from", "zebra", "--to", "horse",
-                      "--caption", "a photo of a horse", "-o", str(out), "--json")
+                      "--caption", "a photo of a horse", "--attention-map", "horse", "-o", str(out), "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["errors"] == []
     edits = report["results"][0]["edits"]
     assert set(edits) == {"horse2zebra", "zebra2horse"}
-    for path in [*edits.values(), report["results"][0]["reconstruction"]]:
+    attention = report["results"][0]["attention_maps"]
+    assert list(attention) == ["horse"]
+    for path in [*edits.values(), report["results"][0]["reconstruction"], attention["horse"]]:
         assert Image.open(path).size == (32, 24)
     again = json.loads(edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption",
                                 "a photo of a horse", "-o", str(out), "--json").stdout)
@@ -227,3 +245,29 @@ def test_cli_generate_edit(edit_cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "g" / "generated-0.png").is_file()
     assert (tmp_path / "g" / "generated-0.horse2zebra.png").is_file()
+
+
+def test_a_kept_reference_pass_is_reused_and_gives_the_same_edit(editor, image, monkeypatch):
+    from editor import edit as edit_module
+
+    inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    settings = EditSettings(steps=STEPS)
+    fresh, reconstruction = editor.edit(inversion, _directions(1, seed=4), settings)
+    editor.edit(inversion, _directions(1, seed=9), settings, keep_reference=True)
+    calls = []
+    original = edit_module._guided
+    monkeypatch.setattr(edit_module, "_guided", lambda *a: calls.append(1) or original(*a))
+    reused, reused_reconstruction = editor.edit(inversion, _directions(1, seed=4), settings, keep_reference=True)
+    assert len(calls) == STEPS  # only the edit's guidance: the reference pass was skipped
+    assert reused[0].tobytes() == fresh[0].tobytes()
+    assert reused_reconstruction.tobytes() == reconstruction.tobytes()
+
+
+def test_attention_map_of_a_caption_word(editor, image):
+    inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    _, _, maps = editor.edit(inversion, _directions(1), EditSettings(steps=STEPS), attention_words=("horse",))
+    heat = np.asarray(maps["horse"])
+    assert maps["horse"].size == (32, 24) and maps["horse"].mode == "L"
+    assert int(heat.max()) - int(heat.min()) >= 128  # normalised (then smoothed by the resize)
+    with pytest.raises(EditorError, match="'zebra' is not in the caption"):
+        editor.edit(inversion, _directions(1), EditSettings(steps=STEPS), attention_words=("zebra",))
