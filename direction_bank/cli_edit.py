@@ -52,14 +52,14 @@ def _resolve_directions(ctx, names, sources, targets, files, editor):
     return resolved, errors
 
 
-def _editor(model, device, dtype, caption_model, no_cache):
+def _editor(model, device, dtype, caption_model, no_cache, compile=False):
     from direction_bank.progress import progress_bar
     from editor.cache import InversionCache
     from editor.editor import Editor
 
     cache = None if no_cache else InversionCache(os.environ.get("DBANK_CACHE") or None)
     return Editor(model, device, dtype, cache, caption_model,
-                  progress_bar=lambda steps, **kw: progress_bar(steps, **kw))
+                  progress_bar=lambda steps, **kw: progress_bar(steps, **kw), compile=compile)
 
 
 def edit_options(func):
@@ -81,6 +81,8 @@ def edit_options(func):
         click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
                      help="BLIP model for captions when --caption is not given."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache."),
+        click.option("--compile", "compile_unet", is_flag=True,
+                     help="torch.compile the UNet (slow first run, cached on disk; eager by default)."),
         model_option,
     ]
     for option in reversed(options):
@@ -97,13 +99,13 @@ def edit_options(func):
 @edit_options
 @click.pass_context
 def edit_command(ctx, images, caption, no_regularise, attention_words, names, sources, targets, files, scale, steps,
-                 xa_guidance, guidance_scale, seed, size, out_dir, caption_model, no_cache, model,
+                 xa_guidance, guidance_scale, seed, size, out_dir, caption_model, no_cache, compile_unet, model,
                  device, dtype, as_json):
     """Edit IMAGES with directions from the bank: invert each (cached), then guided editing."""
     from editor.edit import EditSettings
     from editor.inversion import NO_REGULARISATION, Regularisation
 
-    editor = _editor(model, device, dtype, caption_model, no_cache)
+    editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet)
     directions, errors = _resolve_directions(ctx, names, sources, targets, files, editor)
     settings = EditSettings(steps, guidance_scale, xa_guidance, scale)
     out = Path(out_dir)
@@ -148,14 +150,14 @@ def edit_command(ctx, images, caption, no_regularise, attention_words, names, so
 @edit_options
 @click.pass_context
 def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_guidance, guidance_scale,
-                  seed, size, out_dir, caption_model, no_cache, model, device, dtype, as_json):
+                  seed, size, out_dir, caption_model, no_cache, compile_unet, model, device, dtype, as_json):
     """Generate an image from PROMPT, then edit it with directions (no inversion needed)."""
     import numpy as np
 
     from editor.edit import EditSettings
     from editor.editor import Inversion
 
-    editor = _editor(model, device, dtype, caption_model, True)
+    editor = _editor(model, device, dtype, caption_model, True, compile_unet)
     directions, errors = _resolve_directions(ctx, names, sources, targets, files, editor)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

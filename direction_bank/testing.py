@@ -168,28 +168,38 @@ def save_as_if_from_cuda(tensor, path: Path) -> Path:
     return path
 
 
+TINY_UNET = dict(
+    block_out_channels=(32, 64), layers_per_block=1, sample_size=16,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+    attention_head_dim=8, norm_num_groups=16,
+)
+TINY_VAE = dict(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=16)
+# Stable Diffusion 1.4's shapes (the diffusers defaults are SD 1.x's), so the FLOPs are the real ones
+SD14_UNET = dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+SD14_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, sample_size=512)
+
+
 def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = None,
-                  prediction_type: str = "epsilon") -> Path:
-    """A whole tiny random Stable Diffusion in the diffusers layout (model_index.json, unet/,
-    vae/, text_encoder/, tokenizer/, scheduler/), loadable like a real model id."""
+                  prediction_type: str = "epsilon", shape: str = "tiny") -> Path:
+    """A whole random Stable Diffusion in the diffusers layout (model_index.json, unet/, vae/,
+    text_encoder/, tokenizer/, scheduler/), loadable like a real model id: tiny, or with SD
+    1.4's shapes (shape='sd14')."""
     import json
 
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-    folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from)
+    full = shape == "sd14"
+    folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from,
+                                      **(CLIP_L_TEXT if full else {}))
     torch.manual_seed(seed)
-    UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=8, norm_num_groups=16,
-    ).save_pretrained(folder / "unet")
-    AutoencoderKL(
-        block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=16,
-    ).save_pretrained(folder / "vae")
+    UNet2DConditionModel(in_channels=4, out_channels=4, **(SD14_UNET if full else TINY_UNET)
+                         ).save_pretrained(folder / "unet")
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **(SD14_VAE if full else TINY_VAE)
+                  ).save_pretrained(folder / "vae")
     DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                   set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
                   ).save_pretrained(folder / "scheduler")
@@ -200,4 +210,32 @@ def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = Non
         "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
         "feature_extractor": [None, None], "requires_safety_checker": False,
     }))
+    return folder
+
+
+def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
+    """A random BLIP captioning model (tiny) with its processor, saved to `folder`."""
+    import torch
+    from transformers import (
+        BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + WORDS
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(str(folder / "vocab.txt"), bos_token="[DEC]")
+    (folder / "vocab.txt").unlink()
+    processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer)
+    torch.manual_seed(seed)
+    config = BlipConfig(
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, encoder_hidden_size=16, bos_token_id=5, sep_token_id=3,
+                         pad_token_id=0, max_position_embeddings=64),
+        projection_dim=16,
+    )
+    BlipForConditionalGeneration(config).eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder

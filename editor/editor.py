@@ -13,6 +13,17 @@ from editor.pipeline import (
 )
 
 
+def compile_unet(components) -> None:
+    """torch.compile the UNet, with inductor's cache in the user cache dir so it survives."""
+    import os
+
+    import platformdirs
+    import torch
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(platformdirs.user_cache_path("dbank") / "inductor"))
+    components.unet = torch.compile(components.unet)
+
+
 def _no_bar(steps, **_):
     return steps
 
@@ -34,8 +45,12 @@ class Editor:
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "auto",
                  cache: InversionCache | None = None, caption_model: str = DEFAULT_CAPTION_MODEL,
-                 progress_bar=_no_bar):
+                 progress_bar=_no_bar, compile: bool = False):
+        """Load `model`; with `compile`, the UNet is torch.compile'd (opt-in: the first call pays
+        the compile, later processes reuse inductor's on-disk cache)."""
         self.components = load_components(model, device, dtype)
+        if compile:
+            compile_unet(self.components)
         self.cache = cache
         self.caption_model = caption_model
         self._captioner = None

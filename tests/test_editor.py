@@ -271,3 +271,28 @@ def test_attention_map_of_a_caption_word(editor, image):
     assert int(heat.max()) - int(heat.min()) >= 128  # normalised (then smoothed by the resize)
     with pytest.raises(EditorError, match="'zebra' is not in the caption"):
         editor.edit(inversion, _directions(1), EditSettings(steps=STEPS), attention_words=("zebra",))
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory):
+    from direction_bank.testing import write_tiny_blip
+
+    return write_tiny_blip(tmp_path_factory.mktemp("blip"))
+
+
+def test_without_a_caption_blip_writes_one(edit_cli, image, tiny_blip, tmp_path):
+    from editor.caption import Captioner
+
+    expected = Captioner(str(tiny_blip))(Image.open(image).convert("RGB"))
+    result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption-model", str(tiny_blip),
+                      "-o", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["results"][0]["caption"] == expected != ""
+
+
+def test_a_missing_caption_model_is_one_line(edit_cli, image, tmp_path):
+    result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption-model", "nobody/no-blip",
+                      "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot load the captioning model 'nobody/no-blip'" in lines[0]

@@ -1,0 +1,144 @@
+"""Edit latency and peak memory: this editor against diffusers' StableDiffusionPix2PixZeroPipeline,
+in one process, on the same random-weight model (SD 1.4's shapes, so the same FLOPs as the real
+one; or tiny, for the CPU), at the same size, steps and dtype.
+
+    python benchmarks/edit_latency.py --shape sd14 --size 512 --steps 50            # a GPU, fp16
+    python benchmarks/edit_latency.py --shape tiny --size 64 --steps 10 --device cpu  # CI-sized
+
+Printed per implementation: inversion time, edit time, first edit (both), another direction on
+the same image, and peak GPU memory; then the ratios. Targets on an H100/H200 at 512, 50 steps,
+fp16: first edit <= 4 s, another direction <= 2.5 s, peak <= 6 GiB. --compile adds a run with
+torch.compile'd UNet and reports the compile time apart.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=["sd14", "tiny"], default="sd14")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--skip-diffusers", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd UNet")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from direction_bank.testing import write_tiny_sd
+    from editor.edit import EditSettings
+    from editor.editor import Editor
+    from editor.inversion import Regularisation
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.startswith("cuda")
+    work = Path(tempfile.mkdtemp(prefix="dbank-edit-bench-"))
+    write_tiny_sd(work / "sd", shape=args.shape)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (args.size, args.size, 3), dtype=np.uint8)).save(
+        work / "image.png")
+    caption = "a photo of a horse"
+
+    def synchronize():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def reset_peak():
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_gib():
+        return torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+
+    editor = Editor(str(work / "sd"), device=device, dtype=args.dtype)
+    hidden = editor.hidden_size
+    direction = torch.randn(1, 77, hidden, generator=torch.Generator().manual_seed(0)).numpy() * 0.1
+    other = torch.randn(1, 77, hidden, generator=torch.Generator().manual_seed(1)).numpy() * 0.1
+    settings = EditSettings(steps=args.steps)
+    print(f"{args.shape} model, {args.size}x{args.size}, {args.steps} steps, {device}, "
+          f"{editor.components.dtype}, torch {torch.__version__}")
+
+    def ours(label):
+        editor.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)  # warm-up
+        reset_peak()
+        synchronize()
+        start = time.perf_counter()
+        inversion = editor.invert_file(work / "image.png", caption, args.size, args.steps, Regularisation(), seed=1)
+        synchronize()
+        inverted = time.perf_counter()
+        editor.edit(inversion, direction, settings, keep_reference=True)
+        synchronize()
+        edited = time.perf_counter()
+        editor.edit(inversion, other, settings, keep_reference=True)
+        synchronize()
+        again = time.perf_counter()
+        return {"label": label, "inversion": inverted - start, "edit": edited - inverted,
+                "first": edited - start, "another": again - edited, "peak": peak_gib()}
+
+    rows = [ours("dbank editor (eager)")]
+    if args.compile:
+        from editor.editor import compile_unet
+
+        start = time.perf_counter()
+        compile_unet(editor.components)
+        editor.invert_file(work / "image.png", caption, args.size, 2, seed=7)
+        editor.edit(editor.invert_file(work / "image.png", caption, args.size, 2, seed=7), direction,
+                    EditSettings(steps=2))
+        synchronize()
+        print(f"torch.compile of the UNet (first calls): {time.perf_counter() - start:.1f} s")
+        rows.append(ours("dbank editor (compiled)"))
+
+    if not args.skip_diffusers:
+        from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
+
+        c = Editor(str(work / "sd"), device=device, dtype=args.dtype).components
+        pipe = StableDiffusionPix2PixZeroPipeline(
+            vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
+            inverse_scheduler=c.inverse_scheduler, feature_extractor=None, safety_checker=None,
+            caption_generator=None, caption_processor=None, requires_safety_checker=False,
+        ).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        image = Image.open(work / "image.png")
+        source = torch.zeros(1, 77, hidden, device=device, dtype=c.dtype)
+
+        def theirs():
+            start = time.perf_counter()
+            latents = pipe.invert(caption, image=image, num_inference_steps=args.steps,
+                                  generator=torch.Generator().manual_seed(0)).latents  # needs a CPU generator
+            synchronize()
+            inverted = time.perf_counter()
+            pipe(caption, source_embeds=source, target_embeds=torch.as_tensor(direction, device=device, dtype=c.dtype),
+                 num_inference_steps=args.steps, cross_attention_guidance_amount=0.1, guidance_scale=5.0,
+                 latents=latents, negative_prompt=caption, output_type="latent")
+            synchronize()
+            return inverted - start, time.perf_counter() - inverted
+
+        theirs()  # warm-up
+        reset_peak()
+        inversion, edit = theirs()
+        rows.append({"label": "diffusers Pix2PixZero", "inversion": inversion, "edit": edit,
+                     "first": inversion + edit, "another": inversion + edit, "peak": peak_gib()})
+
+    print(f"{'':<26}{'inversion':>10}{'edit':>9}{'first':>9}{'another':>9}{'peak GiB':>10}")
+    for r in rows:
+        print(f"{r['label']:<26}{r['inversion']:9.2f}s{r['edit']:8.2f}s{r['first']:8.2f}s"
+              f"{r['another']:8.2f}s{r['peak']:10.2f}")
+    if len(rows) > 1 and rows[-1]["label"].startswith("diffusers"):
+        base, mine = rows[-1], rows[0]
+        print(f"diffusers / dbank: first edit {base['first'] / mine['first']:.2f}x, "
+              f"another direction {base['another'] / mine['another']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

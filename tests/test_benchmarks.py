@@ -1,0 +1,18 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_edit_latency_benchmark_runs_at_tiny_size_on_the_cpu():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "edit_latency.py"), "--shape", "tiny", "--size", "32",
+         "--steps", "2", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("dbank editor (eager)") for line in lines)
+    assert any(line.startswith("diffusers Pix2PixZero") for line in lines)
+    assert "diffusers / dbank: first edit" in done.stdout
