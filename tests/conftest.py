@@ -55,28 +55,55 @@ def encoder(sd_model):
 
 @pytest.fixture
 def bank_path(tmp_path):
-    """Where a test's bank file lives (not created yet)."""
+    """Where a test's SQLite bank file lives (not created yet)."""
     return tmp_path / "bank.db"
 
 
+def _fresh_postgres_database(url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, bank_path):
+    """The test's bank: a fresh SQLite file, or a fresh database on the PostgreSQL server named by
+    DBANK_TEST_POSTGRES_URL (skipped without one; .ci/run starts one). Tests marked sqlite_only
+    look at the SQLite file itself."""
+    if request.param == "sqlite":
+        return str(bank_path)
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("looks at the SQLite file itself")
+    url = os.environ.get("DBANK_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set DBANK_TEST_POSTGRES_URL (scripts/start-test-postgres.sh) to test PostgreSQL")
+    return _fresh_postgres_database(url, f"dbank_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}")
+
+
 @pytest.fixture
-def bank(bank_path):
-    """An empty bank in a fresh SQLite file."""
+def bank(database):
+    """An empty bank on the test's engine."""
     from direction_bank import Bank
 
-    with Bank(bank_path) as opened:
+    with Bank(database) as opened:
         yield opened
 
 
 @pytest.fixture
-def run_cli(bank_path, sd_model):
+def run_cli(database, sd_model):
     """Invoke `dbank` in-process against the test's bank and tiny model; returns the Result."""
     from direction_bank.cli import cli
 
     runner = CliRunner()
 
     def run(*args, input=None, model=None, env=None):
-        full_env = {"DBANK_DB": str(bank_path), "DBANK_MODEL": str(model or sd_model), **(env or {})}
+        full_env = {"DBANK_DB": database, "DBANK_MODEL": str(model or sd_model), **(env or {})}
         return runner.invoke(cli, list(args), input=input, env=full_env, catch_exceptions=False)
 
     return run

@@ -110,6 +110,7 @@ def test_unknown_concept(bank, encoder):
         bank.diff("horse", "unicorn")
 
 
+@pytest.mark.sqlite_only
 def test_remove_concept_deletes_its_sentences(bank, encoder):
     bank.add_sentences("horse", HORSE, encoder)
     bank.add_sentences("zebra", ZEBRA, encoder)

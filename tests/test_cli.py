@@ -112,17 +112,20 @@ def test_missing_model_is_one_line(run_cli):
     )
 
 
+@pytest.mark.sqlite_only
 def test_read_only_commands_never_create_the_bank(run_cli, bank_path):
     for args in (["concepts"], ["show", "horse"], ["diff", "a", "b"]):
         _one_line_error(run_cli(*args), "no bank at")
     assert not bank_path.exists()
 
 
+@pytest.mark.sqlite_only
 def test_unreadable_database_is_one_line(run_cli, bank_path):
     bank_path.write_bytes(b"this is not a database at all" * 100)
     _one_line_error(run_cli("concepts"), "not a dbank database")
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_is_one_line_and_loses_nothing(run_cli, horse_and_zebra, bank_path, monkeypatch):
     monkeypatch.setenv("DBANK_BUSY_TIMEOUT", "0.2")
     holder = sqlite3.connect(bank_path, isolation_level=None)
@@ -136,7 +139,7 @@ def test_locked_database_is_one_line_and_loses_nothing(run_cli, horse_and_zebra,
     assert json.loads(run_cli("show", "horse", "--json").stdout)["sentence_count"] == 4
 
 
-def test_concepts_and_diff_start_without_torch(horse_and_zebra, bank_path):
+def test_concepts_and_diff_start_without_torch(horse_and_zebra, database):
     probe = (
         "import sys\n"
         "from direction_bank.cli import main\n"
@@ -147,7 +150,7 @@ def test_concepts_and_diff_start_without_torch(horse_and_zebra, bank_path):
         "        assert not e.code, e.code\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(bank_path)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe, database], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "False False"
     assert '"shape": [' in done.stdout

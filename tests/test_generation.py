@@ -56,6 +56,7 @@ def test_openai_rejected_key_is_one_line_and_stores_nothing(run_cli, bank_path):
     assert json.loads(run_cli("concepts", "--json").stdout) == []
 
 
+@pytest.mark.sqlite_only
 def test_openai_missing_key_is_one_line(run_cli, bank_path):
     result = run_cli("add-concept", "horse", "--generator", "openai")
     assert result.exit_code == 1 and "no OpenAI API key" in result.stderr

@@ -153,6 +153,7 @@ def test_wrong_shapes_and_non_finite_values_are_refused(tmp_path):
         read_shared_file(tmp_path / "dict.pt")
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_truncated_and_empty_files_fail_cleanly_and_store_nothing(run_cli, filled, tmp_path, suffix, bank_path):
     whole = tmp_path / f"whole{suffix}"
