@@ -2,16 +2,33 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrations
 
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+WRITE_ATTEMPTS = 8
+T = TypeVar("T")
+# PostgreSQL: serialization failure, deadlock, unique violation (a concurrent writer inserted the
+# same row first; the retried transaction sees it)
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """Whether a failed write transaction may succeed when run again (contention, not a bug)."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    message = str(error.orig).lower()
+    return "database is locked" in message or "database is busy" in message
 
 
 class NoDatabase(Exception):
@@ -102,6 +119,19 @@ class Database:
         """A session whose work commits as one transaction (holding the write lock on SQLite)."""
         with self._writer.begin() as session:
             yield session
+
+    def write(self, work: Callable[[Session], T], attempts: int = WRITE_ATTEMPTS) -> T:
+        """Run `work(session)` in a write transaction, running it again (with jittered
+        exponential backoff) when it failed only because of other writers."""
+        for attempt in range(attempts):
+            try:
+                with self.writing() as session:
+                    return work(session)
+            except DBAPIError as error:
+                if attempt == attempts - 1 or not is_transient(error):
+                    raise
+                time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         """Close every pooled connection."""

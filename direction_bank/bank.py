@@ -247,7 +247,8 @@ class Bank:
                 )
 
         fingerprint = encoder.fingerprint(known)
-        with self.db.writing() as session:
+
+        def record(session) -> EncoderInfo:
             row = session.scalar(select(Encoder).where(Encoder.fingerprint == fingerprint))
             if row is None:
                 row = Encoder(
@@ -263,6 +264,8 @@ class Bank:
             elif signature and row.weights_signature != signature:
                 row.weights_signature = signature
             return EncoderInfo.of(row)
+
+        return self.db.write(record)
 
     def encoders(self) -> list[EncoderInfo]:
         """Every encoder the bank has seen."""
@@ -378,8 +381,9 @@ class Bank:
         for start in progress_bar(batches, enabled=progress, desc="backfilling", unit="batch"):
             batch = rows[start : start + batch_size]
             embeddings = encoder.embed([text for _, text in batch], batch_size)
-            with self.db.writing() as session:
-                concept_row = session.scalar(select(Concept).where(Concept.name == concept))
+
+            def store(session, batch=batch, embeddings=embeddings) -> int:
+                concept_row = _lock_concept(session, concept)
                 done = set(
                     session.scalars(
                         select(SentenceEncoding.sentence_id).where(
@@ -393,19 +397,18 @@ class Bank:
                     SentenceEncoding(sentence_id=batch[i][0], encoder_id=info.id) for i in keep
                 )
                 self._merge_statistics(session, concept_row.id, info, embeddings[keep])
-            report.backfilled += len(keep)
+                return len(keep)
+
+            report.backfilled += self.db.write(store)
 
     def _embed_and_store(self, concept, texts, hashes, encoder, info, provenance, report) -> None:
         """Embed one batch of new sentences and store them with the statistics, atomically."""
         counts = encoder.token_counts(texts)
         report.truncated.extend(t for t, n in zip(texts, counts) if n > info.max_length)
         embeddings = encoder.embed(texts, len(texts))
-        with self.db.writing() as session:
-            concept_row = session.scalar(select(Concept).where(Concept.name == concept))
-            if concept_row is None:
-                concept_row = Concept(name=concept)
-                session.add(concept_row)
-                session.flush()
+
+        def store(session) -> int:
+            concept_row = _lock_concept(session, concept, create=True)
             # another writer may have stored some of these since we looked
             taken = set(
                 session.scalars(
@@ -431,8 +434,11 @@ class Bank:
             session.flush()
             session.add_all(SentenceEncoding(sentence_id=row.id, encoder_id=info.id) for row in rows)
             self._merge_statistics(session, concept_row.id, info, embeddings[keep])
-        report.added += len(keep)
-        report.skipped += len(texts) - len(keep)
+            return len(keep)
+
+        added = self.db.write(store)
+        report.added += added
+        report.skipped += len(texts) - added
 
     @staticmethod
     def _merge_statistics(session, concept_id: int, info: EncoderInfo, embeddings: np.ndarray) -> None:
@@ -804,6 +810,17 @@ class Bank:
                 write_statistics(session, concept_id, info, current.remove(embeddings[info.id]))
             session.execute(delete(Sentence).where(Sentence.id == record.id))
         return record
+
+
+def _lock_concept(session, name: str, create: bool = False) -> Concept | None:
+    """The concept's row, locked for this transaction on PostgreSQL (SQLite's write transaction
+    already excludes other writers), so writers to one concept take turns; created if asked."""
+    row = session.scalar(select(Concept).where(Concept.name == name).with_for_update())
+    if row is None and create:
+        row = Concept(name=name)
+        session.add(row)
+        session.flush()
+    return row
 
 
 def read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats | None:
