@@ -156,3 +156,21 @@ class ImportedFile(Base):
     kind: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(256))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QueueItem(Base):
+    """A concept to fill to a target, claimed by one worker at a time under an expiring lease."""
+
+    __tablename__ = "queue"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    concept: Mapped[str] = mapped_column(String(256), unique=True)
+    target: Mapped[int] = mapped_column(Integer)
+    # pending, running, done (target reached), short (the generator ran out first)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    worker: Mapped[str | None] = mapped_column(String(256))
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sentence_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

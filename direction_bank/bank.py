@@ -320,12 +320,13 @@ class Bank:
         max_candidates: int | None = None,
         max_idle_rounds: int = 5,
         progress: bool = False,
+        on_batch: Callable[[int], None] | None = None,
     ) -> AddReport:
         """Generate, clean, embed and store sentences until the concept holds `target` of them,
         the generator runs dry, `max_candidates` (default 10x target) were tried, or
         `max_idle_rounds` generator batches in a row gave nothing usable (not even a repeat).
         Each batch commits on its own, so an interrupted run loses at most one batch and a rerun
-        continues."""
+        continues; `on_batch(sentences stored)` is called after each (a worker renews its lease)."""
         concept = _concept_name(concept)
         info = self.register_encoder(encoder)
         report = AddReport(concept, target=target)
@@ -351,6 +352,8 @@ class Bank:
                     )
                     stored.update(hashes)
                     bar.update(len(chunk))
+                    if on_batch is not None:
+                        on_batch(len(stored))
                 # a resumed run first meets what it stored before: that is not idling
                 idle = 0 if texts or repeats else idle + 1
                 if len(stored) >= target or tried >= budget or idle >= max_idle_rounds:

@@ -290,7 +290,7 @@ def remove_sentence(ctx, name, text, sentence_id, device, dtype):
     click.echo(f"removed #{record.id} from {name}: {record.text}")
 
 
-from direction_bank import cli_directions, cli_edit  # noqa: E402,F401  (they register commands)
+from direction_bank import cli_directions, cli_edit, cli_shared  # noqa: E402,F401  (they register commands)
 
 
 def main(argv=None) -> None:
