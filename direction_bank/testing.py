@@ -239,3 +239,39 @@ def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
     BlipForConditionalGeneration(config).eval().save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+class FakeEncoder:
+    """A deterministic stand-in for TextEncoder: each sentence's [77, D] embedding is drawn from
+    a generator seeded by its text, so repeated runs agree and costs nothing to compute."""
+
+    encoder_class = "FakeEncoder"
+
+    def __init__(self, hidden_size: int = 768, max_length: int = 77, model: str = "fake/encoder"):
+        self.hidden_size, self.max_length, self.model = hidden_size, max_length, model
+
+    def weights_signature(self) -> None:
+        """Fake weights live in no file."""
+        return None
+
+    def fingerprint(self, known=None) -> str:
+        """A fingerprint fixed by the shape (the 'weights')."""
+        import hashlib
+
+        return hashlib.sha256(f"fake-{self.hidden_size}-{self.max_length}".encode()).hexdigest()
+
+    def token_counts(self, texts):
+        """Words plus start and end tokens."""
+        return [len(text.split()) + 2 for text in texts]
+
+    def embed(self, texts, batch_size: int = 64, progress: bool = False):
+        """[n, max_length, D] float32, a function of each text alone."""
+        import hashlib
+
+        import numpy as np
+
+        out = np.empty((len(texts), self.max_length, self.hidden_size), np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            out[i] = np.random.default_rng(seed).standard_normal((self.max_length, self.hidden_size), np.float32)
+        return out

@@ -16,3 +16,14 @@ def test_edit_latency_benchmark_runs_at_tiny_size_on_the_cpu():
     assert any(line.startswith("dbank editor (eager)") for line in lines)
     assert any(line.startswith("diffusers Pix2PixZero") for line in lines)
     assert "diffusers / dbank: first edit" in done.stdout
+
+
+def test_concurrent_writers_benchmark_runs_small():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "concurrent_writers.py"), "--sentences", "8",
+         "--batch-size", "4", "--writers", "1,2", "--postgres", ""],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("sqlite")]
+    assert [row[1] for row in rows] == ["1", "2"] and all(float(row[2]) > 0 for row in rows)
