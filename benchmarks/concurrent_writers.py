@@ -48,18 +48,6 @@ def run(database: str, writers: int, same_concept: bool, count: int, batch_size:
     return writers * count / elapsed
 
 
-def fresh_postgres(url: str, name: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=200, help="per writer")
@@ -68,6 +56,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("DBANK_TEST_POSTGRES_URL"),
                         help="a PostgreSQL URL whose server may get scratch databases")
     args = parser.parse_args()
+    from direction_bank.testing import fresh_postgres_database
+
     counts = [int(n) for n in args.writers.split(",")]
     engines = ["sqlite"] + (["postgresql"] if args.postgres else [])
     print(f"{args.sentences} sentences per writer, batches of {args.batch_size}, fake 768-d encoder, "
@@ -80,7 +70,7 @@ def main() -> None:
                 if engine == "sqlite":
                     database = str(Path(tempfile.mkdtemp()) / "bank.db")
                 else:
-                    database = fresh_postgres(args.postgres, f"dbank_bench_{writers}_{int(same)}")
+                    database = fresh_postgres_database(args.postgres, f"dbank_bench_{writers}_{int(same)}")
                 rates.append(run(database, writers, same, args.sentences, args.batch_size))
             print(f"{engine:<12}{writers:>8}{rates[0]:>16.1f}{rates[1]:>16.1f}")
 

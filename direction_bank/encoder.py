@@ -9,7 +9,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from direction_bank.errors import BankError, ModelUnavailable
+from direction_bank.errors import BankError, ModelUnavailable, first_line
 from direction_bank.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class TextEncoder:
         except (OSError, ValueError) as error:
             raise ModelUnavailable(
                 f"cannot load the text encoder of {model!r}: it is not a local Stable Diffusion "
-                f"folder and could not be downloaded ({_first_line(error)}); set --model or "
+                f"folder and could not be downloaded ({first_line(error)}); set --model or "
                 "DBANK_MODEL to a local folder with text_encoder/ and tokenizer/, or go online"
             ) from None
         text_encoder.to(device).eval().requires_grad_(False)
@@ -140,9 +140,4 @@ class TextEncoder:
                 hidden = self.text_encoder(ids)[0]
                 out[start : start + len(batch)] = hidden.float().cpu().numpy()
         return out
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 

@@ -19,3 +19,9 @@ class EncoderMismatch(BankError):
 
 class ModelUnavailable(BankError):
     """A model that is neither a local folder nor downloadable."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -275,3 +275,16 @@ class FakeEncoder:
             seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
             out[i] = np.random.default_rng(seed).standard_normal((self.max_length, self.hidden_size), np.float32)
         return out
+
+
+def fresh_postgres_database(url: str, name: str) -> str:
+    """The URL of an empty database `name` (dropped first if it exists) on the server at `url`."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)

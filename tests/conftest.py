@@ -8,7 +8,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from direction_bank.testing import write_clip_tokenizer, write_sd_text_checkpoint  # noqa: E402
+from direction_bank.testing import (  # noqa: E402
+    fresh_postgres_database, write_clip_tokenizer, write_sd_text_checkpoint,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,18 +61,6 @@ def bank_path(tmp_path):
     return tmp_path / "bank.db"
 
 
-def _fresh_postgres_database(url: str, name: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, bank_path):
     """The test's bank: a fresh SQLite file, or a fresh database on the PostgreSQL server named by
@@ -83,7 +73,7 @@ def database(request, bank_path):
     url = os.environ.get("DBANK_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("set DBANK_TEST_POSTGRES_URL (scripts/start-test-postgres.sh) to test PostgreSQL")
-    return _fresh_postgres_database(url, f"dbank_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}")
+    return fresh_postgres_database(url, f"dbank_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}")
 
 
 @pytest.fixture

