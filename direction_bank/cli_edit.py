@@ -23,6 +23,7 @@ def _resolve_directions(ctx, names, sources, targets, files, editor):
     import numpy as np
 
     from direction_bank.files import read_shared_file
+    from editor.pipeline import EditorError
 
     if len(sources) != len(targets):
         raise click.ClickException("give --from and --to in pairs")
@@ -47,7 +48,7 @@ def _resolve_directions(ctx, names, sources, targets, files, editor):
             tensor = np.asarray(load(), dtype=np.float32)
             editor.check_direction(label, tensor)
             resolved.append((label, tensor))
-        except Exception as error:  # BankError, EditorError: reported, the rest still run
+        except (BankError, EditorError) as error:  # reported; the other directions still run
             errors.append(f"{label}: {error}")
     return resolved, errors
 
@@ -102,8 +103,11 @@ def edit_command(ctx, images, caption, no_regularise, attention_words, names, so
                  xa_guidance, guidance_scale, seed, size, out_dir, caption_model, no_cache, compile_unet, model,
                  device, dtype, as_json):
     """Edit IMAGES with directions from the bank: invert each (cached), then guided editing."""
+    import numpy as np
+
     from editor.edit import EditSettings
     from editor.inversion import NO_REGULARISATION, Regularisation
+    from editor.pipeline import EditorError
 
     editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet)
     directions, errors = _resolve_directions(ctx, names, sources, targets, files, editor)
@@ -117,16 +121,10 @@ def edit_command(ctx, images, caption, no_regularise, attention_words, names, so
         try:
             inversion = editor.invert_file(image, caption, size, steps,
                                            NO_REGULARISATION if no_regularise else Regularisation(), seed)
-            import numpy as np
-
             edited, reconstruction, *maps = editor.edit(
                 inversion, np.stack([t[0] for _, t in directions]), settings,
                 attention_words=attention_words)
-        except Exception as error:
-            from editor.pipeline import EditorError
-
-            if not isinstance(error, (EditorError, BankError)):
-                raise
+        except (EditorError, BankError) as error:  # reported; the other images are still edited
             errors.append(str(error))
             continue
         stem = _label(Path(image).stem)
