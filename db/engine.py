@@ -11,6 +11,7 @@ from typing import Callable, Iterator, TypeVar
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from db import migrations
 
@@ -31,8 +32,34 @@ def is_transient(error: DBAPIError) -> bool:
     return "database is locked" in message or "database is busy" in message
 
 
-class NoDatabase(Exception):
-    """A read-only open found no bank at the given place."""
+class BankUnavailable(Exception):
+    """A bank that cannot be opened as asked; the message is one line for the user."""
+
+
+class NoDatabase(BankUnavailable):
+    """An open that may not create found no bank at the given place."""
+
+
+class NotABank(BankUnavailable):
+    """A database that holds something other than a dbank bank (left untouched)."""
+
+
+class NewerBank(BankUnavailable):
+    """A bank whose schema version this dbank does not know (made by a newer dbank)."""
+
+
+def busy_timeout_from_environment() -> float:
+    """DBANK_BUSY_TIMEOUT in seconds (default 30), checked: a finite number from 0 to a day."""
+    raw = os.environ.get("DBANK_BUSY_TIMEOUT")
+    if raw is None or not raw.strip():
+        return DEFAULT_BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 86_400:  # also refuses NaN
+        raise BankUnavailable(f"DBANK_BUSY_TIMEOUT={raw!r}: give a number of seconds from 0 to 86400")
+    return value
 
 
 def database_url(database: str | os.PathLike) -> str:
@@ -54,15 +81,16 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_s: float, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:  # switching to WAL writes to the file
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -74,26 +102,65 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-class Database:
-    """An open bank database: an engine whose schema is at the newest version."""
+def _read_only_sqlite_engine(path: Path) -> Engine:
+    """An engine whose connections cannot write to the file (SQLite's mode=ro). A WAL bank in a
+    folder nobody can write to (so no writer can exist) is opened as immutable, since SQLite
+    cannot make the shared-memory file it would otherwise need."""
+    import sqlite3
+    from urllib.parse import quote
 
-    def __init__(self, url: str, *, create: bool = True, busy_timeout_s: float | None = None):
+    uri = f"file:{quote(str(path))}?mode=ro"
+
+    def connect():
+        try:
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return connection
+        except sqlite3.OperationalError:
+            wal = path.with_name(path.name + "-wal")
+            if os.access(path.parent, os.W_OK) or (wal.exists() and wal.stat().st_size):
+                raise
+            return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+
+    # a file, not memory: a pool of connections like a file URL gets (not one per thread)
+    return create_engine("sqlite://", creator=connect, poolclass=QueuePool)
+
+
+class Database:
+    """An open bank database: an engine whose schema is at the newest version.
+
+    A database that holds other tables (another program's file) is refused and never touched; a
+    read-only open never writes to the file, and never creates one."""
+
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False,
+                 busy_timeout_s: float | None = None):
         self.url = url
+        self.read_only = read_only
         path = sqlite_path(url)
         if path is not None and not path.exists():
-            if not create:
+            if read_only or not create:
                 raise NoDatabase(f"no bank at {path}")
             path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None and path.exists() and not path.is_file():
+            raise NotABank(f"{path} is not a file")
         if busy_timeout_s is None:
-            busy_timeout_s = float(os.environ.get("DBANK_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT_S))
-        self.engine = create_engine(url)
+            busy_timeout_s = busy_timeout_from_environment()
+        self._where = str(path) if path is not None else "the database"
+        if path is not None and not read_only and path.exists() and path.stat().st_size:
+            # look before the writable engine switches the file to WAL: it may be another program's
+            looking = _read_only_sqlite_engine(path)
+            try:
+                self._check_schema(looking, create)
+            finally:
+                looking.dispose()
+        self.engine = _read_only_sqlite_engine(path) if read_only and path else create_engine(url)
         if self.engine.dialect.name == "sqlite":
-            _configure_sqlite(self.engine, busy_timeout_s)
+            _configure_sqlite(self.engine, busy_timeout_s, read_only)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(
             self.engine.execution_options(dbank_write=True), expire_on_commit=False
         )
-        self._migrate()
+        self._open_schema(create and not read_only)
 
     def schema_version(self) -> str | None:
         """The Alembic revision the database is at, or None for an empty database."""
@@ -102,8 +169,37 @@ class Database:
                 return None
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
-    def _migrate(self) -> None:
-        if self.schema_version() == migrations.HEAD:
+    def _check_schema(self, engine: Engine, create: bool) -> str | None:
+        """The schema version of a dbank bank (None for an empty database, when creating);
+        NotABank, NewerBank or NoDatabase for anything else, which is left untouched."""
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            version = None
+            if "alembic_version" in tables:
+                version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if not tables and not create:
+            raise NoDatabase(f"{self._where} holds no bank yet")
+        if tables and version not in migrations.REVISIONS:
+            if version is not None and {"concepts", "encoders"} <= tables:
+                raise NewerBank(
+                    f"{self._where} was made by a newer dbank (schema version {version}; this dbank "
+                    f"knows up to {migrations.HEAD}); upgrade dbank"
+                )
+            raise NotABank(f"{self._where} is not a dbank bank (it holds other tables); left untouched")
+        return version
+
+    def _open_schema(self, create: bool) -> None:
+        """Check that this is a dbank bank of a known version, bringing an older one up to date
+        (an empty database too, when creating); anything else is refused untouched."""
+        if self._check_schema(self.engine, create) == migrations.HEAD:
+            return
+        if self.read_only:  # an older bank of ours: upgrading it is part of opening it
+            writable = create_engine(self.url)
+            try:
+                with writable.begin() as connection:
+                    migrations.upgrade(connection)
+            finally:
+                writable.dispose()
             return
         with self.engine.execution_options(dbank_write=True).begin() as connection:
             migrations.upgrade(connection)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from sqlalchemy import delete, func, select
 
-from db.engine import Database, NoDatabase, database_url
+from db.engine import BankUnavailable, Database, NoDatabase, database_url
 from db.models import (
     Concept,
     Direction,
@@ -25,6 +25,7 @@ from db.models import (
 from direction_bank.cleaning import (
     SentenceCleaner,
     content_hash,
+    has_control_characters,
     normalise,
     swap_concept,
 )
@@ -39,7 +40,16 @@ from direction_bank.generators.base import (
     Provenance,
     SentenceGenerator,
 )
+from direction_bank.names import check_name
 from direction_bank.progress import progress_bar, progress_counter
+from direction_bank.storage import (
+    DirectionResult,
+    EncoderInfo,
+    add_direction,
+    lock_concept,
+    read_statistics,
+    write_statistics,
+)
 
 # numpy (and the modules built on it) is imported inside the methods that compute, so that
 # listing commands start without it: `dbank concepts` must answer in under half a second.
@@ -59,36 +69,6 @@ def default_database() -> Path:
     return platformdirs.user_data_path("dbank") / "bank.db"
 
 
-@dataclass(frozen=True)
-class EncoderInfo:
-    """A text encoder as the bank records it."""
-
-    id: int
-    model: str
-    encoder_class: str
-    hidden_size: int
-    max_length: int
-    fingerprint: str
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """Shape of one sentence embedding, [max_length, hidden_size]."""
-        return (self.max_length, self.hidden_size)
-
-    @classmethod
-    def of(cls, row: Encoder) -> EncoderInfo:
-        """The info of an encoders row."""
-        return cls(
-            row.id, row.model, row.encoder_class, row.hidden_size, row.max_length, row.fingerprint
-        )
-
-    def as_dict(self) -> dict:
-        """JSON-ready description (without the database id)."""
-        out = asdict(self)
-        del out["id"]
-        return out
-
-
 @dataclass
 class AddReport:
     """What an add did: sentences added, skipped as duplicates, backfilled, truncated, and for
@@ -98,6 +78,7 @@ class AddReport:
     added: int = 0
     skipped: int = 0
     backfilled: int = 0
+    refused: int = 0  # lines holding control characters, never stored
     truncated: list[str] = field(default_factory=list)
     sentence_count: int = 0
     target: int | None = None
@@ -138,73 +119,6 @@ class SentenceRecord:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class DirectionResult:
-    """A direction [1, max_length, D] (target mean minus source mean) and where it came from."""
-
-    tensor: np.ndarray
-    encoder: EncoderInfo
-    source: str | None = None
-    target: str | None = None
-    source_count: int | None = None
-    target_count: int | None = None
-    name: str | None = None
-    confidence: dict | None = None
-    recipe: dict | None = None
-
-    @property
-    def norm(self) -> float:
-        """Frobenius norm of the direction."""
-        import numpy as np
-
-        return float(np.linalg.norm(self.tensor))
-
-    def as_dict(self) -> dict:
-        """JSON-ready summary (without the tensor)."""
-        return {
-            "name": self.name,
-            "source": self.source,
-            "target": self.target,
-            "shape": list(self.tensor.shape),
-            "norm": self.norm,
-            "source_count": self.source_count,
-            "target_count": self.target_count,
-            "confidence": self.confidence,
-            "recipe": self.recipe,
-            "encoder": self.encoder.as_dict(),
-        }
-
-
-def _concept_name(name: str, what: str = "concept") -> str:
-    name = normalise(name)
-    if not name:
-        raise BankError(f"a {what} name cannot be empty")
-    return name
-
-
-def _direction_name(name: str) -> str:
-    return _concept_name(name, "direction")
-
-
-def _add_direction(session, name: str, direction: DirectionResult) -> None:
-    from direction_bank.stats import tensor_to_blob
-
-    session.add(
-        Direction(
-            name=name,
-            encoder_id=direction.encoder.id,
-            source=direction.source,
-            target=direction.target,
-            source_count=direction.source_count,
-            target_count=direction.target_count,
-            norm=direction.norm,
-            snr=(direction.confidence or {}).get("snr"),
-            recipe=direction.recipe,
-            tensor=tensor_to_blob(direction.tensor),
-        )
-    )
-
-
 class Bank:
     """A bank of concepts (sentences and embedding statistics) and named directions."""
 
@@ -213,16 +127,20 @@ class Bank:
         database: str | os.PathLike | None = None,
         *,
         create: bool = True,
+        read_only: bool = False,
         busy_timeout_s: float | None = None,
     ):
         """Open the bank at a path or SQLAlchemy URL (default: the user data directory).
 
-        With create=False a missing SQLite file is an error and no file is made."""
+        With create=False a missing bank is an error and no file is made; read_only also never
+        writes to the file (another program's database is refused either way, untouched)."""
         url = database_url(database if database is not None else default_database())
         try:
-            self.db = Database(url, create=create, busy_timeout_s=busy_timeout_s)
+            self.db = Database(url, create=create, read_only=read_only, busy_timeout_s=busy_timeout_s)
         except NoDatabase as error:
             raise BankError(f"{error} (add a concept first: dbank add-concept NAME)") from None
+        except BankUnavailable as error:
+            raise BankError(str(error)) from None
 
     def close(self) -> None:
         """Release the database connections."""
@@ -236,17 +154,25 @@ class Bank:
 
     # -- encoders -------------------------------------------------------------------------
 
-    def register_encoder(self, encoder: TextEncoder) -> EncoderInfo:
-        """The bank's record of a loaded encoder, created on first use (weights hashed once)."""
-        signature = encoder.weights_signature()
-
+    def _fingerprint(self, encoder: TextEncoder) -> str:
+        """The SHA-256 of the encoder's weights, reused when the bank hashed this file before."""
         def known(sig: str) -> str | None:
             with self.db.reading() as session:
                 return session.scalar(
                     select(Encoder.fingerprint).where(Encoder.weights_signature == sig).limit(1)
                 )
 
-        fingerprint = encoder.fingerprint(known)
+        return encoder.fingerprint(known)
+
+    def encoder_id(self, encoder: TextEncoder) -> int | None:
+        """The bank's id of a loaded encoder, None when it has never used it (writes nothing)."""
+        with self.db.reading() as session:
+            return session.scalar(select(Encoder.id).where(Encoder.fingerprint == self._fingerprint(encoder)))
+
+    def register_encoder(self, encoder: TextEncoder) -> EncoderInfo:
+        """The bank's record of a loaded encoder, created on first use (weights hashed once)."""
+        signature = encoder.weights_signature()
+        fingerprint = self._fingerprint(encoder)
 
         def record(session) -> EncoderInfo:
             row = session.scalar(select(Encoder).where(Encoder.fingerprint == fingerprint))
@@ -284,7 +210,7 @@ class Bank:
         progress: bool = False,
     ) -> AddReport:
         """Embed and store the sentences not yet stored for the concept (by content hash)."""
-        concept = _concept_name(concept)
+        concept = check_name(concept)
         info = self.register_encoder(encoder)
         report = AddReport(concept)
         stored = self._stored_hashes(concept)
@@ -292,6 +218,9 @@ class Bank:
         for text in sentences:
             text = normalise(text)
             if not text:
+                continue
+            if has_control_characters(text):
+                report.refused += 1
                 continue
             key = content_hash(text)
             if key in stored:
@@ -327,7 +256,7 @@ class Bank:
         `max_idle_rounds` generator batches in a row gave nothing usable (not even a repeat).
         Each batch commits on its own, so an interrupted run loses at most one batch and a rerun
         continues; `on_batch(sentences stored)` is called after each (a worker renews its lease)."""
-        concept = _concept_name(concept)
+        concept = check_name(concept)
         info = self.register_encoder(encoder)
         report = AddReport(concept, target=target)
         self._backfill(concept, encoder, info, batch_size, report, progress)
@@ -386,7 +315,7 @@ class Bank:
             embeddings = encoder.embed([text for _, text in batch], batch_size)
 
             def store(session, batch=batch, embeddings=embeddings) -> int:
-                concept_row = _lock_concept(session, concept)
+                concept_row = lock_concept(session, concept)
                 done = set(
                     session.scalars(
                         select(SentenceEncoding.sentence_id).where(
@@ -411,7 +340,7 @@ class Bank:
         embeddings = encoder.embed(texts, len(texts))
 
         def store(session) -> int:
-            concept_row = _lock_concept(session, concept, create=True)
+            concept_row = lock_concept(session, concept, create=True)
             # another writer may have stored some of these since we looked
             taken = set(
                 session.scalars(
@@ -498,7 +427,7 @@ class Bank:
         ]
 
     def _concept_id(self, session, concept: str) -> int:
-        concept_id = session.scalar(select(Concept.id).where(Concept.name == _concept_name(concept)))
+        concept_id = session.scalar(select(Concept.id).where(Concept.name == check_name(concept)))
         if concept_id is None:
             raise UnknownConcept(f"no concept named {concept!r} in the bank")
         return concept_id
@@ -525,7 +454,7 @@ class Bank:
                 .limit(sample)
             ).all()
         return {
-            "name": _concept_name(concept),
+            "name": check_name(concept),
             "sentence_count": count,
             "encoders": encoders,
             "sentences": list(examples),
@@ -598,7 +527,7 @@ class Bank:
         a = self.statistics(source, encoder)
         b = self.statistics(target, encoder)
         tensor = (b.mean - a.mean).astype(np.float32)[None]
-        source, target = _concept_name(source), _concept_name(target)
+        source, target = check_name(source), check_name(target)
         return DirectionResult(
             tensor, encoder, source, target, a.count, b.count,
             confidence=difference_confidence(a, b),
@@ -615,7 +544,7 @@ class Bank:
         from direction_bank.confidence import paired_confidence
         from direction_bank.stats import RunningStats
 
-        source, target = _concept_name(source), _concept_name(target)
+        source, target = check_name(source), check_name(target)
         info = self.register_encoder(encoder)
         before, after = [], []
         for own, other, forward in ((source, target, True), (target, source, False)):
@@ -643,7 +572,7 @@ class Bank:
         centred on the average over every concept of the same encoder."""
         import numpy as np
 
-        from direction_bank.stats import blob_to_tensor
+        from direction_bank.stats import DamagedData, blob_to_tensor
 
         encoder = self.common_encoder(concept, concept, model)
         names, vectors = [], []
@@ -653,21 +582,28 @@ class Bank:
                 .join(Moments, Moments.concept_id == Concept.id)
                 .where(Moments.encoder_id == encoder.id)
             ):
-                names.append(name)
-                vectors.append(blob_to_tensor(mean, encoder.shape)[1:].mean(axis=0))
-        matrix = np.stack(vectors).astype(np.float64)
+                try:
+                    vector = blob_to_tensor(mean, encoder.shape)[1:].astype(np.float64).mean(axis=0)
+                except DamagedData:
+                    vector = None
+                if vector is not None and np.isfinite(vector).all():  # damaged rows: `dbank check` lists them
+                    names.append(name)
+                    vectors.append(vector)
+        if check_name(concept) not in names:
+            raise DamagedData(f"the statistics of {concept!r} are damaged; run dbank check")
+        matrix = np.stack(vectors)
         matrix -= matrix.mean(axis=0)
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-        similarity = matrix @ matrix[names.index(_concept_name(concept))]
-        order = [i for i in np.argsort(-similarity) if names[i] != _concept_name(concept)]
+        similarity = matrix @ matrix[names.index(check_name(concept))]
+        order = [i for i in np.argsort(-similarity) if names[i] != check_name(concept)]
         return [{"name": names[i], "similarity": float(similarity[i])} for i in order[:limit]]
 
     def save_direction(self, name: str, direction: DirectionResult) -> DirectionResult:
         """Store the direction under a name (replacing one of the same name)."""
-        name = _direction_name(name)
+        name = check_name(name, "direction")
         with self.db.writing() as session:
             session.execute(delete(Direction).where(Direction.name == name))
-            _add_direction(session, name, direction)
+            add_direction(session, name, direction)
         return replace(direction, name=name)
 
     def direction(self, name: str) -> DirectionResult:
@@ -676,7 +612,7 @@ class Bank:
         from direction_bank.stats import blob_to_tensor
 
         with self.db.reading() as session:
-            row = session.scalar(select(Direction).where(Direction.name == _direction_name(name)))
+            row = session.scalar(select(Direction).where(Direction.name == check_name(name, "direction")))
             if row is None:
                 raise UnknownDirection(f"no direction named {name!r} in the bank")
             encoder = EncoderInfo.of(session.get(Encoder, row.encoder_id))
@@ -725,25 +661,28 @@ class Bank:
     def remove_direction(self, name: str) -> None:
         """Delete a saved direction."""
         with self.db.writing() as session:
-            deleted = session.execute(delete(Direction).where(Direction.name == _direction_name(name)))
+            deleted = session.execute(delete(Direction).where(Direction.name == check_name(name, "direction")))
             if deleted.rowcount == 0:
                 raise UnknownDirection(f"no direction named {name!r} in the bank")
 
     # -- sharing --------------------------------------------------------------------------
 
-    def export_direction(self, direction: str | DirectionResult, path: str | os.PathLike) -> dict:
-        """Write a saved direction (by name) or a fresh one to a dbank file; returns its metadata."""
+    def export_direction(self, direction: str | DirectionResult, path: str | os.PathLike,
+                         overwrite: bool = False) -> dict:
+        """Write a saved direction (by name) or a fresh one to a dbank file; returns its metadata.
+        An existing file is replaced only with `overwrite` (see output_files.write_output)."""
         from direction_bank.sharing import export_direction
 
         if isinstance(direction, str):
             direction = self.direction(direction)
-        return export_direction(self, direction, path)
+        return export_direction(self, direction, path, overwrite)
 
-    def export_concept(self, concept: str, path: str | os.PathLike, model: str | None = None) -> dict:
+    def export_concept(self, concept: str, path: str | os.PathLike, model: str | None = None,
+                       overwrite: bool = False) -> dict:
         """Write a concept bundle (statistics and sentences) for another bank to import and extend."""
         from direction_bank.sharing import export_concept
 
-        return export_concept(self, concept, self.common_encoder(concept, concept, model), path)
+        return export_concept(self, concept, self.common_encoder(concept, concept, model), path, overwrite)
 
     def import_file(self, file, encoder: TextEncoder, name: str | None = None,
                     strict: bool = False, count: int | None = None):
@@ -813,46 +752,3 @@ class Bank:
                 write_statistics(session, concept_id, info, current.remove(embeddings[info.id]))
             session.execute(delete(Sentence).where(Sentence.id == record.id))
         return record
-
-
-def _lock_concept(session, name: str, create: bool = False) -> Concept | None:
-    """The concept's row, locked for this transaction on PostgreSQL (SQLite's write transaction
-    already excludes other writers), so writers to one concept take turns; created if asked."""
-    row = session.scalar(select(Concept).where(Concept.name == name).with_for_update())
-    if row is None and create:
-        row = Concept(name=name)
-        session.add(row)
-        session.flush()
-    return row
-
-
-def read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats | None:
-    """A concept's statistics under an encoder, inside a session; None when it has none."""
-    from direction_bank.stats import RunningStats
-
-    row = session.get(Statistics, (concept_id, info.id))
-    if row is None:
-        return None
-    moments = session.get(Moments, (concept_id, info.id))
-    return RunningStats.from_blobs(row.count, moments.mean, moments.m2, info.shape)
-
-
-def write_statistics(session, concept_id: int, info: EncoderInfo, stats: RunningStats) -> None:
-    """Store (or, for empty statistics, delete) a concept's statistics under an encoder."""
-    import numpy as np
-
-    key = (concept_id, info.id)
-    row, moments = session.get(Statistics, key), session.get(Moments, key)
-    if stats.count == 0:
-        for stale in (row, moments):
-            if stale is not None:
-                session.delete(stale)
-        return
-    mean, m2 = stats.to_blobs()
-    norm = float(np.linalg.norm(stats.mean))
-    if row is None:
-        session.add(Statistics(concept_id=concept_id, encoder_id=info.id, count=stats.count, mean_norm=norm))
-        session.add(Moments(concept_id=concept_id, encoder_id=info.id, mean=mean, m2=m2))
-    else:
-        row.count, row.mean_norm = stats.count, norm
-        moments.mean, moments.m2 = mean, m2

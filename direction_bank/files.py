@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,18 +12,18 @@ from pathlib import Path
 import numpy as np
 
 from direction_bank import __version__
-from direction_bank.errors import BankError
+from direction_bank.errors import FileRejected
+from direction_bank.output_files import write_output
 
 FORMAT_VERSION = 1
+# CLIP hidden states stay within a few tens; a mean or direction a thousand times past that is
+# not an embedding (1e38 would overflow every norm and similarity computed from it)
+MAX_ABS_VALUE = 1e4
+MAX_FILE_BYTES = {"dbank": 1 << 30, "pix2pix-zero": 64 << 20}
 FORMATS = {"direction": "dbank-direction", "concept": "dbank-concept"}
 # tensors each kind must carry, and the ones it may carry; shapes are checked against the encoder
 REQUIRED = {"direction": {"direction"}, "concept": {"mean", "m2"}}
 OPTIONAL = {"direction": {"source_mean", "target_mean"}, "concept": set()}
-ENCODER_FIELDS = ("model", "encoder_class", "hidden_size", "max_length", "fingerprint")
-
-
-class FileRejected(BankError):
-    """A file that is not a valid direction or concept file; nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.ndarray], meta: dict) -> dict:
-    """Write a dbank file of `kind` atomically; returns the full metadata written."""
+def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.ndarray], meta: dict,
+                      overwrite: bool = False) -> dict:
+    """Write a dbank file of `kind` safely (see output_files.write_output); returns the full
+    metadata written."""
     from safetensors.numpy import save_file
 
     arrays = {name: np.ascontiguousarray(t, dtype="<f4") for name, t in tensors.items()}
@@ -74,15 +75,8 @@ def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.
             for name, a in arrays.items()
         },
     }
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(arrays, temporary, metadata={"dbank": json.dumps(full)})
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    write_output(path, lambda temporary: save_file(arrays, str(temporary), metadata={"dbank": json.dumps(full)}),
+                 overwrite)
     return full
 
 
@@ -100,10 +94,12 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta = json.loads(header["dbank"])
     except (KeyError, ValueError):
         raise FileRejected(f"{path.name}: a safetensors file without dbank metadata") from None
-    kind = {v: k for k, v in FORMATS.items()}.get(meta.get("format"))
+    if not isinstance(meta, dict):
+        raise FileRejected(f"{path.name}: its dbank metadata is not a JSON object")
+    kind = {v: k for k, v in FORMATS.items()}.get(meta.get("format")) if isinstance(meta.get("format"), str) else None
     if kind is None:
-        raise FileRejected(f"{path.name}: unknown format {meta.get('format')!r}")
-    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
+        raise FileRejected(f"{path.name}: unknown format {meta.get('format')!r:.60}")
+    if type(meta.get("format_version")) is not int or not 1 <= meta["format_version"] <= FORMAT_VERSION:
         raise FileRejected(
             f"{path.name}: format version {meta.get('format_version')!r} is newer than this dbank "
             f"reads ({FORMAT_VERSION}); upgrade dbank"
@@ -111,21 +107,37 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return {**meta, "kind": kind}
 
 
+def check_values(path: Path, name: str, tensor: np.ndarray, variance: bool = False) -> None:
+    """Refuse a tensor with NaN or infinite values, or values past MAX_ABS_VALUE (for a
+    `variance`, non-negative and at most MAX_ABS_VALUE squared)."""
+    if not np.isfinite(tensor).all():
+        raise FileRejected(f"{path.name}: tensor {name!r} holds NaN or infinite values")
+    low, high = (0.0, MAX_ABS_VALUE**2) if variance else (-MAX_ABS_VALUE, MAX_ABS_VALUE)
+    if tensor.size and (float(tensor.min()) < low or float(tensor.max()) > high):
+        raise FileRejected(
+            f"{path.name}: tensor {name!r} holds values from {float(tensor.min()):.3g} to {float(tensor.max()):.3g}, "
+            f"outside [{low:g}, {high:g}]: not an embedding {'spread' if variance else 'mean'}"
+        )
+
+
 def _check_tensor(path: Path, name: str, tensor: np.ndarray, shape: tuple[int, ...]) -> None:
     if tensor.shape != shape:
         raise FileRejected(f"{path.name}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(shape)}")
-    if not np.isfinite(tensor).all():
-        raise FileRejected(f"{path.name}: tensor {name!r} holds NaN or infinite values")
+    if name == "m2":  # a sum over the sentences: its size is checked against the count on import
+        if not np.isfinite(tensor).all() or (tensor < 0).any():
+            raise FileRejected(f"{path.name}: tensor 'm2' holds NaN, infinite or negative values")
+    else:
+        check_values(path, name, tensor)
 
 
 def _read_dbank(path: Path) -> SharedFile:
     from safetensors.numpy import load_file
 
+    from direction_bank.file_metadata import validate_metadata
+
     meta = read_metadata(path)
     kind = meta["kind"]
-    encoder = meta.get("encoder") or {}
-    if any(field not in encoder for field in ENCODER_FIELDS):
-        raise FileRejected(f"{path.name}: metadata lacks the text encoder's description")
+    validate_metadata(path.name, kind, meta)
     try:
         tensors = load_file(str(path))
     except Exception:
@@ -136,7 +148,7 @@ def _read_dbank(path: Path) -> SharedFile:
             f"{path.name}: a {kind} file holds {sorted(REQUIRED[kind])}"
             f" (and optionally {sorted(OPTIONAL[kind])}), not {sorted(names)}"
         )
-    row = (encoder["max_length"], encoder["hidden_size"])
+    row = (meta["encoder"]["max_length"], meta["encoder"]["hidden_size"])
     for name, tensor in tensors.items():
         if tensor.dtype != np.float32:
             raise FileRejected(f"{path.name}: tensor {name!r} is {tensor.dtype}, expected float32")
@@ -162,6 +174,8 @@ def _read_pix2pix_zero(path: Path) -> SharedFile:
         raise FileRejected(f"{path.name}: empty, truncated or not a PyTorch tensor file") from None
     if not isinstance(loaded, torch.Tensor):
         raise FileRejected(f"{path.name}: expected a bare tensor [1, 77, D], found {type(loaded).__name__}")
+    if loaded.layout != torch.strided or loaded.is_meta or loaded.is_nested:
+        raise FileRejected(f"{path.name}: a {loaded.layout} tensor; expected a dense tensor [1, 77, D]")
     if loaded.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise FileRejected(f"{path.name}: tensor of {loaded.dtype}, expected floating point")
     tensor = loaded.float().numpy()
@@ -169,6 +183,8 @@ def _read_pix2pix_zero(path: Path) -> SharedFile:
         tensor = tensor[0]
     if tensor.ndim != 2:
         raise FileRejected(f"{path.name}: tensor of shape {list(loaded.shape)}, expected [1, 77, D]")
+    if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        raise FileRejected(f"{path.name}: an empty tensor of shape {list(loaded.shape)}, expected [1, 77, D]")
     _check_tensor(path, "mean", tensor, tensor.shape)
     return SharedFile(path, "p2p-zero", {"mean": tensor}, {"dtype": str(loaded.dtype)}, file_sha256(path))
 
@@ -177,7 +193,8 @@ def read_shared_file(path: str | os.PathLike) -> SharedFile:
     """A validated dbank file (.safetensors) or pix2pix-zero concept mean (anything else)."""
     path = Path(path)
     if not path.is_file():
-        raise FileRejected(f"no file at {path}")
-    if path.suffix == ".safetensors":
-        return _read_dbank(path)
-    return _read_pix2pix_zero(path)
+        raise FileRejected(f"no file at {path}" if not path.exists() else f"{path} is not a regular file")
+    kind = "dbank" if path.suffix == ".safetensors" else "pix2pix-zero"
+    if path.stat().st_size > MAX_FILE_BYTES[kind]:
+        raise FileRejected(f"{path.name}: over {MAX_FILE_BYTES[kind] >> 20} MiB, too large for a {kind} file")
+    return _read_dbank(path) if kind == "dbank" else _read_pix2pix_zero(path)

@@ -13,9 +13,13 @@ from db.engine import sqlite_path
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics
 from direction_bank.cleaning import content_hash
 from direction_bank.errors import BankError
+from direction_bank.files import MAX_ABS_VALUE
+from direction_bank.output_files import write_output
+from direction_bank.stats import DamagedData
+from direction_bank.storage import EncoderInfo, lock_concept, read_statistics, write_statistics
 
 if TYPE_CHECKING:
-    from direction_bank.bank import Bank, EncoderInfo
+    from direction_bank.bank import Bank
     from direction_bank.encoder import TextEncoder
 
 
@@ -33,7 +37,6 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
     mean exactly (atol 1e-4) when the sample is the whole concept, else by a 6-sigma test."""
     import numpy as np
 
-    from direction_bank.bank import EncoderInfo, read_statistics
     from direction_bank.stats import RunningStats, blob_to_tensor
 
     problems = []
@@ -53,7 +56,11 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
             if session.get(Moments, (concept.id, info.id)) is None:
                 problems.append(f"{where}: statistics without their tensors")
                 continue
-            stats = read_statistics(session, concept.id, info)
+            try:
+                stats = read_statistics(session, concept.id, info)
+            except DamagedData:  # one bad row never stops the others from being checked
+                problems.append(f"{where}: stored statistics of the wrong size for {list(info.shape)}")
+                continue
             encoded = session.scalar(
                 select(func.count()).select_from(SentenceEncoding).join(Sentence)
                 .where(Sentence.concept_id == concept.id, SentenceEncoding.encoder_id == info.id))
@@ -61,7 +68,11 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
                 problems.append(f"{where}: statistics count {stats.count}, but {encoded} sentences are in them")
             if not (np.isfinite(stats.mean).all() and np.isfinite(stats.m2).all()) or (stats.m2 < 0).any():
                 problems.append(f"{where}: statistics hold NaN, infinite or negative values")
-            if abs(float(np.linalg.norm(stats.mean)) - stats_row.mean_norm) > 1e-3 * max(1.0, stats_row.mean_norm):
+                continue
+            if (np.abs(stats.mean) > MAX_ABS_VALUE).any():
+                problems.append(f"{where}: the mean holds values past {MAX_ABS_VALUE:g}: not an embedding mean")
+            norm = float(np.linalg.norm(stats.mean))
+            if not abs(norm - stats_row.mean_norm) <= 1e-3 * max(1.0, norm):  # also catches a NaN norm
                 problems.append(f"{where}: stored mean norm does not match the mean")
             if deep and encoded and not concept.origin:
                 texts = _encoded_sentences(session, concept.id, info.id)
@@ -77,9 +88,13 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
         for name, blob, encoder_id in session.execute(select(Direction.name, Direction.tensor, Direction.encoder_id)):
             info = encoders.get(encoder_id) or EncoderInfo.of(session.get(Encoder, encoder_id))
             if len(blob) != 4 * info.max_length * info.hidden_size:
-                problems.append(f"direction {name}: tensor of the wrong size")
-            elif not np.isfinite(blob_to_tensor(blob, info.shape)).all():
+                problems.append(f"direction {name}: tensor of the wrong size for {[1, *info.shape]}")
+                continue
+            tensor = blob_to_tensor(blob, info.shape)
+            if not np.isfinite(tensor).all():
                 problems.append(f"direction {name}: NaN or infinite values")
+            elif (np.abs(tensor) > 2 * MAX_ABS_VALUE).any():
+                problems.append(f"direction {name}: values past {2 * MAX_ABS_VALUE:g}: not a difference of means")
     return problems
 
 
@@ -88,7 +103,6 @@ def repair_statistics(bank: Bank, load_encoder: Callable[[EncoderInfo], TextEnco
     """Recompute every concept's statistics from its stored sentences (re-embedding them with each
     encoder that had statistics); returns what was rebuilt. Imported means without sentences are
     left alone."""
-    from direction_bank.bank import EncoderInfo, _lock_concept, write_statistics
     from direction_bank.stats import RunningStats
 
     with bank.db.reading() as session:
@@ -100,7 +114,7 @@ def repair_statistics(bank: Bank, load_encoder: Callable[[EncoderInfo], TextEnco
         encoder = load_encoder(info)
 
         def rebuild(session, name=name, concept_id=concept_id, info=info, encoder=encoder) -> int:
-            _lock_concept(session, name)
+            lock_concept(session, name)
             rows = session.execute(select(Sentence.id, Sentence.text).where(Sentence.concept_id == concept_id)
                                    .order_by(Sentence.id)).all()
             stats = RunningStats.empty(info.shape)
@@ -118,18 +132,21 @@ def repair_statistics(bank: Bank, load_encoder: Callable[[EncoderInfo], TextEnco
     return rebuilt
 
 
-def backup_bank(bank: Bank, destination: str | Path) -> Path:
-    """A consistent copy of a SQLite bank, safe while other processes write to it."""
+def backup_bank(bank: Bank, destination: str | Path, overwrite: bool = False) -> Path:
+    """A consistent copy of a SQLite bank, safe while other processes write to it, written
+    atomically (see output_files.write_output)."""
     import sqlite3
 
     source = sqlite_path(bank.db.url)
     if source is None:
         raise BankError("backup copies SQLite banks; for PostgreSQL use pg_dump")
-    destination = Path(destination)
-    if destination.exists():
-        raise BankError(f"{destination} exists; choose a new file")
-    with sqlite3.connect(source, timeout=60) as live, sqlite3.connect(destination) as copy:
-        live.backup(copy)
-    copy.close()
-    live.close()
-    return destination
+
+    def copy_to(temporary: Path) -> None:
+        live, copy = sqlite3.connect(source, timeout=60), sqlite3.connect(temporary)
+        try:
+            live.backup(copy)
+        finally:
+            copy.close()
+            live.close()
+
+    return write_output(destination, copy_to, overwrite)

@@ -10,13 +10,15 @@ import numpy as np
 from sqlalchemy import select
 
 from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncoding
-from direction_bank.cleaning import content_hash
+from direction_bank.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError
-from direction_bank.files import SharedFile, write_shared_file
+from direction_bank.files import FileRejected, SharedFile, check_values, write_shared_file
+from direction_bank.names import check_name
 from direction_bank.stats import RunningStats
+from direction_bank.storage import DirectionResult, EncoderInfo, add_direction, read_statistics, write_statistics
 
 if TYPE_CHECKING:
-    from direction_bank.bank import Bank, DirectionResult, EncoderInfo
+    from direction_bank.bank import Bank
 
 # pix2pix-zero averaged about this many sentences per concept mean; its files do not say
 PIX2PIX_ZERO_SENTENCES = 1000
@@ -47,11 +49,10 @@ def _generators(session, concept_names: list[str]) -> list[dict]:
     return [{"generator": g, "model": m, "prompt_version": p} for g, m, p in rows]
 
 
-def export_direction(bank: Bank, direction: DirectionResult, path: str | os.PathLike) -> dict:
+def export_direction(bank: Bank, direction: DirectionResult, path: str | os.PathLike,
+                     overwrite: bool = False) -> dict:
     """Write a direction (saved or fresh from diff) to a dbank file; returns its metadata.
     The source and target means travel too when the bank still holds them unchanged."""
-    from direction_bank.bank import read_statistics
-
     tensors = {"direction": direction.tensor}
     with bank.db.reading() as session:
         concepts = {}
@@ -63,7 +64,7 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
                 tensors[f"{role}_mean"] = stats.mean
             concepts[role] = {"name": name, "sentence_count": count} if name else None
         generators = _generators(session, [c["name"] for c in concepts.values() if c])
-    return write_shared_file(path, "direction", tensors, {
+    return write_shared_file(path, "direction", tensors, overwrite=overwrite, meta={
         "name": direction.name,
         **concepts,
         "recipe": direction.recipe,
@@ -76,10 +77,9 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
     })
 
 
-def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | os.PathLike) -> dict:
+def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | os.PathLike,
+                   overwrite: bool = False) -> dict:
     """Write a concept bundle: its statistics under `encoder` and the sentences inside them."""
-    from direction_bank.bank import read_statistics
-
     with bank.db.reading() as session:
         concept_id = bank._concept_id(session, concept)
         origin = session.get(Concept, concept_id).origin
@@ -99,7 +99,7 @@ def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | o
             for r in rows
         ]
         generators = _generators(session, [concept])
-    return write_shared_file(path, "concept", {"mean": stats.mean, "m2": stats.m2}, {
+    return write_shared_file(path, "concept", {"mean": stats.mean, "m2": stats.m2}, overwrite=overwrite, meta={
         "name": concept,
         "origin": origin,
         "count": stats.count,
@@ -112,11 +112,20 @@ def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | o
 
 
 def _check_encoder(shared: SharedFile, encoder: EncoderInfo, strict: bool, report: ImportReport) -> None:
+    """Refuse a file whose tensors do not have exactly the shapes of `encoder`'s embeddings;
+    warn (or with `strict` refuse) when it was made with other weights."""
     if shared.hidden_size != encoder.hidden_size:
         raise BankError(
             f"{shared.path.name} was made with a {shared.hidden_size}-d text encoder, but "
             f"{encoder.model!r} is {encoder.hidden_size}-d; import it into a bank for that model"
         )
+    for name, tensor in shared.tensors.items():
+        expected = (1, *encoder.shape) if name == "direction" else encoder.shape
+        if tensor.shape != expected:
+            raise FileRejected(
+                f"{shared.path.name}: tensor {name!r} has shape {list(tensor.shape)}, but {encoder.model!r} "
+                f"embeds sentences as {list(expected)}"
+            )
     made_with = shared.meta.get("encoder")
     if made_with is None:
         report.warnings.append(
@@ -135,21 +144,17 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
                 strict: bool = False, count: int = PIX2PIX_ZERO_SENTENCES) -> ImportReport:
     """Store a validated file as a direction or concept under `encoder`, all or nothing.
     A file imported before (same bytes) is a no-op."""
-    from direction_bank.bank import (
-        DirectionResult,
-        _add_direction,
-        _concept_name,
-        write_statistics,
-    )
-
     path = shared.path
     default = shared.meta.get("name") or path.stem
-    report = ImportReport(str(path), shared.kind, _concept_name(name or default))
+    what = "direction" if shared.kind == "direction" else "concept"
+    report = ImportReport(str(path), shared.kind, check_name(name or default, what))
+    table = Direction if shared.kind == "direction" else Concept
     with bank.db.reading() as session:
         earlier = session.get(ImportedFile, shared.sha256)
-    if earlier is not None:
-        report.name, report.already_imported = earlier.name, True
-        return report
+        # a file whose import was removed since is imported again
+        if earlier is not None and session.scalar(select(table.id).where(table.name == earlier.name)):
+            report.name, report.already_imported = earlier.name, True
+            return report
     _check_encoder(shared, encoder, strict, report)
     with bank.db.writing() as session:
         if shared.kind == "direction":
@@ -157,8 +162,11 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
                 raise BankError(f"a direction named {report.name!r} exists; pass --name")
             meta = shared.meta
             source, target = meta.get("source") or {}, meta.get("target") or {}
+            for joined in (source, target):
+                if joined.get("name") is not None:
+                    check_name(joined["name"])
             confidence = meta.get("confidence")
-            _add_direction(session, report.name, DirectionResult(
+            add_direction(session, report.name, DirectionResult(
                 shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
                 source.get("sentence_count"), target.get("sentence_count"), report.name,
                 confidence, {"file": path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
@@ -171,6 +179,8 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
                 stats_count, origin = shared.meta.get("count"), shared.meta.get("origin")
                 if not isinstance(stats_count, int) or stats_count < max(len(sentences), 1):
                     raise BankError(f"{shared.path.name}: count {stats_count!r} does not fit its sentences")
+                if any(has_control_characters(s["text"]) for s in sentences):
+                    raise FileRejected(f"{shared.path.name}: a sentence holds control characters")
                 if len({content_hash(s["text"]) for s in sentences}) != len(sentences):
                     raise BankError(f"{shared.path.name}: the bundle repeats a sentence")
                 m2 = shared.tensors["m2"]
@@ -178,6 +188,7 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
                 sentences, stats_count = [], count
                 origin = f"pix2pix-zero file {path.name} ({shared.meta['dtype']})"
                 m2 = np.zeros_like(shared.tensors["mean"])
+            check_values(path, "m2", m2 / stats_count, variance=True)
             concept = Concept(name=report.name, origin=origin)
             session.add(concept)
             session.flush()
@@ -192,5 +203,5 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
             session.add_all(SentenceEncoding(sentence_id=r.id, encoder_id=encoder.id) for r in rows)
             write_statistics(session, concept.id, encoder, RunningStats(
                 stats_count, shared.tensors["mean"].astype(np.float64), m2.astype(np.float64)))
-        session.add(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
+        session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
     return report

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from direction_bank.errors import BankError
+
 
 @dataclass(frozen=True)
 class RunningStats:
@@ -91,6 +93,14 @@ def tensor_to_blob(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
+class DamagedData(BankError):
+    """A stored tensor whose size does not fit its shape (a damaged or tampered row)."""
+
+
 def blob_to_tensor(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    """Float32 little-endian bytes back to an array of the given shape."""
+    """Float32 little-endian bytes back to an array of the given shape (DamagedData if they do
+    not fit it)."""
+    if len(blob) != 4 * int(np.prod(shape)):
+        raise DamagedData(f"a stored tensor of {len(blob)} bytes does not fit the shape {list(shape)}; "
+                          "run dbank check")
     return np.frombuffer(blob, "<f4").reshape(shape).copy()

@@ -16,11 +16,13 @@ from sqlalchemy import func, or_, select
 
 from db.models import QueueItem
 from direction_bank.errors import BankError
+from direction_bank.names import check_name
 
 if TYPE_CHECKING:
     from direction_bank.bank import Bank
 
 DEFAULT_LEASE_S = 300.0
+MAX_TARGET = 2**31 - 1  # a 32-bit column on PostgreSQL
 
 
 def parse_concepts(text: str, default_target: int) -> list[tuple[str, int]]:
@@ -36,9 +38,9 @@ def parse_concepts(text: str, default_target: int) -> list[tuple[str, int]]:
             if not pairs and row[1].strip().lower() in ("count", "target", "n"):
                 continue  # a header line
             raise BankError(f"{name!r}: count {row[1]!r} is not a number") from None
-        if target < 1:
-            raise BankError(f"{name!r}: count must be at least 1")
-        pairs.append((name, target))
+        if not 1 <= target <= MAX_TARGET:
+            raise BankError(f"{name!r}: count {target} is not from 1 to {MAX_TARGET}")
+        pairs.append((check_name(name), target))
     if not pairs:
         raise BankError("no concepts in the file")
     return pairs

@@ -110,7 +110,7 @@ class Editor:
         `keep_reference` the reference pass is kept with the inversion (in memory, on the
         device), so the next edit of this image with the same settings skips it. For each of
         `attention_words` found in the caption, a third value maps the word to a greyscale PIL
-        image of where the reconstruction attends to it."""
+        image of where the reconstruction attends to it (words not in the caption are left out)."""
         import torch
 
         caption = encode_prompts(self.components, [inversion.caption])
@@ -140,8 +140,8 @@ class Editor:
         for word in words:
             target = tokenizer(word, add_special_tokens=False).input_ids
             positions = [i for i in range(len(ids) - len(target) + 1) if ids[i : i + len(target)] == target]
-            if not positions:
-                raise EditorError(f"{word!r} is not in the caption {caption!r}")
+            if not positions:  # the caller tells the user; the edit itself is kept
+                continue
             heat = sum(attention[p : p + len(target)].sum(0) for p in positions).cpu().numpy()
             heat = (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-12)
             size = (heat.shape[1] * self.components.latent_factor, heat.shape[0] * self.components.latent_factor)

@@ -2,6 +2,7 @@
 image encoding. Knows nothing of the bank."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,21 +85,41 @@ def image_size(width: int, height: int, longer: int) -> tuple[int, int]:
     return max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8)
 
 
+MAX_INPUT_PIXELS = 80_000_000  # the largest photos are about 60 megapixels; past this, a bomb
+
+
 def load_image(path: str | Path, longer: int):
-    """An image file as a [1, 3, H, W] tensor in [-1, 1], resized for the model."""
+    """An image file as a [1, 3, H, W] tensor in [-1, 1], resized for the model. The size in
+    the file's header is checked before any pixel is decoded."""
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if not 8 <= longer <= 4096 or longer % 8:
         raise EditorError(f"--size {longer}: use a multiple of 8 between 8 and 4096")
+    path = Path(path)
+    if not path.exists():
+        raise EditorError(f"{path}: no such file")
+    if not path.is_file():
+        raise EditorError(f"{path}: not a regular file")
+    too_large = f"over the limit of {MAX_INPUT_PIXELS // 1_000_000} megapixels; shrink it first"
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            opened = Image.open(path)
+        with opened:
+            width, height = opened.size
+            if width * height > MAX_INPUT_PIXELS:
+                raise EditorError(f"{path}: {width}x{height} pixels, {too_large}")
+            size = image_size(width, height, longer)
+            opened.draft("RGB", size)  # JPEG: decode at a reduced scale when that is enough
             image = opened.convert("RGB")
-    except FileNotFoundError:
-        raise EditorError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError):
-        raise EditorError(f"{path}: not an image") from None
+    except EditorError:
+        raise
+    except Image.DecompressionBombError:
+        raise EditorError(f"{path}: {too_large}") from None
+    except Exception as error:  # PIL raises many types for damaged or hostile files
+        raise EditorError(f"{path}: not an image, or a damaged one ({type(error).__name__})") from None
     image = image.resize(image_size(*image.size, longer), Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1)[None]

@@ -4,6 +4,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub call fails fast instead of hanging
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["DBANK_DEBUG"] = "1"  # the CLI re-raises unexpected errors, so no bug hides behind its one-line boundary
 
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402

@@ -102,7 +102,7 @@ def test_a_tampered_tensor_fails_its_hash(filled, tmp_path):
     path = tmp_path / "d.safetensors"
     filled.export_direction("horse2zebra", path)
     data = bytearray(path.read_bytes())
-    data[-5] ^= 0x40  # flip a bit inside the last tensor's bytes
+    data[-5] ^= 0x01  # flip a low bit inside the last tensor's bytes (the value stays plausible)
     path.write_bytes(bytes(data))
     with pytest.raises(FileRejected, match="SHA-256"):
         read_shared_file(path)

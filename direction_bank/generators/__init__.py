@@ -16,13 +16,36 @@ def default_generator() -> str:
     return "openai" if os.environ.get("OPENAI_API_KEY") else "local"
 
 
-def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
-                   base_url: str | None = None, device: str | None = None) -> SentenceGenerator:
-    """The generator called `name`, using model `llm`. Without a name: local for a local model
-    (smollm2, a .gguf file, a folder), else default_generator()."""
+def _choose(name: str | None, llm: str | None) -> str:
     if name is None and llm and (llm == "smollm2" or llm.endswith(".gguf") or Path(llm).is_dir()):
-        name = "local"
-    name = name or default_generator()
+        return "local"
+    return name or default_generator()
+
+
+def check_generator(name: str | None, llm: str | None = None, base_url: str | None = None) -> None:
+    """Cheap checks, before any model loads or a bank is touched, that the generator make_generator
+    would build can run here: a one-line BankError when it cannot."""
+    from direction_bank.model_check import require_model
+
+    name = _choose(name, llm)
+    if name == "openai" and not (os.environ.get("OPENAI_API_KEY") or base_url or os.environ.get("OPENAI_BASE_URL")):
+        raise BankError("no OpenAI API key: set OPENAI_API_KEY, or point --base-url at an "
+                        "OpenAI-compatible server (or use --generator local)")
+    if name == "local":
+        from direction_bank.generators.local import DEFAULT_LOCAL_MODEL, LOCAL_MODEL_FIX, resolve_model
+
+        source, gguf = resolve_model(llm or DEFAULT_LOCAL_MODEL)
+        if gguf is None:
+            require_model(source, "the sentence model", LOCAL_MODEL_FIX)
+
+
+def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
+                   base_url: str | None = None, device: str | None = None,
+                   timeout_s: float | None = None, deadline_s: float | None = None) -> SentenceGenerator:
+    """The generator called `name`, using model `llm`. Without a name: local for a local model
+    (smollm2, a .gguf file, a folder), else default_generator(). `timeout_s` and `deadline_s`
+    bound a remote server's requests and whole run (their defaults when None)."""
+    name = _choose(name, llm)
     if name == "template":
         from direction_bank.generators.template import TemplateGenerator
 
@@ -30,7 +53,8 @@ def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
     if name == "openai":
         from direction_bank.generators.openai_chat import OpenAIGenerator
 
-        return OpenAIGenerator(model=llm, base_url=base_url)
+        bounds = {k: v for k, v in (("timeout_s", timeout_s), ("deadline_s", deadline_s)) if v is not None}
+        return OpenAIGenerator(model=llm, base_url=base_url, **bounds)
     if name == "local":
         from direction_bank.generators.local import LocalGenerator
 

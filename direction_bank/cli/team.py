@@ -1,58 +1,61 @@
 """Commands for banks that many people and machines share: `add-concepts` (workers on one or
-many machines), `queue` (their progress), `check` (integrity, --repair) and `backup`.
-Registered on the group in cli.py."""
+many machines), `queue` (their progress), `check` (integrity, --repair) and `backup`."""
 from __future__ import annotations
 
 import click
 
-from direction_bank.bank import DEFAULT_BATCH_SIZE
-from direction_bank.cli import _emit, _load_encoder, _open, cli, json_option, model_option, with_device
+from direction_bank.cli.app import (
+    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, with_device,
+)
+from direction_bank.cli.concepts import generator_options
+from direction_bank.cli.params import FiniteFloat, count_range
 
 
-def _work(database, generator, llm, base_url, seed, model, device, dtype, lease, batch_size) -> list[str]:
+def _work(database, generator, llm, base_url, request_timeout, deadline, seed, model, device, dtype, lease,
+          batch_size) -> list[str]:
     """One worker: load the encoder and the generator's settings, then drain the queue."""
     from direction_bank.bank import Bank
     from direction_bank.generators import make_generator
     from direction_bank.work_queue import run_worker
 
-    encoder = _load_encoder(model, device, dtype)
+    encoder = load_encoder(model, device, dtype)
     with Bank(database) as bank:
         return run_worker(bank, lambda: make_generator(generator, llm=llm, seed=seed, base_url=base_url,
-                                                       device=device),
+                                                       device=device, timeout_s=request_timeout,
+                                                       deadline_s=deadline),
                           encoder, lease_s=lease, batch_size=batch_size)
 
 
 @cli.command("add-concepts")
-@click.argument("concepts_file", type=click.File("r", encoding="utf-8"))
-@click.option("-n", "--count", default=1000, show_default=True, help="Target for lines without a count.")
-@click.option("--workers", default=1, show_default=True, help="Worker processes on this machine.")
-@click.option("--lease", default=300.0, show_default=True,
+@click.argument("concepts_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-n", "--count", type=count_range(), default=1000, show_default=True,
+              help="Target for lines without a count.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes on this machine.")
+@click.option("--lease", type=FiniteFloat(1, 7 * 86400), default=300.0, show_default=True,
               help="Seconds a claim lasts without renewal; a dead worker's concept is retaken after it.")
-@click.option("--generator", type=click.Choice(["openai", "local", "template"]), default=None,
-              help="Sentence writer (default: openai when OPENAI_API_KEY is set, else local).")
-@click.option("--llm", default=None, help="Generator model (see add-concept).")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", default=None, help="OpenAI-compatible server.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True)
+@generator_options
 @model_option
 @with_device
 @json_option
 @click.pass_context
-def add_concepts(ctx, concepts_file, count, workers, lease, generator, llm, base_url, seed, batch_size,
-                 model, device, dtype, as_json):
+def add_concepts(ctx, concepts_file, count, workers, lease, generator, llm, base_url, request_timeout, deadline,
+                 seed, batch_size, model, device, dtype, as_json):
     """Queue the concepts in CONCEPTS_FILE (one per line, or CSV 'concept,count') and work on
     them; run the same command on other machines against the same bank to share the work."""
     import multiprocessing
 
+    from direction_bank.generators import check_generator
+    from direction_bank.text_input import read_text
     from direction_bank.work_queue import enqueue, parse_concepts, queue_status
 
-    if workers < 1:
-        raise click.ClickException("--workers must be at least 1")
-    pairs = parse_concepts(concepts_file.read(), count)
-    bank = _open(ctx, create=True)
+    pairs = parse_concepts(read_text(concepts_file), count)
+    check_generator(generator, llm, base_url)  # before the queue changes
+    bank = open_bank(ctx, create=True)
     added = enqueue(bank, pairs)
     database = bank.db.url
-    args = (database, generator, llm, base_url, seed, model, device, dtype, lease, batch_size)
+    args = (database, generator, llm, base_url, request_timeout, deadline, seed, model, device, dtype, lease,
+            batch_size)
     if workers == 1:
         _work(*args)
     else:
@@ -65,7 +68,7 @@ def add_concepts(ctx, concepts_file, count, workers, lease, generator, llm, base
         if any(process.exitcode for process in processes):
             raise click.ClickException("a worker failed; run the command again to finish the queue")
     status = queue_status(bank)
-    _emit(as_json, lambda: {"queued": added, **status},
+    emit(as_json, lambda: {"queued": added, **status},
           lambda: [f"queued {added} new; " + ", ".join(f"{n} {s}" for s, n in sorted(status["counts"].items()))])
 
 
@@ -76,7 +79,7 @@ def queue(ctx, as_json):
     """Progress of the work queue across all workers."""
     from direction_bank.work_queue import queue_status
 
-    status = queue_status(_open(ctx))
+    status = queue_status(open_bank(ctx, read_only=True))
 
     def lines():
         yield ", ".join(f"{n} {s}" for s, n in sorted(status["counts"].items())) or "the queue is empty"
@@ -84,12 +87,13 @@ def queue(ctx, as_json):
             where = f" ({item['worker']})" if item["status"] == "running" else ""
             yield f"{item['concept']}\t{item['status']}{where}\t{item['sentences']}/{item['target']}"
 
-    _emit(as_json, lambda: status, lines)
+    emit(as_json, lambda: status, lines)
 
 
 @cli.command("check")
 @click.option("--deep", is_flag=True, help="Also re-embed a sample of each concept's sentences.")
-@click.option("--sample", default=64, show_default=True, help="Sentences per concept for --deep.")
+@click.option("--sample", type=count_range(), default=64, show_default=True,
+              help="Sentences per concept for --deep.")
 @click.option("--repair", is_flag=True, help="Recompute statistics from the stored sentences first.")
 @with_device
 @json_option
@@ -98,19 +102,19 @@ def check(ctx, deep, sample, repair, device, dtype, as_json):
     """Verify the bank: schema version, counts, hashes, finite statistics (exit 1 on problems)."""
     from direction_bank.integrity import check_bank, repair_statistics
 
-    bank = _open(ctx)
+    bank = open_bank(ctx, read_only=not repair)
     encoders = {}
 
     def load(info):
         if info.id not in encoders:
-            encoders[info.id] = _load_encoder(info.model, device, dtype)
-            if bank.register_encoder(encoders[info.id]).id != info.id:
+            encoders[info.id] = load_encoder(info.model, device, dtype)
+            if bank.encoder_id(encoders[info.id]) != info.id:
                 raise click.ClickException(f"the weights at {info.model!r} changed since they were used")
         return encoders[info.id]
 
     repaired = repair_statistics(bank, load) if repair else []
     problems = check_bank(bank, deep, sample, load)
-    _emit(as_json, lambda: {"ok": not problems, "problems": problems, "repaired": repaired},
+    emit(as_json, lambda: {"ok": not problems, "problems": problems, "repaired": repaired},
           lambda: [*repaired, *problems, "the bank is sound" if not problems else f"{len(problems)} problems"])
     if problems:
         raise SystemExit(1)
@@ -118,9 +122,12 @@ def check(ctx, deep, sample, repair, device, dtype, as_json):
 
 @cli.command("backup")
 @click.argument("destination", type=click.Path(dir_okay=False))
+@overwrite_option
 @click.pass_context
-def backup(ctx, destination):
+def backup(ctx, destination, overwrite):
     """Write a consistent copy of a SQLite bank to DESTINATION, even while it is in use."""
     from direction_bank.integrity import backup_bank
+    from direction_bank.output_files import check_output
 
-    click.echo(f"wrote {backup_bank(_open(ctx), destination)}")
+    check_output(destination, overwrite)
+    click.echo(f"wrote {backup_bank(open_bank(ctx, read_only=True), destination, overwrite)}")

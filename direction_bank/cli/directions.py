@@ -1,13 +1,17 @@
-"""`dbank` commands for directions: diff, direction create/list/show/remove, export, import,
-similar. Registered on the group defined in cli.py."""
+"""`dbank` commands for directions: show, diff, direction create/list/show/remove, export,
+import, similar."""
 from __future__ import annotations
 
 import os
 
 import click
 
-from direction_bank.cli import _emit, _load_encoder, _open, cli, json_option, model_option, with_device
+from direction_bank.cli.app import (
+    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, with_device,
+)
+from direction_bank.cli.params import count_range
 from direction_bank.encoder import DEFAULT_MODEL
+from direction_bank.errors import BankError, UnknownConcept, UnknownDirection
 
 
 def direction_lines(direction):
@@ -30,6 +34,37 @@ def direction_lines(direction):
         yield "  sum of " + " + ".join(f"{w:g} x {n}" for n, w in direction.recipe["sum"])
 
 
+@cli.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def show(ctx, name, as_json):
+    """Show a concept (sentence count, encoders, mean norm, a few sentences) or a saved
+    direction (source, target, norm, confidence, recipe)."""
+    bank = open_bank(ctx, read_only=True)
+    try:
+        info = bank.describe(name)
+    except UnknownConcept:
+        try:
+            direction = bank.direction(name)
+        except UnknownDirection:
+            raise BankError(f"no concept or direction named {name!r} in the bank") from None
+        emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+        return
+
+    def lines():
+        yield f"{info['name']}: {info['sentence_count']} sentences"
+        for e in info["encoders"]:
+            yield (
+                f"  {e['model']} ({e['encoder_class']}, {e['hidden_size']}-d): "
+                f"{e['count']} embedded, mean norm {e['mean_norm']:.4f}"
+            )
+        for text in info["sentences"]:
+            yield f"  - {text}"
+
+    emit(as_json, lambda: info, lines)
+
+
 @cli.command("diff")
 @click.argument("source")
 @click.argument("target")
@@ -41,21 +76,29 @@ def direction_lines(direction):
               "instead of subtracting means; embeds, so it loads the encoder.")
 @click.option("--save", "save_as", default=None, help="Store the direction under this name.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the direction to this file.")
+@overwrite_option
 @with_device
 @json_option
 @click.pass_context
-def diff(ctx, source, target, model, paired, save_as, output, device, dtype, as_json):
+def diff(ctx, source, target, model, paired, save_as, output, overwrite, device, dtype, as_json):
     """The direction from SOURCE to TARGET: mean(TARGET) - mean(SOURCE), [1, 77, D]."""
-    bank = _open(ctx)
+    from direction_bank.names import check_name
+    from direction_bank.output_files import check_output
+
+    if save_as:
+        save_as = check_name(save_as, "direction")
+    if output:
+        check_output(output, overwrite)  # before any work
+    bank = open_bank(ctx, read_only=not (save_as or paired))
     if paired:
-        encoder = _load_encoder(model or os.environ.get("DBANK_MODEL") or DEFAULT_MODEL, device, dtype)
+        encoder = load_encoder(model or os.environ.get("DBANK_MODEL") or DEFAULT_MODEL, device, dtype)
         direction = bank.paired_diff(source, target, encoder, progress=True)
     else:
         direction = bank.diff(source, target, model)
     if save_as:
         direction = bank.save_direction(save_as, direction)
     if output:
-        bank.export_direction(direction, output)
+        bank.export_direction(direction, output, overwrite)
 
     def lines():
         yield from direction_lines(direction)
@@ -64,7 +107,7 @@ def diff(ctx, source, target, model, paired, save_as, output, device, dtype, as_
         if output:
             yield f"wrote {output}"
 
-    _emit(as_json, direction.as_dict, lines)
+    emit(as_json, direction.as_dict, lines)
 
 
 @cli.group("direction")
@@ -72,12 +115,18 @@ def direction_group():
     """Saved directions: create (compose), list, show, remove."""
 
 
+MAX_WEIGHT = 1000.0
+
+
 def _part(text: str) -> tuple[str, float]:
     name, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
     try:
-        return name, float(weight)
+        value = float(weight)
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected NAME or NAME:WEIGHT") from None
+    if not abs(value) <= MAX_WEIGHT:  # also refuses NaN
+        raise click.BadParameter(f"{text!r}: the weight must be a finite number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}")
+    return name, value
 
 
 @direction_group.command("create")
@@ -88,8 +137,8 @@ def _part(text: str) -> tuple[str, float]:
 @click.pass_context
 def direction_create(ctx, name, parts, as_json):
     """Save NAME as the weighted sum of saved directions."""
-    direction = _open(ctx).compose_direction(name, [_part(p) for p in parts])
-    _emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+    direction = open_bank(ctx).compose_direction(name, [_part(p) for p in parts])
+    emit(as_json, direction.as_dict, lambda: direction_lines(direction))
 
 
 @direction_group.command("list")
@@ -97,7 +146,7 @@ def direction_create(ctx, name, parts, as_json):
 @click.pass_context
 def direction_list(ctx, as_json):
     """List the saved directions."""
-    rows = _open(ctx).directions()
+    rows = open_bank(ctx, read_only=True).directions()
 
     def lines():
         for r in rows:
@@ -105,7 +154,7 @@ def direction_list(ctx, as_json):
             snr = f"snr {r['snr']:.2f}" if r["snr"] is not None else "snr ?"
             yield f"{r['name']}\t{joins}\tnorm {r['norm']:.4f}\t{snr}"
 
-    _emit(as_json, lambda: rows, lines)
+    emit(as_json, lambda: rows, lines)
 
 
 @direction_group.command("show")
@@ -114,8 +163,8 @@ def direction_list(ctx, as_json):
 @click.pass_context
 def direction_show(ctx, name, as_json):
     """Show a saved direction."""
-    direction = _open(ctx).direction(name)
-    _emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+    direction = open_bank(ctx, read_only=True).direction(name)
+    emit(as_json, direction.as_dict, lambda: direction_lines(direction))
 
 
 @direction_group.command("remove")
@@ -123,7 +172,7 @@ def direction_show(ctx, name, as_json):
 @click.pass_context
 def direction_remove(ctx, name):
     """Remove a saved direction."""
-    _open(ctx).remove_direction(name)
+    open_bank(ctx).remove_direction(name)
     click.echo(f"removed direction {name}")
 
 
@@ -131,26 +180,32 @@ def direction_remove(ctx, name):
 @click.argument("name", required=False)
 @click.option("--concept", default=None, help="Export this concept as a bundle (statistics and sentences).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="File to write (default NAME.safetensors).")
+              help="File to write (default NAME.safetensors in this folder).")
 @click.option("--model", default=None, help="With --concept: the encoder, when it has several.")
+@overwrite_option
 @json_option
 @click.pass_context
-def export(ctx, name, concept, output, model, as_json):
+def export(ctx, name, concept, output, model, overwrite, as_json):
     """Write a saved direction NAME, or a --concept bundle, to a self-describing safetensors file."""
+    from direction_bank.names import file_label
+    from direction_bank.output_files import check_output
+
     if (name is None) == (concept is None):
         raise click.ClickException("name a direction, or a concept with --concept (one of the two)")
-    bank = _open(ctx)
-    output = output or f"{name or concept}.safetensors"
-    meta = bank.export_concept(concept, output, model) if concept else bank.export_direction(name, output)
+    output = output or f"{file_label(name or concept)}.safetensors"
+    check_output(output, overwrite)
+    bank = open_bank(ctx, read_only=True)
+    meta = (bank.export_concept(concept, output, model, overwrite) if concept
+            else bank.export_direction(name, output, overwrite))
     meta.pop("sentences", None)
-    _emit(as_json, lambda: {"file": output, **meta}, lambda: [f"wrote {output}"])
+    emit(as_json, lambda: {"file": output, **meta}, lambda: [f"wrote {output}"])
 
 
 @cli.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--name", default=None, help="Store under this name (default: the file's name or stem).")
 @click.option("--strict", is_flag=True, help="Refuse a file made with other text-encoder weights.")
-@click.option("--count", type=int, default=None,
+@click.option("--count", type=count_range(), default=None,
               help="pix2pix-zero means: how many sentences the mean averaged (default 1000).")
 @model_option
 @with_device
@@ -161,8 +216,12 @@ def import_(ctx, file, name, strict, count, model, device, dtype, as_json):
     from direction_bank.files import read_shared_file
 
     shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
-    encoder = _load_encoder(model, device, dtype)
-    report = _open(ctx, create=True).import_file(shared, encoder, name, strict, count)
+    if name is not None:
+        from direction_bank.names import check_name
+
+        name = check_name(name, shared.kind if shared.kind == "direction" else "concept")
+    encoder = load_encoder(model, device, dtype)
+    report = open_bank(ctx, create=True).import_file(shared, encoder, name, strict, count)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
 
@@ -172,16 +231,16 @@ def import_(ctx, file, name, strict, count, model, device, dtype, as_json):
         else:
             yield f"imported {report.kind} {report.name} from {file}"
 
-    _emit(as_json, report.as_dict, lines)
+    emit(as_json, report.as_dict, lines)
 
 
 @cli.command("similar")
 @click.argument("name")
-@click.option("-k", "--limit", default=10, show_default=True, help="How many concepts to list.")
+@click.option("-k", "--limit", type=count_range(), default=10, show_default=True, help="How many concepts to list.")
 @click.option("--model", default=None, help="Encoder to compare under, when the concept has several.")
 @json_option
 @click.pass_context
 def similar(ctx, name, limit, model, as_json):
     """List the concepts whose mean embeddings are nearest to NAME's."""
-    rows = _open(ctx).similar(name, limit, model)
-    _emit(as_json, lambda: rows, lambda: (f"{r['similarity']:+.3f}\t{r['name']}" for r in rows))
+    rows = open_bank(ctx, read_only=True).similar(name, limit, model)
+    emit(as_json, lambda: rows, lambda: (f"{r['similarity']:+.3f}\t{r['name']}" for r in rows))

@@ -1,0 +1,180 @@
+"""The `dbank` group: the error boundary, the shared options and the helpers every command uses
+(open the bank, load the encoder, print). Commands live in the sibling modules, by concern."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+
+from direction_bank import __version__
+from direction_bank.bank import Bank
+from direction_bank.encoder import DEFAULT_MODEL
+from direction_bank.errors import BankError, first_line
+from direction_bank.progress import interactive
+from editor.pipeline import EditorError
+
+DEBUG_HINT = "run with --debug for the traceback"
+
+
+def _database_message(error: SQLAlchemyError) -> str:
+    reason = first_line(getattr(error, "orig", error))
+    if "locked" in reason or "busy" in reason:
+        return "the bank is locked by another process (it waited DBANK_BUSY_TIMEOUT seconds); try again"
+    if "not a database" in reason:
+        return "the bank file is not a dbank database (SQLite says: file is not a database)"
+    if "unable to open" in reason:
+        return "cannot open the bank file (check the path and its permissions)"
+    if "readonly" in reason or "read-only" in reason:
+        return "the bank is read-only here (check the file's and its folder's permissions)"
+    return f"database error: {reason}"
+
+
+def _debugging() -> bool:
+    return os.environ.get("DBANK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class BankGroup(click.Group):
+    """The one error boundary of the CLI. Known errors (the bank's, the editor's, the database's,
+    bad text) are one line and exit 1; usage errors one line and exit 2; anything else is one
+    line naming the exception, unless --debug / DBANK_DEBUG=1 asks for the traceback (the test
+    suite sets it, so bugs are never hidden from it)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (BankError, EditorError) as error:
+            raise click.ClickException(first_line(error)) from None
+        except (OperationalError, DatabaseError) as error:
+            raise click.ClickException(_database_message(error)) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:
+            # the reader went away (`dbank sentences x | head`): nothing left to say
+            sys.stderr = open(os.devnull, "w")
+            raise SystemExit(1) from None
+        except Exception as error:
+            if _debugging():
+                raise
+            raise click.ClickException(
+                f"unexpected {type(error).__name__}: {first_line(error)} ({DEBUG_HINT})"
+            ) from None
+
+    def main(self, args=None, prog_name=None, **extra):
+        """Run the command; every error that reaches here is printed on one line."""
+        try:
+            return super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+        except click.UsageError as error:
+            command = " ".join(["dbank", *(error.ctx.command_path.split()[1:] if error.ctx else [])])
+            click.echo(f"Error: {first_line(error.format_message())} (see {command} --help)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            click.echo(f"Error: {first_line(error.format_message())}", err=True)
+            sys.exit(error.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("Error: interrupted; what was committed is kept", err=True)
+            sys.exit(130)
+
+
+def emit(as_json: bool, data, text_lines) -> None:
+    """Print data() as JSON, or the text_lines() for a person (only the one asked for is built)."""
+    if as_json:
+        click.echo(json.dumps(data(), indent=2, default=str))
+    else:
+        lines = list(text_lines())
+        if lines:
+            click.echo("\n".join(lines))
+
+
+def open_bank(ctx, *, create: bool = False, read_only: bool = False) -> Bank:
+    """The bank named by -d/DBANK_DB, closed with the command. A read-only command opens with
+    read_only=True: it never creates or changes the file."""
+    bank = Bank(ctx.obj["database"], create=create, read_only=read_only)
+    ctx.call_on_close(bank.close)
+    return bank
+
+
+def quiet_third_parties() -> None:
+    """Keep the libraries' own progress bars, warnings and retry chatter off a stderr that no
+    person watches: environment variables for libraries not imported yet, their switches for
+    those already imported (nothing is imported for it)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    watched = interactive()
+    if not watched:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.set_verbosity_error()
+            if not watched:
+                module.disable_progress_bar()
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None and not watched:
+        hub.disable_progress_bars()
+
+
+def load_encoder(model: str, device: str | None, dtype: str):
+    """The bank's text encoder for `model` (one line when it cannot be loaded)."""
+    import transformers.utils.logging  # noqa: F401  (so that it can be quietened)
+
+    from direction_bank.encoder import TextEncoder
+    from direction_bank.model_check import require_model
+
+    require_model(model, "the Stable Diffusion text encoder",
+                  "set --model or DBANK_MODEL to a local folder with text_encoder/ and tokenizer/")
+    quiet_third_parties()
+    return TextEncoder.load(model, device=device, dtype=dtype)
+
+
+model_option = click.option(
+    "--model",
+    envvar="DBANK_MODEL",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Stable Diffusion model id or folder whose text encoder embeds sentences (env DBANK_MODEL).",
+)
+device_options = [
+    click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
+    click.option(
+        "--dtype",
+        type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+        default="auto",
+        show_default=True,
+        help="Encoder precision: auto is fp16 on CUDA, fp32 on CPU.",
+    ),
+]
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace output files that exist.")
+
+
+def with_device(func):
+    """Add --device and --dtype to a command."""
+    for option in reversed(device_options):
+        func = option(func)
+    return func
+
+
+@click.group(cls=BankGroup)
+@click.version_option(__version__, prog_name="dbank")
+@click.option(
+    "-d",
+    "--database",
+    envvar="DBANK_DB",
+    default=None,
+    help="Bank file path or SQLAlchemy URL (env DBANK_DB; default: bank.db in the user data dir).",
+)
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (env DBANK_DEBUG=1).")
+@click.pass_context
+def cli(ctx, database, debug):
+    """A bank of reusable pix2pix-zero edit directions for Stable Diffusion."""
+    if debug:
+        os.environ["DBANK_DEBUG"] = "1"
+    quiet_third_parties()
+    ctx.ensure_object(dict)
+    ctx.obj["database"] = database

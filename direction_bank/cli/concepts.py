@@ -1,0 +1,173 @@
+"""`dbank` commands for concepts: add-concept, generators, concepts, sentences, remove,
+remove-sentence."""
+from __future__ import annotations
+
+import click
+
+from direction_bank.bank import DEFAULT_BATCH_SIZE
+from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
+from direction_bank.cli.app import cli, emit, json_option, load_encoder, model_option, open_bank, with_device
+from direction_bank.cli.params import ID, SEED, FiniteFloat, count_range
+from direction_bank.generators.openai_chat import DEFAULT_DEADLINE_S, DEFAULT_REQUEST_TIMEOUT_S
+
+
+def generator_options(func):
+    """Options that choose and bound the sentence writer (add-concept, add-concepts)."""
+    options = [
+        click.option("--generator", type=click.Choice(["openai", "local", "template"]), default=None,
+                     help="Sentence writer (default: openai when OPENAI_API_KEY is set, else local)."),
+        click.option("--llm", default=None, help="Generator model: an OpenAI model name, or a local id, "
+                     "folder, .gguf file or 'smollm2'."),
+        click.option("--base-url", envvar="OPENAI_BASE_URL", default=None,
+                     help="OpenAI-compatible server (env OPENAI_BASE_URL): vLLM, Ollama, llama.cpp."),
+        click.option("--timeout", "request_timeout", type=FiniteFloat(0.1, 3600),
+                     default=DEFAULT_REQUEST_TIMEOUT_S, show_default=True,
+                     help="OpenAI-compatible servers: seconds one request may take, answer included."),
+        click.option("--deadline", type=FiniteFloat(1, 7 * 86400), default=DEFAULT_DEADLINE_S,
+                     show_default=True, help="OpenAI-compatible servers: seconds the whole generation may "
+                     "take (what was stored by then is kept)."),
+        click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generator."),
+        click.option("--batch-size", type=click.IntRange(1, 4096), default=DEFAULT_BATCH_SIZE,
+                     show_default=True, help="Sentences per batch."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command("add-concept")
+@click.argument("name")
+@click.option("--sentences", "sentences_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Sentences to add, one per line ('-' for stdin), instead of generating them.")
+@click.option("-n", "--count", type=count_range(), default=1000, show_default=True,
+              help="Sentences the concept should hold.")
+@click.option("--max-candidates", type=count_range(), default=None,
+              help="Stop after trying this many generated sentences (default 10x --count).")
+@click.option("--dedup-threshold", type=FiniteFloat(0, 1), default=DEFAULT_DEDUP_THRESHOLD, show_default=True,
+              help="Cosine similarity at which a sentence counts as a near duplicate (1 turns it off; "
+              "the template generator never uses it).")
+@click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
+              help="sentence-transformers model for near-duplicate detection.")
+@generator_options
+@model_option
+@with_device
+@json_option
+@click.pass_context
+def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshold, dedup_model, generator, llm,
+                base_url, request_timeout, deadline, seed, batch_size, model, device, dtype, as_json):
+    """Add sentences about NAME and fold their embeddings into its statistics."""
+    from direction_bank.names import check_name
+
+    name = check_name(name)
+    if sentences_file is not None:
+        from direction_bank.text_input import read_text
+
+        sentences = [line for line in read_text(sentences_file).splitlines() if line.strip()]
+        if not sentences:
+            raise click.ClickException(f"no sentences in {sentences_file}")
+    else:
+        from direction_bank.cleaning import SentenceCleaner, load_deduplicator
+        from direction_bank.generators import make_generator
+
+        writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
+                                timeout_s=request_timeout, deadline_s=deadline)
+        semantic = writer.provenance.generator != "template" and dedup_threshold < 1
+        # every model loads before the bank is opened, so a failed load leaves no bank behind
+        deduplicator = load_deduplicator(dedup_model, dedup_threshold, device) if semantic else None
+    encoder = load_encoder(model, device, dtype)
+    bank = open_bank(ctx, create=True)
+    if sentences_file is not None:
+        report = bank.add_sentences(name, sentences, encoder, batch_size=batch_size, progress=True)
+    else:
+        cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
+        report = bank.fill_concept(name, writer, count, encoder, batch_size=batch_size,
+                                   cleaner=cleaner, max_candidates=max_candidates, progress=True)
+    for text in report.truncated:
+        click.echo(f"warning: longer than {encoder.max_length} tokens, truncated: {text}", err=True)
+    if report.refused:
+        click.echo(f"warning: {report.refused} lines with control characters were not stored", err=True)
+    if report.target is not None and report.sentence_count < report.target:
+        click.echo(
+            f"warning: stopped at {report.sentence_count} of {report.target} sentences after "
+            f"trying {report.tried} candidates; run again to continue", err=True,
+        )
+
+    def lines():
+        yield (
+            f"{report.concept}: added {report.added}, skipped {report.skipped} duplicates"
+            + (f", embedded {report.backfilled} stored sentences" if report.backfilled else "")
+            + f"; {report.sentence_count} sentences stored"
+        )
+        if report.dropped:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.dropped.items()) if n)
+            yield f"tried {report.tried} generated sentences; dropped: {reasons or 'none'}"
+        if report.usage:
+            yield (f"LLM usage: {report.usage['requests']} requests, {report.usage['prompt_tokens']} "
+                   f"prompt + {report.usage['completion_tokens']} completion tokens")
+
+    emit(as_json, report.as_dict, lines)
+
+
+@cli.command("generators")
+@json_option
+def generators(as_json):
+    """List the sentence generators and whether each can run here."""
+    from direction_bank.generators import available_generators
+
+    rows = available_generators()
+    emit(as_json, lambda: rows, lambda: (
+        f"{r['name']}{' (default)' if r['default'] else ''}\t"
+        f"{'available' if r['available'] else 'unavailable'}\t{r['model'] or '-'}\t{r['note']}"
+        for r in rows
+    ))
+
+
+@cli.command("concepts")
+@json_option
+@click.pass_context
+def concepts(ctx, as_json):
+    """List the concepts in the bank."""
+    summaries = open_bank(ctx, read_only=True).concepts()
+
+    def lines():
+        for s in summaries:
+            models = ", ".join(f"{e['model']} ({e['count']})" for e in s.encoders) or "not embedded"
+            yield f"{s.name}\t{s.sentence_count} sentences\t{models}"
+
+    emit(as_json, lambda: [s.as_dict() for s in summaries], lines)
+
+
+@cli.command("sentences")
+@click.argument("name")
+@json_option
+@click.pass_context
+def sentences(ctx, name, as_json):
+    """List a concept's sentences with their ids."""
+    records = open_bank(ctx, read_only=True).sentences(name)
+    emit(as_json, lambda: [r.as_dict() for r in records], lambda: (f"{r.id}\t{r.text}" for r in records))
+
+
+@cli.command("remove")
+@click.argument("name")
+@click.pass_context
+def remove(ctx, name):
+    """Remove a concept with its sentences and statistics."""
+    count = open_bank(ctx).remove_concept(name)
+    click.echo(f"removed {name} ({count} sentences)")
+
+
+@cli.command("remove-sentence")
+@click.argument("name")
+@click.argument("text", required=False)
+@click.option("--id", "sentence_id", type=ID, help="The sentence's id (see dbank sentences).")
+@with_device
+@click.pass_context
+def remove_sentence(ctx, name, text, sentence_id, device, dtype):
+    """Remove one sentence (by TEXT or --id) and take it out of the statistics."""
+    if (text is None) == (sentence_id is None):
+        raise click.ClickException("give the sentence's TEXT or its --id (one of the two)")
+    bank = open_bank(ctx)
+    record = bank.remove_sentence(
+        name, lambda info: load_encoder(info.model, device, dtype), text=text, sentence_id=sentence_id
+    )
+    click.echo(f"removed #{record.id} from {name}: {record.text}")

@@ -1,0 +1,54 @@
+"""Checked option types: numbers are refused at the door (before any model loads) when they are
+not finite, out of range or too large for the bank's columns."""
+from __future__ import annotations
+
+import math
+
+import click
+
+MAX_COUNT = 2**31 - 1  # counts live in 32-bit columns on PostgreSQL
+MAX_ID = 2**63 - 1
+
+
+class FiniteFloat(click.ParamType):
+    """A float within [low, high]; NaN and infinities are refused."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        """The value as a finite float in range, or a usage error."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"{value!r} is not a finite number from {self.low:g} to {self.high:g}", param, ctx)
+        return number
+
+
+class ImageSize(click.ParamType):
+    """An image side in pixels: a multiple of 8 from 8 to 4096."""
+
+    name = "pixels"
+
+    def convert(self, value, param, ctx):
+        """The value as an int, or a usage error."""
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if not 8 <= number <= 4096 or number % 8:
+            self.fail(f"{value!r}: use a multiple of 8 from 8 to 4096", param, ctx)
+        return number
+
+
+def count_range(low: int = 1) -> click.IntRange:
+    """A count from `low` to what the bank's columns hold."""
+    return click.IntRange(low, MAX_COUNT)
+
+
+ID = click.IntRange(1, MAX_ID)
+SEED = click.IntRange(0, 2**32 - 1)

@@ -1,0 +1,44 @@
+"""Names of concepts and directions (one rule on every engine), and the file names made from
+them, which never collide and never leave the folder they are written to."""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+from direction_bank.cleaning import normalise
+from direction_bank.errors import BankError
+
+MAX_NAME_LENGTH = 200  # characters; the columns hold 256 on every engine
+# control (including ANSI escapes and NUL), format (invisible), surrogate (undecodable bytes),
+# private-use and unassigned characters
+_REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+_UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_name(name: str, what: str = "concept") -> str:
+    """The name normalised (NFKC, spaces collapsed), or a one-line error when it is empty, longer
+    than MAX_NAME_LENGTH or holds control or invisible characters."""
+    if not isinstance(name, str):
+        raise BankError(f"a {what} name must be text, not {type(name).__name__}")
+    normalised = normalise(name)
+    if not normalised:
+        raise BankError(f"a {what} name cannot be empty")
+    if len(normalised) > MAX_NAME_LENGTH:
+        raise BankError(f"a {what} name may have at most {MAX_NAME_LENGTH} characters, not {len(normalised)}")
+    bad = next((c for c in normalised if unicodedata.category(c) in _REFUSED_CATEGORIES), None)
+    if bad is not None:
+        raise BankError(
+            f"a {what} name cannot hold control or invisible characters (found U+{ord(bad):04X})"
+        )
+    return normalised
+
+
+def file_label(name: str, reserved: tuple[str, ...] = ()) -> str:
+    """A file-name part for `name`: the name itself when it is plain (letters, digits, '.', '_',
+    '-', not starting with '.') and not `reserved` (nor 'attention-...'); otherwise a plain
+    version of it with '~' and a hash of the name, so two names never share a file name."""
+    plain = _UNSAFE_IN_FILE_NAMES.sub("-", name).strip("-.")[:80] or "x"
+    if plain == name and name not in reserved and not name.startswith("attention-"):
+        return name
+    return f"{plain}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
