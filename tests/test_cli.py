@@ -1,4 +1,5 @@
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -154,3 +155,33 @@ def test_concepts_and_diff_start_without_torch(horse_and_zebra, database):
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == "False False"
     assert '"shape": [' in done.stdout
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(run_cli, horse_and_zebra, monkeypatch):
+    from direction_bank.bank import Bank
+
+    def broken(self):
+        raise ZeroDivisionError("a bug\nwith a second line")
+
+    monkeypatch.setattr(Bank, "concepts", broken)
+    quiet = run_cli("concepts", env={"DBANK_DEBUG": "0"})
+    assert quiet.exit_code == 1
+    assert quiet.stderr == ("Error: unexpected ZeroDivisionError: a bug (run with --debug for the traceback)\n")
+    with pytest.raises(ZeroDivisionError):  # the test suite's own setting: bugs are never hidden
+        run_cli("concepts")
+    with pytest.raises(ZeroDivisionError):
+        run_cli("--debug", "concepts", env={"DBANK_DEBUG": "0"})
+
+
+def test_usage_errors_are_one_line_with_exit_2(run_cli):
+    result = run_cli("diff", "horse")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: Missing argument 'TARGET'. (see dbank diff --help)\n"
+    assert run_cli("no-such-command").stderr.startswith("Error: No such command 'no-such-command'.")
+
+
+def test_a_traceback_never_reaches_a_user_in_a_real_process(tmp_path, sd_model):
+    env = {**os.environ, "DBANK_DEBUG": "0", "DBANK_DB": str(tmp_path / "b.db"), "DBANK_MODEL": str(sd_model)}
+    done = subprocess.run([sys.executable, "-m", "direction_bank.cli", "similar", "x", "-k", "99999999999999999999"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,66 @@ def test_a_missing_caption_model_is_one_line(edit_cli, image, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "the captioning model 'nobody/no-blip' is not in the Hugging Face cache" in lines[0]
     assert "pass --caption" in lines[0]
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height pixels (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_output_names_never_collide_and_the_report_lists_exactly_what_was_written(edit_cli, run_cli, image,
+                                                                                    tmp_path):
+    for name in ("reconstruction", "a/b", "a-b", "attention-horse"):
+        assert run_cli("diff", "horse", "zebra", "--save", name).exit_code == 0
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    first, second = tmp_path / "d1" / "x.png", tmp_path / "d2" / "x.png"
+    Image.open(image).save(first)
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(second)
+    bomb = _png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    out = tmp_path / "out"
+    directions = [arg for name in ("reconstruction", "a/b", "a-b", "attention-horse") for arg in ("--direction", name)]
+    result = edit_cli("edit", str(first), str(bomb), str(second), *directions, "--caption", "a photo of a horse",
+                      "--attention-map", "horse", "--attention-map", "unicorn", "-o", str(out), "--json")
+    assert result.exit_code == 1  # the bomb
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "bomb.png: over the limit of 80 megapixels" in errors[0]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and all("'unicorn' is not in the caption" in w for w in warnings)
+    report = json.loads(result.stdout)
+    written = [f for r in report["results"] for f in r["files"]]
+    assert [r["image"] for r in report["results"]] == [str(first), str(second)]
+    assert len(written) == 2 * 6 == len(set(written))  # 4 edits, the reconstruction, one map, per image
+    assert sorted(written) == sorted(str(p) for p in out.iterdir())
+    edits = report["results"][0]["edits"]
+    assert Path(edits["reconstruction"]).name != Path(report["results"][0]["reconstruction"]).name
+    assert Path(edits["a/b"]).name != Path(edits["a-b"]).name
+    assert Path(edits["attention-horse"]).name != Path(report["results"][0]["attention_maps"]["horse"]).name
+    assert Image.open(report["results"][0]["reconstruction"]).tobytes() != Image.open(
+        report["results"][1]["reconstruction"]).tobytes()  # d1/x.png and d2/x.png kept apart
+
+
+def test_cheap_checks_come_before_any_model_loads(edit_cli, run_cli, image, tmp_path):
+    unknown = run_cli("edit", str(image), "--direction", "nope", "--caption", "a horse", "-o", str(tmp_path / "o"),
+                      "--model", str(tmp_path / "no-such-model"))
+    assert unknown.exit_code == 1
+    assert unknown.stderr.strip() == "Error: nope: no direction named 'nope' in the bank"
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    special = edit_cli("edit", str(fifo), "--direction", "horse2zebra", "--caption", "a horse", "-o", str(tmp_path / "o"))
+    assert special.exit_code == 1 and special.stderr.strip().endswith("fifo.png: not a regular file")
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    header_only = _png_header_only(tmp_path / "big.png", 10000, 9000)  # 90 MP: PIL would only warn
+    with pytest.raises(EditorError, match=r"big.png: 10000x9000 pixels, over the limit of 80 megapixels"):
+        load_image(header_only, 64)

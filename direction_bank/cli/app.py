@@ -119,15 +119,21 @@ def quiet_third_parties() -> None:
         hub.disable_progress_bars()
 
 
+def require_encoder(model: str) -> None:
+    """Fail in one line, without loading anything, when the text encoder `model` cannot be had."""
+    from direction_bank.model_check import require_model
+
+    require_model(model, "the Stable Diffusion text encoder",
+                  "set --model or DBANK_MODEL to a local folder with text_encoder/ and tokenizer/")
+
+
 def load_encoder(model: str, device: str | None, dtype: str):
     """The bank's text encoder for `model` (one line when it cannot be loaded)."""
     import transformers.utils.logging  # noqa: F401  (so that it can be quietened)
 
     from direction_bank.encoder import TextEncoder
-    from direction_bank.model_check import require_model
 
-    require_model(model, "the Stable Diffusion text encoder",
-                  "set --model or DBANK_MODEL to a local folder with text_encoder/ and tokenizer/")
+    require_encoder(model)
     quiet_third_parties()
     return TextEncoder.load(model, device=device, dtype=dtype)
 

@@ -6,7 +6,9 @@ import click
 
 from direction_bank.bank import DEFAULT_BATCH_SIZE
 from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
-from direction_bank.cli.app import cli, emit, json_option, load_encoder, model_option, open_bank, with_device
+from direction_bank.cli.app import (
+    cli, emit, json_option, load_encoder, model_option, open_bank, require_encoder, with_device,
+)
 from direction_bank.cli.params import ID, SEED, FiniteFloat, count_range
 from direction_bank.generators.openai_chat import DEFAULT_DEADLINE_S, DEFAULT_REQUEST_TIMEOUT_S
 
@@ -59,6 +61,7 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshol
     from direction_bank.names import check_name
 
     name = check_name(name)
+    require_encoder(model)  # before the sentence models load
     if sentences_file is not None:
         from direction_bank.text_input import read_text
 

@@ -79,7 +79,8 @@ class OpenAIGenerator:
                 for chunk in response.iter_bytes():
                     body += chunk
                     if time.monotonic() > limit:
-                        raise BankError(f"{self.where} timed out: its answer took over {self.timeout_s:g} s "
+                        raise BankError(self._past_deadline() if limit == self._deadline else
+                                        f"{self.where} timed out: its answer took over {self.timeout_s:g} s "
                                         "(--timeout)")
                     if len(body) > MAX_ANSWER_BYTES:
                         raise BankError(f"{self.where} sent an answer over {MAX_ANSWER_BYTES >> 20} MiB")
@@ -102,6 +103,10 @@ class OpenAIGenerator:
                 f"{self.client.max_retries} retries; try again later"
             ) from None
         return self._captions(bytes(body))
+
+    def _past_deadline(self) -> str:
+        return (f"generation ran past its deadline of {self.deadline_s:g} s (--deadline); "
+                "what was stored is kept, run again to continue")
 
     def _http_library(self):
         """The HTTP library under the client (httpx, or httpx2 in newer clients): reading the
@@ -144,8 +149,7 @@ class OpenAIGenerator:
         with ThreadPoolExecutor(self.concurrency) as pool:
             while True:
                 if time.monotonic() >= self._deadline:
-                    raise BankError(f"generation ran past its deadline of {self.deadline_s:g} s (--deadline); "
-                                    "what was stored is kept, run again to continue")
+                    raise BankError(self._past_deadline())
                 futures = [pool.submit(self._request, concept) for _ in range(self.concurrency)]
                 lines = []
                 for future in futures:
