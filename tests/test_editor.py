@@ -375,3 +375,27 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
     header_only = _png_header_only(tmp_path / "big.png", 10000, 9000)  # 90 MP: PIL would only warn
     with pytest.raises(EditorError, match=r"big.png: 10000x9000 pixels, over the limit of 80 megapixels"):
         load_image(header_only, 64)
+
+
+@pytest.mark.sqlite_only
+def test_a_caption_model_that_cannot_be_downloaded_fails_fast_offline(edit_cli, image, tiny_sd, database, tmp_path):
+    """With no network (a loopback-only namespace) and HF_HUB_OFFLINE unset, a BLIP that is not
+    cached is one line within seconds, not minutes of retries."""
+    import subprocess
+    import sys
+    import time
+
+    tool = Path(__file__).resolve().parents[2] / "shared" / "tools" / "loopback-only"
+    if not tool.exists() or subprocess.run([str(tool), "--check"]).returncode != 0:
+        pytest.skip("needs ../shared/tools/loopback-only (root or user namespaces) to cut the network")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(DBANK_DB=str(database), DBANK_DEBUG="0", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    started = time.monotonic()
+    done = subprocess.run([str(tool), sys.executable, "-m", "direction_bank.cli", "edit", str(image), "--direction",
+                           "horse2zebra", "--model", str(tiny_sd), "--size", "32", "--steps", "2", "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("Error: the captioning model 'Salesforce/blip-image-captioning-base' is not "
+                                  "downloaded and huggingface.co cannot be reached")
+    assert "pass --caption" in done.stderr
