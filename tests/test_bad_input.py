@@ -238,6 +238,7 @@ def _files_of(path):
     return {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)}
 
 
+@pytest.mark.sqlite_only
 def test_another_programs_database_is_refused_untouched(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     other = tmp_path / "other_app.db"
@@ -264,6 +265,7 @@ def test_a_bank_from_a_newer_dbank_is_one_line(run_cli, seeded, database):
             "was made by a newer dbank (schema version 9999; this dbank knows up to 0003); upgrade dbank")
 
 
+@pytest.mark.sqlite_only
 def test_a_bank_in_a_read_only_folder_can_be_read(run_cli, tmp_path, sd_model):
     import shutil
     import subprocess
