@@ -174,6 +174,14 @@ TINY_UNET = dict(
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
     attention_head_dim=8, norm_num_groups=16,
 )
+# four levels, cross-attention in the three lower ones and the mid block: odd latent sides give
+# grids that round up (a 36x20 latent's mid block is 5x3), as SD's do at sizes like 512x288
+TINY_DEEP_UNET = dict(
+    block_out_channels=(16, 16, 16, 16), layers_per_block=1, sample_size=16,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+)
 TINY_VAE = dict(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
                 up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=16)
 # Stable Diffusion 1.4's shapes (the diffusers defaults are SD 1.x's), so the FLOPs are the real ones
@@ -185,8 +193,8 @@ SD14_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("Down
 def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = None,
                   prediction_type: str = "epsilon", shape: str = "tiny") -> Path:
     """A whole random Stable Diffusion in the diffusers layout (model_index.json, unet/, vae/,
-    text_encoder/, tokenizer/, scheduler/), loadable like a real model id: tiny, or with SD
-    1.4's shapes (shape='sd14')."""
+    text_encoder/, tokenizer/, scheduler/), loadable like a real model id: tiny, tiny with a
+    four-level UNet (shape='tiny-deep'), or with SD 1.4's shapes (shape='sd14')."""
     import json
 
     import torch
@@ -196,8 +204,8 @@ def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = Non
     folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from,
                                       **(CLIP_L_TEXT if full else {}))
     torch.manual_seed(seed)
-    UNet2DConditionModel(in_channels=4, out_channels=4, **(SD14_UNET if full else TINY_UNET)
-                         ).save_pretrained(folder / "unet")
+    unet = {"sd14": SD14_UNET, "tiny": TINY_UNET, "tiny-deep": TINY_DEEP_UNET}[shape]
+    UNet2DConditionModel(in_channels=4, out_channels=4, **unet).save_pretrained(folder / "unet")
     AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **(SD14_VAE if full else TINY_VAE)
                   ).save_pretrained(folder / "vae")
     DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,

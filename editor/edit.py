@@ -34,6 +34,18 @@ class ReferenceTrace:
     reconstruction: object
 
 
+def layer_grid(queries: int, height: int, width: int) -> tuple[int, int]:
+    """The (h, w) grid of an attention layer with `queries` positions in a UNet on a height x
+    width latent: each downsampling halves a side, rounding up (a 36x64 latent's mid block is
+    5x8, not 4x8)."""
+    h, w = height, width
+    while h * w > queries and (h > 1 or w > 1):
+        h, w = -(-h // 2), -(-w // 2)
+    if h * w != queries:
+        raise ValueError(f"no downsampled grid of a {height}x{width} latent has {queries} positions")
+    return h, w
+
+
 def token_attention(maps: dict, height: int, width: int):
     """[77, height, width]: one step's positive-half cross-attention probabilities, averaged
     over heads and over every attn2 layer (each resized to the latent grid)."""
@@ -43,8 +55,7 @@ def token_attention(maps: dict, height: int, width: int):
     for probs in maps.values():
         queries, tokens = probs.shape[-2:]
         positive = probs.view(2, -1, queries, tokens)[1].float().mean(0)  # [queries, tokens]
-        factor = round((height * width / queries) ** 0.5)
-        grid = positive.T.reshape(1, tokens, height // factor, width // factor)
+        grid = positive.T.reshape(1, tokens, *layer_grid(queries, height, width))
         total = total + F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)[0]
     return total / max(len(maps), 1)
 

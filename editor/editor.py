@@ -78,7 +78,9 @@ class Editor:
 
         pixels = load_image(path, size)
         data = Path(path).read_bytes()
-        key = cache_key(data, model=self.components.model, caption=caption, size=size, steps=steps,
+        # a caption BLIP writes depends on which BLIP wrote it
+        captioner = self.caption_model if caption is None else None
+        key = cache_key(data, model=self.components.model, caption=caption, captioner=captioner, size=size, steps=steps,
                         regularisation=regularisation.as_dict(), seed=seed,
                         dtype=str(self.components.dtype), device=self.components.device)
         hit = self.cache.get(key) if self.cache else None

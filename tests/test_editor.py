@@ -401,3 +401,29 @@ def test_a_caption_model_that_cannot_be_downloaded_fails_fast_offline(edit_cli, 
     assert done.stderr.startswith("Error: the captioning model 'Salesforce/blip-image-captioning-base' is not "
                                   "downloaded and huggingface.co cannot be reached")
     assert "pass --caption" in done.stderr
+
+
+def test_attention_maps_at_a_size_whose_lower_grids_round_up(tmp_path, clip_tokenizer_dir):
+    """A 72x40 image: latent 36x20, whose attention grids are 18x10, 9x5 and 5x3 (rounded up),
+    like SD's mid block at 512x288."""
+    from editor.edit import layer_grid
+
+    assert layer_grid(15, 36, 20) == (5, 3) and layer_grid(45, 36, 20) == (9, 5)
+    model = write_tiny_sd(tmp_path / "deep", tokenizer_from=clip_tokenizer_dir, shape="tiny-deep")
+    deep = Editor(str(model), device="cpu")
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 72, 3), dtype=np.uint8)).save(path)
+    inversion = deep.invert_file(path, "a photo of a horse", 72, 2)
+    edited, reconstruction, maps = deep.edit(inversion, _directions(1), EditSettings(steps=2),
+                                             attention_words=("horse",))
+    assert edited[0].size == reconstruction.size == maps["horse"].size == (72, 40)
+
+
+def test_the_inversion_cache_tells_apart_the_captioning_models(tiny_sd, image, tiny_blip, tmp_path):
+    cache = InversionCache(tmp_path / "cache")
+    first = Editor(str(tiny_sd), device="cpu", cache=cache, caption_model=str(tiny_blip))
+    assert first.invert_file(image, None, 32, 2).cached is False
+    assert first.invert_file(image, None, 32, 2).cached is True
+    other = Editor(str(tiny_sd), device="cpu", cache=cache, caption_model=str(tmp_path / "another-blip"))
+    with pytest.raises(EditorError, match="another-blip"):  # a miss: it must caption with its own BLIP
+        other.invert_file(image, None, 32, 2)
