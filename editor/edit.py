@@ -46,83 +46,128 @@ def layer_grid(queries: int, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-def token_attention(maps: dict, height: int, width: int):
+def token_attention(maps: dict, height: int, width: int, rows: int = 2):
     """[77, height, width]: one step's positive-half cross-attention probabilities, averaged
-    over heads and over every attn2 layer (each resized to the latent grid)."""
+    over heads and over every attn2 layer (each resized to the latent grid). `rows` is how many
+    prompts the recorded pass ran (the positive one last)."""
     import torch.nn.functional as F
 
     total = 0
     for probs in maps.values():
         queries, tokens = probs.shape[-2:]
-        positive = probs.view(2, -1, queries, tokens)[1].float().mean(0)  # [queries, tokens]
+        positive = probs.view(rows, -1, queries, tokens)[-1].float().mean(0)  # [queries, tokens]
         grid = positive.T.reshape(1, tokens, *layer_grid(queries, height, width))
         total = total + F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)[0]
     return total / max(len(maps), 1)
 
 
-def _guided(noise, scale: float):
+def _guided(noise, scale: float, halves: int):
+    if halves == 1:
+        return noise
     negative, positive = noise.chunk(2)
     return negative + scale * (positive - negative)
 
 
 def edit(components, noise_latents, caption_embeds, directions, settings: EditSettings = EditSettings(),
          negative_embeds=None, progress_bar=lambda steps, **_: steps, trace: ReferenceTrace | None = None,
-         keep_trace: bool = False, attention: list | None = None):
+         keep_trace: bool = False, attention: list | None = None, state_dtype=None):
     """Edit one image from its inverted latents x_T [1, 4, h, w] and caption states [1, 77, D]
     with each of `directions` [N, 77, D]; returns (edited latents [N, ...], reconstruction
     latents [1, ...]). The negative prompt is the caption itself, as pix2pix-zero does for
     real images, unless `negative_embeds` (e.g. the empty prompt, for generated images) is
-    given; both guidance halves take the gradient step and the negative half's latent
-    is carried forward, exactly as the official update does.
+    given; both guidance halves take the gradient step and the negative half's latent is
+    carried forward, exactly as the official update does. With guidance_scale <= 1 there is
+    no classifier-free guidance: one branch, as the official pipeline does.
+
+    Two UNet calls per step: the guided forward and backward, then one call that holds the
+    edit's final forward at step t and the reference pass's forward at step t+1 (which only
+    depends on the reference latents), each row at its own timestep. With the caption as its
+    own negative prompt the reference's two guidance halves are the same, so it runs one.
+
+    The latents, the gradient step and the scheduler's arithmetic stay in `state_dtype`
+    (float32) while the UNet runs in the components' dtype (fp16/bf16 on a GPU), so a small
+    guidance step is not rounded away.
 
     With `trace` (from an earlier call on the same image, caption and settings) the reference
     pass is skipped; with `keep_trace` the maps are kept and a ReferenceTrace is returned as a
-    third value (otherwise each step's maps are dropped when the step ends). A list given as
-    `attention` receives the reference pass's token attention (token_attention) averaged over
-    the steps, [77, h, w]."""
+    third value (otherwise each step's maps are dropped when the next are recorded). A list
+    given as `attention` receives the reference pass's token attention (token_attention)
+    averaged over the steps, [77, h, w]."""
     import torch
 
     device, dtype = components.device, components.dtype
+    state = state_dtype or torch.float32
     unet, scheduler = components.unet, components.scheduler
     count = directions.shape[0]
+    halves = 2 if settings.guidance_scale > 1 else 1
     caption = caption_embeds.to(device, dtype)
-    negative = caption if negative_embeds is None else negative_embeds.to(device, dtype)
-    reference_embeds = torch.cat([negative, caption])
     edited_caption = caption + settings.scale * directions.to(device, dtype)
-    edit_embeds = torch.cat([negative.expand(count, -1, -1), edited_caption])
+    if halves == 2:
+        negative = caption if negative_embeds is None else negative_embeds.to(device, dtype)
+        edit_embeds = torch.cat([negative.expand(count, -1, -1), edited_caption])
+        reference_embeds = caption if negative_embeds is None else torch.cat([negative, caption])
+    else:
+        edit_embeds, reference_embeds = edited_caption, caption
+    rows = reference_embeds.shape[0]  # prompts the reference pass runs: 1, or 2 with another negative
     store = install_guided_attention(unet)
-    store.edits_per_image = count
+    store.edits_per_image, store.halves, store.reference_rows = count, halves, rows
+    record = "record" if (settings.xa_guidance > 0 or keep_trace or attention is not None) else "off"
     scheduler.set_timesteps(settings.steps, device=device)
-    reference = noise_latents.to(device, dtype)
+    timesteps = scheduler.timesteps
+    reference = noise_latents.to(device, state)
     latents = reference.expand(count, -1, -1, -1).clone()
     kept = []
+
+    def run(batch, t, embeds):
+        return unet(batch.to(dtype), t, encoder_hidden_states=embeds).sample
+
+    def recorded():
+        if keep_trace:
+            kept.append(dict(store.maps))
+        if attention is not None:
+            summed = token_attention(store.maps, *reference.shape[-2:], rows) / settings.steps
+            attention[:] = [summed + attention[0]] if attention else [summed]
+
+    def reference_step(output, t):
+        return scheduler.step(_guided(output.to(state), settings.guidance_scale, rows), t, reference).prev_sample
+
     try:
-        for step, t in enumerate(progress_bar(scheduler.timesteps, desc="editing", unit="step")):
+        if trace is None:
+            store.mode, store.record_rows = record, rows
+            with torch.no_grad():
+                output = run(reference.expand(rows, -1, -1, -1), timesteps[0], reference_embeds)
+            recorded()
+            reference = reference_step(output, timesteps[0])
+        for step, t in enumerate(progress_bar(timesteps, desc="editing", unit="step")):
             if trace is not None:
                 store.maps = trace.maps[step]
-            else:
-                store.mode = "record"
-                with torch.no_grad():
-                    output = unet(torch.cat([reference, reference]), t, encoder_hidden_states=reference_embeds).sample
-                reference = scheduler.step(_guided(output, settings.guidance_scale), t, reference).prev_sample
-                if keep_trace:
-                    kept.append(dict(store.maps))
-            if attention is not None:
-                summed = token_attention(store.maps, *reference.shape[-2:]) / settings.steps
-                attention[:] = [summed + attention[0]] if attention else [summed]
-            pair = torch.cat([latents, latents])
+                if attention is not None:
+                    recorded()
+            pair = latents.repeat(halves, 1, 1, 1)
             if settings.xa_guidance > 0:
                 store.mode, store.loss = "guide", 0.0
                 pair = pair.detach().requires_grad_(True)
                 with torch.enable_grad():
-                    unet(pair, t, encoder_hidden_states=edit_embeds)
+                    run(pair, t, edit_embeds)
                     (gradient,) = torch.autograd.grad(store.loss, pair)
-                pair = (pair - settings.xa_guidance * gradient).detach()
-            store.mode = "off"
+                pair = (pair - settings.xa_guidance * gradient.to(state)).detach()
+            fused = trace is None and step + 1 < len(timesteps)
             with torch.no_grad():
-                output = unet(pair, t, encoder_hidden_states=edit_embeds).sample
-            latents = pair.chunk(2)[0]
-            latents = scheduler.step(_guided(output, settings.guidance_scale), t, latents).prev_sample
+                if fused:
+                    following = timesteps[step + 1]
+                    store.mode, store.record_rows = record, rows
+                    output = run(torch.cat([pair, reference.expand(rows, -1, -1, -1)]),
+                                 torch.cat([t.expand(len(pair)), following.expand(rows)]),
+                                 torch.cat([edit_embeds, reference_embeds]))
+                    output, reference_output = output[: len(pair)], output[len(pair):]
+                    recorded()
+                    reference = reference_step(reference_output, following)
+                else:
+                    store.mode = "off"
+                    output = run(pair, t, edit_embeds)
+            latents = pair.chunk(halves)[0]
+            latents = scheduler.step(_guided(output.to(state), settings.guidance_scale, halves), t,
+                                     latents).prev_sample
     finally:
         store.mode, store.maps = "off", {}
     if trace is not None:

@@ -74,6 +74,7 @@ class Editor:
         """Load, caption (unless given) and invert an image file, through the cache."""
         from pathlib import Path
 
+        import torch
         from PIL import Image
 
         pixels = load_image(path, size)
@@ -85,7 +86,7 @@ class Editor:
                         dtype=str(self.components.dtype), device=self.components.device)
         hit = self.cache.get(key) if self.cache else None
         if hit is not None:
-            return Inversion(hit[0].to(self.components.device, self.components.dtype), hit[1], True)
+            return Inversion(hit[0].to(self.components.device, torch.float32), hit[1], True)
         if caption is None:
             with Image.open(path) as image:
                 caption = self.caption(image.convert("RGB"))

@@ -22,6 +22,16 @@ class Regularisation:
 NO_REGULARISATION = Regularisation(rounds=0)
 
 
+def auto_corr_shift(size: int, generator) -> int:
+    """A random roll in [1, size/2) for a side of `size` (1 when that range is empty; 0 only
+    for a side of 1, where every roll is the identity)."""
+    import torch
+
+    if size <= 1:
+        return 0
+    return int(torch.randint(1, max(size // 2, 2), (1,), generator=generator))
+
+
 def auto_corr_loss(noise, generator):
     """Sum over items and channels of the squared mean of noise x noise rolled by a random shift
     in [1, H/2) along each spatial axis, on a pyramid of the noise (avg-pooled by 2 down to 8x8).
@@ -32,8 +42,7 @@ def auto_corr_loss(noise, generator):
     loss = noise.new_zeros(())
     while True:
         for axis in (2, 3):
-            size = noise.shape[axis]
-            shift = int(torch.randint(1, max(size // 2, 2), (1,), generator=generator)) if size > 1 else 0
+            shift = auto_corr_shift(noise.shape[axis], generator)
             loss = loss + ((noise * torch.roll(noise, shifts=shift, dims=axis)).mean((2, 3)) ** 2).sum()
         if noise.shape[2] <= 8 or noise.shape[3] <= 8:
             return loss
@@ -74,7 +83,7 @@ def invert(components, latents, prompt_embeds, steps: int = 50,
            regularisation: Regularisation = Regularisation(), seed: int = 0,
            progress_bar=lambda steps, **_: steps):
     """DDIM-invert scaled latents [n, 4, h, w] conditioned on `prompt_embeds` (no guidance),
-    regularising the predicted epsilon at every step; returns the noise latents x_T.
+    regularising the predicted epsilon at every step; returns the noise latents x_T (float32).
     `progress_bar` wraps the step iterable (e.g. tqdm)."""
     import torch
 
@@ -82,11 +91,12 @@ def invert(components, latents, prompt_embeds, steps: int = 50,
     scheduler.set_timesteps(steps, device=components.device)
     prediction = scheduler.config.prediction_type
     generator = torch.Generator().manual_seed(seed)
-    latents = latents.to(components.device, components.dtype)
+    # the latents and the scheduler's arithmetic stay in float32 while the UNet runs in its dtype
+    latents = latents.to(components.device, torch.float32)
     embeds = prompt_embeds.to(components.device, components.dtype)
     with torch.inference_mode():
         for t in progress_bar(scheduler.timesteps, desc="inverting", unit="step"):
-            output = components.unet(latents, t, encoder_hidden_states=embeds).sample
+            output = components.unet(latents.to(components.dtype), t, encoder_hidden_states=embeds).sample
             if regularisation.rounds:
                 with torch.inference_mode(False):
                     alpha = _sample_alpha(scheduler, int(t))
@@ -98,6 +108,6 @@ def invert(components, latents, prompt_embeds, steps: int = 50,
                         model_output = (epsilon - (1 - alpha) ** 0.5 * sample) / alpha**0.5
                     else:
                         model_output = regularise(model_output, regularisation, generator)
-                output = model_output.to(components.dtype)
-            latents = scheduler.step(output, t, latents).prev_sample
+                output = model_output
+            latents = scheduler.step(output.float(), t, latents).prev_sample
     return latents
