@@ -5,8 +5,10 @@ one; or tiny, for the CPU), at the same size, steps and dtype.
     python benchmarks/edit_latency.py --shape sd14 --size 512 --steps 50            # a GPU, fp16
     python benchmarks/edit_latency.py --shape tiny --size 64 --steps 10 --device cpu  # CI-sized
 
-Printed per implementation: inversion time, edit time, first edit (both), another direction on
-the same image, and peak GPU memory; then the ratios. Targets on an H100/H200 at 512, 50 steps,
+Printed first: UNet calls per edit step and the samples they run, for both (counted with a
+forward hook, so device-independent). Then per implementation: inversion time, edit time, first
+edit (both), another direction on the same image (diffusers: its edit alone, reusing its inverted
+latents, which is the fair comparison), and peak GPU memory; then the ratios. Targets on an H100/H200 at 512, 50 steps,
 fp16: first edit <= 4 s, another direction <= 2.5 s, peak <= 6 GiB. --compile adds a run with
 torch.compile'd UNet and reports the compile time apart.
 """
@@ -61,6 +63,17 @@ def main() -> None:
     def peak_gib():
         return torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
 
+    def count_unet_calls(unet, work):
+        """(calls, samples) the UNet runs during work()."""
+        seen = []
+        hook = unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(len(args[0])),
+                                              with_kwargs=True)
+        try:
+            work()
+        finally:
+            hook.remove()
+        return len(seen), sum(seen)
+
     editor = Editor(str(work / "sd"), device=device, dtype=args.dtype)
     hidden = editor.hidden_size
     direction = torch.randn(1, 77, hidden, generator=torch.Generator().manual_seed(0)).numpy() * 0.1
@@ -68,6 +81,12 @@ def main() -> None:
     settings = EditSettings(steps=args.steps)
     print(f"{args.shape} model, {args.size}x{args.size}, {args.steps} steps, {device}, "
           f"{editor.components.dtype}, torch {torch.__version__}")
+
+    counting = Editor(str(work / "sd"), device=device, dtype=args.dtype)
+    counted = counting.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)
+    ours_calls, ours_samples = count_unet_calls(counting.components.unet,
+                                                lambda: counting.edit(counted, direction, settings))
+    del counting
 
     def ours(label):
         editor.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)  # warm-up
@@ -112,23 +131,34 @@ def main() -> None:
         image = Image.open(work / "image.png")
         source = torch.zeros(1, 77, hidden, device=device, dtype=c.dtype)
 
+        def their_edit(latents, target):
+            pipe(caption, source_embeds=source, target_embeds=torch.as_tensor(target, device=device, dtype=c.dtype),
+                 num_inference_steps=args.steps, cross_attention_guidance_amount=0.1, guidance_scale=5.0,
+                 latents=latents, negative_prompt=caption, output_type="latent")
+
         def theirs():
             start = time.perf_counter()
             latents = pipe.invert(caption, image=image, num_inference_steps=args.steps,
                                   generator=torch.Generator().manual_seed(0)).latents  # needs a CPU generator
             synchronize()
             inverted = time.perf_counter()
-            pipe(caption, source_embeds=source, target_embeds=torch.as_tensor(direction, device=device, dtype=c.dtype),
-                 num_inference_steps=args.steps, cross_attention_guidance_amount=0.1, guidance_scale=5.0,
-                 latents=latents, negative_prompt=caption, output_type="latent")
+            their_edit(latents, direction)
             synchronize()
-            return inverted - start, time.perf_counter() - inverted
+            edited = time.perf_counter()
+            their_edit(latents, other)  # another direction: diffusers re-runs its whole edit, not the inversion
+            synchronize()
+            return inverted - start, edited - inverted, time.perf_counter() - edited, latents
 
-        theirs()  # warm-up
+        _, _, _, latents = theirs()  # warm-up
+        their_calls, their_samples = count_unet_calls(c.unet, lambda: their_edit(latents, direction))
         reset_peak()
-        inversion, edit = theirs()
+        inversion, edit, another, _ = theirs()
         rows.append({"label": "diffusers Pix2PixZero", "inversion": inversion, "edit": edit,
-                     "first": inversion + edit, "another": inversion + edit, "peak": peak_gib()})
+                     "first": inversion + edit, "another": another, "peak": peak_gib()})
+        print(f"unet calls per step: dbank {ours_calls / args.steps:.2f}, diffusers {their_calls / args.steps:.2f} "
+              f"(samples per step: dbank {ours_samples / args.steps:.2f}, diffusers {their_samples / args.steps:.2f})")
+    else:
+        print(f"unet calls per step: dbank {ours_calls / args.steps:.2f} (samples {ours_samples / args.steps:.2f})")
 
     print(f"{'':<26}{'inversion':>10}{'edit':>9}{'first':>9}{'another':>9}{'peak GiB':>10}")
     for r in rows:

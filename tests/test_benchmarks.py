@@ -16,6 +16,8 @@ def test_edit_latency_benchmark_runs_at_tiny_size_on_the_cpu():
     assert any(line.startswith("dbank editor (eager)") for line in lines)
     assert any(line.startswith("diffusers Pix2PixZero") for line in lines)
     assert "diffusers / dbank: first edit" in done.stdout
+    # 2 calls a step and one more to start the reference pass; diffusers: 3 a step
+    assert "unet calls per step: dbank 2.50, diffusers 3.00 (samples per step: dbank 5.00, diffusers 6.00)" in done.stdout
 
 
 def test_concurrent_writers_benchmark_runs_small():
