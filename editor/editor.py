@@ -108,12 +108,15 @@ class Editor:
 
     def edit(self, inversion: Inversion, directions, settings: EditSettings = EditSettings(),
              negative_prompt: str | None = None, keep_reference: bool = False,
-             attention_words: tuple[str, ...] = ()):
-        """(edited PIL images, one per direction [N, 77, D]; the reconstruction). With
-        `keep_reference` the reference pass is kept with the inversion (in memory, on the
-        device), so the next edit of this image with the same settings skips it. For each of
-        `attention_words` found in the caption, a third value maps the word to a greyscale PIL
-        image of where the reconstruction attends to it (words not in the caption are left out)."""
+             attention_words: tuple[str, ...] = (), max_batch: int | None = None):
+        """(edited PIL images, one per direction [N, 77, D]; the reconstruction). The directions
+        run in chunks of `max_batch` (default: all at once); a chunk that runs out of GPU memory
+        is halved and run again, so many directions never fail for memory alone. Chunks after
+        the first reuse its reference latents. With `keep_reference` those are kept with the
+        inversion (a few MB), so the next edit of this image with the same settings reuses them
+        too. For each of `attention_words` found in the caption, a third value maps the word to
+        a greyscale PIL image of where the reconstruction attends to it (words not in the
+        caption are left out)."""
         import torch
 
         caption = encode_prompts(self.components, [inversion.caption])
@@ -122,15 +125,30 @@ class Editor:
         key = (settings.steps, settings.guidance_scale, negative_prompt)
         trace = inversion.traces.get(key)
         attention = [] if attention_words else None
-        result = edit(self.components, inversion.latents, caption, stacked, settings, negative,
-                      self.progress_bar, trace, keep_reference, attention)
-        edited, reconstruction = result[:2]
+        chunk = max(1, min(max_batch or len(stacked), len(stacked)))
+        pictures, start = [], 0
+        while start < len(stacked):
+            part = stacked[start : start + chunk]
+            try:
+                latents, reconstruction, trace = edit(
+                    self.components, inversion.latents, caption, part, settings, negative, self.progress_bar,
+                    trace, True, attention if start == 0 else None)
+                pictures += decode_latents(self.components, latents)
+            except torch.OutOfMemoryError:
+                if chunk == 1:
+                    raise EditorError("out of GPU memory for even one direction at this size; "
+                                      "use a smaller --size") from None
+                chunk = max(1, chunk // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            start += len(part)
         if keep_reference:
-            inversion.traces[key] = result[2]
+            inversion.traces[key] = trace
+        reconstruction = decode_latents(self.components, reconstruction)[0]
         if attention_words:
-            maps = self._word_maps(inversion.caption, attention[0], attention_words)
-            return decode_latents(self.components, edited), decode_latents(self.components, reconstruction)[0], maps
-        return decode_latents(self.components, edited), decode_latents(self.components, reconstruction)[0]
+            return pictures, reconstruction, self._word_maps(inversion.caption, attention[0], attention_words)
+        return pictures, reconstruction
 
     def _word_maps(self, caption: str, attention, words) -> dict:
         """word -> greyscale image of the attention to its tokens, at the image's size."""

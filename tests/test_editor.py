@@ -504,3 +504,30 @@ def test_fp32_state_keeps_a_low_precision_unet_closer_to_full_precision(tiny_sd,
     mixed_error = float((mixed - reference).abs().mean())
     low_error = float((low.float() - reference).abs().mean())
     assert mixed_error < 0.8 * low_error, (mixed_error, low_error)
+
+
+def test_many_directions_run_in_chunks_that_fit_the_memory(editor, image, monkeypatch):
+    """20 directions on a 'GPU' that runs out of memory past 9 rows a call: the chunk is halved
+    until it fits (20 -> 10 -> 5 -> 2), and the images are those of one direction at a time."""
+    inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    directions = _directions(20)
+    settings = EditSettings(steps=STEPS)
+    alone, _ = editor.edit(inversion, directions[:3], settings, max_batch=1)
+    unet = editor.components.unet
+    original, rows = unet.forward, []
+
+    def limited(sample, *args, **kwargs):
+        rows.append(len(sample))
+        if len(sample) > 9:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(sample, *args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", limited)
+    pictures, _ = editor.edit(inversion, directions, settings)
+    assert len(pictures) == 20
+    assert {40, 20, 10} <= set(rows) and max(r for r in rows if r <= 9) == 5  # 2 directions: 4 + 1 reference row
+    for ours, single in zip(pictures, alone):
+        np.testing.assert_allclose(np.asarray(ours, np.int16), np.asarray(single, np.int16), atol=1)
+    with pytest.raises(EditorError, match="out of GPU memory for even one direction"):
+        monkeypatch.setattr(unet, "forward", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
+        editor.edit(inversion, directions[:2], settings)

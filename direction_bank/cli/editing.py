@@ -143,6 +143,8 @@ def edit_options(func):
         overwrite_option,
         click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
                      help="BLIP model for captions when --caption is not given."),
+        click.option("--max-batch", type=click.IntRange(1, 1024), default=None,
+                     help="Directions per batch (default: all, halved whenever the GPU runs out of memory)."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache."),
         click.option("--compile", "compile_unet", is_flag=True,
                      help="torch.compile the UNet (slow first run, cached on disk; eager by default)."),
@@ -170,8 +172,8 @@ def _image_stems(images) -> list[str]:
 @edit_options
 @click.pass_context
 def edit_command(ctx, images, caption, no_regularise, attention_words, names, sources, targets, files, scale, steps,
-                 xa_guidance, guidance_scale, seed, size, out_dir, overwrite, caption_model, no_cache, compile_unet,
-                 model, device, dtype, as_json):
+                 xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch, caption_model, no_cache,
+                 compile_unet, model, device, dtype, as_json):
     """Edit IMAGES with directions from the bank: invert each (cached), then guided editing.
     Writes STEM.DIRECTION.png, STEM.reconstruction.png and STEM.attention-WORD.png per image."""
     import numpy as np
@@ -201,7 +203,7 @@ def edit_command(ctx, images, caption, no_regularise, attention_words, names, so
                                            NO_REGULARISATION if no_regularise else Regularisation(), seed)
             edited, reconstruction, *maps = editor.edit(
                 inversion, np.stack([t[0] for _, _, t in directions]), settings,
-                attention_words=attention_words)
+                attention_words=attention_words, max_batch=max_batch)
             maps = maps[0] if maps else {}
             for word in attention_words:
                 if word not in maps:
@@ -226,8 +228,8 @@ def edit_command(ctx, images, caption, no_regularise, attention_words, names, so
 @edit_options
 @click.pass_context
 def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_guidance, guidance_scale,
-                  seed, size, out_dir, overwrite, caption_model, no_cache, compile_unet, model, device, dtype,
-                  as_json):
+                  seed, size, out_dir, overwrite, max_batch, caption_model, no_cache, compile_unet, model, device,
+                  dtype, as_json):
     """Generate an image from PROMPT, then edit it with directions (no inversion needed). Writes
     generated-SEED-PROMPT~HASH.png and one file per direction."""
     import numpy as np
@@ -250,7 +252,8 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
     if directions:
         start = Inversion(editor.generate_noise(size, seed), prompt, False)
         edited, generated = editor.edit(start, np.stack([t[0] for _, _, t in directions]),
-                                        EditSettings(steps, guidance_scale, xa_guidance, scale), negative_prompt="")
+                                        EditSettings(steps, guidance_scale, xa_guidance, scale), negative_prompt="",
+                                        max_batch=max_batch)
         pictures = {generated_path: generated,
                     **{edit_paths[label]: picture for (label, _, _), picture in zip(directions, edited)}}
         written = _write_pictures(pictures, overwrite)
