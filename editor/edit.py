@@ -73,9 +73,10 @@ def _guided(noise, scale: float, halves: int):
 def edit(components, noise_latents, caption_embeds, directions, settings: EditSettings = EditSettings(),
          negative_embeds=None, progress_bar=lambda steps, **_: steps, trace: ReferenceTrace | None = None,
          keep_trace: bool = False, attention: list | None = None, state_dtype=None):
-    """Edit one image from its inverted latents x_T [1, 4, h, w] and caption states [1, 77, D]
-    with each of `directions` [N, 77, D]; returns (edited latents [N, ...], reconstruction
-    latents [1, ...]). The negative prompt is the caption itself, as pix2pix-zero does for
+    """Edit images from their inverted latents x_T [I, 4, h, w] and caption states [I, 77, D]
+    with `directions` [I*K, 77, D] (K per image, image by image); returns (edited latents
+    [I*K, ...], reconstruction latents [I, ...]). Several images in one batch give what each
+    gives alone (the attention loss of an edit only sees its own image's reference). The negative prompt is the caption itself, as pix2pix-zero does for
     real images, unless `negative_embeds` (e.g. the empty prompt, for generated images) is
     given; both guidance halves take the gradient step and the negative half's latent is
     carried forward, exactly as the official update does. With guidance_scale <= 1 there is
@@ -100,26 +101,29 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
     device, dtype = components.device, components.dtype
     state = state_dtype or torch.float32
     unet, scheduler = components.unet, components.scheduler
-    count = directions.shape[0]
+    images = noise_latents.shape[0]
+    per_image = directions.shape[0] // images
+    if per_image * images != directions.shape[0] or (attention is not None and images > 1):
+        raise ValueError("give the same number of directions for every image (and attention for one image)")
     halves = 2 if settings.guidance_scale > 1 else 1
-    caption = caption_embeds.to(device, dtype)
-    edited_caption = caption + settings.scale * directions.to(device, dtype)
+    caption = caption_embeds.to(device, dtype).expand(images, -1, -1)
+    edited_caption = caption.repeat_interleave(per_image, dim=0) + settings.scale * directions.to(device, dtype)
     if halves == 2:
-        negative = caption if negative_embeds is None else negative_embeds.to(device, dtype)
-        edit_embeds = torch.cat([negative.expand(count, -1, -1), edited_caption])
+        negative = caption if negative_embeds is None else negative_embeds.to(device, dtype).expand(images, -1, -1)
+        edit_embeds = torch.cat([negative.repeat_interleave(per_image, dim=0), edited_caption])
         reference_embeds = caption if negative_embeds is None else torch.cat([negative, caption])
     else:
         edit_embeds, reference_embeds = edited_caption, caption
-    rows = reference_embeds.shape[0]  # prompts the reference pass runs: 1, or 2 with another negative
+    rows = reference_embeds.shape[0] // images  # prompts the reference runs: 1, or 2 with another negative
     store = install_guided_attention(unet)
-    store.edits_per_image, store.halves, store.reference_rows = count, halves, rows
+    store.edits_per_image, store.halves, store.reference_rows = per_image, halves, rows
     record = "record" if (settings.xa_guidance > 0 or attention is not None) else "off"
     # the reference rows run when their maps are needed, or to make the reconstruction
     with_reference = record == "record" or trace is None
     scheduler.set_timesteps(settings.steps, device=device)
     timesteps = scheduler.timesteps
     reference = noise_latents.to(device, state)
-    latents = reference.expand(count, -1, -1, -1).clone()
+    latents = reference.repeat_interleave(per_image, dim=0)
     kept = [reference]
 
     def run(batch, t, embeds):
@@ -142,9 +146,9 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
 
     try:
         if with_reference:
-            store.mode, store.record_rows = record, rows
+            store.mode, store.record_rows = record, rows * images
             with torch.no_grad():
-                output = run(reference.expand(rows, -1, -1, -1), timesteps[0], reference_embeds)
+                output = run(reference.repeat(rows, 1, 1, 1), timesteps[0], reference_embeds)
             recorded()
             reference = advance(output, 0)
         for step, t in enumerate(progress_bar(timesteps, desc="editing", unit="step")):
@@ -159,9 +163,9 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
             with torch.no_grad():
                 if with_reference and step + 1 < len(timesteps):
                     following = timesteps[step + 1]
-                    store.mode, store.record_rows = record, rows
-                    output = run(torch.cat([pair, reference.expand(rows, -1, -1, -1)]),
-                                 torch.cat([t.expand(len(pair)), following.expand(rows)]),
+                    store.mode, store.record_rows = record, rows * images
+                    output = run(torch.cat([pair, reference.repeat(rows, 1, 1, 1)]),
+                                 torch.cat([t.expand(len(pair)), following.expand(rows * images)]),
                                  torch.cat([edit_embeds, reference_embeds]))
                     output, reference_output = output[: len(pair)], output[len(pair):]
                     recorded()

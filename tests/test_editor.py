@@ -531,3 +531,22 @@ def test_many_directions_run_in_chunks_that_fit_the_memory(editor, image, monkey
     with pytest.raises(EditorError, match="out of GPU memory for even one direction"):
         monkeypatch.setattr(unet, "forward", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
         editor.edit(inversion, directions[:2], settings)
+
+
+def test_several_images_in_one_batch_give_what_each_gives_alone(editor, image, tmp_path):
+    from editor.edit import edit
+
+    other = tmp_path / "other.png"
+    Image.open(image).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(other)
+    first = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    second = editor.invert_file(other, "a horse in a field", 32, STEPS)
+    captions = encode_prompts(editor.components, ["a photo of a horse", "a horse in a field"])
+    directions = torch.as_tensor(_directions(4))  # two for each image
+    settings = EditSettings(steps=STEPS, xa_guidance=10.0)
+    both, reconstructions = edit(editor.components, torch.cat([first.latents, second.latents]), captions,
+                                 directions, settings)
+    for index, inversion in enumerate((first, second)):
+        alone, reconstruction = edit(editor.components, inversion.latents, captions[index : index + 1],
+                                     directions[2 * index : 2 * index + 2], settings)
+        torch.testing.assert_close(both[2 * index : 2 * index + 2], alone, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(reconstructions[index : index + 1], reconstruction, atol=1e-4, rtol=1e-4)
