@@ -70,14 +70,15 @@ class Editor:
         return self._captioner(image)
 
     def invert_file(self, path, caption: str | None = None, size: int = 512, steps: int = 50,
-                    regularisation: Regularisation = Regularisation(), seed: int = 0) -> Inversion:
-        """Load, caption (unless given) and invert an image file, through the cache."""
+                    regularisation: Regularisation = Regularisation(), seed: int = 0, pixels=None) -> Inversion:
+        """Load (unless `pixels` holds its load_image already), caption (unless given) and invert
+        an image file, through the cache."""
         from pathlib import Path
 
         import torch
         from PIL import Image
 
-        pixels = load_image(path, size)
+        pixels = load_image(path, size) if pixels is None else pixels
         data = Path(path).read_bytes()
         # a caption BLIP writes depends on which BLIP wrote it
         captioner = self.caption_model if caption is None else None

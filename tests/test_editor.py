@@ -550,3 +550,62 @@ def test_several_images_in_one_batch_give_what_each_gives_alone(editor, image, t
                                      directions[2 * index : 2 * index + 2], settings)
         torch.testing.assert_close(both[2 * index : 2 * index + 2], alone, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(reconstructions[index : index + 1], reconstruction, atol=1e-4, rtol=1e-4)
+
+
+def _folder_of_images(folder, sizes):
+    folder.mkdir()
+    for index, (width, height) in enumerate(sizes):
+        pixels = np.random.default_rng(index).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index}.png")
+    return folder
+
+
+def test_a_folder_is_edited_in_batches_and_a_rerun_resumes(edit_cli, tmp_path):
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (40, 40), (48, 40)])
+    (folder / "notes.txt").write_text("not an image")
+    batched = edit_cli("edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse",
+                       "--batch-images", "4", "-o", str(tmp_path / "batched"), "--json")
+    assert batched.exit_code == 0, batched.stderr
+    report = json.loads(batched.stdout)
+    assert [Path(r["image"]).name for r in report["results"]] == ["img0.png", "img1.png", "img2.png", "img3.png"]
+    written = sorted(f for r in report["results"] for f in r["files"])
+    assert written == sorted(str(p) for p in (tmp_path / "batched").iterdir()) and len(written) == 8
+    one_by_one = edit_cli("edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse",
+                          "--batch-images", "1", "-o", str(tmp_path / "single"), "--json")
+    assert one_by_one.exit_code == 0
+    for path in (tmp_path / "batched").iterdir():  # batching images changes no picture
+        np.testing.assert_allclose(np.asarray(Image.open(path), np.int16),
+                                   np.asarray(Image.open(tmp_path / "single" / path.name), np.int16), atol=1)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "batched").iterdir()}
+    (tmp_path / "batched" / "img2.horse2zebra.png").unlink()  # as if killed before img2 was written
+    again = edit_cli("edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse",
+                     "-o", str(tmp_path / "batched"), "--json")
+    assert again.exit_code == 1
+    assert [Path(r["image"]).name for r in json.loads(again.stdout)["results"]] == []
+    assert "skipped 3 images whose outputs exist" in again.stderr
+    errors = [line for line in again.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "img2.reconstruction.png exists; pass --overwrite" in errors[0]  # half done: said
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "batched").iterdir()} == {
+        name: mtime for name, mtime in before.items() if name != "img2.horse2zebra.png"}
+
+
+def test_a_manifest_gives_each_image_its_caption_and_directions(edit_cli, run_cli, tmp_path):
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (40, 48)])
+    assert run_cli("diff", "zebra", "horse", "--save", "zebra2horse").exit_code == 0
+    manifest = tmp_path / "photos" / "list.csv"
+    manifest.write_text("image,caption,directions\n"
+                        "img0.png,a photo of a horse,horse2zebra,zebra2horse\n"
+                        "img1.png,,horse2zebra\n"
+                        "img2.png,a horse,no-such-direction\n"
+                        "missing.png,a horse,horse2zebra\n")
+    result = edit_cli("edit", "--manifest", str(manifest), "--caption-model", "unused-when-captions-are-given",
+                      "--caption", "a horse in a field", "-o", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 2
+    assert "no-such-direction: no direction named 'no-such-direction'" in errors[0] and "missing.png" in errors[1]
+    report = {Path(r["image"]).name: r for r in json.loads(result.stdout)["results"]}
+    assert set(report) == {"img0.png", "img1.png"}
+    assert set(report["img0.png"]["edits"]) == {"horse2zebra", "zebra2horse"}
+    assert report["img0.png"]["caption"] == "a photo of a horse"
+    assert set(report["img1.png"]["edits"]) == {"horse2zebra"}

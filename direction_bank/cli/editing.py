@@ -163,63 +163,144 @@ def _image_stems(images) -> list[str]:
             for image, stem in zip(images, stems)]
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _images_in(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
+    """(image, caption or None, direction names) per CSV row 'image[,caption[,direction...]]';
+    image paths are relative to the manifest's folder; a first row starting 'image' is a header."""
+    import csv
+    import io
+
+    from direction_bank.text_input import read_text
+
+    rows = []
+    for number, row in enumerate(csv.reader(io.StringIO(read_text(path))), 1):
+        if not row or not row[0].strip() or row[0].strip().startswith("#"):
+            continue
+        if number == 1 and row[0].strip().lower() == "image":
+            continue
+        image = Path(path).parent / row[0].strip()
+        caption = row[1].strip() if len(row) > 1 and row[1].strip() else None
+        rows.append((str(image), caption, [name.strip() for name in row[2:] if name.strip()]))
+    if not rows:
+        raise BankError(f"{path}: no images listed")
+    return rows
+
+
 @cli.command("edit")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--manifest", type=click.Path(dir_okay=False, allow_dash=True),
+              help="CSV of image[,caption[,direction...]] rows (an empty caption: --caption or BLIP; directions: "
+              "saved names, or none for the ones given here).")
 @click.option("--caption", default=None, help="The source prompt (default: a BLIP caption of each image).")
 @click.option("--no-regularise", is_flag=True, help="Plain DDIM inversion (no noise regularisation).")
 @click.option("--attention-map", "attention_words", multiple=True,
               help="Also save where the reconstruction attends to this caption word (repeatable).")
+@click.option("--batch-images", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Images whose passes share one UNet batch (same size and number of directions).")
 @edit_options
 @click.pass_context
-def edit_command(ctx, images, caption, no_regularise, attention_words, names, sources, targets, files, scale, steps,
-                 xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch, caption_model, no_cache,
-                 compile_unet, model, device, dtype, as_json):
-    """Edit IMAGES with directions from the bank: invert each (cached), then guided editing.
-    Writes STEM.DIRECTION.png, STEM.reconstruction.png and STEM.attention-WORD.png per image."""
+def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, batch_images, names, sources,
+                 targets, files, scale, steps, xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch,
+                 caption_model, no_cache, compile_unet, model, device, dtype, as_json):
+    """Edit IMAGES (files, or folders of images) or a --manifest with directions from the bank:
+    invert each (cached), then guided editing, several images per batch. Writes
+    STEM.DIRECTION.png, STEM.reconstruction.png and STEM.attention-WORD.png per image. With a
+    folder or a manifest a rerun skips the images whose outputs all exist (resumable)."""
     import numpy as np
 
     from direction_bank.output_files import check_output
+    from direction_bank.progress import progress_counter
     from editor.edit import EditSettings
     from editor.inversion import NO_REGULARISATION, Regularisation
-    from editor.pipeline import EditorError
+    from editor.runners.local import ImageJob, edit_images
 
-    directions, errors = _resolve_directions(_direction_sources(ctx, names, sources, targets, files))
+    listed = [(str(image), caption, []) for arg in images
+              for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
+    listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
+    if not listed:
+        raise click.UsageError("give IMAGES, a folder of images, or --manifest")
+    resumable = bool(manifest) or any(Path(arg).is_dir() for arg in images)
+    given = names or sources or files
+    common, errors = (_resolve_directions(_direction_sources(ctx, names, sources, targets, files)) if given
+                      else ([], []))
+    own_names = sorted({name for _, _, own in listed for name in own})
+    own, own_errors = (_resolve_directions(_direction_sources(ctx, own_names, (), (), ())) if own_names
+                       else ([], []))
+    errors += own_errors
+    if not given and not own_names:
+        raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     out = _output_folder(out_dir)
-    results, warnings = [], []
-    if directions:
-        editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet, need_captions=caption is None)
-        directions = _check_shapes(editor, directions, errors)
-    settings = EditSettings(steps, guidance_scale, xa_guidance, scale)
-    for image, stem in zip(images, _image_stems(images)):
-        if not directions:
-            break
-        edit_paths = {label: out / f"{stem}.{name}.png" for label, name, _ in directions}
-        reconstruction_path = out / f"{stem}.{RECONSTRUCTION}.png"
-        attention_paths = {word: out / f"{stem}.attention-{file_label(word)}.png" for word in attention_words}
+    by_name = {label: entry for entry in own for label in [entry[0]]}
+    editor = None
+    if common or own:
+        editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet,
+                         need_captions=any(c is None for _, c, _ in listed))
+        common = _check_shapes(editor, common, errors)
+        by_name = {entry[0]: entry for entry in _check_shapes(editor, list(by_name.values()), errors)}
+    results, warnings, jobs, skipped = [], [], [], 0
+    for (image, image_caption, wanted), stem in zip(listed, _image_stems([image for image, _, _ in listed])):
+        chosen = [by_name[name] for name in wanted if name in by_name] if wanted else common
+        if not chosen or editor is None:
+            continue
+        paths = {"edits": {label: out / f"{stem}.{name}.png" for label, name, _ in chosen},
+                 "reconstruction": out / f"{stem}.{RECONSTRUCTION}.png",
+                 "attention": {word: out / f"{stem}.attention-{file_label(word)}.png" for word in attention_words}}
+        every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values()]
+        if resumable and not overwrite and all(path.is_file() for path in every):
+            skipped += 1  # done by an earlier run
+            continue
         try:
-            for path in [*edit_paths.values(), reconstruction_path, *attention_paths.values()]:
+            for path in every:
                 check_output(path, overwrite)  # before the work, not after
-            inversion = editor.invert_file(image, caption, size, steps,
-                                           NO_REGULARISATION if no_regularise else Regularisation(), seed)
-            edited, reconstruction, *maps = editor.edit(
-                inversion, np.stack([t[0] for _, _, t in directions]), settings,
-                attention_words=attention_words, max_batch=max_batch)
-            maps = maps[0] if maps else {}
-            for word in attention_words:
-                if word not in maps:
-                    warnings.append(f"{image}: {word!r} is not in the caption {inversion.caption!r}; no map")
-            pictures = {**{edit_paths[label]: picture for (label, _, _), picture in zip(directions, edited)},
-                        reconstruction_path: reconstruction,
-                        **{attention_paths[word]: picture for word, picture in maps.items()}}
-            written = _write_pictures(pictures, overwrite)
-        except (EditorError, BankError) as error:  # reported; the other images are still edited
+        except BankError as error:
             errors.append(str(error))
             continue
-        results.append({"image": image, "caption": inversion.caption, "inversion_cached": inversion.cached,
-                        "edits": {label: str(path) for label, path in edit_paths.items()},
-                        "reconstruction": str(reconstruction_path),
-                        "attention_maps": {word: str(attention_paths[word]) for word in maps},
+        jobs.append(ImageJob(image, image_caption, [label for label, _, _ in chosen],
+                             np.stack([t[0] for _, _, t in chosen]), {"paths": paths, "order": len(jobs)}))
+
+    bar = progress_counter(len(jobs), desc="images", unit="img")
+
+    def finished(result):
+        paths = result.job.extra["paths"]
+        for word in attention_words:
+            if word not in result.maps:
+                warnings.append(f"{result.job.image}: {word!r} is not in the caption {result.caption!r}; no map")
+        pictures = {**{paths["edits"][label]: picture for label, picture in zip(result.job.labels, result.edits)},
+                    paths["reconstruction"]: result.reconstruction,
+                    **{paths["attention"][word]: picture for word, picture in result.maps.items()}}
+        try:
+            written = _write_pictures(pictures, overwrite)
+        except BankError as error:
+            errors.append(str(error))
+            return
+        finally:
+            bar.update(1)
+        results.append({"order": result.job.extra["order"], "image": result.job.image, "caption": result.caption,
+                        "inversion_cached": result.inversion_cached,
+                        "edits": {label: str(path) for label, path in paths["edits"].items()},
+                        "reconstruction": str(paths["reconstruction"]),
+                        "attention_maps": {word: str(paths["attention"][word]) for word in result.maps},
                         "files": written})
+
+    def failed(job, error):
+        bar.update(1)
+        errors.append(str(error))
+
+    if jobs:
+        edit_images(editor, jobs, EditSettings(steps, guidance_scale, xa_guidance, scale), size=size,
+                    regularisation=NO_REGULARISATION if no_regularise else Regularisation(), seed=seed,
+                    batch_images=batch_images, on_result=finished, on_error=failed,
+                    attention_words=attention_words, max_batch=max_batch)
+    bar.close()
+    results.sort(key=lambda result: result.pop("order"))  # batches finish by size, not in input order
+    if skipped:
+        warnings.append(f"skipped {skipped} images whose outputs exist (done before; --overwrite to redo them)")
     _report(results, errors, warnings, as_json)
 
 
