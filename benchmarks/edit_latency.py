@@ -4,6 +4,7 @@ one; or tiny, for the CPU), at the same size, steps and dtype.
 
     python benchmarks/edit_latency.py --shape sd14 --size 512 --steps 50            # a GPU, fp16
     python benchmarks/edit_latency.py --shape tiny --size 64 --steps 10 --device cpu  # CI-sized
+    python benchmarks/edit_latency.py --shape sd14 --size 512 --steps 50 --images 16 --directions 2
 
 Printed first: UNet calls per edit step and the samples they run, for both (counted with a
 forward hook, so device-independent). Then per implementation: inversion time, edit time, first
@@ -32,6 +33,10 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     parser.add_argument("--skip-diffusers", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd UNet")
+    parser.add_argument("--images", type=int, default=0,
+                        help="also time N images x --directions each (images/s; diffusers loops over them)")
+    parser.add_argument("--directions", type=int, default=2)
+    parser.add_argument("--batch-images", type=int, default=4, help="images per dbank UNet batch")
     args = parser.parse_args()
 
     import numpy as np
@@ -160,6 +165,8 @@ def main() -> None:
     else:
         print(f"unet calls per step: dbank {ours_calls / args.steps:.2f} (samples {ours_samples / args.steps:.2f})")
 
+    if args.images:
+        throughput(args, work, device, caption, synchronize, reset_peak, peak_gib)
     print(f"{'':<26}{'inversion':>10}{'edit':>9}{'first':>9}{'another':>9}{'peak GiB':>10}")
     for r in rows:
         print(f"{r['label']:<26}{r['inversion']:9.2f}s{r['edit']:8.2f}s{r['first']:8.2f}s"
@@ -168,6 +175,73 @@ def main() -> None:
         base, mine = rows[-1], rows[0]
         print(f"diffusers / dbank: first edit {base['first'] / mine['first']:.2f}x, "
               f"another direction {base['another'] / mine['another']:.2f}x")
+
+
+def throughput(args, work, device, caption, synchronize, reset_peak, peak_gib) -> None:
+    """N images x K directions each, from files to PIL images: dbank's local runner (images
+    batched, loading on CPU threads) against diffusers' pipeline looping over images and
+    directions (one direction a call, as it edits)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from editor.edit import EditSettings
+    from editor.editor import Editor
+    from editor.runners.local import ImageJob, edit_images
+
+    folder = work / "images"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for index in range(args.images):
+        path = folder / f"{index}.png"
+        Image.fromarray(np.random.default_rng(100 + index).integers(0, 255, (args.size, args.size, 3),
+                                                                      dtype=np.uint8)).save(path)
+        paths.append(path)
+    editor = Editor(str(work / "sd"), device=device, dtype=args.dtype)
+    hidden = editor.hidden_size
+    directions = torch.randn(args.directions, 77, hidden, generator=torch.Generator().manual_seed(5)).numpy() * 0.1
+    jobs = [ImageJob(str(p), caption, [str(k) for k in range(args.directions)], directions) for p in paths]
+    settings = EditSettings(steps=args.steps)
+    done = []
+    reset_peak()
+    synchronize()
+    start = time.perf_counter()
+    edit_images(editor, jobs, settings, size=args.size, batch_images=args.batch_images,
+                on_result=done.append, on_error=lambda job, error: print(f"error: {error}"))
+    synchronize()
+    ours = time.perf_counter() - start
+    ours_peak = peak_gib()
+    del editor
+    line = (f"throughput, {args.images} images x {args.directions} directions: dbank {args.images / ours:.3f} img/s "
+            f"({ours:.1f} s, {args.batch_images} images a batch, peak {ours_peak:.2f} GiB)")
+    if not args.skip_diffusers:
+        from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
+
+        c = Editor(str(work / "sd"), device=device, dtype=args.dtype).components
+        pipe = StableDiffusionPix2PixZeroPipeline(
+            vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
+            inverse_scheduler=c.inverse_scheduler, feature_extractor=None, safety_checker=None,
+            caption_generator=None, caption_processor=None, requires_safety_checker=False,
+        ).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        source = torch.zeros(1, 77, hidden, device=device, dtype=c.dtype)
+        reset_peak()
+        synchronize()
+        start = time.perf_counter()
+        for path in paths:
+            image = Image.open(path).convert("RGB")
+            latents = pipe.invert(caption, image=image, num_inference_steps=args.steps,
+                                  generator=torch.Generator().manual_seed(0)).latents
+            for direction in directions:
+                pipe(caption, source_embeds=source,
+                     target_embeds=torch.as_tensor(direction[None], device=device, dtype=c.dtype),
+                     num_inference_steps=args.steps, cross_attention_guidance_amount=0.1, guidance_scale=5.0,
+                     latents=latents, negative_prompt=caption)
+        synchronize()
+        theirs = time.perf_counter() - start
+        line += (f"; diffusers {args.images / theirs:.3f} img/s ({theirs:.1f} s, peak {peak_gib():.2f} GiB); "
+                 f"dbank / diffusers {theirs / ours:.2f}x")
+    print(line)
 
 
 if __name__ == "__main__":

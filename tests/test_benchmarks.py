@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_edit_latency_benchmark_runs_at_tiny_size_on_the_cpu():
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "edit_latency.py"), "--shape", "tiny", "--size", "32",
-         "--steps", "2", "--device", "cpu"],
+         "--steps", "2", "--device", "cpu", "--images", "3", "--directions", "2", "--batch-images", "2"],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -16,6 +16,7 @@ def test_edit_latency_benchmark_runs_at_tiny_size_on_the_cpu():
     assert any(line.startswith("dbank editor (eager)") for line in lines)
     assert any(line.startswith("diffusers Pix2PixZero") for line in lines)
     assert "diffusers / dbank: first edit" in done.stdout
+    assert "throughput, 3 images x 2 directions: dbank " in done.stdout and "dbank / diffusers " in done.stdout
     # 2 calls a step and one more to start the reference pass; diffusers: 3 a step
     assert "unet calls per step: dbank 2.50, diffusers 3.00 (samples per step: dbank 5.00, diffusers 6.00)" in done.stdout
 
