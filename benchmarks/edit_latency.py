@@ -87,11 +87,13 @@ def main() -> None:
     print(f"{args.shape} model, {args.size}x{args.size}, {args.steps} steps, {device}, "
           f"{editor.components.dtype}, torch {torch.__version__}")
 
-    counting = Editor(str(work / "sd"), device=device, dtype=args.dtype)
-    counted = counting.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)
-    ours_calls, ours_samples = count_unet_calls(counting.components.unet,
-                                                lambda: counting.edit(counted, direction, settings))
-    del counting
+    def our_calls():
+        """UNet calls and samples of one edit, on an editor of its own (freed afterwards)."""
+        counting = Editor(str(work / "sd"), device=device, dtype=args.dtype)
+        counted = counting.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)
+        return count_unet_calls(counting.components.unet, lambda: counting.edit(counted, direction, settings))
+
+    ours_calls, ours_samples = our_calls()
 
     def ours(label):
         editor.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)  # warm-up

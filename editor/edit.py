@@ -122,6 +122,7 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
     with_reference = record == "record" or trace is None
     scheduler.set_timesteps(settings.steps, device=device)
     timesteps = scheduler.timesteps
+    ticks = timesteps.tolist()  # the scheduler's arithmetic on plain ints: no host sync inside the loop
     reference = noise_latents.to(device, state)
     latents = reference.repeat_interleave(per_image, dim=0)
     kept = [reference]
@@ -138,7 +139,7 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
         """The reference latents the next step starts from."""
         if trace is not None:
             return trace.latents[step + 1] if step + 1 < len(timesteps) else trace.reconstruction
-        following = scheduler.step(_guided(output.to(state), settings.guidance_scale, rows), timesteps[step],
+        following = scheduler.step(_guided(output.to(state), settings.guidance_scale, rows), ticks[step],
                                    reference).prev_sample
         if step + 1 < len(timesteps):
             kept.append(following)
@@ -174,7 +175,7 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
                     store.mode = "off"
                     output = run(pair, t, edit_embeds)
             latents = pair.chunk(halves)[0]
-            latents = scheduler.step(_guided(output.to(state), settings.guidance_scale, halves), t,
+            latents = scheduler.step(_guided(output.to(state), settings.guidance_scale, halves), ticks[step],
                                      latents).prev_sample
     finally:
         store.mode, store.maps = "off", {}

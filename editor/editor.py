@@ -9,7 +9,7 @@ from editor.caption import DEFAULT_CAPTION_MODEL
 from editor.edit import EditSettings, edit
 from editor.inversion import Regularisation, invert
 from editor.pipeline import (
-    EditorError, decode_latents, encode_image, encode_prompts, load_components, load_image,
+    EditorError, check_direction_shape, decode_latents, encode_image, encode_prompts, load_components, load_image,
 )
 
 
@@ -100,12 +100,7 @@ class Editor:
 
     def check_direction(self, label: str, tensor) -> None:
         """Refuse a direction that does not fit this model's text encoder."""
-        if tuple(tensor.shape[-2:]) != (self.components.tokenizer.model_max_length, self.hidden_size):
-            raise EditorError(
-                f"direction {label!r} is {list(tensor.shape)}, but this model takes "
-                f"[1, {self.components.tokenizer.model_max_length}, {self.hidden_size}]: it was "
-                "made with another text encoder"
-            )
+        check_direction_shape(label, tensor, self.components.tokenizer.model_max_length, self.hidden_size)
 
     def edit(self, inversion: Inversion, directions, settings: EditSettings = EditSettings(),
              negative_prompt: str | None = None, keep_reference: bool = False,

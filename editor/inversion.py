@@ -95,11 +95,12 @@ def invert(components, latents, prompt_embeds, steps: int = 50,
     latents = latents.to(components.device, torch.float32)
     embeds = prompt_embeds.to(components.device, components.dtype)
     with torch.inference_mode():
-        for t in progress_bar(scheduler.timesteps, desc="inverting", unit="step"):
+        ticks = scheduler.timesteps.tolist()  # plain ints for the scheduler: no host sync inside the loop
+        for step, t in enumerate(progress_bar(scheduler.timesteps, desc="inverting", unit="step")):
             output = components.unet(latents.to(components.dtype), t, encoder_hidden_states=embeds).sample
             if regularisation.rounds:
                 with torch.inference_mode(False):
-                    alpha = _sample_alpha(scheduler, int(t))
+                    alpha = _sample_alpha(scheduler, ticks[step])
                     sample = latents.clone().float()
                     model_output = output.clone().float()
                     if prediction == "v_prediction":  # regularise epsilon, not the raw velocity
@@ -109,5 +110,5 @@ def invert(components, latents, prompt_embeds, steps: int = 50,
                     else:
                         model_output = regularise(model_output, regularisation, generator)
                 output = model_output
-            latents = scheduler.step(output.float(), t, latents).prev_sample
+            latents = scheduler.step(output.float(), ticks[step], latents).prev_sample
     return latents

@@ -36,6 +36,35 @@ class Components:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
+def check_direction_shape(label: str, tensor, max_length: int, hidden_size: int) -> None:
+    """Refuse a direction that is not [.., max_length, hidden_size] (made with another encoder)."""
+    if tuple(tensor.shape[-2:]) != (max_length, hidden_size):
+        raise EditorError(
+            f"direction {label!r} is {list(tensor.shape)}, but this model takes "
+            f"[1, {max_length}, {hidden_size}]: it was made with another text encoder"
+        )
+
+
+class DirectionShape:
+    """What a model's directions must be, read from its text encoder's and tokenizer's configs
+    alone (no weights), for a process that never loads the model itself (a Ray driver)."""
+
+    def __init__(self, model: str):
+        from transformers import AutoTokenizer, CLIPTextConfig
+
+        source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
+        try:
+            self.hidden_size = int(CLIPTextConfig.from_pretrained(source, subfolder="text_encoder").hidden_size)
+            self.max_length = int(AutoTokenizer.from_pretrained(source, subfolder="tokenizer").model_max_length)
+        except (OSError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({reason})") from None
+
+    def check_direction(self, label: str, tensor) -> None:
+        """Refuse a direction that does not fit this model's text encoder."""
+        check_direction_shape(label, tensor, self.max_length, self.hidden_size)
+
+
 def load_components(model: str, device: str | None = None, dtype: str = "auto") -> Components:
     """Load UNet, VAE, text encoder, tokenizer and DDIM schedulers of a diffusers SD model id or
     folder: fp16 on CUDA, fp32 on the CPU (unless `dtype` says otherwise). Attention runs on

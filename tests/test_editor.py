@@ -440,11 +440,9 @@ def test_a_caption_model_that_cannot_be_downloaded_fails_fast_offline(edit_cli, 
     import sys
     import time
 
-    tool = Path(__file__).resolve().parents[2] / "shared" / "tools" / "loopback-only"
-    # the workplace's tool, or the same thing by hand: a network namespace with only loopback up
-    cut = [str(tool)] if tool.exists() else ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "-"]
-    if subprocess.run([*cut, "true"], capture_output=True).returncode != 0:
-        pytest.skip("needs a loopback-only network namespace (root or user namespaces) to cut the network")
+    from tests.network import loopback_only
+
+    cut = loopback_only()
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(DBANK_DB=str(database), DBANK_DEBUG="0", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
     started = time.monotonic()
@@ -592,7 +590,7 @@ def test_a_folder_is_edited_in_batches_and_a_rerun_resumes(edit_cli, tmp_path):
 def test_a_manifest_gives_each_image_its_caption_and_directions(edit_cli, run_cli, tmp_path):
     folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (40, 48)])
     assert run_cli("diff", "zebra", "horse", "--save", "zebra2horse").exit_code == 0
-    manifest = tmp_path / "photos" / "list.csv"
+    manifest = folder / "list.csv"
     manifest.write_text("image,caption,directions\n"
                         "img0.png,a photo of a horse,horse2zebra,zebra2horse\n"
                         "img1.png,,horse2zebra\n"
@@ -609,3 +607,30 @@ def test_a_manifest_gives_each_image_its_caption_and_directions(edit_cli, run_cl
     assert set(report["img0.png"]["edits"]) == {"horse2zebra", "zebra2horse"}
     assert report["img0.png"]["caption"] == "a photo of a horse"
     assert set(report["img1.png"]["edits"]) == {"horse2zebra"}
+
+
+@pytest.mark.sqlite_only
+def test_ray_data_gives_the_same_bytes_as_one_process(edit_cli, tiny_sd, database, tmp_path):
+    """--engine ray on a local Ray instance (CPU, tiny model, in a loopback-only namespace: Ray
+    probes the network on its own): the same files, byte for byte, as the local runner."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray.data", reason="the [ray] extra is not installed")
+    from tests.network import loopback_only
+
+    cut = loopback_only()
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (40, 40)])
+    common = [str(folder), "--direction", "horse2zebra", "--caption", "a horse", "--batch-images", "2"]
+    local = edit_cli("edit", *common, "-o", str(tmp_path / "local"))
+    assert local.exit_code == 0, local.stderr
+    env = {**os.environ, "DBANK_DB": str(database), "DBANK_DEBUG": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run([*cut, sys.executable, "-m", "direction_bank.cli", "edit", *common, "--engine", "ray",
+                           "--steps", str(STEPS), "--size", "32", "--model", str(tiny_sd), "-o", str(tmp_path / "ray"),
+                           "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["results"]) == 3
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "ray").iterdir()) and len(names) == 6
+    for name in names:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name

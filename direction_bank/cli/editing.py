@@ -203,9 +203,15 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
               help="Also save where the reconstruction attends to this caption word (repeatable).")
 @click.option("--batch-images", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Images whose passes share one UNet batch (same size and number of directions).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: a Ray Data actor pool, one editor per GPU (extra [ray]).")
+@click.option("--address", default=None, help="With --engine ray: an existing cluster (default: a local one).")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="With --engine ray: editors in the pool (default: one per GPU, else one).")
 @edit_options
 @click.pass_context
-def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, batch_images, names, sources,
+def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, batch_images, engine, address,
+                 workers, names, sources,
                  targets, files, scale, steps, xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch,
                  caption_model, no_cache, compile_unet, model, device, dtype, as_json):
     """Edit IMAGES (files, or folders of images) or a --manifest with directions from the bank:
@@ -237,8 +243,16 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     out = _output_folder(out_dir)
     by_name = {label: entry for entry in own for label in [entry[0]]}
+    if engine == "ray" and attention_words:
+        raise click.UsageError("--attention-map needs --engine local")
     editor = None
-    if common or own:
+    if (common or own) and engine == "ray":  # the workers load the model; here its configs will do
+        from direction_bank.model_check import require_model
+        from editor.pipeline import DirectionShape
+
+        require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+        editor = DirectionShape(model)
+    elif common or own:
         editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet,
                          need_captions=any(c is None for _, c, _ in listed))
         common = _check_shapes(editor, common, errors)
@@ -292,9 +306,16 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         bar.update(1)
         errors.append(str(error))
 
-    if jobs:
-        edit_images(editor, jobs, EditSettings(steps, guidance_scale, xa_guidance, scale), size=size,
-                    regularisation=NO_REGULARISATION if no_regularise else Regularisation(), seed=seed,
+    settings = EditSettings(steps, guidance_scale, xa_guidance, scale)
+    regularisation = NO_REGULARISATION if no_regularise else Regularisation()
+    if jobs and engine == "ray":
+        from editor.runners.ray_data import edit_images_on_ray
+
+        edit_images_on_ray(model, device, dtype, caption_model, jobs, settings, size=size,
+                           regularisation=regularisation, seed=seed, batch_images=batch_images, workers=workers,
+                           address=address, on_result=finished, on_error=failed)
+    elif jobs:
+        edit_images(editor, jobs, settings, size=size, regularisation=regularisation, seed=seed,
                     batch_images=batch_images, on_result=finished, on_error=failed,
                     attention_words=attention_words, max_batch=max_batch)
     bar.close()

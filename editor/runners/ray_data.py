@@ -1,0 +1,107 @@
+"""Many images on a Ray cluster (optional extra `[ray]`): Ray Data hands batches of images to a
+pool of actors, each holding one Editor (one GPU each where there are GPUs), which run the same
+local runner on their batch; the driver receives each image's pictures as they finish and hands
+them on, so outputs are written by the same code as in one process. Directions travel as tensors
+in the rows: the bank is read once, on the driver."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from editor.edit import EditSettings
+from editor.inversion import Regularisation
+from editor.pipeline import EditorError
+from editor.runners.local import ImageJob, ImageResult, edit_images
+
+
+class EditorActor:
+    """One Editor per actor; edits a batch of rows with the local runner."""
+
+    def __init__(self, model: str, device: str | None, dtype: str, caption_model: str, settings: dict,
+                 size: int, regularisation: dict, seed: int, threads: int):
+        import torch
+
+        from editor.editor import Editor
+
+        if threads:
+            torch.set_num_threads(threads)  # the driver's count: the same sums, the same bytes
+        self.editor = Editor(model, device, dtype, None, caption_model)
+        self.settings = EditSettings(**settings)
+        self.size, self.seed = size, seed
+        self.regularisation = Regularisation(**regularisation)
+
+    def __call__(self, batch: dict) -> dict:
+        """Columns index, error, edits, reconstruction, caption, cached for the batch's rows."""
+        import numpy as np
+
+        jobs = [ImageJob(str(image), str(caption) if has else None, list(labels), np.asarray(directions))
+                for image, caption, has, labels, directions in zip(
+                    batch["image"], batch["caption"], batch["has_caption"], batch["labels"], batch["directions"])]
+        out = {index: None for index in range(len(jobs))}
+        position = {id(job): index for index, job in enumerate(jobs)}
+
+        def finished(result: ImageResult):
+            out[position[id(result.job)]] = ("", np.stack([np.asarray(p) for p in result.edits]),
+                                             np.asarray(result.reconstruction), result.caption, result.inversion_cached)
+
+        def failed(job: ImageJob, error: Exception):
+            out[position[id(job)]] = (str(error), np.zeros((0,), np.uint8), np.zeros((0,), np.uint8), "", False)
+
+        edit_images(self.editor, jobs, self.settings, size=self.size, regularisation=self.regularisation,
+                    seed=self.seed, batch_images=len(jobs), on_result=finished, on_error=failed)
+        rows = [out[index] for index in range(len(jobs))]
+        return {"index": batch["index"], "error": [r[0] for r in rows], "edits": [r[1] for r in rows],
+                "reconstruction": [r[2] for r in rows], "caption": [r[3] for r in rows],
+                "cached": [r[4] for r in rows]}
+
+
+def edit_images_on_ray(model: str, device: str | None, dtype: str, caption_model: str, jobs: list[ImageJob],
+                       settings: EditSettings, *, size: int = 512, regularisation: Regularisation = Regularisation(),
+                       seed: int = 0, batch_images: int = 4, workers: int | None = None, address: str | None = None,
+                       on_result: Callable[[ImageResult], None], on_error: Callable[[ImageJob, Exception], None]
+                       ) -> None:
+    """Edit the jobs on Ray (a local instance on 127.0.0.1, or the cluster at `address`): an
+    actor pool of `workers` Editors (default: one per GPU, else one), one GPU each where there
+    are GPUs, `batch_images` images a batch, in order; on_result / on_error as the local runner."""
+    import logging
+    import os
+    from dataclasses import asdict
+
+    import numpy as np
+    import ray
+    import torch
+    from PIL import Image
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # its C++ core's notes stay in its log files
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    use_gpu = gpus > 0 and (device is None or device.startswith("cuda"))
+    context = ray.data.DataContext.get_current()  # (importing Ray Data sets its loggers up)
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    rows = [{"index": index, "image": job.image, "caption": job.caption or "", "has_caption": job.caption is not None,
+             "labels": list(job.labels), "directions": np.asarray(job.directions, np.float32)}
+            for index, job in enumerate(jobs)]
+    dataset = ray.data.from_items(rows).map_batches(
+        EditorActor, batch_size=batch_images, batch_format="numpy",
+        fn_constructor_kwargs={"model": model, "device": device if not use_gpu else "cuda", "dtype": dtype,
+                               "caption_model": caption_model, "settings": asdict(settings), "size": size,
+                               "regularisation": asdict(regularisation), "seed": seed,
+                               "threads": torch.get_num_threads()},
+        compute=ray.data.ActorPoolStrategy(size=workers or max(gpus if use_gpu else 1, 1)),
+        num_gpus=1 if use_gpu else 0)
+    for row in dataset.iter_rows():
+        job = jobs[int(row["index"])]
+        if row["error"]:
+            on_error(job, EditorError(str(row["error"])))
+            continue
+        on_result(ImageResult(job, [Image.fromarray(np.asarray(a, np.uint8)) for a in row["edits"]],
+                              Image.fromarray(np.asarray(row["reconstruction"], np.uint8)), str(row["caption"]),
+                              bool(row["cached"])))
