@@ -126,15 +126,7 @@ def main() -> None:
         rows.append(ours("dbank editor (compiled)"))
 
     if not args.skip_diffusers:
-        from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
-
-        c = Editor(str(work / "sd"), device=device, dtype=args.dtype).components
-        pipe = StableDiffusionPix2PixZeroPipeline(
-            vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
-            inverse_scheduler=c.inverse_scheduler, feature_extractor=None, safety_checker=None,
-            caption_generator=None, caption_processor=None, requires_safety_checker=False,
-        ).to(device)
-        pipe.set_progress_bar_config(disable=True)
+        c, pipe = diffusers_pipeline(work, device, args.dtype)
         image = Image.open(work / "image.png")
         source = torch.zeros(1, 77, hidden, device=device, dtype=c.dtype)
 
@@ -179,6 +171,23 @@ def main() -> None:
               f"another direction {base['another'] / mine['another']:.2f}x")
 
 
+def diffusers_pipeline(work, device, dtype):
+    """(components, diffusers' StableDiffusionPix2PixZeroPipeline) on the benchmark's model,
+    loaded afresh (the pipeline rewires the UNet's attention)."""
+    from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
+
+    from editor.editor import Editor
+
+    c = Editor(str(work / "sd"), device=device, dtype=dtype).components
+    pipe = StableDiffusionPix2PixZeroPipeline(
+        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
+        inverse_scheduler=c.inverse_scheduler, feature_extractor=None, safety_checker=None,
+        caption_generator=None, caption_processor=None, requires_safety_checker=False,
+    ).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return c, pipe
+
+
 def throughput(args, work, device, caption, synchronize, reset_peak, peak_gib) -> None:
     """N images x K directions each, from files to PIL images: dbank's local runner (images
     batched, loading on CPU threads) against diffusers' pipeline looping over images and
@@ -217,15 +226,7 @@ def throughput(args, work, device, caption, synchronize, reset_peak, peak_gib) -
     line = (f"throughput, {args.images} images x {args.directions} directions: dbank {args.images / ours:.3f} img/s "
             f"({ours:.1f} s, {args.batch_images} images a batch, peak {ours_peak:.2f} GiB)")
     if not args.skip_diffusers:
-        from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
-
-        c = Editor(str(work / "sd"), device=device, dtype=args.dtype).components
-        pipe = StableDiffusionPix2PixZeroPipeline(
-            vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
-            inverse_scheduler=c.inverse_scheduler, feature_extractor=None, safety_checker=None,
-            caption_generator=None, caption_processor=None, requires_safety_checker=False,
-        ).to(device)
-        pipe.set_progress_bar_config(disable=True)
+        c, pipe = diffusers_pipeline(work, device, args.dtype)
         source = torch.zeros(1, 77, hidden, device=device, dtype=c.dtype)
         reset_peak()
         synchronize()
