@@ -405,7 +405,7 @@ def test_output_names_never_collide_and_the_report_lists_exactly_what_was_writte
     report = json.loads(result.stdout)
     written = [f for r in report["results"] for f in r["files"]]
     assert [r["image"] for r in report["results"]] == [str(first), str(second)]
-    assert len(written) == 2 * 6 == len(set(written))  # 4 edits, the reconstruction, one map, per image
+    assert len(written) == 2 * 7 == len(set(written))  # 4 edits, the reconstruction, a map in colour and grey
     assert sorted(written) == sorted(str(p) for p in out.iterdir())
     edits = report["results"][0]["edits"]
     assert Path(edits["reconstruction"]).name != Path(report["results"][0]["reconstruction"]).name
@@ -634,3 +634,76 @@ def test_ray_data_gives_the_same_bytes_as_one_process(edit_cli, tiny_sd, databas
     assert names == sorted(p.name for p in (tmp_path / "ray").iterdir()) and len(names) == 6
     for name in names:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+def _labels(path):
+    return json.loads(Image.open(path).text["labels"])
+
+
+def test_edit_writes_a_contact_sheet_colour_overlays_and_names_every_file(edit_cli, run_cli, image, tmp_path):
+    assert run_cli("diff", "zebra", "horse", "--save", "zebra2horse").exit_code == 0
+    out = tmp_path / "out"
+    second = tmp_path / "second.png"
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(second)
+    result = edit_cli("edit", str(image), str(second), "--direction", "horse2zebra", "--direction", "zebra2horse",
+                      "--caption", "a photo of a horse", "--attention-map", "horse", "--sheet", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{image} (caption 'a photo of a horse'):"
+    written = [line.strip() for line in lines if line.startswith("  ")]
+    assert sorted(written + [str(p) for p in out.glob("sheet-*.png")]) == sorted(str(p) for p in out.iterdir())
+    assert lines[-1].startswith("contact sheet: ") and len(list(out.glob("sheet-*.png"))) == 1
+    sheet = lines[-1].split(": ", 1)[1]
+    labels = _labels(sheet)
+    assert labels["columns"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
+    assert labels["rows"] == ["horse.png: a photo of a horse", "second.png: a photo of a horse"]
+    width, height = Image.open(sheet).size
+    assert (width, height) == (labels_width(sheet), 22 + 2 * (24 + 4) + 4)  # 4 cells of 32x24 a row, 2 rows
+    overlay = Image.open(out / "horse.attention-horse.png")
+    grey = Image.open(out / "horse.attention-horse.grey.png")
+    assert overlay.mode == "RGB" and grey.mode == "L" and overlay.size == grey.size == (32, 24)
+    colours = np.asarray(overlay, np.int16)
+    assert np.abs(colours[..., 0] - colours[..., 2]).mean() > 5  # coloured, not grey
+
+
+def labels_width(sheet) -> int:
+    """The sheet's width from its layout: the row-label column, then 4 cells of 32 px."""
+    from editor.pictures import PADDING, _font
+
+    font = _font()
+    side = min(max(int(font.getlength(label)) for label in _labels(sheet)["rows"]) + 2 * PADDING, 240)
+    return side + 4 * (32 + PADDING) + PADDING
+
+
+def test_sweep_writes_one_labelled_cell_per_setting_and_reuses_the_reference(edit_cli, image, tmp_path, monkeypatch):
+    from editor import edit as edit_module
+
+    steps = []
+    original = edit_module.ReferenceTrace
+    monkeypatch.setattr(edit_module, "ReferenceTrace", lambda *a: steps.append(1) or original(*a))
+    result = edit_cli("sweep", str(image), "--direction", "horse2zebra", "--scale", "0.5,2", "--xa-guidance",
+                      "0,0.1,0.5", "--caption", "a photo of a horse", "-o", str(tmp_path / "s"), "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(steps) == 1  # one reference pass for the whole grid
+    labels = _labels(report["grid"])
+    assert labels["columns"] == ["scale 0.5", "scale 2"] and labels["rows"] == ["xa 0", "xa 0.1", "xa 0.5"]
+    assert labels["title"] == "horse.png + horse2zebra: a photo of a horse"
+    grid = np.asarray(Image.open(report["grid"]).convert("RGB"), np.int16)
+    assert grid.shape[0] == 2 * 22 + 3 * (24 + 4) + 4
+    cell = lambda row, column: grid[44 + 4 + row * 28 : 44 + 4 + row * 28 + 24, -(2 - column) * 36 : -(2 - column) * 36 + 32]
+    assert np.abs(cell(0, 0) - cell(0, 1)).mean() > 1  # the scale shows
+    bad = edit_cli("sweep", str(image), "--direction", "horse2zebra", "--scale", "1,nan", "-o", str(tmp_path / "s"))
+    assert bad.exit_code == 2 and "--scale" in bad.stderr
+
+
+def test_show_plot_draws_the_norm_per_token(run_cli, edit_cli, tmp_path):
+    plot = tmp_path / "norms.png"
+    result = run_cli("show", "horse2zebra", "--plot", str(plot))
+    assert result.exit_code == 0 and f"plot: {plot}" in result.stdout
+    picture = Image.open(plot)
+    assert picture.size == (1000, 320) and _labels(plot)["bars"] == 77
+    again = run_cli("show", "horse2zebra", "--plot", str(plot))
+    assert again.exit_code == 1 and "exists; pass --overwrite" in again.stderr
+    concept = run_cli("show", "horse", "--plot", str(tmp_path / "c.png"))
+    assert concept.exit_code == 1 and "--plot draws a saved direction" in concept.stderr

@@ -36,11 +36,18 @@ def direction_lines(direction):
 
 @cli.command("show")
 @click.argument("name")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="A direction: also draw its norm per token position to this PNG file.")
+@overwrite_option
 @json_option
 @click.pass_context
-def show(ctx, name, as_json):
+def show(ctx, name, plot, overwrite, as_json):
     """Show a concept (sentence count, encoders, mean norm, a few sentences) or a saved
-    direction (source, target, norm, confidence, recipe)."""
+    direction (source, target, norm, confidence, recipe; --plot draws which tokens carry it)."""
+    if plot:
+        from direction_bank.output_files import check_output
+
+        check_output(plot, overwrite)
     bank = open_bank(ctx, read_only=True)
     try:
         info = bank.describe(name)
@@ -49,8 +56,13 @@ def show(ctx, name, as_json):
             direction = bank.direction(name)
         except UnknownDirection:
             raise BankError(f"no concept or direction named {name!r} in the bank") from None
-        emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+        if plot:
+            _plot_token_norms(direction, plot, overwrite)
+        emit(as_json, lambda: {**direction.as_dict(), **({"plot": plot} if plot else {})},
+             lambda: [*direction_lines(direction), *([f"plot: {plot}"] if plot else [])])
         return
+    if plot:
+        raise BankError(f"{name!r} is a concept; --plot draws a saved direction")
 
     def lines():
         yield f"{info['name']}: {info['sentence_count']} sentences"
@@ -63,6 +75,19 @@ def show(ctx, name, as_json):
             yield f"  - {text}"
 
     emit(as_json, lambda: info, lines)
+
+
+def _plot_token_norms(direction, path, overwrite: bool) -> None:
+    """The direction's norm per token position, as a bar chart written to `path`."""
+    import numpy as np
+
+    from direction_bank.output_files import write_output
+    from editor.pictures import save_png, token_norm_plot
+
+    norms = np.linalg.norm(direction.tensor[0].astype(np.float64), axis=-1)
+    joins = f"{direction.source} -> {direction.target}" if direction.source else "composed"
+    picture = token_norm_plot(norms, title=f"{direction.name}: {joins}, norm {direction.norm:.3f}")
+    write_output(path, lambda temporary: save_png(picture, temporary), overwrite)
 
 
 @cli.command("diff")

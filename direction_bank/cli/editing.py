@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from direction_bank.cli.app import cli, json_option, model_option, open_bank, overwrite_option, with_device
-from direction_bank.cli.params import SEED, FiniteFloat, ImageSize
+from direction_bank.cli.app import cli, emit, json_option, model_option, open_bank, overwrite_option, with_device
+from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
 
@@ -112,9 +112,11 @@ def _write_pictures(pictures: dict[Path, object], overwrite: bool) -> list[str]:
     """Write each PIL image atomically; returns the paths written."""
     from direction_bank.output_files import write_output
 
+    from editor.pictures import save_png
+
     written = []
     for path, picture in pictures.items():
-        write_output(path, lambda temporary, picture=picture: picture.save(temporary, format="PNG"), overwrite)
+        write_output(path, lambda temporary, picture=picture: save_png(picture, temporary), overwrite)
         written.append(str(path))
     return written
 
@@ -200,7 +202,10 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
 @click.option("--caption", default=None, help="The source prompt (default: a BLIP caption of each image).")
 @click.option("--no-regularise", is_flag=True, help="Plain DDIM inversion (no noise regularisation).")
 @click.option("--attention-map", "attention_words", multiple=True,
-              help="Also save where the reconstruction attends to this caption word (repeatable).")
+              help="Also save where the reconstruction attends to this caption word, as a colour map over "
+              "the photo (STEM.attention-WORD.png) and in grey (STEM.attention-WORD.grey.png); repeatable.")
+@click.option("--sheet", is_flag=True,
+              help="Also write a contact sheet: a row per image, columns input, reconstruction, each direction.")
 @click.option("--batch-images", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Images whose passes share one UNet batch (same size and number of directions).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -210,7 +215,7 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
               help="With --engine ray: editors in the pool (default: one per GPU, else one).")
 @edit_options
 @click.pass_context
-def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, batch_images, engine, address,
+def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, sheet, batch_images, engine, address,
                  workers, names, sources,
                  targets, files, scale, steps, xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch,
                  caption_model, no_cache, compile_unet, model, device, dtype, as_json):
@@ -264,8 +269,10 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
             continue
         paths = {"edits": {label: out / f"{stem}.{name}.png" for label, name, _ in chosen},
                  "reconstruction": out / f"{stem}.{RECONSTRUCTION}.png",
-                 "attention": {word: out / f"{stem}.attention-{file_label(word)}.png" for word in attention_words}}
-        every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values()]
+                 "attention": {word: out / f"{stem}.attention-{file_label(word)}.png" for word in attention_words},
+                 "grey": {word: out / f"{stem}.attention-{file_label(word)}.grey.png" for word in attention_words}}
+        every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
+                 *paths["grey"].values()]
         if resumable and not overwrite and all(path.is_file() for path in every):
             skipped += 1  # done by an earlier run
             continue
@@ -279,15 +286,30 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                              np.stack([t[0] for _, _, t in chosen]), {"paths": paths, "order": len(jobs)}))
 
     bar = progress_counter(len(jobs), desc="images", unit="img")
+    sheet_rows = []
 
     def finished(result):
+        from PIL import Image
+
+        from editor.pictures import attention_overlay
+
         paths = result.job.extra["paths"]
         for word in attention_words:
             if word not in result.maps:
                 warnings.append(f"{result.job.image}: {word!r} is not in the caption {result.caption!r}; no map")
+        photo = None
+        if result.maps or sheet:
+            with Image.open(result.job.image) as opened:
+                photo = opened.convert("RGB").resize(result.reconstruction.size, Image.Resampling.LANCZOS)
         pictures = {**{paths["edits"][label]: picture for label, picture in zip(result.job.labels, result.edits)},
                     paths["reconstruction"]: result.reconstruction,
-                    **{paths["attention"][word]: picture for word, picture in result.maps.items()}}
+                    **{paths["attention"][word]: attention_overlay(photo, grey) for word, grey in result.maps.items()},
+                    **{paths["grey"][word]: grey for word, grey in result.maps.items()}}
+        if sheet:
+            sheet_rows.append({"order": result.job.extra["order"], "name": Path(result.job.image).name,
+                               "caption": result.caption, "input": _thumbnail(photo),
+                               "reconstruction": _thumbnail(result.reconstruction),
+                               "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
         try:
             written = _write_pictures(pictures, overwrite)
         except BankError as error:
@@ -300,6 +322,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                         "edits": {label: str(path) for label, path in paths["edits"].items()},
                         "reconstruction": str(paths["reconstruction"]),
                         "attention_maps": {word: str(paths["attention"][word]) for word in result.maps},
+                        "attention_maps_grey": {word: str(paths["grey"][word]) for word in result.maps},
                         "files": written})
 
     def failed(job, error):
@@ -320,9 +343,35 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                     attention_words=attention_words, max_batch=max_batch)
     bar.close()
     results.sort(key=lambda result: result.pop("order"))  # batches finish by size, not in input order
+    written_sheet = None
+    if sheet and sheet_rows:
+        written_sheet = _write_sheet(out, sheet_rows, overwrite, errors)
     if skipped:
         warnings.append(f"skipped {skipped} images whose outputs exist (done before; --overwrite to redo them)")
-    _report(results, errors, warnings, as_json)
+    _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
+
+
+def _thumbnail(picture, side: int = 256):
+    copy = picture.copy()
+    copy.thumbnail((side, side))
+    return copy
+
+
+def _write_sheet(out: Path, rows: list[dict], overwrite: bool, errors: list[str]) -> str | None:
+    """One contact sheet for the call, named after what it shows (so calls never share one)."""
+    import hashlib
+
+    from editor.pictures import contact_sheet
+
+    rows.sort(key=lambda row: row["order"])
+    labels = list(dict.fromkeys(label for row in rows for label in row["edits"]))
+    key = json.dumps([[row["name"], row["caption"], list(row["edits"])] for row in rows])
+    path = out / f"sheet-{hashlib.sha256(key.encode()).hexdigest()[:10]}.png"
+    try:
+        return _write_pictures({path: contact_sheet(rows, labels)}, overwrite)[0]
+    except BankError as error:
+        errors.append(str(error))
+        return None
 
 
 @cli.command("generate-edit")
@@ -364,13 +413,80 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
     _report(results, errors, [], as_json)
 
 
-def _report(results, errors, warnings, as_json) -> None:
+@cli.command("sweep")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--direction", "name", required=True, help="A saved direction.")
+@click.option("--scale", "scales", type=FloatList(-20, 20), default="0.5,1,1.5", show_default=True,
+              help="Scales of the direction: the grid's columns.")
+@click.option("--xa-guidance", "guidances", type=FloatList(0, 10), default="0.05,0.1,0.2", show_default=True,
+              help="Cross-attention guidance steps: the grid's rows.")
+@click.option("--caption", default=None, help="The source prompt (default: a BLIP caption).")
+@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps.")
+@click.option("--guidance-scale", type=FiniteFloat(0, 50), default=5.0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--size", type=ImageSize(), default=512, show_default=True)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the grid.")
+@overwrite_option
+@click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache.")
+@model_option
+@with_device
+@json_option
+@click.pass_context
+def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, seed, size, out_dir, overwrite,
+          caption_model, no_cache, model, device, dtype, as_json):
+    """Edit IMAGE with one direction over a grid of settings (--scale columns, --xa-guidance
+    rows) and write one labelled grid: the image is inverted once and the reference pass kept,
+    and each row's scales run in one batch."""
+    import hashlib
+
+    import numpy as np
+
+    from direction_bank.output_files import check_output
+    from editor.edit import EditSettings
+    from editor.inversion import Regularisation
+    from editor.pictures import labelled_grid
+
+    (directions, errors) = _resolve_directions(_direction_sources(ctx, (name,), (), (), ()))
+    if errors:
+        raise BankError(errors[0])
+    label, file_name, tensor = directions[0]
+    out = _output_folder(out_dir)
+    key = json.dumps([scales, guidances, caption, steps, guidance_scale, seed, size])
+    path = out / f"{file_label(Path(image).stem)}.sweep-{file_name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.png"
+    check_output(path, overwrite)
+    editor = _editor(model, device, dtype, caption_model, no_cache, need_captions=caption is None)
+    _check_shapes(editor, directions, errors)
+    if errors:
+        raise BankError(errors[0])
+    inversion = editor.invert_file(image, caption, size, steps, Regularisation(), seed)
+    scaled = np.stack([scale * tensor[0] for scale in scales])
+    rows = []
+    for guidance in guidances:
+        pictures, _ = editor.edit(inversion, scaled, EditSettings(steps, guidance_scale, guidance, 1.0),
+                                  keep_reference=True)
+        rows.append(pictures)
+    grid = labelled_grid(rows, [f"scale {s:g}" for s in scales], [f"xa {g:g}" for g in guidances],
+                         title=f"{Path(image).name} + {label}: {inversion.caption}")
+    written = _write_pictures({path: grid}, overwrite)[0]
+    emit(as_json, lambda: {"image": image, "direction": label, "caption": inversion.caption, "grid": written,
+                           "scales": list(scales), "xa_guidance": list(guidances)},
+         lambda: [f"{image} ({inversion.caption!r}) + {label}: {len(guidances)}x{len(scales)} grid -> {written}"])
+
+
+def _report(results, errors, warnings, as_json, extra: dict | None = None) -> None:
+    """Every file written and the caption (or prompt) used, per image; JSON for scripts."""
+    extra = extra or {}
     if as_json:
-        click.echo(json.dumps({"results": results, "errors": errors, "warnings": warnings}, indent=2))
+        click.echo(json.dumps({"results": results, "errors": errors, "warnings": warnings, **extra}, indent=2))
     else:
         for result in results:
-            for label, path in result["edits"].items():
-                click.echo(f"{result['image']} + {label} -> {path}")
+            source = f"caption {result['caption']!r}" if "caption" in result else f"prompt {result['prompt']!r}"
+            click.echo(f"{result['image']} ({source}):")
+            for path in result["files"]:
+                click.echo(f"  {path}")
+        if extra.get("sheet"):
+            click.echo(f"contact sheet: {extra['sheet']}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     for error in errors:

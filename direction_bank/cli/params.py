@@ -52,3 +52,22 @@ def count_range(low: int = 1) -> click.IntRange:
 
 ID = click.IntRange(1, MAX_ID)
 SEED = click.IntRange(0, 2**32 - 1)
+
+
+class FloatList(click.ParamType):
+    """Comma-separated finite floats within [low, high] ('0.5,1,1.5'), at most `most` of them."""
+
+    name = "numbers"
+
+    def __init__(self, low: float, high: float, most: int = 16):
+        self.item = FiniteFloat(low, high)
+        self.most = most
+
+    def convert(self, value, param, ctx):
+        """The values as a tuple of floats, or a usage error."""
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not 1 <= len(parts) <= self.most:
+            self.fail(f"{value!r}: give 1 to {self.most} comma-separated numbers", param, ctx)
+        return tuple(self.item.convert(part, param, ctx) for part in parts)

@@ -1,0 +1,133 @@
+"""Pictures for people: contact sheets (a row per image: input, reconstruction, each edit),
+settings grids (sweeps), attention maps laid over the photo, and per-token norm plots. Every
+picture carries its labels in the PNG's text chunks too (`labels`), so scripts can read them."""
+from __future__ import annotations
+
+import json
+
+LABEL_HEIGHT = 22
+PADDING = 4
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+
+
+def _font(size: int = 13):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _fit(text: str, width: int, font) -> str:
+    """The text, cut with an ellipsis to fit `width` pixels."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _cell(picture, size: tuple[int, int]):
+    from PIL import Image
+
+    cell = Image.new("RGB", size, BACKGROUND)
+    if picture is not None:
+        fitted = picture.convert("RGB").copy()
+        fitted.thumbnail(size)
+        cell.paste(fitted, ((size[0] - fitted.width) // 2, (size[1] - fitted.height) // 2))
+    return cell
+
+
+def labelled_grid(rows: list[list], column_labels: list[str], row_labels: list[str] | None = None,
+                  title: str | None = None, cell: tuple[int, int] | None = None):
+    """A PIL image: `rows` of pictures (None leaves a blank cell) under a band of column labels,
+    each row with its label on its left (when given), and an optional title on top. The labels
+    are also stored as PNG text ('labels': JSON) in the image's `info`."""
+    from PIL import Image, ImageDraw
+
+    pictures = [p for row in rows for p in row if p is not None]
+    cell = cell or (max((p.width for p in pictures), default=64), max((p.height for p in pictures), default=64))
+    columns = max(len(row) for row in rows)
+    font = _font()
+    side = max((int(font.getlength(label)) for label in row_labels or []), default=0)
+    side = min(side + 2 * PADDING, max(2 * cell[0], 240)) if row_labels else 0
+    top = (LABEL_HEIGHT if title else 0) + LABEL_HEIGHT
+    width = side + columns * (cell[0] + PADDING) + PADDING
+    height = top + len(rows) * (cell[1] + PADDING) + PADDING
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((PADDING, 4), _fit(title, width - 2 * PADDING, font), fill=INK, font=font)
+    for column, label in enumerate(column_labels):
+        x = side + PADDING + column * (cell[0] + PADDING)
+        draw.text((x, top - LABEL_HEIGHT + 4), _fit(label, cell[0], font), fill=INK, font=font)
+    for index, row in enumerate(rows):
+        y = top + PADDING + index * (cell[1] + PADDING)
+        if row_labels:
+            draw.text((PADDING, y + cell[1] // 2 - 7), _fit(row_labels[index], side - 2 * PADDING, font),
+                      fill=INK, font=font)
+        for column, picture in enumerate(row):
+            sheet.paste(_cell(picture, cell), (side + PADDING + column * (cell[0] + PADDING), y))
+    sheet.info["labels"] = json.dumps({"title": title, "columns": column_labels, "rows": row_labels or []})
+    return sheet
+
+
+def contact_sheet(entries: list[dict], direction_labels: list[str]):
+    """One row per image: input, reconstruction, then each direction's edit. `entries` hold
+    'name', 'caption', 'input', 'reconstruction' and 'edits' (label -> picture)."""
+    rows = [[e["input"], e["reconstruction"], *(e["edits"].get(label) for label in direction_labels)]
+            for e in entries]
+    row_labels = [f"{e['name']}: {e['caption']}" for e in entries]
+    return labelled_grid(rows, ["input", "reconstruction", *direction_labels], row_labels)
+
+
+def attention_overlay(photo, heat, colormap: str = "inferno", opacity: float = 0.55):
+    """The greyscale attention map `heat` (a PIL 'L' image) coloured and laid over `photo`."""
+    import numpy as np
+    from matplotlib import colormaps
+    from PIL import Image
+
+    heat = heat.convert("L").resize(photo.size, Image.Resampling.BILINEAR)
+    coloured = colormaps[colormap](np.asarray(heat, np.float32) / 255.0)[..., :3]
+    base = np.asarray(photo.convert("RGB"), np.float32) / 255.0
+    blended = (1 - opacity) * base + opacity * coloured
+    return Image.fromarray((blended * 255).round().astype(np.uint8))
+
+
+def token_norm_plot(norms, tokens: list[str] | None = None, title: str = ""):
+    """A bar chart (PIL image) of a direction's norm per token position: which tokens carry the
+    change. `tokens` labels the first bars (the caption's words) where given."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    figure, axes = plt.subplots(figsize=(10, 3.2), dpi=100)
+    axes.bar(range(len(norms)), norms, color="#4C72B0")
+    axes.set_xlabel("token position (0 = start token)")
+    axes.set_ylabel("norm of the direction")
+    axes.set_xlim(-1, len(norms))
+    if tokens:
+        axes.set_xticks(range(len(tokens)), tokens, rotation=60, fontsize=7)
+    axes.set_title(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    buffer.seek(0)
+    picture = Image.open(buffer)
+    picture.load()
+    picture.info["labels"] = json.dumps({"title": title, "bars": len(norms)})
+    return picture
+
+
+def save_png(picture, path) -> None:
+    """Save as PNG with the picture's labels in a text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    if "labels" in picture.info:
+        info.add_text("labels", picture.info["labels"])
+    picture.save(path, format="PNG", pnginfo=info)
