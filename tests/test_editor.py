@@ -707,3 +707,16 @@ def test_show_plot_draws_the_norm_per_token(run_cli, edit_cli, tmp_path):
     assert again.exit_code == 1 and "exists; pass --overwrite" in again.stderr
     concept = run_cli("show", "horse", "--plot", str(tmp_path / "c.png"))
     assert concept.exit_code == 1 and "--plot draws a saved direction" in concept.stderr
+
+
+def test_max_batch_bounds_the_directions_of_a_batch_of_images(edit_cli, tmp_path, monkeypatch):
+    from editor.runners import local
+
+    sizes, original = [], local.edit
+    monkeypatch.setattr(local, "edit", lambda components, latents, *a, **k: sizes.append(len(latents))
+                        or original(components, latents, *a, **k))
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40)] * 5)
+    result = edit_cli("edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse", "--batch-images", "5",
+                      "--max-batch", "2", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert sizes == [2, 2]  # 2 images of 1 direction a batch; the fifth alone goes through Editor.edit

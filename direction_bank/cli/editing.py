@@ -247,7 +247,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     if not given and not own_names:
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     out = _output_folder(out_dir)
-    by_name = {label: entry for entry in own for label in [entry[0]]}
+    by_name = {entry[0]: entry for entry in own}
     if engine == "ray" and attention_words:
         raise click.UsageError("--attention-map needs --engine local")
     editor = None

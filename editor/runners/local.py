@@ -44,7 +44,7 @@ def edit_images(editor, jobs: Iterable[ImageJob], settings: EditSettings, *, siz
     """Edit every job's image with its directions, `batch_images` images per UNet batch (one
     when attention maps are asked for); calls on_result as each image finishes and on_error
     (one line) for an image that cannot be edited, and goes on with the others. Loading runs
-    ahead on `loaders` CPU threads. `max_batch` bounds the directions of a lone image's batch."""
+    ahead on `loaders` CPU threads. `max_batch` bounds the directions in one batch."""
     jobs = list(jobs)
     if attention_words:
         batch_images = 1
@@ -58,8 +58,11 @@ def edit_images(editor, jobs: Iterable[ImageJob], settings: EditSettings, *, siz
             key = (tuple(inversion.latents.shape), len(job.labels))
             groups.setdefault(key, []).append((job, inversion))
         pending.clear()
-        for group in groups.values():
-            _edit_group(editor, group, settings, on_result, on_error, single)
+        for (_, directions), group in groups.items():
+            # --max-batch bounds the directions in one batch, whichever images they belong to
+            size = max(1, max_batch // directions) if max_batch else len(group)
+            for start in range(0, len(group), size):
+                _edit_group(editor, group[start : start + size], settings, on_result, on_error, single)
 
     with ThreadPoolExecutor(loaders) as pool:
         loads = {}
