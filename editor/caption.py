@@ -10,15 +10,14 @@ class Captioner:
     def __init__(self, model: str = DEFAULT_CAPTION_MODEL, device: str = "cpu"):
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        from editor.pipeline import EditorError
+        from editor.pipeline import EditorError, first_line
 
         try:
             self.processor = BlipProcessor.from_pretrained(model)
             self.model = BlipForConditionalGeneration.from_pretrained(model).to(device).eval()
         except (OSError, ValueError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise EditorError(
-                f"cannot load the captioning model {model!r} ({reason}); pass --caption, or set "
+                f"cannot load the captioning model {model!r} ({first_line(error)}); pass --caption, or set "
                 "--caption-model to a local BLIP folder"
             ) from None
         self.device = device

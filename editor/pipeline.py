@@ -11,6 +11,11 @@ class EditorError(Exception):
     """A problem with the user's input to the editor, reported as one line."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 @dataclass
 class Components:
     """The loaded parts of a Stable Diffusion model."""
@@ -57,8 +62,7 @@ class DirectionShape:
             self.hidden_size = int(CLIPTextConfig.from_pretrained(source, subfolder="text_encoder").hidden_size)
             self.max_length = int(AutoTokenizer.from_pretrained(source, subfolder="tokenizer").model_max_length)
         except (OSError, ValueError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({reason})") from None
+            raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({first_line(error)})") from None
 
     def check_direction(self, label: str, tensor) -> None:
         """Refuse a direction that does not fit this model's text encoder."""
@@ -85,9 +89,8 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto") 
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
     except (OSError, ValueError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise EditorError(
-            f"cannot load the Stable Diffusion model {model!r} ({reason}); set --model or "
+            f"cannot load the Stable Diffusion model {model!r} ({first_line(error)}); set --model or "
             "DBANK_MODEL to a local diffusers folder, or go online"
         ) from None
     inverse_scheduler = DDIMInverseScheduler.from_config(scheduler.config)

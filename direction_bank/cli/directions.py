@@ -7,7 +7,7 @@ import os
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, with_device,
+    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, with_device, write_pictures,
 )
 from direction_bank.cli.params import count_range
 from direction_bank.encoder import DEFAULT_MODEL
@@ -81,13 +81,12 @@ def _plot_token_norms(direction, path, overwrite: bool) -> None:
     """The direction's norm per token position, as a bar chart written to `path`."""
     import numpy as np
 
-    from direction_bank.output_files import write_output
-    from editor.pictures import save_png, token_norm_plot
+    from editor.pictures import token_norm_plot
 
     norms = np.linalg.norm(direction.tensor[0].astype(np.float64), axis=-1)
     joins = f"{direction.source} -> {direction.target}" if direction.source else "composed"
     picture = token_norm_plot(norms, title=f"{direction.name}: {joins}, norm {direction.norm:.3f}")
-    write_output(path, lambda temporary: save_png(picture, temporary), overwrite)
+    write_pictures({path: picture}, overwrite)
 
 
 @cli.command("diff")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
-from direction_bank.cli.app import cli, emit, json_option, model_option, open_bank, overwrite_option, with_device
+from direction_bank.cli.app import (
+    cli, emit, json_option, model_option, open_bank, overwrite_option, with_device, write_pictures,
+)
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
@@ -75,6 +77,12 @@ def _check_shapes(editor, resolved, errors):
     return fitting
 
 
+def _require_sd_model(model: str) -> None:
+    from direction_bank.model_check import require_model
+
+    require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+
+
 def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_captions=False):
     import diffusers.utils.logging  # noqa: F401  (so that it can be quietened)
     import transformers.utils.logging  # noqa: F401
@@ -86,7 +94,7 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_c
     from editor.editor import Editor
 
     quiet_third_parties()
-    require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+    _require_sd_model(model)
     if need_captions:
         require_model(caption_model, "the captioning model",
                       "pass --caption, or set --caption-model to a local BLIP folder")
@@ -106,19 +114,6 @@ def _output_folder(out_dir: str) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise BankError(f"the folder {out_dir} is not writable")
     return out
-
-
-def _write_pictures(pictures: dict[Path, object], overwrite: bool) -> list[str]:
-    """Write each PIL image atomically; returns the paths written."""
-    from direction_bank.output_files import write_output
-
-    from editor.pictures import save_png
-
-    written = []
-    for path, picture in pictures.items():
-        write_output(path, lambda temporary, picture=picture: save_png(picture, temporary), overwrite)
-        written.append(str(path))
-    return written
 
 
 def edit_options(func):
@@ -252,10 +247,9 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         raise click.UsageError("--attention-map needs --engine local")
     editor = None
     if (common or own) and engine == "ray":  # the workers load the model; here its configs will do
-        from direction_bank.model_check import require_model
         from editor.pipeline import DirectionShape
 
-        require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+        _require_sd_model(model)
         editor = DirectionShape(model)
     elif common or own:
         editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet,
@@ -311,7 +305,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                                "reconstruction": _thumbnail(result.reconstruction),
                                "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
         try:
-            written = _write_pictures(pictures, overwrite)
+            written = write_pictures(pictures, overwrite)
         except BankError as error:
             errors.append(str(error))
             return
@@ -368,7 +362,7 @@ def _write_sheet(out: Path, rows: list[dict], overwrite: bool, errors: list[str]
     key = json.dumps([[row["name"], row["caption"], list(row["edits"])] for row in rows])
     path = out / f"sheet-{hashlib.sha256(key.encode()).hexdigest()[:10]}.png"
     try:
-        return _write_pictures({path: contact_sheet(rows, labels)}, overwrite)[0]
+        return write_pictures({path: contact_sheet(rows, labels)}, overwrite)[0]
     except BankError as error:
         errors.append(str(error))
         return None
@@ -407,7 +401,7 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
                                         max_batch=max_batch)
         pictures = {generated_path: generated,
                     **{edit_paths[label]: picture for (label, _, _), picture in zip(directions, edited)}}
-        written = _write_pictures(pictures, overwrite)
+        written = write_pictures(pictures, overwrite)
         results.append({"prompt": prompt, "image": str(generated_path),
                         "edits": {label: str(edit_paths[label]) for label, _, _ in directions}, "files": written})
     _report(results, errors, [], as_json)
@@ -468,7 +462,7 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
         rows.append(pictures)
     grid = labelled_grid(rows, [f"scale {s:g}" for s in scales], [f"xa {g:g}" for g in guidances],
                          title=f"{Path(image).name} + {label}: {inversion.caption}")
-    written = _write_pictures({path: grid}, overwrite)[0]
+    written = write_pictures({path: grid}, overwrite)[0]
     emit(as_json, lambda: {"image": image, "direction": label, "caption": inversion.caption, "grid": written,
                            "scales": list(scales), "xa_guidance": list(guidances)},
          lambda: [f"{image} ({inversion.caption!r}) + {label}: {len(guidances)}x{len(scales)} grid -> {written}"])
