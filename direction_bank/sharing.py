@@ -38,6 +38,12 @@ class ImportReport:
         """JSON-ready form."""
         return dict(self.__dict__)
 
+    def summary(self, file: str) -> str:
+        """One line for a person: what was stored from `file` (as the user named it)."""
+        if self.already_imported:
+            return f"{file} was imported before, as {self.kind} {self.name}; nothing to do"
+        return f"imported {self.kind} {self.name} from {file}"
+
 
 def _generators(session, concept_names: list[str]) -> list[dict]:
     rows = session.execute(

@@ -66,6 +66,36 @@ class DirectionResult:
 
         return float(np.linalg.norm(self.tensor))
 
+    def token_norms(self) -> np.ndarray:
+        """The norm at each token position [max_length]: which tokens carry the change."""
+        import numpy as np
+
+        return np.linalg.norm(self.tensor[0].astype(np.float64), axis=-1)
+
+    def plot_title(self) -> str:
+        """A one-line title for pictures of this direction."""
+        joins = f"{self.source} -> {self.target}" if self.source else "composed"
+        return f"{self.name or 'unsaved'}: {joins}, norm {self.norm:.3f}"
+
+    def summary_lines(self):
+        """Text lines describing the direction: what it joins, its size, confidence and recipe."""
+        shape = "x".join(str(n) for n in self.tensor.shape)
+        label = f"{self.name}: " if self.name else ""
+        if self.source or self.target:
+            label += f"{self.source} -> {self.target}, "
+        yield f"{label}shape {shape}, norm {self.norm:.4f}"
+        confidence = self.confidence
+        if confidence:
+            line = f"  signal-to-noise {confidence['snr']:.2f}"
+            more = confidence.get("more_sentences_to_halve_noise")
+            if more:
+                line += "; to halve the noise add " + ", ".join(f"{n} {side}" for side, n in more.items())
+            yield line
+        else:
+            yield "  signal-to-noise unknown (the statistics hold too little spread to tell)"
+        if self.recipe and "sum" in self.recipe:
+            yield "  sum of " + " + ".join(f"{w:g} x {n}" for n, w in self.recipe["sum"])
+
     def as_dict(self) -> dict:
         """JSON-ready summary (without the tensor)."""
         return {

@@ -7,6 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from editor.attention import install_guided_attention
+from editor.pipeline import EditorError
+
+# the bounds every face shares (the CLI's options say the same in its --help)
+SETTING_BOUNDS = {"steps": (1, 1000), "guidance_scale": (0.0, 50.0), "xa_guidance": (0.0, 10.0), "scale": (-20.0, 20.0)}
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,18 @@ class EditSettings:
     guidance_scale: float = 5.0
     xa_guidance: float = 0.1
     scale: float = 1.0
+
+    def __post_init__(self):
+        import math
+
+        for name, (low, high) in SETTING_BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    name == "steps" and not float(value).is_integer()):
+                raise EditorError(f"{name} {value!r}: not a {'whole ' if name == 'steps' else ''}number")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise EditorError(f"{name} {value!r}: use a finite number from {low:g} to {high:g}")
+        object.__setattr__(self, "steps", int(self.steps))
 
     def as_dict(self) -> dict:
         """JSON-ready form."""

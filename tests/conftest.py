@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from direction_bank.testing import (  # noqa: E402
-    fresh_postgres_database, write_clip_tokenizer, write_sd_text_checkpoint,
+    fresh_postgres_database, write_clip_tokenizer, write_sd_text_checkpoint, write_tiny_blip, write_tiny_sd,
 )
 
 
@@ -46,6 +46,18 @@ def sd_model_wide(tmp_path_factory, clip_tokenizer_dir):
         tmp_path_factory, clip_tokenizer_dir, "sd-wide", seed=1,
         hidden_size=48, projection_dim=48, num_attention_heads=4,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory, clip_tokenizer_dir):
+    """A whole tiny random SD checkpoint on disk (UNet, VAE, text encoder, tokenizer, scheduler)."""
+    return write_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), tokenizer_from=clip_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory):
+    """A tiny random BLIP captioner on disk."""
+    return write_tiny_blip(tmp_path_factory.mktemp("blip"))
 
 
 @pytest.fixture(scope="session")

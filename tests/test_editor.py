@@ -18,12 +18,6 @@ STEPS = 4
 
 
 @pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory, clip_tokenizer_dir):
-    """A whole tiny random SD checkpoint on disk (UNet, VAE, text encoder, tokenizer, scheduler)."""
-    return write_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), tokenizer_from=clip_tokenizer_dir)
-
-
-@pytest.fixture(scope="session")
 def editor(tiny_sd, tmp_path_factory):
     return Editor(str(tiny_sd), device="cpu", cache=InversionCache(tmp_path_factory.mktemp("cache")))
 
@@ -341,13 +335,6 @@ def test_attention_map_of_a_caption_word(editor, image):
     assert int(heat.max()) - int(heat.min()) >= 128  # normalised (then smoothed by the resize)
     edited, _, maps = editor.edit(inversion, _directions(1), EditSettings(steps=STEPS), attention_words=("zebra",))
     assert maps == {} and len(edited) == 1  # a word not in the caption has no map; the edit stands
-
-
-@pytest.fixture(scope="session")
-def tiny_blip(tmp_path_factory):
-    from direction_bank.testing import write_tiny_blip
-
-    return write_tiny_blip(tmp_path_factory.mktemp("blip"))
 
 
 def test_without_a_caption_blip_writes_one(edit_cli, image, tiny_blip, tmp_path):

@@ -14,26 +14,6 @@ from direction_bank.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError, UnknownConcept, UnknownDirection
 
 
-def direction_lines(direction):
-    """Text lines describing a direction: what it joins, its size, confidence and recipe."""
-    shape = "x".join(str(n) for n in direction.tensor.shape)
-    label = f"{direction.name}: " if direction.name else ""
-    if direction.source or direction.target:
-        label += f"{direction.source} -> {direction.target}, "
-    yield f"{label}shape {shape}, norm {direction.norm:.4f}"
-    confidence = direction.confidence
-    if confidence:
-        line = f"  signal-to-noise {confidence['snr']:.2f}"
-        more = confidence.get("more_sentences_to_halve_noise")
-        if more:
-            line += "; to halve the noise add " + ", ".join(f"{n} {side}" for side, n in more.items())
-        yield line
-    else:
-        yield "  signal-to-noise unknown (the statistics hold too little spread to tell)"
-    if direction.recipe and "sum" in direction.recipe:
-        yield "  sum of " + " + ".join(f"{w:g} x {n}" for n, w in direction.recipe["sum"])
-
-
 @cli.command("show")
 @click.argument("name")
 @click.option("--plot", type=click.Path(dir_okay=False),
@@ -59,7 +39,7 @@ def show(ctx, name, plot, overwrite, as_json):
         if plot:
             _plot_token_norms(direction, plot, overwrite)
         emit(as_json, lambda: {**direction.as_dict(), **({"plot": plot} if plot else {})},
-             lambda: [*direction_lines(direction), *([f"plot: {plot}"] if plot else [])])
+             lambda: [*direction.summary_lines(), *([f"plot: {plot}"] if plot else [])])
         return
     if plot:
         raise BankError(f"{name!r} is a concept; --plot draws a saved direction")
@@ -79,14 +59,9 @@ def show(ctx, name, plot, overwrite, as_json):
 
 def _plot_token_norms(direction, path, overwrite: bool) -> None:
     """The direction's norm per token position, as a bar chart written to `path`."""
-    import numpy as np
-
     from editor.pictures import token_norm_plot
 
-    norms = np.linalg.norm(direction.tensor[0].astype(np.float64), axis=-1)
-    joins = f"{direction.source} -> {direction.target}" if direction.source else "composed"
-    picture = token_norm_plot(norms, title=f"{direction.name}: {joins}, norm {direction.norm:.3f}")
-    write_pictures({path: picture}, overwrite)
+    write_pictures({path: token_norm_plot(direction.token_norms(), title=direction.plot_title())}, overwrite)
 
 
 @cli.command("diff")
@@ -125,7 +100,7 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
         bank.export_direction(direction, output, overwrite)
 
     def lines():
-        yield from direction_lines(direction)
+        yield from direction.summary_lines()
         if save_as:
             yield f"saved as {direction.name}"
         if output:
@@ -162,7 +137,7 @@ def _part(text: str) -> tuple[str, float]:
 def direction_create(ctx, name, parts, as_json):
     """Save NAME as the weighted sum of saved directions."""
     direction = open_bank(ctx).compose_direction(name, [_part(p) for p in parts])
-    emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+    emit(as_json, direction.as_dict, lambda: direction.summary_lines())
 
 
 @direction_group.command("list")
@@ -188,7 +163,7 @@ def direction_list(ctx, as_json):
 def direction_show(ctx, name, as_json):
     """Show a saved direction."""
     direction = open_bank(ctx, read_only=True).direction(name)
-    emit(as_json, direction.as_dict, lambda: direction_lines(direction))
+    emit(as_json, direction.as_dict, lambda: direction.summary_lines())
 
 
 @direction_group.command("remove")
@@ -249,13 +224,7 @@ def import_(ctx, file, name, strict, count, model, device, dtype, as_json):
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
 
-    def lines():
-        if report.already_imported:
-            yield f"{file} was imported before, as {report.kind} {report.name}; nothing to do"
-        else:
-            yield f"imported {report.kind} {report.name} from {file}"
-
-    emit(as_json, report.as_dict, lines)
+    emit(as_json, report.as_dict, lambda: [report.summary(file)])
 
 
 @cli.command("similar")

@@ -17,6 +17,7 @@ from direction_bank.cli.app import (
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
+from editor.edit import SETTING_BOUNDS
 
 RECONSTRUCTION = "reconstruction"
 
@@ -124,12 +125,12 @@ def edit_options(func):
         click.option("--to", "targets", multiple=True, help="Target concept (pairs with --from)."),
         click.option("--direction-file", "files", multiple=True, type=click.Path(dir_okay=False),
                      help="A dbank direction file (repeatable)."),
-        click.option("--scale", type=FiniteFloat(-20, 20), default=1.0, show_default=True,
+        click.option("--scale", type=FiniteFloat(*SETTING_BOUNDS["scale"]), default=1.0, show_default=True,
                      help="Multiplies every direction."),
-        click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps."),
-        click.option("--xa-guidance", type=FiniteFloat(0, 10), default=0.1, show_default=True,
+        click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True, help="DDIM steps."),
+        click.option("--xa-guidance", type=FiniteFloat(*SETTING_BOUNDS["xa_guidance"]), default=0.1, show_default=True,
                      help="Cross-attention guidance step."),
-        click.option("--guidance-scale", type=FiniteFloat(0, 50), default=5.0, show_default=True,
+        click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True,
                      help="Classifier-free guidance."),
         click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed (inversion shifts, generated noise)."),
@@ -410,13 +411,13 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
 @cli.command("sweep")
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--direction", "name", required=True, help="A saved direction.")
-@click.option("--scale", "scales", type=FloatList(-20, 20), default="0.5,1,1.5", show_default=True,
+@click.option("--scale", "scales", type=FloatList(*SETTING_BOUNDS["scale"]), default="0.5,1,1.5", show_default=True,
               help="Scales of the direction: the grid's columns.")
-@click.option("--xa-guidance", "guidances", type=FloatList(0, 10), default="0.05,0.1,0.2", show_default=True,
+@click.option("--xa-guidance", "guidances", type=FloatList(*SETTING_BOUNDS["xa_guidance"]), default="0.05,0.1,0.2", show_default=True,
               help="Cross-attention guidance steps: the grid's rows.")
 @click.option("--caption", default=None, help="The source prompt (default: a BLIP caption).")
-@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps.")
-@click.option("--guidance-scale", type=FiniteFloat(0, 50), default=5.0, show_default=True)
+@click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True, help="DDIM steps.")
+@click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--size", type=ImageSize(), default=512, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the grid.")

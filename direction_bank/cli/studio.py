@@ -1,0 +1,65 @@
+"""`dbank studio`: serve the Gradio page (extra [studio]) over this bank and one model."""
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from direction_bank.cli.app import cli, model_option, with_device
+from direction_bank.errors import BankError
+
+LOOPBACK = "127.0.0.1"
+
+
+def _auth(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, colon, password = value.partition(":")
+    if not colon or not user or not password:
+        raise click.BadParameter("give USER:PASSWORD, both non-empty", param_hint="--auth")
+    return user, password
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cli.command("studio")
+@click.option("--host", default=LOOPBACK, show_default=True,
+              help="Interface to serve on; anything but loopback lets other machines in (a warning is printed).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--auth", "auth_text", envvar="DBANK_STUDIO_AUTH", default=None, metavar="USER:PASSWORD",
+              help="Ask for this user and password (env DBANK_STUDIO_AUTH).")
+@click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
+              help="BLIP model that suggests captions.")
+@model_option
+@with_device
+@click.pass_context
+def studio(ctx, host, port, auth_text, caption_model, model, device, dtype):
+    """Serve the studio: the bank's concepts and directions, and edits of uploaded or generated
+    images, in a browser. One model is loaded (on first use) and kept; model work runs one job
+    at a time. Works offline: no CDN, no analytics, no update checks."""
+    auth = _auth(auth_text)
+    try:
+        from direction_bank.studio.app import offline_environment
+
+        offline_environment()
+        import gradio  # noqa: F401
+    except ImportError:
+        raise BankError("the studio needs Gradio: pip install 'dbank[studio]'") from None
+    from direction_bank.model_check import require_model
+    from direction_bank.studio.actions import StudioActions
+    from direction_bank.studio.app import serve
+
+    require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+    if not _is_loopback(host):
+        click.echo(f"warning: serving on {host}: other machines can reach the studio"
+                   + ("" if auth else " and change the bank (no --auth given)"), err=True)
+    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model)
+    actions.bank(read_only=False).close()  # make (or check) the bank before the page comes up
+    serve(actions, host, port, auth)

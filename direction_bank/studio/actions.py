@@ -1,0 +1,463 @@
+"""What the studio can do, as plain calls over the Bank and the Editor: tables, PIL images and
+file paths out, BankError / EditorError (one line) for bad input. The Gradio page only lays
+these out; gradio_client and the tests call the same functions through it."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from direction_bank.bank import Bank
+from direction_bank.errors import BankError
+from direction_bank.names import check_name, file_label
+
+MAX_DIRECTIONS_PER_EDIT = 16
+MAX_COUNT = 100_000  # sentences one click may ask for
+REMEMBERED_IMAGES = 8  # inversions (with their reference passes) kept in memory
+
+
+def _no_report(fraction: float, desc: str) -> None:
+    pass
+
+
+@dataclass
+class EditOutcome:
+    """A finished studio edit: the caption used, (picture, label) pairs in the order input,
+    reconstruction, each direction; the attention overlay (or None); a zip of every picture;
+    how long it took and what it reused."""
+
+    caption: str
+    pictures: list
+    overlay: object
+    archive: str
+    seconds: float
+    reused: bool
+    message: str
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class _Remembered:
+    inversion: object
+    negative_prompt: str | None  # "" for a generated image, as generate-edit
+    first_seconds: float | None = None
+
+
+class StudioActions:
+    """One server's state: the bank (opened per call, so other writers are seen), one Stable
+    Diffusion model loaded on first use and kept, and recent inversions in memory."""
+
+    def __init__(self, database: str | None, model: str, device: str | None = None, dtype: str = "auto",
+                 caption_model: str | None = None, work_dir: str | Path | None = None):
+        """`work_dir` holds the files offered for download (a fresh temporary folder by default)."""
+        import tempfile
+
+        from editor.caption import DEFAULT_CAPTION_MODEL
+
+        self.database, self.model, self.device, self.dtype = database, model, device, dtype
+        self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dbank-studio-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._editor = None
+        self._encoder = None
+        self._loading = threading.Lock()
+        self._remembered: OrderedDict = OrderedDict()
+        self._report = _no_report
+
+    # -- models, loaded once -----------------------------------------------------------------
+
+    def bank(self, read_only: bool = False) -> Bank:
+        """The bank, opened for one call (close it after)."""
+        return Bank(self.database, create=not read_only, read_only=read_only)
+
+    def editor(self):
+        """The server's Editor (loaded on first use, then kept)."""
+        with self._loading:
+            if self._editor is None:
+                import os
+
+                from direction_bank.model_check import require_model
+                from editor.cache import InversionCache
+                from editor.editor import Editor
+
+                require_model(self.model, "the Stable Diffusion model", "start the studio with --model FOLDER")
+                self._editor = Editor(self.model, self.device, self.dtype, InversionCache(os.environ.get("DBANK_CACHE") or None),
+                                      self.caption_model, progress_bar=self._steps)
+            return self._editor
+
+    def encoder(self):
+        """The bank's text encoder for the server's model (loaded on first use, then kept)."""
+        with self._loading:
+            if self._encoder is None:
+                from direction_bank.encoder import TextEncoder
+                from direction_bank.model_check import require_model
+
+                require_model(self.model, "the Stable Diffusion text encoder", "start the studio with --model FOLDER")
+                self._encoder = TextEncoder.load(self.model, device=self.device, dtype=self.dtype)
+            return self._encoder
+
+    def _steps(self, steps, desc: str = "steps", **_):
+        steps = list(steps)
+        for number, step in enumerate(steps):
+            self._report(number / max(len(steps), 1), desc)
+            yield step
+
+    # -- the bank ----------------------------------------------------------------------------
+
+    def concepts_table(self) -> list[list]:
+        """[name, sentences, encoders] per concept."""
+        bank = self.bank(read_only=True)
+        try:
+            return [[s.name, s.sentence_count,
+                     ", ".join(f"{e['model']} ({e['count']})" for e in s.encoders) or "not embedded"]
+                    for s in bank.concepts()]
+        finally:
+            bank.close()
+
+    def concept_names(self) -> list[str]:
+        """Every concept's name."""
+        return [row[0] for row in self.concepts_table()]
+
+    def sentences_table(self, concept: str) -> list[list]:
+        """[id, text] per stored sentence of the concept."""
+        bank = self.bank(read_only=True)
+        try:
+            return [[record.id, record.text] for record in bank.sentences(concept)]
+        finally:
+            bank.close()
+
+    def remove_sentence(self, concept: str, sentence_id) -> str:
+        """Remove a sentence by id and take it out of the statistics."""
+        sentence_id = _whole(sentence_id, "sentence id", 1, 2**63 - 1)
+        bank = self.bank()
+        try:
+            record = bank.remove_sentence(concept, lambda info: self._encoder_for(info), sentence_id=sentence_id)
+        finally:
+            bank.close()
+        return f"removed #{record.id} from {concept}: {record.text}"
+
+    def _encoder_for(self, info):
+        if info.model != self.model:
+            raise BankError(f"this sentence is also embedded by {info.model!r}; remove it with the CLI "
+                            f"(the studio has {self.model!r} loaded)")
+        return self.encoder()
+
+    def remove_concept(self, concept: str) -> str:
+        """Remove a concept with its sentences and statistics."""
+        bank = self.bank()
+        try:
+            count = bank.remove_concept(concept)
+        finally:
+            bank.close()
+        return f"removed {concept} ({count} sentences)"
+
+    def add_concept(self, name: str, generator: str | None, llm: str | None, count, seed=0,
+                    report=_no_report) -> str:
+        """Generate, clean, embed and store sentences until `name` holds `count`; report(fraction,
+        text) after every stored batch. Returns the summary line."""
+        from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, SentenceCleaner
+        from direction_bank.cleaning import load_deduplicator
+        from direction_bank.generators import make_generator
+
+        name = check_name(name)
+        count = _whole(count, "target count", 1, MAX_COUNT)
+        seed = _whole(seed, "seed", 0, 2**32 - 1)
+        writer = make_generator(generator or None, llm=llm or None, seed=seed, device=self.device)
+        semantic = writer.provenance.generator != "template"
+        deduplicator = load_deduplicator(DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, self.device) if semantic else None
+        encoder = self.encoder()
+        bank = self.bank()
+        try:
+            cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
+            result = bank.fill_concept(name, writer, count, encoder, cleaner=cleaner,
+                                       on_batch=lambda stored: report(stored / count, f"{stored}/{count} sentences"))
+        finally:
+            bank.close()
+        line = f"{result.concept}: added {result.added}; {result.sentence_count} sentences stored"
+        if result.sentence_count < count:
+            line += f" (stopped at {result.sentence_count} of {count} after trying {result.tried}; run again to continue)"
+        return line
+
+    def import_file(self, path: str, name: str | None = None) -> str:
+        """Import an uploaded dbank file or pix2pix-zero .pt, checked against the server's model."""
+        if not path:
+            raise BankError("choose a file to import")
+        encoder = self.encoder()
+        bank = self.bank()
+        try:
+            report = bank.import_file(path, encoder, name=name or None)
+        finally:
+            bank.close()
+        return "\n".join([report.summary(Path(path).name), *(f"warning: {w}" for w in report.warnings)])
+
+    def export(self, name: str) -> str:
+        """A saved direction, or else a concept, written to a dbank file for download; its path."""
+        from direction_bank.errors import UnknownDirection
+
+        name = check_name(name)
+        bank = self.bank(read_only=True)
+        try:
+            try:
+                direction = bank.direction(name)
+            except UnknownDirection:
+                direction = None
+            folder = self._fresh_folder()
+            path = folder / f"{file_label(name)}.safetensors"
+            if direction is not None:
+                bank.export_direction(direction, path)
+            else:
+                bank.export_concept(name, path)
+        finally:
+            bank.close()
+        return str(path)
+
+    def _fresh_folder(self) -> Path:
+        import tempfile
+
+        return Path(tempfile.mkdtemp(dir=self.work_dir))
+
+    # -- directions --------------------------------------------------------------------------
+
+    def direction_names(self) -> list[str]:
+        """Every saved direction's name."""
+        bank = self.bank(read_only=True)
+        try:
+            return [row["name"] for row in bank.directions()]
+        finally:
+            bank.close()
+
+    def directions_table(self) -> list[list]:
+        """[name, source, target, norm, signal-to-noise] per saved direction."""
+        bank = self.bank(read_only=True)
+        try:
+            return [[row["name"], row["source"] or "", row["target"] or "", round(row["norm"], 4),
+                     None if row["snr"] is None else round(row["snr"], 2)] for row in bank.directions()]
+        finally:
+            bank.close()
+
+    def diff(self, source: str, target: str, save_as: str | None = None):
+        """(text, per-token plot) of target minus source; saved as `save_as` when given."""
+        if not source or not target:
+            raise BankError("choose a source and a target concept")
+        bank = self.bank(read_only=not save_as)
+        try:
+            direction = bank.diff(source, target)
+            if save_as:
+                direction = bank.save_direction(save_as, direction)
+        finally:
+            bank.close()
+        text = "\n".join(direction.summary_lines()) + (f"\nsaved as {direction.name}" if save_as else "")
+        return text, self._plot(direction)
+
+    def compose(self, name: str, parts: list) -> str:
+        """Save `name` as sum(weight x direction) of (direction, weight) pairs."""
+        cleaned = []
+        for part, weight in parts:
+            if not part:
+                continue
+            cleaned.append((part, _finite(weight, f"the weight of {part}", -1000, 1000)))
+        bank = self.bank()
+        try:
+            direction = bank.compose_direction(name, cleaned)
+        finally:
+            bank.close()
+        return "\n".join(direction.summary_lines())
+
+    def plot(self, name: str):
+        """The per-token norm plot of a saved direction (PIL)."""
+        bank = self.bank(read_only=True)
+        try:
+            direction = bank.direction(name)
+        finally:
+            bank.close()
+        return self._plot(direction)
+
+    @staticmethod
+    def _plot(direction):
+        from editor.pictures import token_norm_plot
+
+        return token_norm_plot(direction.token_norms(), title=direction.plot_title())
+
+    # -- editing -----------------------------------------------------------------------------
+
+    def suggest_caption(self, image: str) -> str:
+        """BLIP's caption of an image file."""
+        from PIL import Image
+
+        from editor.pipeline import load_image
+
+        if not image:
+            raise BankError("upload an image first")
+        load_image(image, 64)  # the same checks as an edit: a real image, not a bomb
+        with Image.open(image) as opened:
+            return self.editor().caption(opened.convert("RGB"))
+
+    def generate(self, prompt: str, size=512, steps=50, guidance_scale=5.0, seed=0, report=_no_report) -> str:
+        """An image generated from `prompt` (a PNG path). Its starting noise is remembered, so
+        editing it with the prompt as caption needs no inversion."""
+        import numpy as np
+
+        from editor.edit import EditSettings
+        from editor.editor import Inversion
+
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise BankError("write a prompt to generate from")
+        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        settings = EditSettings(_whole(steps, "steps", 1, 1000), guidance_scale, 0.0, 1.0)
+        editor = self.editor()
+        self._report = report
+        try:
+            start = Inversion(editor.generate_noise(size, seed), prompt, False)
+            zero = np.zeros((1, editor.components.tokenizer.model_max_length, editor.hidden_size), np.float32)
+            _, generated = editor.edit(start, zero, settings, negative_prompt="", keep_reference=True)
+        finally:
+            self._report = _no_report
+        path = self._fresh_folder() / f"{file_label(f'generated {seed} {size} {prompt}')}.png"
+        generated.save(path)
+        self._remember(self._key(path, prompt, size, settings.steps, seed), _Remembered(start, ""))
+        return str(path)
+
+    def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
+             guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
+             report=_no_report) -> EditOutcome:
+        """Invert `image` (or reuse its inversion from an earlier call) and edit it with saved
+        directions; the second direction on the same image and settings reuses the inversion and
+        the reference pass, and the outcome says so."""
+        import numpy as np
+
+        from editor.edit import EditSettings
+        from editor.pipeline import load_image
+
+        if not image:
+            raise BankError("upload or generate an image first")
+        names = [name for name in (directions or []) if name]
+        if not names:
+            raise BankError("choose at least one direction")
+        if len(names) > MAX_DIRECTIONS_PER_EDIT:
+            raise BankError(f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
+        caption = (caption or "").strip() or None
+        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        settings = EditSettings(_whole(steps, "steps", 1, 1000), guidance_scale, xa_guidance, scale)
+        word = (attention_word or "").strip()
+        bank = self.bank(read_only=True)
+        try:  # every direction is read and checked before the model is touched
+            tensors = [np.asarray(bank.direction(name).tensor, np.float32) for name in names]
+        finally:
+            bank.close()
+        pixels = load_image(image, size)
+        editor = self.editor()
+        for name, tensor in zip(names, tensors):
+            editor.check_direction(name, tensor)
+        started = time.monotonic()
+        self._report = report
+        try:
+            key = self._key(image, caption, size, settings.steps, seed)
+            remembered = self._remembered.get(key)
+            if remembered is None and caption is not None:  # BLIP's caption, now typed in the box
+                blip = self._remembered.get(self._key(image, None, size, settings.steps, seed))
+                remembered = blip if blip is not None and blip.inversion.caption == caption else None
+            inverted = remembered is None
+            if inverted:
+                remembered = _Remembered(editor.invert_file(image, caption, size, settings.steps, seed=seed,
+                                                            pixels=pixels), None)
+                self._remember(key, remembered)
+            reused = (settings.steps, settings.guidance_scale, remembered.negative_prompt) in remembered.inversion.traces
+            results = editor.edit(remembered.inversion, np.stack([t[0] for t in tensors]), settings,
+                                  negative_prompt=remembered.negative_prompt, keep_reference=True,
+                                  attention_words=(word,) if word else ())
+        finally:
+            self._report = _no_report
+        seconds = time.monotonic() - started
+        edits, reconstruction = results[0], results[1]
+        maps = results[2] if len(results) > 2 else {}
+        if remembered.first_seconds is None:
+            remembered.first_seconds = seconds
+        return self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused)
+
+    def _outcome(self, image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused):
+        from PIL import Image
+
+        from editor.pictures import attention_overlay
+
+        caption = remembered.inversion.caption
+        with Image.open(image) as opened:
+            photo = opened.convert("RGB").resize(reconstruction.size, Image.Resampling.LANCZOS)
+        pictures = [(photo, "input"), (reconstruction, "reconstruction"), *zip(edits, names)]
+        overlay, notes = None, []
+        if word:
+            if word in maps:
+                overlay = attention_overlay(photo, maps[word])
+                pictures.append((overlay, f"attention: {word}"))
+            else:
+                notes.append(f"{word!r} is not in the caption {caption!r}; no attention map")
+        if reused:
+            message = (f"{seconds:.1f} s: reused the inversion and the reference pass "
+                       f"(the first edit of this image took {remembered.first_seconds:.1f} s)")
+        elif not inverted:
+            message = f"{seconds:.1f} s: reused the inversion; a new reference pass for this guidance scale"
+        elif remembered.inversion.cached:
+            message = f"{seconds:.1f} s: the inversion came from the disk cache; ran the reference pass (kept)"
+        else:
+            message = f"{seconds:.1f} s: inverted the image and ran the reference pass (both kept for the next edit)"
+        return EditOutcome(caption, pictures, overlay, self._archive(image, pictures), seconds, reused, message, notes)
+
+    def _archive(self, image: str, pictures: list) -> str:
+        """A zip of every picture of an edit, named STEM.LABEL.png inside."""
+        import io
+
+        stem = file_label(Path(image).stem)
+        path = self._fresh_folder() / f"{stem}-edits.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for picture, label in pictures:
+                data = io.BytesIO()
+                picture.save(data, format="PNG")
+                archive.writestr(f"{stem}.{file_label(label)}.png", data.getvalue())
+        return str(path)
+
+    # -- the memory of recent images ------------------------------------------------------------
+
+    @staticmethod
+    def _key(image, caption, size, steps, seed) -> tuple:
+        digest = hashlib.sha256(Path(image).read_bytes()).hexdigest()
+        return digest, caption, size, steps, seed
+
+    def _remember(self, key, remembered: _Remembered) -> None:
+        self._remembered[key] = remembered
+        self._remembered.move_to_end(key)
+        while len(self._remembered) > REMEMBERED_IMAGES:
+            self._remembered.popitem(last=False)
+
+
+def _whole(value, what: str, low: int, high: int) -> int:
+    """`value` as an int in [low, high], or a one-line BankError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BankError(f"{what} {value!r}: not a number") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise BankError(f"{what} {value!r}: use a whole number from {low} to {high}")
+    return int(number)
+
+
+def _finite(value, what: str, low: float, high: float) -> float:
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BankError(f"{what} {value!r}: not a number") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise BankError(f"{what} {value!r}: use a finite number from {low:g} to {high:g}")
+    return number
+
+
+def _size(value) -> int:
+    size = _whole(value, "size", 8, 4096)
+    if size % 8:
+        raise BankError(f"size {size}: use a multiple of 8")
+    return size

@@ -1,0 +1,264 @@
+"""The studio's page: Gradio Blocks laid over StudioActions (Bank, Directions and Edit tabs).
+Every handler is a call into StudioActions; a BankError or EditorError shows as one line in the
+page (and in gradio_client) instead of a traceback."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+
+from direction_bank.errors import BankError, first_line
+from direction_bank.studio.actions import StudioActions
+from editor.pipeline import EditorError
+
+log = logging.getLogger("dbank.studio")
+
+# system fonts only: Gradio's default theme fetches its fonts from Google
+SANS = ["ui-sans-serif", "system-ui", "sans-serif"]
+MONO = ["ui-monospace", "Consolas", "monospace"]
+
+
+def offline_environment() -> None:
+    """Gradio and the Hub make no calls of their own (analytics, update checks, telemetry); set
+    before gradio is imported."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_DO_NOT_TRACK", "True")
+
+
+def _shown(handler):
+    """Known errors as a one-line gr.Error; anything else too, with the traceback in the log."""
+    import gradio as gr
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (BankError, EditorError) as error:
+            raise gr.Error(first_line(error), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as error:
+            log.exception("studio handler %s failed", handler.__name__)
+            raise gr.Error(f"unexpected {type(error).__name__}: {first_line(error)}", print_exception=False) from None
+
+    return wrapper
+
+
+def theme():
+    """Gradio's default look with system fonts (nothing fetched from a CDN)."""
+    import gradio as gr
+
+    return gr.themes.Default(font=SANS, font_mono=MONO)
+
+
+def build_app(actions: StudioActions):
+    """The studio's gr.Blocks. Model work (add, import, caption, generate, edit) runs one job at
+    a time through the queue (concurrency id 'model'); reading the bank does not wait for it."""
+    offline_environment()
+    import gradio as gr
+
+    def reporter(progress):
+        return lambda fraction, text: progress(fraction, desc=text)
+
+    def choices():
+        concepts = actions.concept_names()
+        directions = actions.direction_names()
+        return (*[gr.update(choices=concepts)] * 3, *[gr.update(choices=directions)] * 2,
+                gr.update(choices=directions + [c for c in concepts if c not in directions]))
+
+    @_shown
+    def refresh():
+        return (actions.concepts_table(), actions.directions_table(), *choices())
+
+    @_shown
+    def show_sentences(concept):
+        return actions.sentences_table(concept) if concept else []
+
+    @_shown
+    def remove_sentence(concept, sentence_id):
+        return actions.remove_sentence(concept, sentence_id), actions.sentences_table(concept)
+
+    @_shown
+    def remove_concept(concept):
+        return actions.remove_concept(concept), []
+
+    @_shown
+    def add_concept(name, generator, llm, count, seed, progress=gr.Progress()):
+        return actions.add_concept(name, generator, llm, count, seed, report=reporter(progress))
+
+    @_shown
+    def import_file(upload, name):
+        return actions.import_file(upload, name)
+
+    @_shown
+    def export(name):
+        if not name:
+            raise BankError("choose a direction or a concept to export")
+        return actions.export(name)
+
+    @_shown
+    def preview(source, target):
+        return actions.diff(source, target)
+
+    @_shown
+    def save(source, target, name):
+        if not (name or "").strip():
+            raise BankError("name the direction to save it")
+        return actions.diff(source, target, save_as=name.strip())
+
+    @_shown
+    def compose(name, rows):
+        return actions.compose(name, [(row[0], row[1]) for row in rows or [] if row and row[0]])
+
+    @_shown
+    def plot(name):
+        return actions.plot(name) if name else None
+
+    @_shown
+    def suggest(image):
+        return actions.suggest_caption(image)
+
+    @_shown
+    def generate(prompt, size, steps, guidance_scale, seed, progress=gr.Progress()):
+        return actions.generate(prompt, size, steps, guidance_scale, seed, report=reporter(progress)), prompt
+
+    @_shown
+    def edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
+             progress=gr.Progress()):
+        outcome = actions.edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
+                               word, report=reporter(progress))
+        for note in outcome.notes:
+            gr.Warning(note)
+        return outcome.pictures, outcome.caption, outcome.message, outcome.archive
+
+    # names made after the page was built (here or by another writer) are taken too: the bank checks them
+    named = {"allow_custom_value": True, "value": None}
+    concept_names, direction_names = actions.concept_names(), actions.direction_names()
+    with gr.Blocks(title="dbank studio", analytics_enabled=False) as app:
+        gr.Markdown(f"# dbank studio\nmodel `{actions.model}` · bank `{actions.database or 'the default bank'}`")
+        with gr.Tab("Bank"):
+            with gr.Row():
+                concepts = gr.Dataframe(headers=["concept", "sentences", "encoders"], type="array",
+                                        interactive=False, label="concepts", elem_id="concepts")
+                refresh_button = gr.Button("Refresh", scale=0)
+            with gr.Row():
+                with gr.Column():
+                    concept = gr.Dropdown(label="concept", choices=concept_names, **named)
+                    sentences = gr.Dataframe(headers=["id", "sentence"], type="array", interactive=False,
+                                             label="sentences", max_height=300)
+                    with gr.Row():
+                        sentence_id = gr.Number(label="sentence id", precision=0)
+                        remove_sentence_button = gr.Button("Remove sentence")
+                        remove_concept_button = gr.Button("Remove concept", variant="stop")
+                    bank_status = gr.Textbox(label="status", interactive=False)
+                with gr.Column():
+                    gr.Markdown("### Add a concept")
+                    new_name = gr.Textbox(label="name")
+                    with gr.Row():
+                        generator = gr.Dropdown(["local", "openai", "template"], value=None, label="generator",
+                                                info="empty: openai when OPENAI_API_KEY is set, else local")
+                        llm = gr.Textbox(label="LLM", placeholder="e.g. smollm2, gpt-4o-mini")
+                    with gr.Row():
+                        count = gr.Number(label="sentences", value=200, precision=0, minimum=1)
+                        new_seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
+                    add_button = gr.Button("Add concept", variant="primary")
+                    add_status = gr.Textbox(label="report", interactive=False)
+                    gr.Markdown("### Import or export")
+                    upload = gr.File(label="dbank .safetensors or pix2pix-zero .pt", file_types=[".safetensors", ".pt"])
+                    import_name = gr.Textbox(label="import as (optional)")
+                    import_button = gr.Button("Import")
+                    import_status = gr.Textbox(label="import report", interactive=False)
+                    export_name = gr.Dropdown(label="export a direction or concept", choices=direction_names + concept_names, **named)
+                    export_button = gr.Button("Export")
+                    export_file = gr.File(label="download", interactive=False)
+        with gr.Tab("Directions"):
+            with gr.Row():
+                with gr.Column():
+                    source = gr.Dropdown(label="source concept", choices=concept_names, **named)
+                    target = gr.Dropdown(label="target concept", choices=concept_names, **named)
+                    preview_button = gr.Button("Preview direction")
+                    save_name = gr.Textbox(label="save as")
+                    save_button = gr.Button("Save direction", variant="primary")
+                    direction_text = gr.Textbox(label="direction", lines=4, interactive=False)
+                with gr.Column():
+                    direction_plot = gr.Image(label="norm per token", type="pil", interactive=False)
+            directions = gr.Dataframe(headers=["direction", "source", "target", "norm", "signal-to-noise"],
+                                      type="array", interactive=False, label="saved directions")
+            with gr.Row():
+                plot_name = gr.Dropdown(label="plot a saved direction", choices=direction_names, **named)
+            gr.Markdown("### Compose: a weighted sum of saved directions")
+            with gr.Row():
+                compose_name = gr.Textbox(label="name")
+                compose_rows = gr.Dataframe(headers=["direction", "weight"], datatype=["str", "number"],
+                                            type="array", interactive=True, value=[["", 1.0], ["", 1.0]],
+                                            label="parts")
+                compose_button = gr.Button("Save sum")
+            compose_text = gr.Textbox(label="composed", interactive=False)
+        with gr.Tab("Edit"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(label="photo", type="filepath", sources=["upload", "clipboard"],
+                                     elem_id="photo")
+                    with gr.Row():
+                        prompt = gr.Textbox(label="or generate from a prompt", scale=3)
+                        generate_button = gr.Button("Generate", scale=1)
+                    with gr.Row():
+                        caption = gr.Textbox(label="caption (empty: BLIP writes one)", scale=3, elem_id="caption")
+                        suggest_button = gr.Button("Suggest (BLIP)", scale=1)
+                    chosen = gr.Dropdown(label="directions", choices=direction_names, multiselect=True, elem_id="directions",
+                                         **named)
+                    scale = gr.Slider(-3, 3, value=1.0, step=0.05, label="scale")
+                    xa_guidance = gr.Slider(0, 0.5, value=0.1, step=0.01, label="cross-attention guidance")
+                    guidance_scale = gr.Slider(0, 15, value=5.0, step=0.5, label="guidance scale")
+                    steps = gr.Slider(1, 100, value=50, step=1, label="steps", elem_id="steps")
+                    with gr.Row():
+                        size = gr.Slider(64, 1024, value=512, step=8, label="size (longer side)", elem_id="size")
+                        seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
+                    word = gr.Textbox(label="attention map of a caption word (optional)", elem_id="word")
+                    run_button = gr.Button("Run edit", variant="primary", elem_id="run")
+                with gr.Column():
+                    gallery = gr.Gallery(label="input · reconstruction · edits", columns=3, elem_id="results",
+                                         object_fit="contain", height="auto", format="png")
+                    edit_status = gr.Markdown(elem_id="edit-status")
+                    archive = gr.File(label="download all", interactive=False)
+
+        lists = [concepts, directions, concept, source, target, chosen, plot_name, export_name]
+        listing = {"fn": refresh, "outputs": lists, "api_name": False}
+        refresh_button.click(refresh, outputs=lists, api_name="refresh")
+        app.load(refresh, outputs=lists, api_name=False)
+        concept.change(show_sentences, concept, sentences, api_name="sentences")
+        remove_sentence_button.click(remove_sentence, [concept, sentence_id], [bank_status, sentences],
+                                     concurrency_id="model", concurrency_limit=1).success(**listing)
+        remove_concept_button.click(remove_concept, concept, [bank_status, sentences]).success(**listing)
+        add_button.click(add_concept, [new_name, generator, llm, count, new_seed], add_status,
+                         api_name="add_concept", concurrency_id="model", concurrency_limit=1).success(**listing)
+        import_button.click(import_file, [upload, import_name], import_status, api_name="import",
+                            concurrency_id="model", concurrency_limit=1).success(**listing)
+        export_button.click(export, export_name, export_file, api_name="export")
+        preview_button.click(preview, [source, target], [direction_text, direction_plot], api_name="preview")
+        save_button.click(save, [source, target, save_name], [direction_text, direction_plot],
+                          api_name="save_direction").success(**listing)
+        compose_button.click(compose, [compose_name, compose_rows], compose_text, api_name="compose").success(**listing)
+        plot_name.change(plot, plot_name, direction_plot, api_name="plot")
+        suggest_button.click(suggest, image, caption, api_name="caption", concurrency_id="model", concurrency_limit=1)
+        generate_button.click(generate, [prompt, size, steps, guidance_scale, seed], [image, caption],
+                              api_name="generate", concurrency_id="model", concurrency_limit=1)
+        run_button.click(edit, [image, caption, chosen, scale, xa_guidance, guidance_scale, steps, size, seed, word],
+                         [gallery, caption, edit_status, archive], api_name="edit",
+                         concurrency_id="model", concurrency_limit=1)
+    app.queue(default_concurrency_limit=4)
+    return app
+
+
+def serve(actions: StudioActions, host: str, port: int, auth: tuple[str, str] | None = None,
+          block: bool = True):
+    """Build the page and serve it on host:port (no share links, no server-side rendering)."""
+    app = build_app(actions)
+    print(f"dbank studio: http://{host}:{port}", file=sys.stderr, flush=True)
+    app.launch(server_name=host, server_port=port, auth=auth, share=False, inbrowser=False, quiet=True,
+               ssr_mode=False, mcp_server=False, pwa=False, show_error=True, theme=theme(),
+               allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block,
+               footer_links=["api", "settings"])
+    return app

@@ -1,0 +1,254 @@
+"""The studio: its actions in-process (what the page calls), then the real server in a headless
+Chromium and through gradio_client, in a loopback-only network namespace."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from direction_bank.errors import BankError
+from editor.pipeline import EditorError
+
+pytest.importorskip("gradio", reason="the studio is the [studio] extra")
+
+STEPS, SIZE = 3, 32
+DRIVER = Path(__file__).with_name("studio_driver.py")
+
+
+@pytest.fixture
+def studio_bank(tmp_path, tiny_sd):
+    """A SQLite bank with horse and zebra (template sentences, embedded by the tiny model) and
+    the directions horse2zebra and zebra2horse."""
+    from direction_bank.cli import cli
+
+    path = str(tmp_path / "bank.db")
+    env = {"DBANK_DB": path, "DBANK_MODEL": str(tiny_sd)}
+    runner = CliRunner()
+    for args in (["add-concept", "horse", "-n", "20", "--generator", "template"],
+                 ["add-concept", "zebra", "-n", "20", "--generator", "template"],
+                 ["diff", "horse", "zebra", "--save", "horse2zebra"],
+                 ["diff", "zebra", "horse", "--save", "zebra2horse"]):
+        assert runner.invoke(cli, args, env=env, catch_exceptions=False).exit_code == 0
+    return path
+
+
+@pytest.fixture
+def actions(studio_bank, tiny_sd, tmp_path, monkeypatch):
+    from direction_bank.studio.actions import StudioActions
+
+    monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
+    return StudioActions(studio_bank, str(tiny_sd), device="cpu", work_dir=tmp_path / "work")
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "horse.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_a_second_direction_reuses_the_inversion_and_the_reference_pass(actions, photo, tiny_sd):
+    from editor.edit import EditSettings
+    from editor.editor import Editor
+
+    first = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, attention_word="horse")
+    inversions = []
+    real_invert = actions.editor().invert_file
+    actions.editor().invert_file = lambda *a, **k: inversions.append(a) or real_invert(*a, **k)
+    second = actions.edit(photo, "a photo of a horse", ["zebra2horse"], steps=STEPS, size=SIZE)
+    assert not first.reused and "inverted the image" in first.message
+    assert second.reused and inversions == []
+    assert second.message.startswith(f"{second.seconds:.1f} s: reused the inversion and the reference pass")
+    assert [label for _, label in first.pictures] == ["input", "reconstruction", "horse2zebra", "attention: horse"]
+    assert [label for _, label in second.pictures] == ["input", "reconstruction", "zebra2horse"]
+    assert all(picture.size == (32, 24) for picture, _ in first.pictures)
+    # what the studio shows is what a fresh editor gives for that direction alone
+    fresh = Editor(str(tiny_sd), device="cpu")
+    inversion = fresh.invert_file(photo, "a photo of a horse", SIZE, STEPS)
+    edited, reconstruction = fresh.edit(inversion, actions.bank(read_only=True).direction("zebra2horse").tensor,
+                                        EditSettings(steps=STEPS))
+    assert np.array_equal(np.asarray(second.pictures[2][0]), np.asarray(edited[0]))
+    assert np.array_equal(np.asarray(second.pictures[1][0]), np.asarray(reconstruction))
+    with zipfile.ZipFile(second.archive) as archive:
+        assert archive.namelist() == ["horse.input.png", "horse.reconstruction.png", "horse.zebra2horse.png"]
+        stored = Image.open(io.BytesIO(archive.read("horse.zebra2horse.png")))
+        assert np.array_equal(np.asarray(stored), np.asarray(edited[0]))
+
+
+def test_a_new_guidance_scale_reuses_the_inversion_only(actions, photo):
+    actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE)
+    other = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, guidance_scale=2.0)
+    assert not other.reused and "reused the inversion; a new reference pass" in other.message
+
+
+def test_a_word_not_in_the_caption_keeps_the_edit_and_says_why(actions, photo):
+    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE,
+                           attention_word="unicorn")
+    assert outcome.overlay is None and len(outcome.pictures) == 3
+    assert outcome.notes == ["'unicorn' is not in the caption 'a photo of a horse'; no attention map"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"steps": 0}, "steps 0: use a whole number from 1 to 1000"),
+    ({"steps": 2.5}, "steps 2.5: use a whole number from 1 to 1000"),
+    ({"scale": float("nan")}, "scale nan: use a finite number from -20 to 20"),
+    ({"xa_guidance": float("inf")}, "xa_guidance inf: use a finite number from 0 to 10"),
+    ({"guidance_scale": "lots"}, "guidance_scale 'lots': not a number"),
+    ({"size": 12}, "size 12: use a multiple of 8"),
+    ({"size": 10**6}, "size 1000000: use a whole number from 8 to 4096"),
+    ({"seed": -1}, "seed -1: use a whole number from 0 to 4294967295"),
+    ({"directions": ["nope"]}, "no direction named 'nope' in the bank"),
+    ({"directions": []}, "choose at least one direction"),
+    ({"directions": ["horse2zebra"] * 17}, "17 directions: at most 16 per edit"),
+    ({"image": ""}, "upload or generate an image first"),
+    ({"image": "NOT_AN_IMAGE"}, "not an image, or a damaged one"),
+])
+def test_bad_edit_input_is_one_line_and_loads_no_model(actions, photo, tmp_path, change, message):
+    arguments = {"image": photo, "caption": "a photo of a horse", "directions": ["horse2zebra"], "steps": STEPS,
+                 "size": SIZE, **change}
+    if arguments["image"] == "NOT_AN_IMAGE":
+        arguments["image"] = str(tmp_path / "notes.png")
+        Path(arguments["image"]).write_text("not a picture")
+    with pytest.raises((BankError, EditorError)) as caught:
+        actions.edit(**arguments)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert actions._editor is None  # checked before the model loads
+
+
+def test_the_directions_tab_previews_saves_composes_plots_and_round_trips_files(actions, tmp_path):
+    text, plot = actions.diff("horse", "zebra")
+    assert text.startswith("horse -> zebra, shape 1x77x32, norm ") and "signal-to-noise" in text
+    assert plot.size[0] > 300 and plot.getextrema() != ((255, 255), (255, 255), (255, 255))
+    assert "h2z" not in actions.direction_names()
+    text, _ = actions.diff("horse", "zebra", save_as="h2z")
+    assert text.endswith("saved as h2z") and "h2z" in actions.direction_names()
+    composed = actions.compose("both", [("horse2zebra", 0.5), ("zebra2horse", "0.25"), ("", 3)])
+    assert "sum of 0.5 x horse2zebra + 0.25 x zebra2horse" in composed
+    bank = actions.bank(read_only=True)
+    expected = 0.25 * bank.direction("horse2zebra").tensor
+    assert np.allclose(bank.direction("both").tensor, expected, atol=1e-6)
+    bank.close()
+    with pytest.raises(BankError, match="the weight of zebra2horse 'inf': use a finite number"):
+        actions.compose("bad", [("zebra2horse", "inf")])
+    assert actions.plot("both").size == plot.size
+    exported = actions.export("horse2zebra")
+    assert Path(exported).name == "horse2zebra.safetensors" and Path(exported).parent.parent == actions.work_dir
+    concept_file = actions.export("horse")
+    actions.remove_concept("horse")
+    assert "horse" not in actions.concept_names()
+    assert actions.import_file(concept_file) == "imported concept horse from horse.safetensors"
+    assert [row[:2] for row in actions.concepts_table()] == [["horse", 20], ["zebra", 20]]
+    assert actions.import_file(exported, "h2z-copy") == "imported direction h2z-copy from horse2zebra.safetensors"
+    bank = actions.bank(read_only=True)
+    assert np.array_equal(bank.direction("h2z-copy").tensor, bank.direction("horse2zebra").tensor)
+    bank.close()
+
+
+def test_the_bank_tab_adds_a_concept_with_progress_and_removes_a_sentence(actions):
+    seen = []
+    line = actions.add_concept("cat", "template", "", 12, report=lambda fraction, text: seen.append((fraction, text)))
+    assert line == "cat: added 12; 12 sentences stored"
+    assert seen[-1] == (1.0, "12/12 sentences") and [f for f, _ in seen] == sorted(f for f, _ in seen)
+    rows = actions.sentences_table("cat")
+    assert len(rows) == 12
+    assert actions.remove_sentence("cat", rows[0][0]) == f"removed #{rows[0][0]} from cat: {rows[0][1]}"
+    assert len(actions.sentences_table("cat")) == 11
+    with pytest.raises(BankError, match="sentence id 'x': not a number"):
+        actions.remove_sentence("cat", "x")
+    with pytest.raises(BankError, match="target count 0: use a whole number"):
+        actions.add_concept("dog", "template", "", 0)
+
+
+def test_studio_refuses_a_malformed_auth_in_one_line(tiny_sd, tmp_path):
+    from direction_bank.cli import cli
+
+    result = CliRunner().invoke(cli, ["-d", str(tmp_path / "b.db"), "studio", "--auth", "nobody", "--model",
+                                      str(tiny_sd)])
+    assert result.exit_code == 2
+    assert "give USER:PASSWORD, both non-empty" in result.output
+    assert not (tmp_path / "b.db").exists()
+
+
+def _drive(studio_bank, tiny_sd, tmp_path, photo, *extra):
+    """Run tests/studio_driver.py (a server, Chromium, gradio_client) in a loopback-only namespace."""
+    from tests.network import loopback_only
+
+    cut = loopback_only()
+    if not Path("/usr/lib/chromium/chromium").exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    pytest.importorskip("playwright", reason="the browser test drives Chromium with Playwright")
+    out = tmp_path / "seen"
+    out.mkdir()
+    env = {**os.environ, "DBANK_DB": studio_bank, "DBANK_MODEL": str(tiny_sd), "DBANK_DEBUG": "0",
+           "DBANK_CACHE": str(tmp_path / "cache"), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([*cut, sys.executable, str(DRIVER), str(out), photo, "7860", *extra], env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, json.loads((out / "seen.json").read_text())
+
+
+def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tiny_sd, tmp_path, photo):
+    out, seen = _drive(studio_bank, tiny_sd, tmp_path, photo)
+    assert "horse\n20" in seen["concepts_table"] and "zebra\n20" in seen["concepts_table"]
+    assert seen["gallery_images"] == 4
+    assert seen["gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "horse2zebra", "attention: horse"]
+    assert "inverted the image" in seen["first_status"]
+    assert "reused the inversion and the reference pass" in seen["second_status"]
+    assert seen["second_gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "zebra2horse",
+                                                             "attention: horse"]
+    assert seen["request_hosts"] == ["127.0.0.1"]  # no CDN, no analytics, no update check
+    assert "/edit" in seen["endpoints"] and "/add_concept" in seen["endpoints"]
+    client = seen["client"]
+    assert client["labels"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
+    assert client["caption"] == "a photo of a horse" and "reused the inversion" in client["message"]
+    assert all(Image.open(path).size == (64, 56) for path in client["files"])  # 48x40 at --size 64
+    assert seen["client_error"] == "no direction named 'no-such-direction' in the bank"
+    shot = Image.open(out / "studio.png")
+    assert shot.size[0] == 1400 and shot.size[1] >= 1000
+    artifacts = os.environ.get("DBANK_TEST_ARTIFACTS")
+    if artifacts:  # the screenshot, to look at
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "studio-second.png", Path(artifacts) / "studio.png")
+
+
+def test_the_studio_on_another_interface_warns_and_asks_for_the_password(studio_bank, tiny_sd, tmp_path, photo):
+    _, seen = _drive(studio_bank, tiny_sd, tmp_path, photo, "--host", "0.0.0.0", "--auth", "ana:s3cret")
+    assert seen["server_stderr"].startswith("warning: serving on 0.0.0.0: other machines can reach the studio\n")
+    assert seen["config_without_login"] == 401
+    assert seen["client"]["labels"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
+
+
+def test_a_generated_image_edits_without_inversion_like_generate_edit(actions, studio_bank, tiny_sd, tmp_path):
+    from direction_bank.cli import cli
+
+    path = actions.generate("a photo of a horse", size=SIZE, steps=STEPS, seed=3)
+    assert Image.open(path).size == (SIZE, SIZE)
+    actions.editor().invert_file = lambda *a, **k: pytest.fail("a generated image needs no inversion")
+    outcome = actions.edit(path, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, seed=3)
+    assert outcome.reused
+    result = CliRunner().invoke(cli, ["generate-edit", "a photo of a horse", "--direction", "horse2zebra", "--steps",
+                                      str(STEPS), "--size", str(SIZE), "--seed", "3", "-o", str(tmp_path / "cli"),
+                                      "--json"],
+                                env={"DBANK_DB": studio_bank, "DBANK_MODEL": str(tiny_sd)}, catch_exceptions=False)
+    written = json.loads(result.stdout)["results"][0]
+    assert np.array_equal(np.asarray(Image.open(written["image"])), np.asarray(Image.open(path)))
+    assert np.array_equal(np.asarray(Image.open(written["edits"]["horse2zebra"])), np.asarray(outcome.pictures[2][0]))
+
+
+def test_blip_suggests_the_caption(studio_bank, tiny_sd, tiny_blip, photo, tmp_path):
+    from direction_bank.studio.actions import StudioActions
+    from editor.caption import Captioner
+
+    actions = StudioActions(studio_bank, str(tiny_sd), device="cpu", caption_model=str(tiny_blip),
+                            work_dir=tmp_path / "work")
+    expected = Captioner(str(tiny_blip), "cpu")(Image.open(photo).convert("RGB"))
+    assert actions.suggest_caption(photo) == expected
