@@ -110,13 +110,10 @@ class StudioActions:
 
     def concepts_table(self) -> list[list]:
         """[name, sentences, encoders] per concept."""
-        bank = self.bank(read_only=True)
-        try:
+        with self.bank(read_only=True) as bank:
             return [[s.name, s.sentence_count,
                      ", ".join(f"{e['model']} ({e['count']})" for e in s.encoders) or "not embedded"]
                     for s in bank.concepts()]
-        finally:
-            bank.close()
 
     def concept_names(self) -> list[str]:
         """Every concept's name."""
@@ -124,20 +121,14 @@ class StudioActions:
 
     def sentences_table(self, concept: str) -> list[list]:
         """[id, text] per stored sentence of the concept."""
-        bank = self.bank(read_only=True)
-        try:
+        with self.bank(read_only=True) as bank:
             return [[record.id, record.text] for record in bank.sentences(concept)]
-        finally:
-            bank.close()
 
     def remove_sentence(self, concept: str, sentence_id) -> str:
         """Remove a sentence by id and take it out of the statistics."""
         sentence_id = _whole(sentence_id, "sentence id", 1, 2**63 - 1)
-        bank = self.bank()
-        try:
+        with self.bank() as bank:
             record = bank.remove_sentence(concept, lambda info: self._encoder_for(info), sentence_id=sentence_id)
-        finally:
-            bank.close()
         return f"removed #{record.id} from {concept}: {record.text}"
 
     def _encoder_for(self, info):
@@ -148,11 +139,8 @@ class StudioActions:
 
     def remove_concept(self, concept: str) -> str:
         """Remove a concept with its sentences and statistics."""
-        bank = self.bank()
-        try:
+        with self.bank() as bank:
             count = bank.remove_concept(concept)
-        finally:
-            bank.close()
         return f"removed {concept} ({count} sentences)"
 
     def add_concept(self, name: str, generator: str | None, llm: str | None, count, seed=0,
@@ -170,13 +158,10 @@ class StudioActions:
         semantic = writer.provenance.generator != "template"
         deduplicator = load_deduplicator(DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, self.device) if semantic else None
         encoder = self.encoder()
-        bank = self.bank()
-        try:
+        with self.bank() as bank:
             cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
             result = bank.fill_concept(name, writer, count, encoder, cleaner=cleaner,
                                        on_batch=lambda stored: report(stored / count, f"{stored}/{count} sentences"))
-        finally:
-            bank.close()
         line = f"{result.concept}: added {result.added}; {result.sentence_count} sentences stored"
         if result.sentence_count < count:
             line += f" (stopped at {result.sentence_count} of {count} after trying {result.tried}; run again to continue)"
@@ -187,11 +172,8 @@ class StudioActions:
         if not path:
             raise BankError("choose a file to import")
         encoder = self.encoder()
-        bank = self.bank()
-        try:
+        with self.bank() as bank:
             report = bank.import_file(path, encoder, name=name or None)
-        finally:
-            bank.close()
         return "\n".join([report.summary(Path(path).name), *(f"warning: {w}" for w in report.warnings)])
 
     def export(self, name: str) -> str:
@@ -199,8 +181,7 @@ class StudioActions:
         from direction_bank.errors import UnknownDirection
 
         name = check_name(name)
-        bank = self.bank(read_only=True)
-        try:
+        with self.bank(read_only=True) as bank:
             try:
                 direction = bank.direction(name)
             except UnknownDirection:
@@ -211,8 +192,6 @@ class StudioActions:
                 bank.export_direction(direction, path)
             else:
                 bank.export_concept(name, path)
-        finally:
-            bank.close()
         return str(path)
 
     def _fresh_folder(self) -> Path:
@@ -224,32 +203,23 @@ class StudioActions:
 
     def direction_names(self) -> list[str]:
         """Every saved direction's name."""
-        bank = self.bank(read_only=True)
-        try:
+        with self.bank(read_only=True) as bank:
             return [row["name"] for row in bank.directions()]
-        finally:
-            bank.close()
 
     def directions_table(self) -> list[list]:
         """[name, source, target, norm, signal-to-noise] per saved direction."""
-        bank = self.bank(read_only=True)
-        try:
+        with self.bank(read_only=True) as bank:
             return [[row["name"], row["source"] or "", row["target"] or "", round(row["norm"], 4),
                      None if row["snr"] is None else round(row["snr"], 2)] for row in bank.directions()]
-        finally:
-            bank.close()
 
     def diff(self, source: str, target: str, save_as: str | None = None):
         """(text, per-token plot) of target minus source; saved as `save_as` when given."""
         if not source or not target:
             raise BankError("choose a source and a target concept")
-        bank = self.bank(read_only=not save_as)
-        try:
+        with self.bank(read_only=not save_as) as bank:
             direction = bank.diff(source, target)
             if save_as:
                 direction = bank.save_direction(save_as, direction)
-        finally:
-            bank.close()
         text = "\n".join(direction.summary_lines()) + (f"\nsaved as {direction.name}" if save_as else "")
         return text, self._plot(direction)
 
@@ -260,20 +230,14 @@ class StudioActions:
             if not part:
                 continue
             cleaned.append((part, _finite(weight, f"the weight of {part}", -1000, 1000)))
-        bank = self.bank()
-        try:
+        with self.bank() as bank:
             direction = bank.compose_direction(name, cleaned)
-        finally:
-            bank.close()
         return "\n".join(direction.summary_lines())
 
     def plot(self, name: str):
         """The per-token norm plot of a saved direction (PIL)."""
-        bank = self.bank(read_only=True)
-        try:
+        with self.bank(read_only=True) as bank:
             direction = bank.direction(name)
-        finally:
-            bank.close()
         return self._plot(direction)
 
     @staticmethod
@@ -344,11 +308,8 @@ class StudioActions:
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
         settings = EditSettings(_whole(steps, "steps", 1, 1000), guidance_scale, xa_guidance, scale)
         word = (attention_word or "").strip()
-        bank = self.bank(read_only=True)
-        try:  # every direction is read and checked before the model is touched
+        with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
             tensors = [np.asarray(bank.direction(name).tensor, np.float32) for name in names]
-        finally:
-            bank.close()
         pixels = load_image(image, size)
         editor = self.editor()
         for name, tensor in zip(names, tensors):
