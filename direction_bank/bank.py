@@ -24,6 +24,7 @@ from db.models import (
 )
 from direction_bank.cleaning import (
     SentenceCleaner,
+    concept_pattern,
     content_hash,
     has_control_characters,
     normalise,
@@ -62,6 +63,17 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 64
 
 
+def round_seed(concept: str, stored_hashes) -> int:
+    """The seed of a generation round: 0 for an empty concept, else derived from the sentences
+    it holds, so a continuation samples new candidates and an identical rerun the same ones."""
+    import hashlib
+
+    if not stored_hashes:
+        return 0
+    digest = hashlib.sha256("\n".join([concept, *sorted(stored_hashes)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 def default_database() -> Path:
     """The bank file used when none is named: bank.db in the user data directory."""
     import platformdirs
@@ -79,6 +91,7 @@ class AddReport:
     skipped: int = 0
     backfilled: int = 0
     refused: int = 0  # lines holding control characters, never stored
+    off_concept: int = 0  # given lines that do not name the concept (stored unless required)
     truncated: list[str] = field(default_factory=list)
     sentence_count: int = 0
     target: int | None = None
@@ -208,12 +221,16 @@ class Bank:
         provenance: Provenance = FILE_PROVENANCE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
+        require_concept: bool = False,
     ) -> AddReport:
-        """Embed and store the sentences not yet stored for the concept (by content hash)."""
+        """Embed and store the sentences not yet stored for the concept (by content hash). Lines
+        that do not name the concept are counted in `off_concept`, and with `require_concept`
+        not stored."""
         concept = check_name(concept)
         info = self.register_encoder(encoder)
         report = AddReport(concept)
         stored = self._stored_hashes(concept)
+        names_it = concept_pattern(concept)
         new_texts, new_hashes = [], []
         for text in sentences:
             text = normalise(text)
@@ -222,6 +239,10 @@ class Bank:
             if has_control_characters(text):
                 report.refused += 1
                 continue
+            if not names_it.search(text):
+                report.off_concept += 1
+                if require_concept:
+                    continue
             key = content_hash(text)
             if key in stored:
                 report.skipped += 1
@@ -268,7 +289,7 @@ class Bank:
             cleaner.remember(self._stored_texts(concept))
             bar = progress_counter(target, len(stored), enabled=progress, desc="sentences kept",
                                    unit="sent")
-            for candidates in generator.batches(concept, batch_size):
+            for candidates in generator.batches(concept, batch_size, round_seed(concept, stored)):
                 tried += len(candidates)
                 repeats = cleaner.report.dropped["duplicate"]
                 texts = cleaner.clean(candidates, concept, stored)[: target - len(stored)]

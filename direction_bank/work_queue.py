@@ -137,9 +137,11 @@ def next_expiry(bank: Bank) -> datetime | None:
 
 
 def run_worker(bank: Bank, make_generator, encoder, lease_s: float = DEFAULT_LEASE_S,
-               batch_size: int = 64, make_cleaner=None, poll_s: float = 1.0) -> list[str]:
-    """Claim and fill concepts until the queue is finished; returns the concepts this worker did.
-    Waits while others hold leases, so a dead worker's concept is taken over when its lease ends."""
+               batch_size: int = 64, make_cleaner=None, poll_s: float = 1.0, max_candidates: int | None = None,
+               on_done=None) -> list[str]:
+    """Claim and fill concepts until the queue is finished; returns the concepts this worker did
+    and hands each one's AddReport to `on_done`. Waits while others hold leases, so a dead
+    worker's concept is taken over when its lease ends."""
     worker = worker_name()
     done = []
     while True:
@@ -153,7 +155,7 @@ def run_worker(bank: Bank, make_generator, encoder, lease_s: float = DEFAULT_LEA
         try:
             report = bank.fill_concept(
                 item.concept, make_generator(), item.target, encoder, batch_size=batch_size,
-                cleaner=make_cleaner() if make_cleaner else None,
+                cleaner=make_cleaner() if make_cleaner else None, max_candidates=max_candidates,
                 on_batch=lambda count: renew(bank, item, worker, lease_s, count),
             )
         except BankError as error:
@@ -161,14 +163,22 @@ def run_worker(bank: Bank, make_generator, encoder, lease_s: float = DEFAULT_LEA
             raise
         finish(bank, item, worker, report.sentence_count)
         done.append(item.concept)
+        if on_done is not None:
+            on_done(report)
 
 
 def queue_status(bank: Bank) -> dict:
-    """Counts by status and every queued concept's state."""
+    """Counts by status and every queued concept's state; its sentences are those stored now
+    (each batch commits on its own), so a running concept shows progress between renewals."""
+    from db.models import Concept, Sentence
+
     with bank.db.reading() as session:
         rows = session.scalars(select(QueueItem).order_by(QueueItem.id)).all()
+        stored = dict(session.execute(select(Concept.name, func.count(Sentence.id)).join(Sentence)
+                                      .where(Concept.name.in_([r.concept for r in rows])).group_by(Concept.name)).all())
         items = [
-            {"concept": r.concept, "target": r.target, "status": r.status, "sentences": r.sentence_count,
+            {"concept": r.concept, "target": r.target, "status": r.status,
+             "sentences": stored.get(r.concept, 0) if r.status == "running" else r.sentence_count,
              "worker": r.worker, "attempts": r.attempts, "error": r.error,
              "lease_expires": _aware(r.lease_expires).isoformat() if r.lease_expires else None}
             for r in rows

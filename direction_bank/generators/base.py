@@ -20,9 +20,19 @@ class SentenceGenerator(Protocol):
 
     provenance: Provenance
 
-    def batches(self, concept: str, batch_size: int) -> Iterator[list[str]]:
-        """Yield lists of up to `batch_size` candidate sentences naming `concept`."""
+    def batches(self, concept: str, batch_size: int, round_seed: int = 0) -> Iterator[list[str]]:
+        """Yield lists of up to `batch_size` candidate sentences naming `concept`. `round_seed`
+        differs from one round of a concept to the next (derived from what it holds), so a
+        continuation writes new candidates while an identical rerun writes the same ones."""
         ...
+
+
+def mixed_seed(*parts) -> int:
+    """A 63-bit seed from several numbers (the user's seed, the round's, the call's)."""
+    import hashlib
+
+    digest = hashlib.sha256(":".join(str(part) for part in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 FILE_PROVENANCE = Provenance(generator="file")

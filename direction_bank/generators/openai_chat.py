@@ -29,7 +29,8 @@ class OpenAIGenerator:
     def __init__(self, model: str | None = None, base_url: str | None = None,
                  api_key: str | None = None, per_request: int = 40, concurrency: int = 4,
                  temperature: float = 1.0, max_retries: int = 2,
-                 timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S, deadline_s: float = DEFAULT_DEADLINE_S):
+                 timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S, deadline_s: float = DEFAULT_DEADLINE_S,
+                 seed: int = 0):
         import openai
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -52,6 +53,8 @@ class OpenAIGenerator:
         self.deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s
         self.per_request = per_request
+        self.seed = seed
+        self.requests_sent = 0
         self.concurrency = concurrency
         self.temperature = temperature
         self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
@@ -63,7 +66,7 @@ class OpenAIGenerator:
                       "base_url": base_url or "https://api.openai.com/v1"},
         )
 
-    def _request(self, concept: str) -> list[str]:
+    def _request(self, concept: str, seed: int) -> list[str]:
         import openai
 
         http = self._http_library()
@@ -75,6 +78,7 @@ class OpenAIGenerator:
                 model=self.model,
                 messages=[{"role": "user", "content": list_request(concept, self.per_request)}],
                 temperature=self.temperature,
+                seed=seed,  # honoured on a best-effort basis by OpenAI and vLLM
             ) as response:
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -143,14 +147,21 @@ class OpenAIGenerator:
                 lines.extend(split_lines(content))
         return lines
 
-    def batches(self, concept: str, batch_size: int) -> Iterator[list[str]]:
-        """Yield the lines of `concurrency` concurrent requests at a time, until the deadline."""
+    def batches(self, concept: str, batch_size: int, round_seed: int = 0) -> Iterator[list[str]]:
+        """Yield the lines of `concurrency` concurrent requests at a time, until the deadline;
+        each request carries its own seed (the user's, the round's, its number)."""
+        from direction_bank.generators.base import mixed_seed
+
         self._deadline = time.monotonic() + self.deadline_s
         with ThreadPoolExecutor(self.concurrency) as pool:
             while True:
                 if time.monotonic() >= self._deadline:
                     raise BankError(self._past_deadline())
-                futures = [pool.submit(self._request, concept) for _ in range(self.concurrency)]
+                futures = []
+                for _ in range(self.concurrency):
+                    seed = mixed_seed(self.seed, round_seed, self.requests_sent) % 2**31
+                    self.requests_sent += 1
+                    futures.append(pool.submit(self._request, concept, seed))
                 lines = []
                 for future in futures:
                     lines.extend(future.result())

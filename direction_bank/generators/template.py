@@ -37,8 +37,9 @@ class TemplateGenerator:
             generator="template", model=None, prompt_version="template-v1", settings={"seed": seed}
         )
 
-    def sentences(self, concept: str) -> list[str]:
-        """All sentences the templates can write about the concept, in the seeded order."""
+    def sentences(self, concept: str, round_seed: int = 0) -> list[str]:
+        """All sentences the templates can write about the concept, in the seeded order (a
+        continuation, with another `round_seed`, meets them in another order)."""
         combos = [
             (style, adjective, action, place)
             for style in STYLES
@@ -46,15 +47,15 @@ class TemplateGenerator:
             for action in ACTIONS
             for place in PLACES
         ]
-        random.Random(self.seed).shuffle(combos)
+        random.Random(self.seed if not round_seed else f"{self.seed}:{round_seed}").shuffle(combos)
         out = []
         for style, adjective, action, place in combos:
             subject = _with_article(f"{adjective} {concept}".strip())
             out.append(f"{style} {subject} {action} {place}")
         return out
 
-    def batches(self, concept: str, batch_size: int) -> Iterator[list[str]]:
+    def batches(self, concept: str, batch_size: int, round_seed: int = 0) -> Iterator[list[str]]:
         """Yield the template sentences in batches, then stop."""
-        sentences = self.sentences(concept)
+        sentences = self.sentences(concept, round_seed)
         for start in range(0, len(sentences), batch_size):
             yield sentences[start : start + batch_size]

@@ -147,16 +147,14 @@ class StudioActions:
                     report=_no_report) -> str:
         """Generate, clean, embed and store sentences until `name` holds `count`; report(fraction,
         text) after every stored batch. Returns the summary line."""
-        from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, SentenceCleaner
-        from direction_bank.cleaning import load_deduplicator
+        from direction_bank.cleaning import SentenceCleaner, deduplicator_for
         from direction_bank.generators import make_generator
 
         name = check_name(name)
         count = _whole(count, "target count", 1, MAX_COUNT)
         seed = _whole(seed, "seed", 0, 2**32 - 1)
         writer = make_generator(generator or None, llm=llm or None, seed=seed, device=self.device)
-        semantic = writer.provenance.generator != "template"
-        deduplicator = load_deduplicator(DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, self.device) if semantic else None
+        deduplicator = deduplicator_for(writer.provenance.generator, device=self.device)
         encoder = self.encoder()
         with self.bank() as bank:
             cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
