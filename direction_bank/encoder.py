@@ -42,6 +42,25 @@ def _model_folder(model: str) -> tuple[str, str | None]:
     return (str(path) if path.is_dir() else model), "text_encoder"
 
 
+def _has_second_text_encoder(source: str) -> bool:
+    """Whether a pipeline folder or id has text_encoder_2 (SDXL), by its model_index.json."""
+    import json
+
+    from transformers.utils import cached_file
+
+    try:
+        index = cached_file(source, "model_index.json", _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+    except OSError:
+        return False
+    if not index:
+        return False
+    try:
+        return "text_encoder_2" in json.loads(Path(index).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 class TextEncoder:
     """A loaded CLIP text encoder and its tokenizer, embedding sentences as pix2pix-zero does."""
 
@@ -67,6 +86,9 @@ class TextEncoder:
             raise BankError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         device = device or default_device()
         source, subfolder = _model_folder(model)
+        if subfolder and _has_second_text_encoder(source):
+            raise BankError(f"{model!r} is an SDXL model: its sentences need both of its text encoders, "
+                            "which the bank does not embed yet; use a Stable Diffusion 1.x or 2.x model")
         tokenizer_folder = "tokenizer" if subfolder else None
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, subfolder=tokenizer_folder or "")

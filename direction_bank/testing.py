@@ -296,3 +296,51 @@ def fresh_postgres_database(url: str, name: str) -> str:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+# SDXL's layout at toy sizes (as diffusers' own SDXL tests build it): two CLIP text encoders of
+# 32 dims (prompt embeds 64 = 32 + 32; the second one's projection, 32, is the pooled embed),
+# a UNet with text_time added conditions (6 time ids x 8 + 32 pooled = 80)
+TINY_SDXL_UNET = dict(
+    block_out_channels=(32, 64), layers_per_block=2, sample_size=32,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+    addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+    cross_attention_dim=64, norm_num_groups=32,
+)
+
+
+def write_tiny_sdxl(folder: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
+    """A whole random SDXL in the diffusers layout (model_index.json, unet/, vae/, text_encoder/,
+    text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/), loadable like a real SDXL id; both
+    tokenizers are the real CLIP BPE (the second pads with "!", as SDXL's does)."""
+    import json
+    import shutil
+
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from)
+    shutil.copytree(folder / "tokenizer", folder / "tokenizer_2")
+    second = CLIPTokenizer.from_pretrained(folder / "tokenizer_2", pad_token="!")
+    shutil.rmtree(folder / "tokenizer_2")
+    second.save_pretrained(folder / "tokenizer_2")
+    torch.manual_seed(seed + 1)
+    settings = dict(TINY_TEXT, vocab_size=49408, max_position_embeddings=77, projection_dim=32,
+                    bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    CLIPTextModelWithProjection(CLIPTextConfig(**settings)).eval().save_pretrained(folder / "text_encoder_2")
+    torch.manual_seed(seed)
+    UNet2DConditionModel(in_channels=4, out_channels=4, **TINY_SDXL_UNET).save_pretrained(folder / "unet")
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **TINY_VAE).save_pretrained(folder / "vae")
+    EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                           timestep_spacing="leading").save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.30.0",
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"], "force_zeros_for_empty_prompt": True,
+        "feature_extractor": [None, None], "image_encoder": [None, None],
+    }))
+    return folder

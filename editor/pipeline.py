@@ -83,6 +83,10 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto") 
                    "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
     try:
+        unet_config = UNet2DConditionModel.load_config(source, subfolder="unet")
+        if unet_config.get("addition_embed_type") == "text_time":  # SDXL's added conditions
+            raise EditorError(f"{model!r} is an SDXL model; the editor edits Stable Diffusion 1.x and 2.x "
+                              "models only so far")
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype)
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=torch_dtype)
