@@ -109,6 +109,11 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
         client.predict(handle_file(image), "", ["no-such-direction"], 1.0, 0.1, 5.0, 3, 64, 0, "", api_name="/edit")
     except Exception as error:  # gradio_client's AppError carries the page's one line
         seen["client_error"] = str(error)
+    try:
+        client.predict("zebra", "", api_name="/remove_concept")
+    except Exception as error:
+        seen["unconfirmed_removal"] = str(error)
+    seen["concepts_after"] = [row[0] for row in client.predict(api_name="/refresh")[0]["data"]]
 
 
 def main() -> None:

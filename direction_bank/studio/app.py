@@ -81,7 +81,9 @@ def build_app(actions: StudioActions):
         return actions.remove_sentence(concept, sentence_id), actions.sentences_table(concept)
 
     @_shown
-    def remove_concept(concept):
+    def remove_concept(concept, typed):
+        if not concept or (typed or "").strip() != concept:
+            raise BankError("type the concept's name in the box beside the button to remove it")
         return actions.remove_concept(concept), []
 
     @_shown
@@ -151,7 +153,9 @@ def build_app(actions: StudioActions):
                     with gr.Row():
                         sentence_id = gr.Number(label="sentence id", precision=0)
                         remove_sentence_button = gr.Button("Remove sentence")
-                        remove_concept_button = gr.Button("Remove concept", variant="stop")
+                    with gr.Row():
+                        confirm_name = gr.Textbox(label="to remove the concept, type its name", scale=2)
+                        remove_concept_button = gr.Button("Remove concept", variant="stop", scale=1)
                     bank_status = gr.Textbox(label="status", interactive=False)
                 with gr.Column():
                     gr.Markdown("### Add a concept")
@@ -231,7 +235,8 @@ def build_app(actions: StudioActions):
         concept.change(show_sentences, concept, sentences, api_name="sentences")
         remove_sentence_button.click(remove_sentence, [concept, sentence_id], [bank_status, sentences],
                                      concurrency_id="model", concurrency_limit=1).success(**listing)
-        remove_concept_button.click(remove_concept, concept, [bank_status, sentences]).success(**listing)
+        remove_concept_button.click(remove_concept, [concept, confirm_name], [bank_status, sentences],
+                                    api_name="remove_concept").success(**listing)
         add_button.click(add_concept, [new_name, generator, llm, count, new_seed], add_status,
                          api_name="add_concept", concurrency_id="model", concurrency_limit=1).success(**listing)
         import_button.click(import_file, [upload, import_name], import_status, api_name="import",
