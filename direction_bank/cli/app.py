@@ -127,6 +127,13 @@ def require_encoder(model: str) -> None:
                   "set --model or DBANK_MODEL to a local folder with text_encoder/ and tokenizer/")
 
 
+def require_sd_model(model: str) -> None:
+    """Fail in one line, without loading anything, when the whole Stable Diffusion `model` cannot be had."""
+    from direction_bank.model_check import require_model
+
+    require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+
+
 def load_encoder(model: str, device: str | None, dtype: str):
     """The bank's text encoder for `model` (one line when it cannot be loaded)."""
     import transformers.utils.logging  # noqa: F401  (so that it can be quietened)

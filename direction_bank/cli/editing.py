@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, model_option, open_bank, overwrite_option, with_device, write_pictures,
+    cli, emit, json_option, model_option, open_bank, overwrite_option, require_sd_model, with_device, write_pictures,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
@@ -78,12 +78,6 @@ def _check_shapes(editor, resolved, errors):
     return fitting
 
 
-def _require_sd_model(model: str) -> None:
-    from direction_bank.model_check import require_model
-
-    require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
-
-
 def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_captions=False):
     import diffusers.utils.logging  # noqa: F401  (so that it can be quietened)
     import transformers.utils.logging  # noqa: F401
@@ -95,7 +89,7 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_c
     from editor.editor import Editor
 
     quiet_third_parties()
-    _require_sd_model(model)
+    require_sd_model(model)
     if need_captions:
         require_model(caption_model, "the captioning model",
                       "pass --caption, or set --caption-model to a local BLIP folder")
@@ -250,7 +244,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     if (common or own) and engine == "ray":  # the workers load the model; here its configs will do
         from editor.pipeline import DirectionShape
 
-        _require_sd_model(model)
+        require_sd_model(model)
         editor = DirectionShape(model)
     elif common or own:
         editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet,

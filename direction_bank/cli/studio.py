@@ -5,7 +5,7 @@ import ipaddress
 
 import click
 
-from direction_bank.cli.app import cli, model_option, with_device
+from direction_bank.cli.app import cli, model_option, require_sd_model, with_device
 from direction_bank.errors import BankError
 
 LOOPBACK = "127.0.0.1"
@@ -52,11 +52,10 @@ def studio(ctx, host, port, auth_text, caption_model, model, device, dtype):
         import gradio  # noqa: F401
     except ImportError:
         raise BankError("the studio needs Gradio: pip install 'dbank[studio]'") from None
-    from direction_bank.model_check import require_model
     from direction_bank.studio.actions import StudioActions
     from direction_bank.studio.app import serve
 
-    require_model(model, "the Stable Diffusion model", "set --model or DBANK_MODEL to a local diffusers folder")
+    require_sd_model(model)
     if not _is_loopback(host):
         click.echo(f"warning: serving on {host}: other machines can reach the studio"
                    + ("" if auth else " and change the bank (no --auth given)"), err=True)
