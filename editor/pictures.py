@@ -123,6 +123,14 @@ def token_norm_plot(norms, tokens: list[str] | None = None, title: str = ""):
     return picture
 
 
+def photo_at(path, size: tuple[int, int]):
+    """The image file as RGB at `size` (an edit's size): the input beside its edits."""
+    from PIL import Image
+
+    with Image.open(path) as opened:
+        return opened.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+
+
 def save_png(picture, path) -> None:
     """Save as PNG with the picture's labels in a text chunk."""
     from PIL.PngImagePlugin import PngInfo

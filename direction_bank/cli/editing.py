@@ -278,18 +278,13 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     sheet_rows = []
 
     def finished(result):
-        from PIL import Image
-
-        from editor.pictures import attention_overlay
+        from editor.pictures import attention_overlay, photo_at
 
         paths = result.job.extra["paths"]
         for word in attention_words:
             if word not in result.maps:
                 warnings.append(f"{result.job.image}: {word!r} is not in the caption {result.caption!r}; no map")
-        photo = None
-        if result.maps or sheet:
-            with Image.open(result.job.image) as opened:
-                photo = opened.convert("RGB").resize(result.reconstruction.size, Image.Resampling.LANCZOS)
+        photo = photo_at(result.job.image, result.reconstruction.size) if result.maps or sheet else None
         pictures = {**{paths["edits"][label]: picture for label, picture in zip(result.job.labels, result.edits)},
                     paths["reconstruction"]: result.reconstruction,
                     **{paths["attention"][word]: attention_overlay(photo, grey) for word, grey in result.maps.items()},

@@ -263,14 +263,14 @@ class StudioActions:
         editing it with the prompt as caption needs no inversion."""
         import numpy as np
 
-        from editor.edit import EditSettings
+        from editor.edit import SETTING_BOUNDS, EditSettings
         from editor.editor import Inversion
 
         prompt = (prompt or "").strip()
         if not prompt:
             raise BankError("write a prompt to generate from")
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
-        settings = EditSettings(_whole(steps, "steps", 1, 1000), guidance_scale, 0.0, 1.0)
+        settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, 0.0, 1.0)
         editor = self.editor()
         self._report = report
         try:
@@ -281,7 +281,7 @@ class StudioActions:
             self._report = _no_report
         path = self._fresh_folder() / f"{file_label(f'generated {seed} {size} {prompt}')}.png"
         generated.save(path)
-        self._remember(self._key(path, prompt, size, settings.steps, seed), _Remembered(start, ""))
+        self._remember((_file_digest(path), prompt, size, settings.steps, seed), _Remembered(start, ""))
         return str(path)
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
@@ -292,7 +292,7 @@ class StudioActions:
         the reference pass, and the outcome says so."""
         import numpy as np
 
-        from editor.edit import EditSettings
+        from editor.edit import SETTING_BOUNDS, EditSettings
         from editor.pipeline import load_image
 
         if not image:
@@ -304,7 +304,7 @@ class StudioActions:
             raise BankError(f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
         caption = (caption or "").strip() or None
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
-        settings = EditSettings(_whole(steps, "steps", 1, 1000), guidance_scale, xa_guidance, scale)
+        settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, xa_guidance, scale)
         word = (attention_word or "").strip()
         with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
             tensors = [np.asarray(bank.direction(name).tensor, np.float32) for name in names]
@@ -315,10 +315,11 @@ class StudioActions:
         started = time.monotonic()
         self._report = report
         try:
-            key = self._key(image, caption, size, settings.steps, seed)
+            digest = _file_digest(image)
+            key = (digest, caption, size, settings.steps, seed)
             remembered = self._remembered.get(key)
             if remembered is None and caption is not None:  # BLIP's caption, now typed in the box
-                blip = self._remembered.get(self._key(image, None, size, settings.steps, seed))
+                blip = self._remembered.get((digest, None, size, settings.steps, seed))
                 remembered = blip if blip is not None and blip.inversion.caption == caption else None
             inverted = remembered is None
             if inverted:
@@ -339,13 +340,10 @@ class StudioActions:
         return self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused)
 
     def _outcome(self, image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused):
-        from PIL import Image
-
-        from editor.pictures import attention_overlay
+        from editor.pictures import attention_overlay, photo_at
 
         caption = remembered.inversion.caption
-        with Image.open(image) as opened:
-            photo = opened.convert("RGB").resize(reconstruction.size, Image.Resampling.LANCZOS)
+        photo = photo_at(image, reconstruction.size)
         pictures = [(photo, "input"), (reconstruction, "reconstruction"), *zip(edits, names)]
         overlay, notes = None, []
         if word:
@@ -380,16 +378,16 @@ class StudioActions:
 
     # -- the memory of recent images ------------------------------------------------------------
 
-    @staticmethod
-    def _key(image, caption, size, steps, seed) -> tuple:
-        digest = hashlib.sha256(Path(image).read_bytes()).hexdigest()
-        return digest, caption, size, steps, seed
-
     def _remember(self, key, remembered: _Remembered) -> None:
         self._remembered[key] = remembered
         self._remembered.move_to_end(key)
         while len(self._remembered) > REMEMBERED_IMAGES:
             self._remembered.popitem(last=False)
+
+
+def _file_digest(path) -> str:
+    """SHA-256 of a file's bytes: the memory of recent images is keyed by content, not by path."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _whole(value, what: str, low: int, high: int) -> int:

@@ -62,15 +62,13 @@ def build_app(actions: StudioActions):
     def reporter(progress):
         return lambda fraction, text: progress(fraction, desc=text)
 
-    def choices():
-        concepts = actions.concept_names()
-        directions = actions.direction_names()
-        return (*[gr.update(choices=concepts)] * 3, *[gr.update(choices=directions)] * 2,
-                gr.update(choices=directions + [c for c in concepts if c not in directions]))
-
     @_shown
     def refresh():
-        return (actions.concepts_table(), actions.directions_table(), *choices())
+        concept_rows, direction_rows = actions.concepts_table(), actions.directions_table()
+        concepts, directions = [row[0] for row in concept_rows], [row[0] for row in direction_rows]
+        return (concept_rows, direction_rows, *[gr.update(choices=concepts)] * 3,
+                *[gr.update(choices=directions)] * 2,
+                gr.update(choices=directions + [c for c in concepts if c not in directions]))
 
     @_shown
     def show_sentences(concept):
