@@ -100,15 +100,14 @@ class LocalGenerator:
 
         self.model_name = model or default_local_model()
         source, gguf = resolve_model(self.model_name)
-        extra = {}
         try:
             if gguf:
                 source = converted_gguf(Path(source) / gguf)
-            config = AutoConfig.from_pretrained(source, **extra)
-            self.tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            config = AutoConfig.from_pretrained(source)
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
             self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
             loader = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-            self.model = loader.from_pretrained(source, **extra)
+            self.model = loader.from_pretrained(source)
         except (OSError, ValueError) as error:
             raise ModelUnavailable(
                 f"cannot load the sentence model {self.model_name!r} ({first_line(error)}); {LOCAL_MODEL_FIX}"
