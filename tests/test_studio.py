@@ -177,6 +177,23 @@ def test_studio_refuses_a_malformed_auth_in_one_line(tiny_sd, tmp_path):
     assert not (tmp_path / "b.db").exists()
 
 
+def test_studio_on_a_taken_port_is_one_line(tiny_sd, tmp_path):
+    import socket
+
+    from direction_bank.cli import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["-d", str(tmp_path / "b.db"), "studio", "--port", str(port), "--model",
+                                          str(tiny_sd)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: cannot serve the studio on 127.0.0.1:{port} (Address already in use); "
+                             "choose another --host or --port\n")
+    assert not (tmp_path / "b.db").exists()
+
+
 def _drive(studio_bank, tiny_sd, tmp_path, photo, *extra):
     """Run tests/studio_driver.py (a server, Chromium, gradio_client) in a loopback-only namespace."""
     from tests.network import loopback_only

@@ -20,6 +20,20 @@ def _auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _check_address(host: str, port: int) -> None:
+    """One line, before Gradio loads, when host:port cannot be served (not this machine's
+    address, or the port taken)."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except (OSError, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise BankError(f"cannot serve the studio on {host}:{port} ({reason}); choose another --host or --port") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -45,6 +59,7 @@ def studio(ctx, host, port, auth_text, caption_model, model, device, dtype):
     images, in a browser. One model is loaded (on first use) and kept; model work runs one job
     at a time. Works offline: no CDN, no analytics, no update checks."""
     auth = _auth(auth_text)
+    _check_address(host, port)
     try:
         from direction_bank.studio.app import offline_environment
 
