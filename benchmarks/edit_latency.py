@@ -5,6 +5,8 @@ one; or tiny, for the CPU), at the same size, steps and dtype.
     python benchmarks/edit_latency.py --shape sd14 --size 512 --steps 50            # a GPU, fp16
     python benchmarks/edit_latency.py --shape tiny --size 64 --steps 10 --device cpu  # CI-sized
     python benchmarks/edit_latency.py --shape sd14 --size 512 --steps 50 --images 16 --directions 2
+    python benchmarks/edit_latency.py --shape sdxl --size 1024 --steps 50            # SDXL, a GPU, fp16
+    python benchmarks/edit_latency.py --shape sdxl --size 256 --steps 3 --device cpu  # SDXL, CPU
 
 Printed first: UNet calls per edit step and the samples they run, for both (counted with a
 forward hook, so device-independent). Then per implementation: inversion time, edit time, first
@@ -12,6 +14,11 @@ edit (both), another direction on the same image (diffusers: its edit alone, reu
 latents, which is the fair comparison), and peak GPU memory; then the ratios. Targets on an H100/H200 at 512, 50 steps,
 fp16: first edit <= 4 s, another direction <= 2.5 s, peak <= 6 GiB. --compile adds a run with
 torch.compile'd UNet and reports the compile time apart.
+
+SDXL (--shape sdxl: SDXL 1.0 base's shapes, random weights written to disk in fp16, about 7 GB;
+tiny-sdxl for a quick check): diffusers has no SDXL pix2pix-zero, so the baseline is one plain
+StableDiffusionXLPipeline generation at the same size, steps and guidance (what an edit costs in
+generations).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=["sd14", "tiny"], default="sd14")
+    parser.add_argument("--shape", choices=["sd14", "tiny", "sdxl", "tiny-sdxl"], default="sd14")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--device", default=None)
@@ -43,7 +50,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from direction_bank.testing import write_tiny_sd
+    from direction_bank.testing import write_tiny_sd, write_tiny_sdxl
     from editor.edit import EditSettings
     from editor.editor import Editor
     from editor.inversion import Regularisation
@@ -51,7 +58,11 @@ def main() -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
     work = Path(tempfile.mkdtemp(prefix="dbank-edit-bench-"))
-    write_tiny_sd(work / "sd", shape=args.shape)
+    sdxl = args.shape.endswith("sdxl")
+    if sdxl:
+        write_tiny_sdxl(work / "sd", shape="sdxl" if args.shape == "sdxl" else "tiny")
+    else:
+        write_tiny_sd(work / "sd", shape=args.shape)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (args.size, args.size, 3), dtype=np.uint8)).save(
         work / "image.png")
     caption = "a photo of a horse"
@@ -83,6 +94,9 @@ def main() -> None:
     hidden = editor.hidden_size
     direction = torch.randn(1, 77, hidden, generator=torch.Generator().manual_seed(0)).numpy() * 0.1
     other = torch.randn(1, 77, hidden, generator=torch.Generator().manual_seed(1)).numpy() * 0.1
+    # SDXL directions carry a pooled part too
+    pooled = torch.randn(1, editor.pooled_size, generator=torch.Generator().manual_seed(2)).numpy() * 0.1 if sdxl \
+        else None
     settings = EditSettings(steps=args.steps)
     print(f"{args.shape} model, {args.size}x{args.size}, {args.steps} steps, {device}, "
           f"{editor.components.dtype}, torch {torch.__version__}")
@@ -91,7 +105,8 @@ def main() -> None:
         """UNet calls and samples of one edit, on an editor of its own (freed afterwards)."""
         counting = Editor(str(work / "sd"), device=device, dtype=args.dtype)
         counted = counting.invert_file(work / "image.png", caption, args.size, args.steps, seed=0)
-        return count_unet_calls(counting.components.unet, lambda: counting.edit(counted, direction, settings))
+        return count_unet_calls(counting.components.unet,
+                                lambda: counting.edit(counted, direction, settings, pooled=pooled))
 
     ours_calls, ours_samples = our_calls()
 
@@ -103,10 +118,10 @@ def main() -> None:
         inversion = editor.invert_file(work / "image.png", caption, args.size, args.steps, Regularisation(), seed=1)
         synchronize()
         inverted = time.perf_counter()
-        editor.edit(inversion, direction, settings, keep_reference=True)
+        editor.edit(inversion, direction, settings, keep_reference=True, pooled=pooled)
         synchronize()
         edited = time.perf_counter()
-        editor.edit(inversion, other, settings, keep_reference=True)
+        editor.edit(inversion, other, settings, keep_reference=True, pooled=pooled)
         synchronize()
         again = time.perf_counter()
         return {"label": label, "inversion": inverted - start, "edit": edited - inverted,
@@ -120,12 +135,17 @@ def main() -> None:
         compile_unet(editor.components)
         editor.invert_file(work / "image.png", caption, args.size, 2, seed=7)
         editor.edit(editor.invert_file(work / "image.png", caption, args.size, 2, seed=7), direction,
-                    EditSettings(steps=2))
+                    EditSettings(steps=2), pooled=pooled)
         synchronize()
         print(f"torch.compile of the UNet (first calls): {time.perf_counter() - start:.1f} s")
         rows.append(ours("dbank editor (compiled)"))
 
-    if not args.skip_diffusers:
+    if sdxl and not args.skip_diffusers:
+        del editor
+        rows.append(sdxl_generation(work, args, device, caption, synchronize, reset_peak, peak_gib))
+        print(f"unet calls per step: dbank {ours_calls / args.steps:.2f} (samples {ours_samples / args.steps:.2f}); "
+              "diffusers SDXL generation 1.00 (samples 2.00)")
+    elif not args.skip_diffusers:
         c, pipe = diffusers_pipeline(work, device, args.dtype)
         image = Image.open(work / "image.png")
         source = torch.zeros(1, 77, hidden, device=device, dtype=c.dtype)
@@ -159,16 +179,48 @@ def main() -> None:
     else:
         print(f"unet calls per step: dbank {ours_calls / args.steps:.2f} (samples {ours_samples / args.steps:.2f})")
 
-    if args.images:
+    if args.images and not sdxl:
         throughput(args, work, device, caption, synchronize, reset_peak, peak_gib)
     print(f"{'':<26}{'inversion':>10}{'edit':>9}{'first':>9}{'another':>9}{'peak GiB':>10}")
     for r in rows:
         print(f"{r['label']:<26}{r['inversion']:9.2f}s{r['edit']:8.2f}s{r['first']:8.2f}s"
               f"{r['another']:8.2f}s{r['peak']:10.2f}")
-    if len(rows) > 1 and rows[-1]["label"].startswith("diffusers"):
+    if sdxl and len(rows) > 1 and rows[-1]["label"].startswith("diffusers"):
+        print(f"dbank first edit = {rows[0]['first'] / rows[-1]['first']:.2f} SDXL generations, "
+              f"another direction = {rows[0]['another'] / rows[-1]['first']:.2f}")
+    elif len(rows) > 1 and rows[-1]["label"].startswith("diffusers"):
         base, mine = rows[-1], rows[0]
         print(f"diffusers / dbank: first edit {base['first'] / mine['first']:.2f}x, "
               f"another direction {base['another'] / mine['another']:.2f}x")
+
+
+def sdxl_generation(work, args, device, caption, synchronize, reset_peak, peak_gib) -> dict:
+    """A row for one plain StableDiffusionXLPipeline generation on the same model, size, steps
+    and guidance (timed after a warm-up), with the VAE in fp32 under fp16 as dbank runs it."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from editor.pipeline import load_components
+
+    c = load_components(str(work / "sd"), device, args.dtype)
+    pipe = StableDiffusionXLPipeline(vae=c.vae, text_encoder=c.text_encoder, text_encoder_2=c.text_encoder_2,
+                                     tokenizer=c.tokenizer, tokenizer_2=c.tokenizer_2, unet=c.unet,
+                                     scheduler=c.scheduler).to(device)
+    pipe.set_progress_bar_config(disable=True)
+
+    def generate():
+        pipe(caption, height=args.size, width=args.size, num_inference_steps=args.steps, guidance_scale=5.0,
+             generator=torch.Generator().manual_seed(0))
+
+    generate()
+    reset_peak()
+    synchronize()
+    start = time.perf_counter()
+    generate()
+    synchronize()
+    seconds = time.perf_counter() - start
+    return {"label": "diffusers SDXL generation", "inversion": float("nan"), "edit": seconds, "first": seconds,
+            "another": float("nan"), "peak": peak_gib()}
 
 
 def diffusers_pipeline(work, device, dtype):

@@ -36,6 +36,8 @@ class Encoder(Base):
     encoder_class: Mapped[str] = mapped_column(String(128))
     hidden_size: Mapped[int] = mapped_column(Integer)
     max_length: Mapped[int] = mapped_column(Integer)
+    # SDXL: the size of the pooled embedding kept beside the token states; None for SD 1.x/2.x
+    pooled_size: Mapped[int | None] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     # path:size:mtime of the weights file the fingerprint was hashed from, so it is hashed once
     weights_signature: Mapped[str | None] = mapped_column(String(2048), index=True)
@@ -120,7 +122,8 @@ class Moments(Base):
     encoder_id: Mapped[int] = mapped_column(
         ForeignKey("encoders.id", ondelete="CASCADE"), primary_key=True
     )
-    # float32 little-endian [max_length, hidden_size]: the mean and the sum of squared deviations
+    # float32 little-endian, the encoder's sample layout (storage.EncoderInfo.sample_shape):
+    # the mean and the sum of squared deviations
     mean: Mapped[bytes] = mapped_column(LargeBinary)
     m2: Mapped[bytes] = mapped_column(LargeBinary)
 
@@ -143,7 +146,7 @@ class Direction(Base):
     # how it was made: {"diff": ...}, {"sum": [[name, weight], ...]} or {"file": ...}
     recipe: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    # float32 little-endian [max_length, hidden_size]
+    # float32 little-endian, the encoder's sample layout: the token states, then any pooled part
     tensor: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
 
 

@@ -195,6 +195,7 @@ class Bank:
                     encoder_class=encoder.encoder_class,
                     hidden_size=encoder.hidden_size,
                     max_length=encoder.max_length,
+                    pooled_size=encoder.pooled_size or None,
                     fingerprint=fingerprint,
                     weights_signature=signature,
                 )
@@ -399,7 +400,7 @@ class Bank:
 
         if len(embeddings) == 0:
             return
-        current = read_statistics(session, concept_id, info) or RunningStats.empty(info.shape)
+        current = read_statistics(session, concept_id, info) or RunningStats.empty(info.sample_shape)
         write_statistics(session, concept_id, info, current.add(embeddings))
 
     # -- reading --------------------------------------------------------------------------
@@ -524,7 +525,7 @@ class Bank:
         if len(common) == 1:
             return common[0]
         if not common:
-            describe = lambda encs: ", ".join(f"{e.model} ({e.hidden_size}-d)" for e in encs.values())
+            describe = lambda encs: ", ".join(e.describe() for e in encs.values())
             raise EncoderMismatch(
                 f"{source!r} and {target!r} were embedded by different text encoders "
                 f"({source}: {describe(a)}; {target}: {describe(b)}); "
@@ -540,17 +541,15 @@ class Bank:
     def diff(self, source: str, target: str, model: str | None = None) -> DirectionResult:
         """The direction target mean minus source mean, [1, max_length, D] float32, with how far
         to trust it (see confidence.difference_confidence)."""
-        import numpy as np
 
         from direction_bank.confidence import difference_confidence
 
         encoder = self.common_encoder(source, target, model)
         a = self.statistics(source, encoder)
         b = self.statistics(target, encoder)
-        tensor = (b.mean - a.mean).astype(np.float32)[None]
         source, target = check_name(source), check_name(target)
-        return DirectionResult(
-            tensor, encoder, source, target, a.count, b.count,
+        return DirectionResult.of_sample(
+            b.mean - a.mean, encoder, source, target, a.count, b.count,
             confidence=difference_confidence(a, b),
             recipe={"diff": {"source": source, "target": target}},
         )
@@ -560,7 +559,6 @@ class Bank:
         """The mean over counterfactual pairs of E(sentence naming target) - E(same sentence naming
         source): each concept's own sentences with the concept word swapped for the other's, so
         the direction carries the concept change, not the difference between the two contexts."""
-        import numpy as np
 
         from direction_bank.confidence import paired_confidence
         from direction_bank.stats import RunningStats
@@ -576,14 +574,14 @@ class Bank:
                     after.append(swapped if forward else record.text)
         if not before:
             raise BankError(f"no sentence of {source!r} or {target!r} names its concept; cannot pair them")
-        stats = RunningStats.empty(info.shape)
+        stats = RunningStats.empty(info.sample_shape)
         batches = range(0, len(before), batch_size)
         for start in progress_bar(batches, enabled=progress, desc="pairing", unit="batch"):
             end = start + batch_size
             stats = stats.add(encoder.embed(after[start:end], batch_size)
                               - encoder.embed(before[start:end], batch_size))
-        return DirectionResult(
-            stats.mean.astype(np.float32)[None], info, source, target, stats.count, stats.count,
+        return DirectionResult.of_sample(
+            stats.mean, info, source, target, stats.count, stats.count,
             confidence=paired_confidence(stats),
             recipe={"paired": {"source": source, "target": target, "pairs": stats.count}},
         )
@@ -604,7 +602,8 @@ class Bank:
                 .where(Moments.encoder_id == encoder.id)
             ):
                 try:
-                    vector = blob_to_tensor(mean, encoder.shape)[1:].astype(np.float64).mean(axis=0)
+                    tokens, _ = encoder.split(blob_to_tensor(mean, encoder.sample_shape))
+                    vector = tokens[1:].astype(np.float64).mean(axis=0)
                 except DamagedData:
                     vector = None
                 if vector is not None and np.isfinite(vector).all():  # damaged rows: `dbank check` lists them
@@ -637,13 +636,13 @@ class Bank:
             if row is None:
                 raise UnknownDirection(f"no direction named {name!r} in the bank")
             encoder = EncoderInfo.of(session.get(Encoder, row.encoder_id))
-            tensor = blob_to_tensor(row.tensor, (1, *encoder.shape))
+            sample = blob_to_tensor(row.tensor, encoder.sample_shape)
             confidence = None
             if row.snr is not None:
                 confidence = {"snr": row.snr, "noise_norm": row.norm / row.snr if row.snr else None,
                               **halving_estimate(row.source_count, row.target_count)}
-            return DirectionResult(
-                tensor, encoder, row.source, row.target, row.source_count, row.target_count,
+            return DirectionResult.of_sample(
+                sample, encoder, row.source, row.target, row.source_count, row.target_count,
                 row.name, confidence, row.recipe,
             )
 
@@ -672,12 +671,12 @@ class Bank:
         for direction, _ in loaded:
             if direction.encoder.id != encoder.id:
                 raise EncoderMismatch(
-                    f"{direction.name!r} comes from {direction.encoder.model!r}, "
-                    f"{loaded[0][0].name!r} from {encoder.model!r}: they cannot be added"
+                    f"{direction.name!r} comes from {direction.encoder.describe()}, "
+                    f"{loaded[0][0].name!r} from {encoder.describe()}: they cannot be added"
                 )
-        tensor = sum(weight * d.tensor.astype(np.float64) for d, weight in loaded).astype(np.float32)
+        total = sum(weight * d.sample().astype(np.float64) for d, weight in loaded)
         recipe = {"sum": [[d.name, weight] for d, weight in loaded]}
-        return self.save_direction(name, DirectionResult(tensor, encoder, recipe=recipe))
+        return self.save_direction(name, DirectionResult.of_sample(total, encoder, recipe=recipe))
 
     def remove_direction(self, name: str) -> None:
         """Delete a saved direction."""

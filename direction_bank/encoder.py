@@ -61,105 +61,146 @@ def _has_second_text_encoder(source: str) -> bool:
         return False
 
 
-class TextEncoder:
-    """A loaded CLIP text encoder and its tokenizer, embedding sentences as pix2pix-zero does."""
+def _weights_file(source: str, subfolder: str | None) -> Path | None:
+    """The weights file of one text encoder (None when it cannot be found on disk)."""
+    from transformers.utils import cached_file
 
-    def __init__(self, model: str, tokenizer, text_encoder, device: str, weights_file: Path | None):
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        found = cached_file(source, name, subfolder=subfolder or "", _raise_exceptions_for_missing_entries=False)
+        if found:
+            return Path(found)
+    return None
+
+
+class TextEncoder:
+    """A loaded CLIP text encoder and its tokenizer, embedding sentences as pix2pix-zero does; for
+    SDXL its two encoders, embedding sentences as StableDiffusionXLPipeline.encode_prompt does."""
+
+    def __init__(self, model: str, tokenizers: list, text_encoders: list, device: str,
+                 weights_files: list[Path | None]):
         self.model = model
-        self.tokenizer = tokenizer
-        self.text_encoder = text_encoder
+        self.parts = list(zip(tokenizers, text_encoders))
+        self.tokenizer, self.text_encoder = tokenizers[0], text_encoders[0]
         self.device = device
-        self.weights_file = weights_file
-        self.hidden_size = int(text_encoder.config.hidden_size)
-        self.max_length = int(tokenizer.model_max_length)
+        self.weights_files = weights_files
+        self.two_encoders = len(self.parts) == 2
+        self.hidden_size = sum(int(encoder.config.hidden_size) for encoder in text_encoders)
+        # SDXL: the second encoder's projected pooled output goes in as an added condition
+        self.pooled_size = int(text_encoders[-1].config.projection_dim) if self.two_encoders else 0
+        self.max_length = int(self.tokenizer.model_max_length)
         if self.max_length > 10_000:  # tokenizers saved without a max length
-            self.max_length = int(text_encoder.config.max_position_embeddings)
-        self.encoder_class = type(text_encoder).__name__
+            self.max_length = int(self.text_encoder.config.max_position_embeddings)
+        self.encoder_class = "+".join(type(encoder).__name__ for encoder in text_encoders)
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, device: str | None = None, dtype: str = "auto"):
-        """Load the text encoder and tokenizer of a diffusers SD model id or local folder."""
-        from transformers import AutoTokenizer, CLIPTextModel
-        from transformers.utils import cached_file
+        """Load the text encoder(s) and tokenizer(s) of a diffusers SD or SDXL model id or
+        local folder (or a bare text-encoder folder); the kind is read from model_index.json."""
+        from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
         if dtype not in DTYPES:
             raise BankError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         device = device or default_device()
         source, subfolder = _model_folder(model)
-        if subfolder and _has_second_text_encoder(source):
-            raise BankError(f"{model!r} is an SDXL model: its sentences need both of its text encoders, "
-                            "which the bank does not embed yet; use a Stable Diffusion 1.x or 2.x model")
-        tokenizer_folder = "tokenizer" if subfolder else None
+        if subfolder is None:
+            folders = [(None, None, CLIPTextModel)]
+        elif _has_second_text_encoder(source):
+            folders = [("tokenizer", "text_encoder", CLIPTextModel),
+                       ("tokenizer_2", "text_encoder_2", CLIPTextModelWithProjection)]
+        else:
+            folders = [("tokenizer", "text_encoder", CLIPTextModel)]
+        tokenizers, encoders = [], []
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, subfolder=tokenizer_folder or "")
-            text_encoder = CLIPTextModel.from_pretrained(
-                source, subfolder=subfolder or "", dtype=_torch_dtype(dtype, device)
-            )
+            for tokenizer_folder, encoder_folder, encoder_class in folders:
+                tokenizers.append(AutoTokenizer.from_pretrained(source, subfolder=tokenizer_folder or ""))
+                encoders.append(encoder_class.from_pretrained(
+                    source, subfolder=encoder_folder or "", dtype=_torch_dtype(dtype, device)))
         except (OSError, ValueError) as error:
             raise ModelUnavailable(
                 f"cannot load the text encoder of {model!r}: it is not a local Stable Diffusion "
                 f"folder and could not be downloaded ({first_line(error)}); set --model or "
                 "DBANK_MODEL to a local folder with text_encoder/ and tokenizer/, or go online"
             ) from None
-        text_encoder.to(device).eval().requires_grad_(False)
-        weights_file = None
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            found = cached_file(
-                source, name, subfolder=subfolder or "", _raise_exceptions_for_missing_entries=False
-            )
-            if found:
-                weights_file = Path(found)
-                break
-        return cls(model, tokenizer, text_encoder, device, weights_file)
+        for encoder in encoders:
+            encoder.to(device).eval().requires_grad_(False)
+        files = [_weights_file(source, encoder_folder) for _, encoder_folder, _ in folders]
+        return cls(model, tokenizers, encoders, device, files)
 
     def weights_signature(self) -> str | None:
-        """path:size:mtime of the weights file, which changes whenever its bytes may have."""
-        if self.weights_file is None:
+        """path:size:mtime of each weights file (joined by |), which changes whenever their
+        bytes may have."""
+        if not self.weights_files or None in self.weights_files:
             return None
-        stat = self.weights_file.resolve().stat()
-        return f"{self.weights_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        stats = [(path.resolve(), path.resolve().stat()) for path in self.weights_files]
+        return "|".join(f"{path}:{stat.st_size}:{stat.st_mtime_ns}" for path, stat in stats)
 
     def fingerprint(self, known: Callable[[str], str | None] = lambda signature: None) -> str:
-        """SHA-256 of the weights (the file's bytes), reusing a known value for this file."""
+        """SHA-256 of the weights (the bytes of every weights file, one after the other),
+        reusing a known value for these files."""
+        digest = hashlib.sha256()
         signature = self.weights_signature()
         if signature is not None:
             cached = known(signature)
             if cached:
                 return cached
-            digest = hashlib.sha256()
-            with open(self.weights_file, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(chunk)
+            for path in self.weights_files:
+                with open(path, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 22), b""):
+                        digest.update(chunk)
             return digest.hexdigest()
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.text_encoder.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.float().cpu().numpy().tobytes())
+        for index, (_, encoder) in enumerate(self.parts):
+            for name, tensor in sorted(encoder.state_dict().items()):
+                digest.update(f"{index}.{name}".encode() if index else name.encode())
+                digest.update(tensor.float().cpu().numpy().tobytes())
         return digest.hexdigest()
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sentence's embedding from embed (see storage.EncoderInfo.sample_shape)."""
+        if not self.pooled_size:
+            return (self.max_length, self.hidden_size)
+        return (self.max_length * self.hidden_size + self.pooled_size,)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per sentence, start and end tokens included, without truncation."""
         ids = self.tokenizer(list(texts), truncation=False, padding=False)["input_ids"]
         return [len(row) for row in ids]
 
+    def _encode(self, batch: list[str]):
+        """(token states [n, max_length, D], pooled [n, P] or None) of one batch, on the device."""
+        import torch
+
+        if not self.two_encoders:
+            return self.text_encoder(self._ids(self.tokenizer, batch))[0], None
+        states, pooled = [], None
+        for tokenizer, encoder in self.parts:  # StableDiffusionXLPipeline.encode_prompt, no clip skip
+            output = encoder(self._ids(tokenizer, batch), output_hidden_states=True)
+            if pooled is None and output[0].ndim == 2:
+                pooled = output[0]
+            states.append(output.hidden_states[-2])
+        return torch.cat(states, dim=-1), pooled
+
+    def _ids(self, tokenizer, batch: list[str]):
+        return tokenizer(batch, padding="max_length", max_length=self.max_length, truncation=True,
+                         return_tensors="pt").input_ids.to(self.device)
+
     def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Float32 [n, max_length, D] last hidden states, padded to max_length, truncated past it."""
+        """Float32 [n, *sample_shape]: for SD 1.x/2.x the last hidden states [n, max_length, D],
+        padded to max_length and truncated past it; for SDXL the penultimate states of both
+        encoders side by side and the pooled embedding, flattened one after the other."""
         import numpy as np
         import torch
 
-        out = np.empty((len(texts), self.max_length, self.hidden_size), np.float32)
+        out = np.empty((len(texts), *self.sample_shape), np.float32)
         starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
             for start in progress_bar(starts, enabled=progress, desc="embedding", unit="batch"):
                 batch = list(texts[start : start + batch_size])
-                ids = self.tokenizer(
-                    batch,
-                    padding="max_length",
-                    max_length=self.max_length,
-                    truncation=True,
-                    return_tensors="pt",
-                ).input_ids.to(self.device)
-                hidden = self.text_encoder(ids)[0]
-                out[start : start + len(batch)] = hidden.float().cpu().numpy()
+                states, pooled = self._encode(batch)
+                rows = out[start : start + len(batch)]
+                if pooled is None:
+                    rows[:] = states.float().cpu().numpy()
+                else:
+                    flat = torch.cat([states.flatten(1), pooled], dim=1)
+                    rows[:] = flat.float().cpu().numpy()
         return out
-

@@ -26,6 +26,7 @@ class EncoderMeta(_Strict):
     encoder_class: Annotated[str, Field(max_length=128)]
     hidden_size: Annotated[int, Field(ge=1, le=65536)]
     max_length: Annotated[int, Field(ge=1, le=4096)]
+    pooled_size: Optional[Annotated[int, Field(ge=1, le=65536)]] = None
     fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

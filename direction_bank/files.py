@@ -15,7 +15,9 @@ from direction_bank import __version__
 from direction_bank.errors import FileRejected
 from direction_bank.output_files import write_output
 
-FORMAT_VERSION = 1
+# 2: SDXL files, with the pooled parts (`*_pooled` tensors, encoder.pooled_size). A file is
+# written at the lowest version that holds it, so SD 1.x/2.x files stay readable by dbank 1.
+FORMAT_VERSION = 2
 # CLIP hidden states stay within a few tens; a mean or direction a thousand times past that is
 # not an embedding (1e38 would overflow every norm and similarity computed from it)
 MAX_ABS_VALUE = 1e4
@@ -24,6 +26,15 @@ FORMATS = {"direction": "dbank-direction", "concept": "dbank-concept"}
 # tensors each kind must carry, and the ones it may carry; shapes are checked against the encoder
 REQUIRED = {"direction": {"direction"}, "concept": {"mean", "m2"}}
 OPTIONAL = {"direction": {"source_mean", "target_mean"}, "concept": set()}
+POOLED = "_pooled"  # suffix of the pooled part of each tensor in an SDXL file
+
+
+def tensor_names(kind: str, pooled: bool) -> tuple[set[str], set[str]]:
+    """(required, optional) tensor names of a `kind` file, with their pooled parts for SDXL."""
+    if not pooled:
+        return REQUIRED[kind], OPTIONAL[kind]
+    return ({*REQUIRED[kind], *(n + POOLED for n in REQUIRED[kind])},
+            {*OPTIONAL[kind], *(n + POOLED for n in OPTIONAL[kind])})
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,17 @@ class SharedFile:
     @property
     def hidden_size(self) -> int:
         """D of the [.., 77, D] tensors."""
-        return next(iter(self.tensors.values())).shape[-1]
+        return self.tensors["direction" if self.kind == "direction" else "mean"].shape[-1]
+
+    @property
+    def pooled_size(self) -> int:
+        """Size of the pooled parts (SDXL files), 0 without them."""
+        return int((self.meta.get("encoder") or {}).get("pooled_size") or 0)
+
+    @property
+    def model_kind(self) -> str:
+        """'SDXL' or 'SD 1.x/2.x': the kind of model the file was made for."""
+        return "SDXL" if self.pooled_size else "SD 1.x/2.x"
 
 
 def tensor_sha256(tensor: np.ndarray) -> str:
@@ -66,7 +87,7 @@ def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.
     arrays = {name: np.ascontiguousarray(t, dtype="<f4") for name, t in tensors.items()}
     full = {
         "format": FORMATS[kind],
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if any(name.endswith(POOLED) for name in arrays) else 1,
         "dbank_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(),
         **meta,
@@ -123,9 +144,9 @@ def check_values(path: Path, name: str, tensor: np.ndarray, variance: bool = Fal
 def _check_tensor(path: Path, name: str, tensor: np.ndarray, shape: tuple[int, ...]) -> None:
     if tensor.shape != shape:
         raise FileRejected(f"{path.name}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(shape)}")
-    if name == "m2":  # a sum over the sentences: its size is checked against the count on import
+    if name.startswith("m2"):  # a sum over the sentences: its size is checked against the count on import
         if not np.isfinite(tensor).all() or (tensor < 0).any():
-            raise FileRejected(f"{path.name}: tensor 'm2' holds NaN, infinite or negative values")
+            raise FileRejected(f"{path.name}: tensor {name!r} holds NaN, infinite or negative values")
     else:
         check_values(path, name, tensor)
 
@@ -143,16 +164,21 @@ def _read_dbank(path: Path) -> SharedFile:
     except Exception:
         raise FileRejected(f"{path.name}: truncated or damaged tensor data") from None
     names = set(tensors)
-    if not REQUIRED[kind] <= names or not names <= REQUIRED[kind] | OPTIONAL[kind]:
+    pooled = meta["encoder"].get("pooled_size") or 0
+    if pooled and meta["format_version"] < 2:
+        raise FileRejected(f"{path.name}: pooled parts (SDXL) in a format version 1 file, which cannot hold them")
+    required, optional = tensor_names(kind, bool(pooled))
+    if not required <= names or not names <= required | optional:
         raise FileRejected(
-            f"{path.name}: a {kind} file holds {sorted(REQUIRED[kind])}"
-            f" (and optionally {sorted(OPTIONAL[kind])}), not {sorted(names)}"
+            f"{path.name}: a {'SDXL ' if pooled else ''}{kind} file holds {sorted(required)}"
+            f" (and optionally {sorted(optional)}), not {sorted(names)}"
         )
     row = (meta["encoder"]["max_length"], meta["encoder"]["hidden_size"])
     for name, tensor in tensors.items():
         if tensor.dtype != np.float32:
             raise FileRejected(f"{path.name}: tensor {name!r} is {tensor.dtype}, expected float32")
-        _check_tensor(path, name, tensor, (1, *row) if name == "direction" else row)
+        shape = (pooled,) if name.endswith(POOLED) else row
+        _check_tensor(path, name, tensor, (1, *shape) if name.startswith("direction") else shape)
         if tensor_sha256(tensor) != meta.get("tensors", {}).get(name, {}).get("sha256"):
             raise FileRejected(f"{path.name}: tensor {name!r} does not match its SHA-256 (altered or damaged)")
     return SharedFile(path, kind, tensors, meta, file_sha256(path))

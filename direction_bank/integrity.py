@@ -59,7 +59,7 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
             try:
                 stats = read_statistics(session, concept.id, info)
             except DamagedData:  # one bad row never stops the others from being checked
-                problems.append(f"{where}: stored statistics of the wrong size for {list(info.shape)}")
+                problems.append(f"{where}: stored statistics of the wrong size for {list(info.sample_shape)}")
                 continue
             encoded = session.scalar(
                 select(func.count()).select_from(SentenceEncoding).join(Sentence)
@@ -87,10 +87,11 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
                         problems.append(f"{where}: a re-embedded sample is far from the stored mean")
         for name, blob, encoder_id in session.execute(select(Direction.name, Direction.tensor, Direction.encoder_id)):
             info = encoders.get(encoder_id) or EncoderInfo.of(session.get(Encoder, encoder_id))
-            if len(blob) != 4 * info.max_length * info.hidden_size:
-                problems.append(f"direction {name}: tensor of the wrong size for {[1, *info.shape]}")
+            try:
+                tensor = blob_to_tensor(blob, info.sample_shape)
+            except DamagedData:
+                problems.append(f"direction {name}: tensor of the wrong size for {list(info.sample_shape)}")
                 continue
-            tensor = blob_to_tensor(blob, info.shape)
             if not np.isfinite(tensor).all():
                 problems.append(f"direction {name}: NaN or infinite values")
             elif (np.abs(tensor) > 2 * MAX_ABS_VALUE).any():
@@ -117,7 +118,7 @@ def repair_statistics(bank: Bank, load_encoder: Callable[[EncoderInfo], TextEnco
             lock_concept(session, name)
             rows = session.execute(select(Sentence.id, Sentence.text).where(Sentence.concept_id == concept_id)
                                    .order_by(Sentence.id)).all()
-            stats = RunningStats.empty(info.shape)
+            stats = RunningStats.empty(info.sample_shape)
             for start in range(0, len(rows), batch_size):
                 stats = stats.add(encoder.embed([t for _, t in rows[start:start + batch_size]], batch_size))
             session.execute(SentenceEncoding.__table__.delete().where(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncoding
 from direction_bank.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError
-from direction_bank.files import FileRejected, SharedFile, check_values, write_shared_file
+from direction_bank.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_name
 from direction_bank.stats import RunningStats
 from direction_bank.storage import DirectionResult, EncoderInfo, add_direction, read_statistics, write_statistics
@@ -58,8 +58,9 @@ def _generators(session, concept_names: list[str]) -> list[dict]:
 def export_direction(bank: Bank, direction: DirectionResult, path: str | os.PathLike,
                      overwrite: bool = False) -> dict:
     """Write a direction (saved or fresh from diff) to a dbank file; returns its metadata.
-    The source and target means travel too when the bank still holds them unchanged."""
-    tensors = {"direction": direction.tensor}
+    The source and target means travel too when the bank still holds them unchanged. An SDXL
+    direction carries each tensor's pooled part beside it (`direction_pooled`, ...)."""
+    tensors = _with_pooled("direction", direction.tensor, direction.pooled)
     with bank.db.reading() as session:
         concepts = {}
         for role, name, count in (("source", direction.source, direction.source_count),
@@ -67,7 +68,7 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
             concept_id = session.scalar(select(Concept.id).where(Concept.name == name)) if name else None
             stats = read_statistics(session, concept_id, direction.encoder) if concept_id else None
             if stats is not None and stats.count == count:
-                tensors[f"{role}_mean"] = stats.mean
+                tensors.update(_with_pooled(f"{role}_mean", *direction.encoder.split(stats.mean)))
             concepts[role] = {"name": name, "sentence_count": count} if name else None
         generators = _generators(session, [c["name"] for c in concepts.values() if c])
     return write_shared_file(path, "direction", tensors, overwrite=overwrite, meta={
@@ -105,7 +106,8 @@ def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | o
             for r in rows
         ]
         generators = _generators(session, [concept])
-    return write_shared_file(path, "concept", {"mean": stats.mean, "m2": stats.m2}, overwrite=overwrite, meta={
+    tensors = {**_with_pooled("mean", *encoder.split(stats.mean)), **_with_pooled("m2", *encoder.split(stats.m2))}
+    return write_shared_file(path, "concept", tensors, overwrite=overwrite, meta={
         "name": concept,
         "origin": origin,
         "count": stats.count,
@@ -117,16 +119,35 @@ def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | o
     })
 
 
+def _with_pooled(name: str, tokens: np.ndarray, pooled: np.ndarray | None) -> dict[str, np.ndarray]:
+    """{name: tokens} and, for SDXL, {name_pooled: pooled}."""
+    return {name: tokens} if pooled is None else {name: tokens, name + POOLED: pooled}
+
+
+def _sample(shared: SharedFile, name: str, encoder: EncoderInfo) -> np.ndarray:
+    """A file's tensor with its pooled part, in the encoder's sample layout (float64)."""
+    tensors = shared.tensors
+    return encoder.joined(tensors[name], tensors.get(name + POOLED)).astype(np.float64)
+
+
 def _check_encoder(shared: SharedFile, encoder: EncoderInfo, strict: bool, report: ImportReport) -> None:
-    """Refuse a file whose tensors do not have exactly the shapes of `encoder`'s embeddings;
-    warn (or with `strict` refuse) when it was made with other weights."""
+    """Refuse a file made for the other kind of model (SDXL or SD 1.x/2.x) or whose tensors do
+    not have exactly the shapes of `encoder`'s embeddings; warn (or with `strict` refuse) when
+    it was made with other weights."""
+    if bool(shared.pooled_size) != bool(encoder.pooled_size):
+        raise BankError(
+            f"{shared.path.name} was made for {shared.model_kind}, but {encoder.describe()} is "
+            f"{encoder.kind}: SDXL and SD 1.x/2.x embeddings never mix; import it into a bank with "
+            f"--model set to {'an SDXL' if shared.pooled_size else 'an SD 1.x/2.x'} model"
+        )
     if shared.hidden_size != encoder.hidden_size:
         raise BankError(
             f"{shared.path.name} was made with a {shared.hidden_size}-d text encoder, but "
             f"{encoder.model!r} is {encoder.hidden_size}-d; import it into a bank for that model"
         )
     for name, tensor in shared.tensors.items():
-        expected = (1, *encoder.shape) if name == "direction" else encoder.shape
+        expected = (encoder.pooled_size,) if name.endswith(POOLED) else encoder.shape
+        expected = (1, *expected) if name.startswith("direction") else expected
         if tensor.shape != expected:
             raise FileRejected(
                 f"{shared.path.name}: tensor {name!r} has shape {list(tensor.shape)}, but {encoder.model!r} "
@@ -176,6 +197,7 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
                 shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
                 source.get("sentence_count"), target.get("sentence_count"), report.name,
                 confidence, {"file": path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
+                shared.tensors.get("direction" + POOLED),
             ))
         else:
             if session.scalar(select(Concept.id).where(Concept.name == report.name)):
@@ -189,7 +211,7 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
                     raise FileRejected(f"{shared.path.name}: a sentence holds control characters")
                 if len({content_hash(s["text"]) for s in sentences}) != len(sentences):
                     raise BankError(f"{shared.path.name}: the bundle repeats a sentence")
-                m2 = shared.tensors["m2"]
+                m2 = _sample(shared, "m2", encoder)
             else:
                 sentences, stats_count = [], count
                 origin = f"pix2pix-zero file {path.name} ({shared.meta['dtype']})"
@@ -208,6 +230,6 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
             session.flush()
             session.add_all(SentenceEncoding(sentence_id=r.id, encoder_id=encoder.id) for r in rows)
             write_statistics(session, concept.id, encoder, RunningStats(
-                stats_count, shared.tensors["mean"].astype(np.float64), m2.astype(np.float64)))
+                stats_count, _sample(shared, "mean", encoder), m2.astype(np.float64)))
         session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
     return report

@@ -25,29 +25,72 @@ class EncoderInfo:
     hidden_size: int
     max_length: int
     fingerprint: str
+    pooled_size: int = 0  # SDXL's pooled text embedding beside the token states; 0: none
 
     @property
     def shape(self) -> tuple[int, int]:
-        """Shape of one sentence embedding, [max_length, hidden_size]."""
+        """Shape of one sentence's token states, [max_length, hidden_size]."""
         return (self.max_length, self.hidden_size)
+
+    @property
+    def kind(self) -> str:
+        """'SDXL' for a two-encoder model with a pooled embedding, else 'SD 1.x/2.x'."""
+        return "SDXL" if self.pooled_size else "SD 1.x/2.x"
+
+    def describe(self) -> str:
+        """The model, its kind and its embedding sizes, for messages."""
+        pooled = f" + {self.pooled_size} pooled" if self.pooled_size else ""
+        return f"{self.model} ({self.kind}, {self.hidden_size}-d{pooled})"
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sentence embedding as statistics and stored tensors hold it: the token
+        states [max_length, hidden_size], or with a pooled part both flattened one after the
+        other, [max_length * hidden_size + pooled_size]."""
+        if not self.pooled_size:
+            return self.shape
+        return (self.max_length * self.hidden_size + self.pooled_size,)
+
+    def split(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(token states [..., max_length, hidden_size], pooled [..., pooled_size] or None) of
+        samples in the sample layout [..., *sample_shape]."""
+        lead = samples.shape[: samples.ndim - len(self.sample_shape)]
+        flat = samples.reshape(*lead, -1)
+        tokens = flat[..., : self.max_length * self.hidden_size].reshape(*lead, *self.shape)
+        return tokens, (flat[..., self.max_length * self.hidden_size :] if self.pooled_size else None)
+
+    def joined(self, tokens: np.ndarray, pooled: np.ndarray | None) -> np.ndarray:
+        """Token states [..., max_length, hidden_size] and pooled [..., pooled_size] (None
+        without a pooled part) in the sample layout; the inverse of split."""
+        import numpy as np
+
+        if not self.pooled_size:
+            return tokens
+        lead = tokens.shape[:-2]
+        return np.concatenate([tokens.reshape(*lead, -1), pooled.reshape(*lead, -1)], axis=-1)
 
     @classmethod
     def of(cls, row: Encoder) -> EncoderInfo:
         """The info of an encoders row."""
         return cls(
-            row.id, row.model, row.encoder_class, row.hidden_size, row.max_length, row.fingerprint
+            row.id, row.model, row.encoder_class, row.hidden_size, row.max_length, row.fingerprint,
+            row.pooled_size or 0,
         )
 
     def as_dict(self) -> dict:
-        """JSON-ready description (without the database id)."""
+        """JSON-ready description (without the database id; pooled_size only for SDXL, so SD
+        files read the same in older dbanks)."""
         out = asdict(self)
         del out["id"]
+        if not self.pooled_size:
+            del out["pooled_size"]
         return out
 
 
 @dataclass(frozen=True)
 class DirectionResult:
-    """A direction [1, max_length, D] (target mean minus source mean) and where it came from."""
+    """A direction [1, max_length, D] (target mean minus source mean) and where it came from;
+    for SDXL also its pooled part [1, pooled_size]."""
 
     tensor: np.ndarray
     encoder: EncoderInfo
@@ -58,13 +101,26 @@ class DirectionResult:
     name: str | None = None
     confidence: dict | None = None
     recipe: dict | None = None
+    pooled: np.ndarray | None = None
+
+    @classmethod
+    def of_sample(cls, sample: np.ndarray, encoder: EncoderInfo, *args, **kwargs) -> DirectionResult:
+        """A direction from a difference in the encoder's sample layout (see EncoderInfo.split)."""
+        import numpy as np
+
+        tokens, pooled = encoder.split(np.asarray(sample, np.float32))
+        return cls(tokens[None], encoder, *args, pooled=None if pooled is None else pooled[None], **kwargs)
+
+    def sample(self) -> np.ndarray:
+        """The direction in its encoder's sample layout, as the bank stores it."""
+        return self.encoder.joined(self.tensor[0], None if self.pooled is None else self.pooled[0])
 
     @property
     def norm(self) -> float:
-        """Frobenius norm of the direction."""
+        """Frobenius norm of the direction (both parts, for SDXL)."""
         import numpy as np
 
-        return float(np.linalg.norm(self.tensor))
+        return float(np.linalg.norm(self.sample()))
 
     def token_norms(self) -> np.ndarray:
         """The norm at each token position [max_length]: which tokens carry the change."""
@@ -80,6 +136,8 @@ class DirectionResult:
     def summary_lines(self):
         """Text lines describing the direction: what it joins, its size, confidence and recipe."""
         shape = "x".join(str(n) for n in self.tensor.shape)
+        if self.pooled is not None:
+            shape += " + pooled " + "x".join(str(n) for n in self.pooled.shape)
         label = f"{self.name}: " if self.name else ""
         if self.source or self.target:
             label += f"{self.source} -> {self.target}, "
@@ -103,6 +161,7 @@ class DirectionResult:
             "source": self.source,
             "target": self.target,
             "shape": list(self.tensor.shape),
+            **({"pooled_shape": list(self.pooled.shape)} if self.pooled is not None else {}),
             "norm": self.norm,
             "source_count": self.source_count,
             "target_count": self.target_count,
@@ -126,7 +185,7 @@ def add_direction(session, name: str, direction: DirectionResult) -> None:
             norm=direction.norm,
             snr=(direction.confidence or {}).get("snr"),
             recipe=direction.recipe,
-            tensor=tensor_to_blob(direction.tensor),
+            tensor=tensor_to_blob(direction.sample()),
         )
     )
 
@@ -151,7 +210,7 @@ def read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats
     if row is None:
         return None
     moments = session.get(Moments, (concept_id, info.id))
-    return RunningStats.from_blobs(row.count, moments.mean, moments.m2, info.shape)
+    return RunningStats.from_blobs(row.count, moments.mean, moments.m2, info.sample_shape)
 
 
 def write_statistics(session, concept_id: int, info: EncoderInfo, stats: RunningStats) -> None:

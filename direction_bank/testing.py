@@ -254,6 +254,7 @@ class FakeEncoder:
     a generator seeded by its text, so repeated runs agree and costs nothing to compute."""
 
     encoder_class = "FakeEncoder"
+    pooled_size = 0  # an SD 1.x/2.x-like encoder: token states only
 
     def __init__(self, hidden_size: int = 768, max_length: int = 77, model: str = "fake/encoder"):
         self.hidden_size, self.max_length, self.model = hidden_size, max_length, model
@@ -310,10 +311,28 @@ TINY_SDXL_UNET = dict(
 )
 
 
-def write_tiny_sdxl(folder: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
+# SDXL 1.0 base's shapes (stabilityai/stable-diffusion-xl-base-1.0's configs), so the FLOPs are the
+# real ones: a 2.6 B-parameter UNet, CLIP ViT-L and OpenCLIP bigG text towers, the SD VAE's shape
+SDXL_UNET = dict(
+    block_out_channels=(320, 640, 1280), layers_per_block=2, sample_size=128,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(5, 10, 20), use_linear_projection=True, addition_embed_type="text_time",
+    addition_time_embed_dim=256, transformer_layers_per_block=(1, 2, 10),
+    projection_class_embeddings_input_dim=2816, cross_attention_dim=2048, norm_num_groups=32,
+)
+OPENCLIP_BIGG_TEXT = dict(
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+    projection_dim=1280, hidden_act="gelu",
+)
+SDXL_VAE = dict(SD14_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
+
+
+def write_tiny_sdxl(folder: Path, seed: int = 0, tokenizer_from: Path | None = None, shape: str = "tiny") -> Path:
     """A whole random SDXL in the diffusers layout (model_index.json, unet/, vae/, text_encoder/,
-    text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/), loadable like a real SDXL id; both
-    tokenizers are the real CLIP BPE (the second pads with "!", as SDXL's does)."""
+    text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/), loadable like a real SDXL id: tiny,
+    or with SDXL 1.0 base's shapes (shape='sdxl', saved in fp16: about 7 GB); both tokenizers
+    are the real CLIP BPE (the second pads with "!", as SDXL's does)."""
     import json
     import shutil
 
@@ -321,18 +340,23 @@ def write_tiny_sdxl(folder: Path, seed: int = 0, tokenizer_from: Path | None = N
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
-    folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from)
+    full = shape == "sdxl"
+    folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from,
+                                      **(CLIP_L_TEXT if full else {}))
+    stored = (lambda model: model.half()) if full else (lambda model: model)  # the big ones in fp16
     shutil.copytree(folder / "tokenizer", folder / "tokenizer_2")
     second = CLIPTokenizer.from_pretrained(folder / "tokenizer_2", pad_token="!")
     shutil.rmtree(folder / "tokenizer_2")
     second.save_pretrained(folder / "tokenizer_2")
     torch.manual_seed(seed + 1)
-    settings = dict(TINY_TEXT, vocab_size=49408, max_position_embeddings=77, projection_dim=32,
-                    bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
-    CLIPTextModelWithProjection(CLIPTextConfig(**settings)).eval().save_pretrained(folder / "text_encoder_2")
+    settings = dict(OPENCLIP_BIGG_TEXT if full else dict(TINY_TEXT, projection_dim=32), vocab_size=49408,
+                    max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    stored(CLIPTextModelWithProjection(CLIPTextConfig(**settings)).eval()).save_pretrained(folder / "text_encoder_2")
     torch.manual_seed(seed)
-    UNet2DConditionModel(in_channels=4, out_channels=4, **TINY_SDXL_UNET).save_pretrained(folder / "unet")
-    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **TINY_VAE).save_pretrained(folder / "vae")
+    stored(UNet2DConditionModel(in_channels=4, out_channels=4, **(SDXL_UNET if full else TINY_SDXL_UNET))
+           ).save_pretrained(folder / "unet")
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **(SDXL_VAE if full else TINY_VAE)
+                  ).save_pretrained(folder / "vae")
     EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
                            timestep_spacing="leading").save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({

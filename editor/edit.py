@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from editor.attention import install_guided_attention
-from editor.pipeline import EditorError
+from editor.pipeline import Conditioning, EditorError
 
 # the bounds every face shares (the CLI's options say the same in its --help)
 SETTING_BOUNDS = {"steps": (1, 1000), "guidance_scale": (0.0, 50.0), "xa_guidance": (0.0, 10.0), "scale": (-20.0, 20.0)}
@@ -88,9 +88,11 @@ def _guided(noise, scale: float, halves: int):
 
 def edit(components, noise_latents, caption_embeds, directions, settings: EditSettings = EditSettings(),
          negative_embeds=None, progress_bar=lambda steps, **_: steps, trace: ReferenceTrace | None = None,
-         keep_trace: bool = False, attention: list | None = None, state_dtype=None):
-    """Edit images from their inverted latents x_T [I, 4, h, w] and caption states [I, 77, D]
-    with `directions` [I*K, 77, D] (K per image, image by image); returns (edited latents
+         keep_trace: bool = False, attention: list | None = None, state_dtype=None, pooled_directions=None):
+    """Edit images from their inverted latents x_T [I, 4, h, w] and caption conditioning
+    (pipeline.Conditioning, I rows or one) with `directions` [I*K, 77, D] (K per image, image by
+    image; for SDXL also `pooled_directions` [I*K, P], added to the pooled embedding with the
+    same scale; None leaves it as the caption's); returns (edited latents
     [I*K, ...], reconstruction latents [I, ...]). Several images in one batch give what each
     gives alone (the attention loss of an edit only sees its own image's reference). The negative prompt is the caption itself, as pix2pix-zero does for
     real images, unless `negative_embeds` (e.g. the empty prompt, for generated images) is
@@ -122,15 +124,15 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
     if per_image * images != directions.shape[0] or (attention is not None and images > 1):
         raise ValueError("give the same number of directions for every image (and attention for one image)")
     halves = 2 if settings.guidance_scale > 1 else 1
-    caption = caption_embeds.to(device, dtype).expand(images, -1, -1)
-    edited_caption = caption.repeat_interleave(per_image, dim=0) + settings.scale * directions.to(device, dtype)
+    caption = caption_embeds.to(device, dtype).expand(images)
+    edited_caption = caption.repeat_interleave(per_image).shifted(directions, pooled_directions, settings.scale)
     if halves == 2:
-        negative = caption if negative_embeds is None else negative_embeds.to(device, dtype).expand(images, -1, -1)
-        edit_embeds = torch.cat([negative.repeat_interleave(per_image, dim=0), edited_caption])
-        reference_embeds = caption if negative_embeds is None else torch.cat([negative, caption])
+        negative = caption if negative_embeds is None else negative_embeds.to(device, dtype).expand(images)
+        edit_embeds = Conditioning.cat([negative.repeat_interleave(per_image), edited_caption])
+        reference_embeds = caption if negative_embeds is None else Conditioning.cat([negative, caption])
     else:
         edit_embeds, reference_embeds = edited_caption, caption
-    rows = reference_embeds.shape[0] // images  # prompts the reference runs: 1, or 2 with another negative
+    rows = len(reference_embeds) // images  # prompts the reference runs: 1, or 2 with another negative
     store = install_guided_attention(unet)
     store.edits_per_image, store.halves, store.reference_rows = per_image, halves, rows
     record = "record" if (settings.xa_guidance > 0 or attention is not None) else "off"
@@ -143,8 +145,10 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
     latents = reference.repeat_interleave(per_image, dim=0)
     kept = [reference]
 
+    height, width = (side * components.latent_factor for side in reference.shape[-2:])
+
     def run(batch, t, embeds):
-        return unet(batch.to(dtype), t, encoder_hidden_states=embeds).sample
+        return unet(batch.to(dtype), t, **embeds.unet_inputs(height, width)).sample
 
     def recorded():
         if attention is not None and record == "record":
@@ -183,7 +187,7 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
                     store.mode, store.record_rows = record, rows * images
                     output = run(torch.cat([pair, reference.repeat(rows, 1, 1, 1)]),
                                  torch.cat([t.expand(len(pair)), following.expand(rows * images)]),
-                                 torch.cat([edit_embeds, reference_embeds]))
+                                 Conditioning.cat([edit_embeds, reference_embeds]))
                     output, reference_output = output[: len(pair)], output[len(pair):]
                     recorded()
                     reference = advance(reference_output, step + 1)

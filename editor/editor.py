@@ -9,7 +9,8 @@ from editor.caption import DEFAULT_CAPTION_MODEL
 from editor.edit import EditSettings, edit
 from editor.inversion import Regularisation, invert
 from editor.pipeline import (
-    EditorError, check_direction_shape, decode_latents, encode_image, encode_prompts, load_components, load_image,
+    EditorError, check_direction_shape, decode_latents, encode_image, encode_negative, encode_prompts,
+    load_components, load_image,
 )
 
 
@@ -45,10 +46,12 @@ class Editor:
 
     def __init__(self, model: str, device: str | None = None, dtype: str = "auto",
                  cache: InversionCache | None = None, caption_model: str = DEFAULT_CAPTION_MODEL,
-                 progress_bar=_no_bar, compile: bool = False):
-        """Load `model`; with `compile`, the UNet is torch.compile'd (opt-in: the first call pays
-        the compile, later processes reuse inductor's on-disk cache)."""
-        self.components = load_components(model, device, dtype)
+                 progress_bar=_no_bar, compile: bool = False, vae: str | None = None):
+        """Load `model` (SD 1.x/2.x or SDXL; `vae` replaces its VAE, see
+        pipeline.load_components); with `compile`, the UNet is torch.compile'd (opt-in: the
+        first call pays the compile, later processes reuse inductor's on-disk cache)."""
+        self.components = load_components(model, device, dtype, vae)
+        self.vae = vae
         if compile:
             compile_unet(self.components)
         self.cache = cache
@@ -60,6 +63,11 @@ class Editor:
     def hidden_size(self) -> int:
         """D of the directions this model takes."""
         return self.components.hidden_size
+
+    @property
+    def pooled_size(self) -> int:
+        """P of the pooled part [1, P] an SDXL model's directions carry (0: none)."""
+        return self.components.pooled_size
 
     def caption(self, image) -> str:
         """A BLIP caption of a PIL image (the model is loaded on first use)."""
@@ -82,7 +90,9 @@ class Editor:
         data = Path(path).read_bytes()
         # a caption BLIP writes depends on which BLIP wrote it
         captioner = self.caption_model if caption is None else None
-        key = cache_key(data, model=self.components.model, caption=caption, captioner=captioner, size=size, steps=steps,
+        # a replaced VAE encodes differently (named only when given, so older keys stay valid)
+        key = cache_key(data, model=self.components.model, **({"vae": self.vae} if self.vae else {}),
+                        caption=caption, captioner=captioner, size=size, steps=steps,
                         regularisation=regularisation.as_dict(), seed=seed,
                         dtype=str(self.components.dtype), device=self.components.device)
         hit = self.cache.get(key) if self.cache else None
@@ -98,14 +108,17 @@ class Editor:
             self.cache.put(key, latents, caption)
         return Inversion(latents, caption, False)
 
-    def check_direction(self, label: str, tensor) -> None:
-        """Refuse a direction that does not fit this model's text encoder."""
-        check_direction_shape(label, tensor, self.components.tokenizer.model_max_length, self.hidden_size)
+    def check_direction(self, label: str, tensor, pooled=None) -> None:
+        """Refuse a direction that does not fit this model's text encoders (an SDXL model's
+        directions carry a pooled part, an SD 1.x/2.x model's none)."""
+        components = self.components
+        check_direction_shape(label, tensor, pooled, components.max_length, self.hidden_size, self.pooled_size)
 
     def edit(self, inversion: Inversion, directions, settings: EditSettings = EditSettings(),
              negative_prompt: str | None = None, keep_reference: bool = False,
-             attention_words: tuple[str, ...] = (), max_batch: int | None = None):
-        """(edited PIL images, one per direction [N, 77, D]; the reconstruction). The directions
+             attention_words: tuple[str, ...] = (), max_batch: int | None = None, pooled=None):
+        """(edited PIL images, one per direction [N, 77, D] (SDXL: with its `pooled` part
+        [N, P]); the reconstruction). The directions
         run in chunks of `max_batch` (default: all at once); a chunk that runs out of GPU memory
         is halved and run again, so many directions never fail for memory alone. Chunks after
         the first reuse its reference latents. With `keep_reference` those are kept with the
@@ -116,8 +129,10 @@ class Editor:
         import torch
 
         caption = encode_prompts(self.components, [inversion.caption])
-        negative = None if negative_prompt is None else encode_prompts(self.components, [negative_prompt])
-        stacked = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, *caption.shape[1:])
+        negative = None if negative_prompt is None else encode_negative(self.components, negative_prompt)
+        stacked = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, *caption.states.shape[1:])
+        if pooled is not None:
+            pooled = torch.as_tensor(pooled, dtype=torch.float32).reshape(len(stacked), -1)
         key = (settings.steps, settings.guidance_scale, negative_prompt)
         trace = inversion.traces.get(key)
         attention = [] if attention_words else None
@@ -128,7 +143,8 @@ class Editor:
             try:
                 latents, reconstruction, trace = edit(
                     self.components, inversion.latents, caption, part, settings, negative, self.progress_bar,
-                    trace, True, attention if start == 0 else None)
+                    trace, True, attention if start == 0 else None,
+                    pooled_directions=None if pooled is None else pooled[start : start + chunk])
                 pictures += decode_latents(self.components, latents)
             except torch.OutOfMemoryError:
                 if chunk == 1:

@@ -79,10 +79,11 @@ def _sample_alpha(scheduler, timestep: int) -> float:
     return float(scheduler.alphas_cumprod[before]) if before >= 0 else float(scheduler.initial_alpha_cumprod)
 
 
-def invert(components, latents, prompt_embeds, steps: int = 50,
+def invert(components, latents, prompt, steps: int = 50,
            regularisation: Regularisation = Regularisation(), seed: int = 0,
            progress_bar=lambda steps, **_: steps):
-    """DDIM-invert scaled latents [n, 4, h, w] conditioned on `prompt_embeds` (no guidance),
+    """DDIM-invert scaled latents [n, 4, h, w] conditioned on `prompt` (a pipeline.Conditioning
+    of one row per latent, or one row for all; no guidance),
     regularising the predicted epsilon at every step; returns the noise latents x_T (float32).
     `progress_bar` wraps the step iterable (e.g. tqdm)."""
     import torch
@@ -93,11 +94,15 @@ def invert(components, latents, prompt_embeds, steps: int = 50,
     generator = torch.Generator().manual_seed(seed)
     # the latents and the scheduler's arithmetic stay in float32 while the UNet runs in its dtype
     latents = latents.to(components.device, torch.float32)
-    embeds = prompt_embeds.to(components.device, components.dtype)
+    conditioning = prompt.to(components.device, components.dtype)
+    if len(conditioning) != len(latents):
+        conditioning = conditioning.expand(len(latents))
+    factor = components.latent_factor
+    inputs = conditioning.unet_inputs(latents.shape[2] * factor, latents.shape[3] * factor)
     with torch.inference_mode():
         ticks = scheduler.timesteps.tolist()  # plain ints for the scheduler: no host sync inside the loop
         for step, t in enumerate(progress_bar(scheduler.timesteps, desc="inverting", unit="step")):
-            output = components.unet(latents.to(components.dtype), t, encoder_hidden_states=embeds).sample
+            output = components.unet(latents.to(components.dtype), t, **inputs).sample
             if regularisation.rounds:
                 with torch.inference_mode(False):
                     alpha = _sample_alpha(scheduler, ticks[step])

@@ -18,7 +18,7 @@ def first_line(error: BaseException) -> str:
 
 @dataclass
 class Components:
-    """The loaded parts of a Stable Diffusion model."""
+    """The loaded parts of a Stable Diffusion model (SDXL: with its second text encoder)."""
 
     model: str
     unet: object
@@ -29,11 +29,30 @@ class Components:
     inverse_scheduler: object
     device: str
     dtype: object
+    text_encoder_2: object = None
+    tokenizer_2: object = None
+    zero_empty_prompt: bool = False  # SDXL: the empty negative prompt is zeros, as diffusers does
+
+    @property
+    def is_sdxl(self) -> bool:
+        """Whether the model has SDXL's two text encoders and added conditions."""
+        return self.text_encoder_2 is not None
 
     @property
     def hidden_size(self) -> int:
-        """D of the text encoder's [77, D] states."""
-        return int(self.text_encoder.config.hidden_size)
+        """D of the [77, D] token states (SDXL: both encoders' side by side)."""
+        second = int(self.text_encoder_2.config.hidden_size) if self.is_sdxl else 0
+        return int(self.text_encoder.config.hidden_size) + second
+
+    @property
+    def pooled_size(self) -> int:
+        """Size of SDXL's pooled text embedding (0 for SD 1.x/2.x)."""
+        return int(self.text_encoder_2.config.projection_dim) if self.is_sdxl else 0
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per prompt (77)."""
+        return int(self.tokenizer.model_max_length)
 
     @property
     def latent_factor(self) -> int:
@@ -41,78 +60,238 @@ class Components:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
-def check_direction_shape(label: str, tensor, max_length: int, hidden_size: int) -> None:
-    """Refuse a direction that is not [.., max_length, hidden_size] (made with another encoder)."""
-    if tuple(tensor.shape[-2:]) != (max_length, hidden_size):
+def model_kind(pooled_size: int) -> str:
+    """'SDXL' for a model with a pooled text embedding, else 'SD 1.x/2.x'."""
+    return "SDXL" if pooled_size else "SD 1.x/2.x"
+
+
+def check_direction_shape(label: str, tensor, pooled, max_length: int, hidden_size: int, pooled_size: int) -> None:
+    """Refuse a direction that is not [.., max_length, hidden_size] with, exactly for an SDXL
+    model, a pooled part [.., pooled_size]: one made for another model or text encoder."""
+    if (pooled is not None) != bool(pooled_size):
         raise EditorError(
-            f"direction {label!r} is {list(tensor.shape)}, but this model takes "
-            f"[1, {max_length}, {hidden_size}]: it was made with another text encoder"
+            f"direction {label!r} was made for {model_kind(0 if pooled is None else 1)}, but this model is "
+            f"{model_kind(pooled_size)}: SDXL and SD 1.x/2.x directions never mix"
+        )
+    if tuple(tensor.shape[-2:]) != (max_length, hidden_size) or (
+            pooled is not None and tuple(pooled.shape[-1:]) != (pooled_size,)):
+        pooled_part = f" + pooled {list(pooled.shape)}" if pooled is not None else ""
+        wanted = f" + pooled [1, {pooled_size}]" if pooled_size else ""
+        raise EditorError(
+            f"direction {label!r} is {list(tensor.shape)}{pooled_part}, but this model takes "
+            f"[1, {max_length}, {hidden_size}]{wanted}: it was made with another text encoder"
         )
 
 
+def _source(model: str) -> str:
+    return str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
+
+
+def _is_sdxl(source: str) -> bool:
+    """Whether the UNet of a model takes SDXL's added text/time conditions (its config alone)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.load_config(source, subfolder="unet").get("addition_embed_type") == "text_time"
+
+
+DEFAULT_SIZE = {"SD 1.x/2.x": 512, "SDXL": 1024}
+
+
+def default_size(model: str) -> int:
+    """The longer image side a model is edited at unless told: 1024 for SDXL, else 512."""
+    try:
+        return DEFAULT_SIZE["SDXL" if _is_sdxl(_source(model)) else "SD 1.x/2.x"]
+    except (OSError, ValueError) as error:
+        raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({first_line(error)})") from None
+
+
 class DirectionShape:
-    """What a model's directions must be, read from its text encoder's and tokenizer's configs
+    """What a model's directions must be, read from its text encoders' and tokenizer's configs
     alone (no weights), for a process that never loads the model itself (a Ray driver)."""
 
     def __init__(self, model: str):
         from transformers import AutoTokenizer, CLIPTextConfig
 
-        source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
+        source = _source(model)
         try:
-            self.hidden_size = int(CLIPTextConfig.from_pretrained(source, subfolder="text_encoder").hidden_size)
+            sdxl = _is_sdxl(source)
+            configs = [CLIPTextConfig.from_pretrained(source, subfolder=folder)
+                       for folder in (("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",))]
             self.max_length = int(AutoTokenizer.from_pretrained(source, subfolder="tokenizer").model_max_length)
         except (OSError, ValueError) as error:
             raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({first_line(error)})") from None
+        self.hidden_size = sum(int(config.hidden_size) for config in configs)
+        self.pooled_size = int(configs[-1].projection_dim) if sdxl else 0
 
-    def check_direction(self, label: str, tensor) -> None:
-        """Refuse a direction that does not fit this model's text encoder."""
-        check_direction_shape(label, tensor, self.max_length, self.hidden_size)
+    def check_direction(self, label: str, tensor, pooled=None) -> None:
+        """Refuse a direction that does not fit this model's text encoders."""
+        check_direction_shape(label, tensor, pooled, self.max_length, self.hidden_size, self.pooled_size)
 
 
-def load_components(model: str, device: str | None = None, dtype: str = "auto") -> Components:
-    """Load UNet, VAE, text encoder, tokenizer and DDIM schedulers of a diffusers SD model id or
-    folder: fp16 on CUDA, fp32 on the CPU (unless `dtype` says otherwise). Attention runs on
-    PyTorch SDPA until a processor for guidance is swapped in."""
+def stack_directions(directions) -> tuple:
+    """(token states [N, 77, D], pooled [N, P] or None) of directions given as (tokens [1, 77, D],
+    pooled [1, P] or None) pairs, all of one kind."""
+    import numpy as np
+
+    tokens = np.stack([np.asarray(t, np.float32)[0] for t, _ in directions])
+    if directions[0][1] is None:
+        return tokens, None
+    return tokens, np.stack([np.asarray(p, np.float32)[0] for _, p in directions])
+
+
+def load_components(model: str, device: str | None = None, dtype: str = "auto", vae: str | None = None) -> Components:
+    """Load UNet, VAE, text encoder(s), tokenizer(s) and DDIM schedulers of a diffusers SD or
+    SDXL model id or folder: fp16 on CUDA, fp32 on the CPU (unless `dtype` says otherwise). An
+    SDXL VAE runs in fp32 under fp16 (SDXL's overflows there) unless its config says it is
+    safe (`force_upcast` false, as in the fp16-safe VAE a user may name as `vae`).
+    Attention runs on PyTorch SDPA until a processor for guidance is swapped in."""
     import torch
     from diffusers import AutoencoderKL, DDIMInverseScheduler, DDIMScheduler, UNet2DConditionModel
     from diffusers.models.attention_processor import AttnProcessor2_0
-    from transformers import AutoTokenizer, CLIPTextModel
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = {"auto": torch.float16 if device.startswith("cuda") else torch.float32,
                    "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    source = str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
+    source = _source(model)
+    text_encoder_2 = tokenizer_2 = None
     try:
-        unet_config = UNet2DConditionModel.load_config(source, subfolder="unet")
-        if unet_config.get("addition_embed_type") == "text_time":  # SDXL's added conditions
-            raise EditorError(f"{model!r} is an SDXL model; the editor edits Stable Diffusion 1.x and 2.x "
-                              "models only so far")
+        sdxl = _is_sdxl(source)
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype)
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
+        if sdxl:
+            text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(source, subfolder="text_encoder_2",
+                                                                         dtype=torch_dtype)
+            tokenizer_2 = AutoTokenizer.from_pretrained(source, subfolder="tokenizer_2")
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
     except (OSError, ValueError) as error:
         raise EditorError(
             f"cannot load the Stable Diffusion model {model!r} ({first_line(error)}); set --model or "
             "DBANK_MODEL to a local diffusers folder, or go online"
         ) from None
+    try:
+        vae_source, vae_folder = (_source(vae), None) if vae else (source, "vae")
+        vae_config = AutoencoderKL.load_config(vae_source, subfolder=vae_folder)
+        upcast = sdxl and torch_dtype == torch.float16 and vae_config.get("force_upcast", True)
+        vae_dtype = torch.float32 if upcast else torch_dtype
+        vae_model = AutoencoderKL.from_pretrained(vae_source, subfolder=vae_folder, torch_dtype=vae_dtype)
+    except (OSError, ValueError) as error:
+        raise EditorError(f"cannot load the VAE {vae or model!r} ({first_line(error)})") from None
     inverse_scheduler = DDIMInverseScheduler.from_config(scheduler.config)
-    for part in (unet, vae, text_encoder):
-        part.to(device).eval().requires_grad_(False)
+    for part in (unet, vae_model, text_encoder, text_encoder_2):
+        if part is not None:
+            part.to(device).eval().requires_grad_(False)
     unet.set_attn_processor(AttnProcessor2_0())
-    return Components(model, unet, vae, text_encoder, tokenizer, scheduler, inverse_scheduler,
-                      device, torch_dtype)
+    zero_empty = sdxl and bool(_model_index(source).get("force_zeros_for_empty_prompt", True))
+    return Components(model, unet, vae_model, text_encoder, tokenizer, scheduler, inverse_scheduler,
+                      device, torch_dtype, text_encoder_2, tokenizer_2, zero_empty)
 
 
-def encode_prompts(components: Components, prompts: list[str]):
-    """[n, 77, D] text-encoder states of the prompts (padded to 77, as the bank embeds)."""
+def _model_index(source: str) -> dict:
+    """The pipeline's model_index.json ({} when there is none)."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        return dict(DiffusionPipeline.load_config(source))
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass
+class Conditioning:
+    """What the UNet is conditioned on for a batch of prompts: token states [n, 77, D] and,
+    for SDXL, the pooled text embedding [n, P] (its time ids come from the image size)."""
+
+    states: object
+    pooled: object = None
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    def __getitem__(self, rows: slice) -> Conditioning:
+        return self._map(lambda tensor: tensor[rows])
+
+    def _map(self, function) -> Conditioning:
+        return Conditioning(function(self.states), None if self.pooled is None else function(self.pooled))
+
+    def to(self, device, dtype) -> Conditioning:
+        """On `device` in `dtype`."""
+        return self._map(lambda tensor: tensor.to(device, dtype))
+
+    def expand(self, rows: int) -> Conditioning:
+        """One prompt's conditioning repeated to `rows` rows (a view)."""
+        return self._map(lambda tensor: tensor.expand(rows, *tensor.shape[1:]))
+
+    def repeat_interleave(self, times: int) -> Conditioning:
+        """Each row repeated `times` times in place."""
+        return self._map(lambda tensor: tensor.repeat_interleave(times, dim=0))
+
+    def shifted(self, states, pooled, scale: float) -> Conditioning:
+        """The conditioning plus `scale` times a direction (token states and pooled part)."""
+        moved = self.states + scale * states.to(self.states.device, self.states.dtype)
+        if self.pooled is None:
+            return Conditioning(moved)
+        if pooled is not None:
+            return Conditioning(moved, self.pooled + scale * pooled.to(self.pooled.device, self.pooled.dtype))
+        return Conditioning(moved, self.pooled)
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        """The rows of every part, one after the other."""
+        import torch
+
+        pooled = None if parts[0].pooled is None else torch.cat([part.pooled for part in parts])
+        return Conditioning(torch.cat([part.states for part in parts]), pooled)
+
+    def unet_inputs(self, height: int, width: int) -> dict:
+        """UNet keyword arguments for images of height x width pixels: the token states, and
+        for SDXL the added conditions (pooled embedding; time ids: original size, crop (0, 0)
+        and target size, as StableDiffusionXLPipeline passes them)."""
+        import torch
+
+        inputs = {"encoder_hidden_states": self.states}
+        if self.pooled is not None:
+            time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=self.pooled.dtype,
+                                    device=self.pooled.device).expand(len(self), 6)
+            inputs["added_cond_kwargs"] = {"text_embeds": self.pooled, "time_ids": time_ids}
+        return inputs
+
+
+def _token_ids(tokenizer, prompts: list[str], device):
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids.to(device)
+
+
+def encode_prompts(components: Components, prompts: list[str]) -> Conditioning:
+    """The conditioning of the prompts, as the bank embeds sentences: SD 1.x/2.x the text
+    encoder's last states [n, 77, D]; SDXL as StableDiffusionXLPipeline.encode_prompt does (both
+    encoders' penultimate states side by side, the second's pooled projection)."""
     import torch
 
-    ids = components.tokenizer(prompts, padding="max_length", max_length=components.tokenizer.model_max_length,
-                               truncation=True, return_tensors="pt").input_ids.to(components.device)
     with torch.inference_mode():
-        return components.text_encoder(ids)[0].clone()
+        if not components.is_sdxl:
+            return Conditioning(components.text_encoder(_token_ids(components.tokenizer, prompts,
+                                                                   components.device))[0].clone())
+        states, pooled = [], None
+        for tokenizer, encoder in ((components.tokenizer, components.text_encoder),
+                                   (components.tokenizer_2, components.text_encoder_2)):
+            output = encoder(_token_ids(tokenizer, prompts, components.device), output_hidden_states=True)
+            if pooled is None and output[0].ndim == 2:
+                pooled = output[0]
+            states.append(output.hidden_states[-2])
+        return Conditioning(torch.cat(states, dim=-1).clone(), pooled.clone())
+
+
+def encode_negative(components: Components, prompt: str) -> Conditioning:
+    """The conditioning of a negative prompt; for an SDXL model that zeroes empty prompts
+    (force_zeros_for_empty_prompt) the empty one is zeros, as StableDiffusionXLPipeline uses."""
+    import torch
+
+    encoded = encode_prompts(components, [prompt])
+    if prompt == "" and components.zero_empty_prompt:
+        return encoded._map(torch.zeros_like)
+    return encoded
 
 
 def image_size(width: int, height: int, longer: int) -> tuple[int, int]:
@@ -166,7 +345,7 @@ def encode_image(components: Components, pixels):
     import torch
 
     with torch.inference_mode():
-        latent = components.vae.encode(pixels.to(components.device, components.dtype)).latent_dist.mean
+        latent = components.vae.encode(pixels.to(components.device, components.vae.dtype)).latent_dist.mean
     return (latent * components.vae.config.scaling_factor).clone()
 
 
@@ -177,6 +356,6 @@ def decode_latents(components: Components, latents):
     from PIL import Image
 
     with torch.inference_mode():
-        pixels = components.vae.decode(latents.to(components.dtype) / components.vae.config.scaling_factor).sample
+        pixels = components.vae.decode(latents.to(components.vae.dtype) / components.vae.config.scaling_factor).sample
     array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(a)) for a in array]

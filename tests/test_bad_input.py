@@ -262,7 +262,7 @@ def test_a_bank_from_a_newer_dbank_is_one_line(run_cli, seeded, database):
         result = run_cli(*args, input="a horse\n")
         assert result.exit_code == 1
         assert result.stderr.strip().endswith(
-            "was made by a newer dbank (schema version 9999; this dbank knows up to 0003); upgrade dbank")
+            "was made by a newer dbank (schema version 9999; this dbank knows up to 0004); upgrade dbank")
 
 
 @pytest.mark.sqlite_only

@@ -52,7 +52,7 @@ def test_plain_inversion_equals_diffusers_ddim_inverse_scheduler(editor, image):
     expected = latents.clone()
     with torch.no_grad():
         for t in scheduler.timesteps:
-            noise = components.unet(expected, t, encoder_hidden_states=embeds).sample
+            noise = components.unet(expected, t, encoder_hidden_states=embeds.states).sample
             expected = scheduler.step(noise, t, expected).prev_sample
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
@@ -70,7 +70,7 @@ def test_regularisation_lowers_the_auto_correlation_of_the_noise_inversion_steps
     latents = encode_image(components, load_image(image, 32))
     embeds = encode_prompts(components, ["a photo of a horse"])
     with torch.no_grad():  # the model's own noise prediction at the first inversion step
-        predicted = components.unet(latents, 1, encoder_hidden_states=embeds).sample
+        predicted = components.unet(latents, 1, encoder_hidden_states=embeds.states).sample
     smooth = F.avg_pool2d(F.pad(torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)),
                                 (1, 1, 1, 1), mode="circular"), 3, stride=1) * 3
     for noise in (predicted, smooth):

@@ -24,7 +24,7 @@ def test_token_counts_include_start_and_end_and_are_not_truncated(encoder):
 def test_fingerprint_is_sha256_of_weights_and_reuses_known_value(encoder):
     import hashlib
 
-    expected = hashlib.sha256(encoder.weights_file.read_bytes()).hexdigest()
+    expected = hashlib.sha256(encoder.weights_files[0].read_bytes()).hexdigest()
     assert encoder.fingerprint() == expected
     assert encoder.fingerprint(lambda signature: "cached") == "cached"
 

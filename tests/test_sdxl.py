@@ -1,14 +1,19 @@
-"""SDXL, first part: a tiny random SDXL checkpoint in the real layout (for the SDXL bank and
-editor to come), and the one-line refusals that keep an SDXL model out of the bank and the
-editor until then (before, the bank embedded its first text encoder alone, a wrong [77, 768])."""
-import subprocess
-import sys
+"""SDXL: a tiny random SDXL checkpoint in the real layout (two text encoders, two tokenizers from
+the real CLIP BPE file, a UNet with text_time additions, a VAE), through the bank (two-part
+embeddings, statistics, directions, files), the editor (added conditions, pooled directions) and
+the CLI; SDXL and SD 1.x/2.x never mix."""
+import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from direction_bank.testing import write_tiny_sdxl
+
+SENTENCES = ["a photo of a horse", "a horse in a field at sunset", "a painting of a horse", "horse"]
+STEPS = 4
+CAPTION = "a photo of a horse"
 
 
 @pytest.fixture(scope="session")
@@ -16,37 +21,256 @@ def tiny_sdxl(tmp_path_factory, clip_tokenizer_dir):
     return write_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"), tokenizer_from=clip_tokenizer_dir)
 
 
+@pytest.fixture(scope="session")
+def sdxl_encoder(tiny_sdxl):
+    from direction_bank.encoder import TextEncoder
+
+    return TextEncoder.load(str(tiny_sdxl), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sdxl_editor(tiny_sdxl):
+    from editor.editor import Editor
+
+    return Editor(str(tiny_sdxl), device="cpu")
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "horse.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _reference(tiny_sdxl, texts):
+    """diffusers' own SDXL prompt encoding: (prompt embeds, pooled), no classifier-free guidance."""
+    from diffusers import StableDiffusionXLPipeline
+
+    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
+    with torch.no_grad():
+        embeds, _, pooled, _ = pipeline.encode_prompt(texts, do_classifier_free_guidance=False)
+    return embeds.numpy(), pooled.numpy()
+
+
 def test_the_tiny_sdxl_checkpoint_is_what_diffusers_loads_as_sdxl(tiny_sdxl):
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
     pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
     assert pipeline.tokenizer_2.pad_token == "!" and pipeline.unet.config.addition_embed_type == "text_time"
-    embeds, _, pooled, _ = pipeline.encode_prompt("a photo of a horse", do_classifier_free_guidance=False)
-    assert embeds.shape == (1, 77, 64) and pooled.shape == (1, 32)  # [77, 32 + 32] and the projection
     image = pipeline("a horse", num_inference_steps=2, height=64, width=64, output_type="np",
                      generator=torch.Generator().manual_seed(0)).images
     assert image.shape == (1, 64, 64, 3) and np.isfinite(image).all()
 
 
-def test_an_sdxl_model_is_refused_in_one_line_by_the_bank_and_the_editor(tiny_sdxl, tmp_path, run_cli):
-    import os
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_bank_embeddings_equal_diffusers_encode_prompt(tiny_sdxl, sdxl_encoder, bank, batch_size):
+    embeds, pooled = _reference(tiny_sdxl, SENTENCES)
+    assert embeds.shape == (4, 77, 64) and pooled.shape == (4, 32)  # [77, 32 + 32] and the projection
+    info = bank.register_encoder(sdxl_encoder)
+    assert (info.hidden_size, info.pooled_size, info.kind) == (64, 32, "SDXL")
+    tokens, got_pooled = info.split(sdxl_encoder.embed(SENTENCES, batch_size=batch_size))
+    np.testing.assert_allclose(tokens, embeds, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got_pooled, pooled, atol=1e-5, rtol=0)
 
-    env = {**os.environ, "DBANK_DB": str(tmp_path / "bank.db"), "DBANK_DEBUG": "0"}
-    added = subprocess.run([sys.executable, "-m", "direction_bank.cli", "add-concept", "horse", "-n", "5",
-                            "--generator", "template", "--model", str(tiny_sdxl)], env=env, capture_output=True,
-                           text=True)
-    assert added.returncode == 1 and added.stderr.count("\n") == 1, added.stderr
-    assert added.stderr.startswith(f"Error: '{tiny_sdxl}' is an SDXL model: its sentences need both of its text "
-                                   "encoders, which the bank does not embed yet")
-    assert not (tmp_path / "bank.db").exists()
-    assert run_cli("add-concept", "horse", "-n", "4", "--generator", "template").exit_code == 0
-    assert run_cli("add-concept", "zebra", "-n", "4", "--generator", "template").exit_code == 0
-    assert run_cli("diff", "horse", "zebra", "--save", "horse2zebra").exit_code == 0
+
+def test_the_fingerprint_covers_both_text_encoders(sdxl_encoder):
+    import hashlib
+
+    first, second = sdxl_encoder.weights_files
+    assert first.parent.name == "text_encoder" and second.parent.name == "text_encoder_2"
+    assert sdxl_encoder.fingerprint() == hashlib.sha256(first.read_bytes() + second.read_bytes()).hexdigest()
+
+
+def test_statistics_and_directions_of_both_parts(tiny_sdxl, sdxl_encoder, bank):
+    bank.add_sentences("horse", SENTENCES, sdxl_encoder)
+    bank.add_sentences("zebra", ["a photo of a zebra", "a zebra in a field", "zebra"], sdxl_encoder)
+    horse_tokens, horse_pooled = _reference(tiny_sdxl, SENTENCES)
+    zebra_tokens, zebra_pooled = _reference(tiny_sdxl, ["a photo of a zebra", "a zebra in a field", "zebra"])
+    direction = bank.diff("horse", "zebra")
+    assert direction.tensor.shape == (1, 77, 64) and direction.pooled.shape == (1, 32)
+    np.testing.assert_allclose(direction.tensor[0], zebra_tokens.mean(0) - horse_tokens.mean(0), atol=1e-5)
+    np.testing.assert_allclose(direction.pooled[0], zebra_pooled.mean(0) - horse_pooled.mean(0), atol=1e-5)
+    expected_norm = np.sqrt((direction.tensor.astype(np.float64) ** 2).sum() + (direction.pooled ** 2).sum())
+    assert direction.norm == pytest.approx(expected_norm, rel=1e-5)
+    saved = bank.save_direction("h2z", direction)
+    again = bank.direction("h2z")
+    np.testing.assert_array_equal(again.pooled, direction.pooled)
+    np.testing.assert_array_equal(again.tensor, direction.tensor)
+    assert "pooled 1x32" in next(saved.summary_lines())
+    twice = bank.compose_direction("twice", [("h2z", 2.0)])
+    np.testing.assert_allclose(twice.pooled, 2 * direction.pooled, rtol=1e-6)
+    # taking a sentence out takes it out of both parts
+    bank.remove_sentence("horse", lambda info: sdxl_encoder, text="horse")
+    fewer = bank.diff("horse", "zebra")
+    np.testing.assert_allclose(fewer.pooled[0], zebra_pooled.mean(0) - horse_pooled[:3].mean(0), atol=1e-5)
+    from direction_bank.integrity import check_bank
+
+    assert check_bank(bank, deep=True, load_encoder=lambda info: sdxl_encoder) == []
+
+
+def test_sdxl_through_the_cli_add_diff_export_import(tiny_sdxl, run_cli, tmp_path):
+    for concept in ("horse", "zebra"):
+        added = run_cli("add-concept", concept, "-n", "5", "--generator", "template", model=tiny_sdxl)
+        assert added.exit_code == 0, added.output
+    shown = run_cli("diff", "horse", "zebra", "--save", "h2z", model=tiny_sdxl)
+    assert shown.exit_code == 0 and "shape 1x77x64 + pooled 1x32" in shown.output
+    direction_file, concept_file = tmp_path / "h2z.safetensors", tmp_path / "horse.safetensors"
+    assert run_cli("export", "h2z", "-o", str(direction_file), model=tiny_sdxl).exit_code == 0
+    assert run_cli("export", "--concept", "horse", "-o", str(concept_file), model=tiny_sdxl).exit_code == 0
+    from direction_bank.files import read_metadata, read_shared_file
+
+    meta = read_metadata(direction_file)
+    assert meta["format_version"] == 2 and meta["encoder"]["pooled_size"] == 32
+    assert set(meta["tensors"]) == {"direction", "direction_pooled", "source_mean", "source_mean_pooled",
+                                    "target_mean", "target_mean_pooled"}
+    assert set(read_metadata(concept_file)["tensors"]) == {"mean", "m2", "mean_pooled", "m2_pooled"}
+    other = {"DBANK_DB": str(tmp_path / "other.db")}
+    for path in (direction_file, concept_file):
+        imported = run_cli("import", str(path), model=tiny_sdxl, env=other)
+        assert imported.exit_code == 0, imported.output
+    from direction_bank import Bank
+
+    with Bank(tmp_path / "other.db") as copy:
+        np.testing.assert_array_equal(copy.direction("h2z").pooled, read_shared_file(direction_file).tensors["direction_pooled"])
+        encoder = copy.encoders()[0]
+        assert encoder.pooled_size == 32
+        assert copy.statistics("horse", encoder).count == 5
+
+
+def test_sd_and_sdxl_never_mix_each_refused_in_one_line(tiny_sdxl, sd_model, run_cli, tmp_path):
+    assert run_cli("add-concept", "horse", "-n", "4", "--generator", "template", model=tiny_sdxl).exit_code == 0
+    assert run_cli("add-concept", "zebra", "-n", "4", "--generator", "template", model=sd_model).exit_code == 0
+    mixed = run_cli("diff", "horse", "zebra")
+    assert mixed.exit_code == 1 and mixed.stderr.count("\n") == 1
+    assert "were embedded by different text encoders" in mixed.stderr and "(SDXL, 64-d + 32 pooled)" in mixed.stderr
+    assert "(SD 1.x/2.x, 32-d)" in mixed.stderr
+    assert run_cli("add-concept", "zebra", "-n", "4", "--generator", "template", model=tiny_sdxl).exit_code == 0
+    assert run_cli("add-concept", "horse", "-n", "4", "--generator", "template", model=sd_model).exit_code == 0
+    assert run_cli("diff", "horse", "zebra", "--model", str(tiny_sdxl), "--save", "xl").exit_code == 0
+    assert run_cli("diff", "horse", "zebra", "--model", str(sd_model), "--save", "sd").exit_code == 0
+    summed = run_cli("direction", "create", "both", "--add", "xl", "--add", "sd")
+    assert summed.exit_code == 1 and summed.stderr.count("\n") == 1 and "cannot be added" in summed.stderr
+    xl_file = tmp_path / "xl.safetensors"
+    assert run_cli("export", "xl", "-o", str(xl_file)).exit_code == 0
+    refused = run_cli("import", str(xl_file), "--name", "xl-again", model=sd_model)
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith("Error: xl.safetensors was made for SDXL, but ")
+    assert "SDXL and SD 1.x/2.x embeddings never mix" in refused.stderr
     photo = tmp_path / "photo.png"
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
-    edited = run_cli("edit", str(photo), "--direction", "horse2zebra", "--caption", "a horse", "-o",
-                     str(tmp_path / "out"), env={"DBANK_MODEL": str(tiny_sdxl)})
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(photo)
+    edited = run_cli("edit", str(photo), "--direction", "sd", "--caption", CAPTION, "--steps", "2", "--size", "16",
+                     "-o", str(tmp_path / "out"), model=tiny_sdxl)
     assert edited.exit_code == 1
-    assert edited.stderr == (f"Error: '{tiny_sdxl}' is an SDXL model; the editor edits Stable Diffusion 1.x and "
-                             "2.x models only so far\n")
+    assert edited.stderr == ("Error: sd: direction 'sd' was made for SD 1.x/2.x, but this model is SDXL: "
+                             "SDXL and SD 1.x/2.x directions never mix\n")
+
+
+def _random_direction(count, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(count, 77, 64, generator=generator) * 0.5, torch.randn(count, 32, generator=generator)
+
+
+def test_the_editor_conditions_like_the_bank_embeds(sdxl_editor, sdxl_encoder, tiny_sdxl):
+    from editor.pipeline import encode_prompts
+
+    conditioning = encode_prompts(sdxl_editor.components, SENTENCES)
+    embeds, pooled = _reference(tiny_sdxl, SENTENCES)
+    np.testing.assert_allclose(conditioning.states.numpy(), embeds, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(conditioning.pooled.numpy(), pooled, atol=1e-5, rtol=0)
+
+
+def test_a_zero_direction_without_guidance_reproduces_the_reconstruction(sdxl_editor, photo):
+    from editor.edit import EditSettings, edit
+    from editor.pipeline import encode_prompts
+
+    inversion = sdxl_editor.invert_file(photo, CAPTION, 32, STEPS)
+    caption = encode_prompts(sdxl_editor.components, [CAPTION])
+    settings = EditSettings(steps=STEPS, xa_guidance=0.0)
+    tokens, pooled = _random_direction(1)
+    still, reconstruction = edit(sdxl_editor.components, inversion.latents, caption, torch.zeros_like(tokens),
+                                 settings, pooled_directions=torch.zeros_like(pooled))
+    torch.testing.assert_close(still, reconstruction, atol=1e-5, rtol=0)
+    moved, _ = edit(sdxl_editor.components, inversion.latents, caption, tokens, settings, pooled_directions=pooled)
+    only_pooled, _ = edit(sdxl_editor.components, inversion.latents, caption, torch.zeros_like(tokens), settings,
+                          pooled_directions=pooled)
+    assert float((moved - reconstruction).abs().mean()) > 0.01
+    assert float((only_pooled - reconstruction).abs().mean()) > 1e-3  # the pooled part reaches the UNet
+
+
+def test_a_batch_of_sdxl_directions_equals_them_one_by_one(sdxl_editor, photo):
+    from editor.edit import EditSettings, edit
+    from editor.pipeline import encode_prompts
+
+    inversion = sdxl_editor.invert_file(photo, CAPTION, 32, STEPS)
+    caption = encode_prompts(sdxl_editor.components, [CAPTION])
+    settings = EditSettings(steps=STEPS, xa_guidance=10.0)
+    tokens, pooled = _random_direction(3, seed=1)
+    batch, _ = edit(sdxl_editor.components, inversion.latents, caption, tokens, settings, pooled_directions=pooled)
+    unguided, _ = edit(sdxl_editor.components, inversion.latents, caption, tokens[:1],
+                       EditSettings(steps=STEPS, xa_guidance=0.0), pooled_directions=pooled[:1])
+    assert float((batch[:1] - unguided).abs().max()) > 0.05  # the guidance visibly matters
+    for index in range(3):
+        alone, _ = edit(sdxl_editor.components, inversion.latents, caption, tokens[index : index + 1], settings,
+                        pooled_directions=pooled[index : index + 1])
+        torch.testing.assert_close(batch[index : index + 1], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, tmp_path):
+    for concept in ("horse", "zebra"):
+        assert run_cli("add-concept", concept, "-n", "4", "--generator", "template", model=tiny_sdxl).exit_code == 0
+    assert run_cli("diff", "horse", "zebra", "--save", "h2z", model=tiny_sdxl).exit_code == 0
+    out = tmp_path / "out"
+    edited = run_cli("edit", str(photo), "--direction", "h2z", "--caption", CAPTION, "--steps", "3", "--size", "32",
+                     "-o", str(out), "--sheet", "--json", model=tiny_sdxl)
+    assert edited.exit_code == 0, edited.output
+    report = json.loads(edited.stdout)
+    result = report["results"][0]
+    assert Image.open(report["sheet"]).size[0] >= 3 * 32  # input, reconstruction, the edit
+    with Image.open(result["edits"]["h2z"]) as picture, Image.open(result["reconstruction"]) as reconstruction:
+        assert picture.size == reconstruction.size == (32, 24)
+        assert np.abs(np.asarray(picture, float) - np.asarray(reconstruction, float)).mean() > 0.5
+    generated = run_cli("generate-edit", "a horse", "--direction", "h2z", "--steps", "3", "--size", "32",
+                        "-o", str(out), "--json", model=tiny_sdxl)
+    assert generated.exit_code == 0, generated.output
+    files = json.loads(generated.stdout)["results"][0]["files"]
+    assert len(files) == 2 and all(Image.open(path).size == (32, 32) for path in files)
+
+
+def test_sdxl_defaults_to_1024_pixels_and_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
+    from editor.pipeline import default_size, load_components
+
+    assert default_size(str(tiny_sdxl)) == 1024 and default_size(str(tiny_sd)) == 512
+    half = load_components(str(tiny_sdxl), "cpu", "fp16")
+    assert half.unet.dtype == torch.float16 and half.vae.dtype == torch.float32
+    assert half.text_encoder_2.dtype == torch.float16 and half.zero_empty_prompt
+    # a VAE named with --vae that says it is fp16-safe runs in the model's dtype
+    safe = tiny_sdxl.parent / "fp16-safe-vae"
+    if not safe.exists():
+        import shutil
+
+        shutil.copytree(tiny_sdxl / "vae", safe)
+        config = json.loads((safe / "config.json").read_text())
+        (safe / "config.json").write_text(json.dumps({**config, "force_upcast": False}))
+    assert load_components(str(tiny_sdxl), "cpu", "fp16", vae=str(safe)).vae.dtype == torch.float16
+    assert load_components(str(tiny_sd), "cpu", "fp16").vae.dtype == torch.float16
+
+
+def test_the_studio_adds_diffs_generates_and_edits_on_sdxl(tiny_sdxl, tmp_path, monkeypatch):
+    from direction_bank.studio.actions import StudioActions
+
+    monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
+    actions = StudioActions(str(tmp_path / "bank.db"), str(tiny_sdxl), device="cpu", work_dir=tmp_path / "work")
+    assert actions.default_size() == 1024
+    for concept in ("horse", "zebra"):
+        actions.add_concept(concept, "template", "", 4)
+    text, _ = actions.diff("horse", "zebra", save_as="h2z")
+    assert "shape 1x77x64 + pooled 1x32" in text
+    generated = actions.generate(CAPTION, size=32, steps=STEPS, seed=3)
+    outcome = actions.edit(generated, CAPTION, ["h2z"], steps=STEPS, size=32)
+    labels = [label for _, label in outcome.pictures]
+    assert labels == ["input", "reconstruction", "h2z"]
+    reconstruction, edited = (np.asarray(picture, float) for picture, _ in outcome.pictures[1:])
+    assert edited.shape == (32, 32, 3) and np.abs(edited - reconstruction).mean() > 0.5
+    from direction_bank.files import read_metadata
+
+    assert read_metadata(actions.export("h2z"))["encoder"]["pooled_size"] == 32

@@ -152,6 +152,9 @@ model_option = click.option(
     show_default=True,
     help="Stable Diffusion model id or folder whose text encoder embeds sentences (env DBANK_MODEL).",
 )
+vae_option = click.option("--vae", envvar="DBANK_VAE", default=None,
+                          help="Another VAE (id or folder) in the model's dtype, e.g. an fp16-safe SDXL VAE "
+                               "(default: the model's own; SDXL's runs in fp32 under fp16) (env DBANK_VAE).")
 device_options = [
     click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
     click.option(

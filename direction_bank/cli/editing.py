@@ -12,18 +12,21 @@ from pathlib import Path
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, model_option, open_bank, overwrite_option, require_sd_model, with_device, write_pictures,
+    cli, emit, json_option, model_option, open_bank, overwrite_option, require_sd_model, vae_option, with_device,
+    write_pictures,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
 from editor.edit import SETTING_BOUNDS
+from editor.pipeline import stack_directions
 
 RECONSTRUCTION = "reconstruction"
 
 
 def _direction_sources(ctx, names, sources, targets, files):
-    """[(label, load)] for every direction asked for; load() gives the [1, 77, D] tensor."""
+    """[(label, load)] for every direction asked for; load() gives (tokens [1, 77, D], pooled
+    [1, P] for SDXL or None)."""
     from direction_bank.files import read_shared_file
 
     if len(sources) != len(targets):
@@ -31,28 +34,29 @@ def _direction_sources(ctx, names, sources, targets, files):
     if not (names or sources or files):
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     bank = open_bank(ctx, read_only=True) if (names or sources) else None
-    wanted = [(name, lambda name=name: bank.direction(name).tensor) for name in names]
-    wanted += [(f"{s}2{t}", lambda s=s, t=t: bank.diff(s, t).tensor) for s, t in zip(sources, targets)]
+    def parts(direction):
+        return direction.tensor, direction.pooled
+
+    wanted = [(name, lambda name=name: parts(bank.direction(name))) for name in names]
+    wanted += [(f"{s}2{t}", lambda s=s, t=t: parts(bank.diff(s, t))) for s, t in zip(sources, targets)]
 
     def from_file(path):
         shared = read_shared_file(path)
         if shared.kind != "direction":
             raise BankError(f"{path}: a {shared.kind} file, not a direction")
-        return shared.tensors["direction"]
+        return shared.tensors["direction"], shared.tensors.get("direction_pooled")
 
     wanted += [(Path(path).stem, lambda path=path: from_file(path)) for path in files]
     return wanted
 
 
 def _resolve_directions(wanted):
-    """([(label, file label, tensor)], errors): the directions that could be read, before any
-    model loads; each file label is distinct and never a reserved output name."""
-    import numpy as np
-
+    """([(label, file label, (tokens, pooled))], errors): the directions that could be read,
+    before any model loads; each file label is distinct and never a reserved output name."""
     resolved, errors, used = [], [], set()
     for label, load in wanted:
         try:
-            tensor = np.asarray(load(), dtype=np.float32)
+            tensor = load()
         except BankError as error:  # reported; the other directions still run
             errors.append(f"{label}: {error}")
             continue
@@ -71,14 +75,24 @@ def _check_shapes(editor, resolved, errors):
     fitting = []
     for label, name, tensor in resolved:
         try:
-            editor.check_direction(label, tensor)
+            editor.check_direction(label, *tensor)
             fitting.append((label, name, tensor))
         except EditorError as error:
             errors.append(f"{label}: {error}")
     return fitting
 
 
-def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_captions=False):
+def _size_for(model: str, size: int | None) -> int:
+    """--size, or the model's own default (512; 1024 for SDXL), read from its config."""
+    from editor.pipeline import default_size
+
+    if size:
+        return size
+    require_sd_model(model)
+    return default_size(model)
+
+
+def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_captions=False, vae=None):
     import diffusers.utils.logging  # noqa: F401  (so that it can be quietened)
     import transformers.utils.logging  # noqa: F401
 
@@ -94,8 +108,10 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_c
         require_model(caption_model, "the captioning model",
                       "pass --caption, or set --caption-model to a local BLIP folder")
     cache = None if no_cache else InversionCache(os.environ.get("DBANK_CACHE") or None)
+    if vae:
+        require_model(vae, "the VAE", "set --vae or DBANK_VAE to a local AutoencoderKL folder")
     return Editor(model, device, dtype, cache, caption_model,
-                  progress_bar=lambda steps, **kw: progress_bar(steps, **kw), compile=compile)
+                  progress_bar=lambda steps, **kw: progress_bar(steps, **kw), compile=compile, vae=vae)
 
 
 def _output_folder(out_dir: str) -> Path:
@@ -109,6 +125,10 @@ def _output_folder(out_dir: str) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise BankError(f"the folder {out_dir} is not writable")
     return out
+
+
+size_option = click.option("--size", type=ImageSize(), default=None,
+                           help="Longer image side, a multiple of 8 up to 4096 [default: 512; 1024 for SDXL].")
 
 
 def edit_options(func):
@@ -128,8 +148,7 @@ def edit_options(func):
                      help="Classifier-free guidance."),
         click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed (inversion shifts, generated noise)."),
-        click.option("--size", type=ImageSize(), default=512, show_default=True,
-                     help="Longer image side (a multiple of 8 up to 4096)."),
+        size_option,
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
                      help="Folder for the images."),
         overwrite_option,
@@ -141,6 +160,7 @@ def edit_options(func):
         click.option("--compile", "compile_unet", is_flag=True,
                      help="torch.compile the UNet (slow first run, cached on disk; eager by default)."),
         model_option,
+        vae_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -208,12 +228,11 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
 def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, sheet, batch_images, engine, address,
                  workers, names, sources,
                  targets, files, scale, steps, xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch,
-                 caption_model, no_cache, compile_unet, model, device, dtype, as_json):
+                 caption_model, no_cache, compile_unet, model, vae, device, dtype, as_json):
     """Edit IMAGES (files, or folders of images) or a --manifest with directions from the bank:
     invert each (cached), then guided editing, several images per batch. Writes
     STEM.DIRECTION.png, STEM.reconstruction.png and STEM.attention-WORD.png per image. With a
     folder or a manifest a rerun skips the images whose outputs all exist (resumable)."""
-    import numpy as np
 
     from direction_bank.output_files import check_output
     from direction_bank.progress import progress_counter
@@ -241,6 +260,8 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     if engine == "ray" and attention_words:
         raise click.UsageError("--attention-map needs --engine local")
     editor = None
+    if common or own:
+        size = _size_for(model, size)
     if (common or own) and engine == "ray":  # the workers load the model; here its configs will do
         from editor.pipeline import DirectionShape
 
@@ -248,7 +269,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         editor = DirectionShape(model)
     elif common or own:
         editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet,
-                         need_captions=any(c is None for _, c, _ in listed))
+                         need_captions=any(c is None for _, c, _ in listed), vae=vae)
         common = _check_shapes(editor, common, errors)
         by_name = {entry[0]: entry for entry in _check_shapes(editor, list(by_name.values()), errors)}
     results, warnings, jobs, skipped = [], [], [], 0
@@ -271,8 +292,9 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         except BankError as error:
             errors.append(str(error))
             continue
-        jobs.append(ImageJob(image, image_caption, [label for label, _, _ in chosen],
-                             np.stack([t[0] for _, _, t in chosen]), {"paths": paths, "order": len(jobs)}))
+        tokens, pooled = stack_directions([t for _, _, t in chosen])
+        jobs.append(ImageJob(image, image_caption, [label for label, _, _ in chosen], tokens,
+                             {"paths": paths, "order": len(jobs)}, pooled))
 
     bar = progress_counter(len(jobs), desc="images", unit="img")
     sheet_rows = []
@@ -318,7 +340,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     if jobs and engine == "ray":
         from editor.runners.ray_data import edit_images_on_ray
 
-        edit_images_on_ray(model, device, dtype, caption_model, jobs, settings, size=size,
+        edit_images_on_ray(model, device, dtype, caption_model, jobs, settings, size=size, vae=vae,
                            regularisation=regularisation, seed=seed, batch_images=batch_images, workers=workers,
                            address=address, on_result=finished, on_error=failed)
     elif jobs:
@@ -363,11 +385,10 @@ def _write_sheet(out: Path, rows: list[dict], overwrite: bool, errors: list[str]
 @edit_options
 @click.pass_context
 def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_guidance, guidance_scale,
-                  seed, size, out_dir, overwrite, max_batch, caption_model, no_cache, compile_unet, model, device,
-                  dtype, as_json):
+                  seed, size, out_dir, overwrite, max_batch, caption_model, no_cache, compile_unet, model, vae,
+                  device, dtype, as_json):
     """Generate an image from PROMPT, then edit it with directions (no inversion needed). Writes
     generated-SEED-PROMPT~HASH.png and one file per direction."""
-    import numpy as np
 
     from direction_bank.output_files import check_output
     from editor.edit import EditSettings
@@ -375,6 +396,8 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
 
     directions, errors = _resolve_directions(_direction_sources(ctx, names, sources, targets, files))
     out = _output_folder(out_dir)
+    if directions:
+        size = _size_for(model, size)
     stem = file_label(f"generated {seed} {size} {prompt}")
     results = []
     if directions:
@@ -382,13 +405,13 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
         edit_paths = {label: out / f"{stem}.{name}.png" for label, name, _ in directions}
         for path in [generated_path, *edit_paths.values()]:
             check_output(path, overwrite)
-        editor = _editor(model, device, dtype, caption_model, True, compile_unet)
+        editor = _editor(model, device, dtype, caption_model, True, compile_unet, vae=vae)
         directions = _check_shapes(editor, directions, errors)
     if directions:
         start = Inversion(editor.generate_noise(size, seed), prompt, False)
-        edited, generated = editor.edit(start, np.stack([t[0] for _, _, t in directions]),
-                                        EditSettings(steps, guidance_scale, xa_guidance, scale), negative_prompt="",
-                                        max_batch=max_batch)
+        tokens, pooled = stack_directions([t for _, _, t in directions])
+        edited, generated = editor.edit(start, tokens, EditSettings(steps, guidance_scale, xa_guidance, scale),
+                                        negative_prompt="", max_batch=max_batch, pooled=pooled)
         pictures = {generated_path: generated,
                     **{edit_paths[label]: picture for (label, _, _), picture in zip(directions, edited)}}
         written = write_pictures(pictures, overwrite)
@@ -408,23 +431,23 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
 @click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True, help="DDIM steps.")
 @click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--size", type=ImageSize(), default=512, show_default=True)
+@size_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the grid.")
 @overwrite_option
 @click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache.")
 @model_option
+@vae_option
 @with_device
 @json_option
 @click.pass_context
 def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, seed, size, out_dir, overwrite,
-          caption_model, no_cache, model, device, dtype, as_json):
+          caption_model, no_cache, model, vae, device, dtype, as_json):
     """Edit IMAGE with one direction over a grid of settings (--scale columns, --xa-guidance
     rows) and write one labelled grid: the image is inverted once and the reference pass kept,
     and each row's scales run in one batch."""
     import hashlib
 
-    import numpy as np
 
     from direction_bank.output_files import check_output
     from editor.edit import EditSettings
@@ -436,19 +459,21 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
         raise BankError(errors[0])
     label, file_name, tensor = directions[0]
     out = _output_folder(out_dir)
+    size = _size_for(model, size)
     key = json.dumps([scales, guidances, caption, steps, guidance_scale, seed, size])
     path = out / f"{file_label(Path(image).stem)}.sweep-{file_name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.png"
     check_output(path, overwrite)
-    editor = _editor(model, device, dtype, caption_model, no_cache, need_captions=caption is None)
+    editor = _editor(model, device, dtype, caption_model, no_cache, need_captions=caption is None, vae=vae)
     _check_shapes(editor, directions, errors)
     if errors:
         raise BankError(errors[0])
     inversion = editor.invert_file(image, caption, size, steps, Regularisation(), seed)
-    scaled = np.stack([scale * tensor[0] for scale in scales])
+    scaled, pooled = stack_directions([tuple(None if part is None else scale * part for part in tensor)
+                                       for scale in scales])
     rows = []
     for guidance in guidances:
         pictures, _ = editor.edit(inversion, scaled, EditSettings(steps, guidance_scale, guidance, 1.0),
-                                  keep_reference=True)
+                                  keep_reference=True, pooled=pooled)
         rows.append(pictures)
     grid = labelled_grid(rows, [f"scale {s:g}" for s in scales], [f"xa {g:g}" for g in guidances],
                          title=f"{Path(image).name} + {label}: {inversion.caption}")

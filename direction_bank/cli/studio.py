@@ -5,7 +5,7 @@ import ipaddress
 
 import click
 
-from direction_bank.cli.app import cli, model_option, require_sd_model, with_device
+from direction_bank.cli.app import cli, model_option, require_sd_model, vae_option, with_device
 from direction_bank.errors import BankError
 
 LOOPBACK = "127.0.0.1"
@@ -52,9 +52,10 @@ def _is_loopback(host: str) -> bool:
 @click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
               help="BLIP model that suggests captions.")
 @model_option
+@vae_option
 @with_device
 @click.pass_context
-def studio(ctx, host, port, auth_text, caption_model, model, device, dtype):
+def studio(ctx, host, port, auth_text, caption_model, model, vae, device, dtype):
     """Serve the studio: the bank's concepts and directions, and edits of uploaded or generated
     images, in a browser. One model is loaded (on first use) and kept; model work runs one job
     at a time. Works offline: no CDN, no analytics, no update checks."""
@@ -74,6 +75,6 @@ def studio(ctx, host, port, auth_text, caption_model, model, device, dtype):
     if not _is_loopback(host):
         click.echo(f"warning: serving on {host}: other machines can reach the studio"
                    + ("" if auth else " and change the bank (no --auth given)"), err=True)
-    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model)
+    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae)
     actions.bank(read_only=False).close()  # make (or check) the bank before the page comes up
     serve(actions, host, port, auth)

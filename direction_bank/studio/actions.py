@@ -52,13 +52,14 @@ class StudioActions:
     Diffusion model loaded on first use and kept, and recent inversions in memory."""
 
     def __init__(self, database: str | None, model: str, device: str | None = None, dtype: str = "auto",
-                 caption_model: str | None = None, work_dir: str | Path | None = None):
-        """`work_dir` holds the files offered for download (a fresh temporary folder by default)."""
+                 caption_model: str | None = None, work_dir: str | Path | None = None, vae: str | None = None):
+        """`work_dir` holds the files offered for download (a fresh temporary folder by default);
+        `vae` replaces the model's VAE (see editor.pipeline.load_components)."""
         import tempfile
 
         from editor.caption import DEFAULT_CAPTION_MODEL
 
-        self.database, self.model, self.device, self.dtype = database, model, device, dtype
+        self.database, self.model, self.device, self.dtype, self.vae = database, model, device, dtype, vae
         self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dbank-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +87,18 @@ class StudioActions:
 
                 require_model(self.model, "the Stable Diffusion model", "start the studio with --model FOLDER")
                 self._editor = Editor(self.model, self.device, self.dtype, InversionCache(os.environ.get("DBANK_CACHE") or None),
-                                      self.caption_model, progress_bar=self._steps)
+                                      self.caption_model, progress_bar=self._steps, vae=self.vae)
             return self._editor
+
+    def default_size(self) -> int:
+        """The image size the page starts at: the model's own (512; 1024 for SDXL), read from its
+        config; 512 when it cannot be read yet (the first model job then says why)."""
+        from editor.pipeline import DEFAULT_SIZE, EditorError, default_size
+
+        try:
+            return default_size(self.model)
+        except EditorError:
+            return DEFAULT_SIZE["SD 1.x/2.x"]
 
     def encoder(self):
         """The bank's text encoder for the server's model (loaded on first use, then kept)."""
@@ -275,8 +286,9 @@ class StudioActions:
         self._report = report
         try:
             start = Inversion(editor.generate_noise(size, seed), prompt, False)
-            zero = np.zeros((1, editor.components.tokenizer.model_max_length, editor.hidden_size), np.float32)
-            _, generated = editor.edit(start, zero, settings, negative_prompt="", keep_reference=True)
+            zero = np.zeros((1, editor.components.max_length, editor.hidden_size), np.float32)
+            _, generated = editor.edit(start, zero, settings, negative_prompt="", keep_reference=True,
+                                       pooled=np.zeros((1, editor.pooled_size), np.float32) if editor.pooled_size else None)
         finally:
             self._report = _no_report
         path = self._fresh_folder() / f"{file_label(f'generated {seed} {size} {prompt}')}.png"
@@ -290,10 +302,9 @@ class StudioActions:
         """Invert `image` (or reuse its inversion from an earlier call) and edit it with saved
         directions; the second direction on the same image and settings reuses the inversion and
         the reference pass, and the outcome says so."""
-        import numpy as np
 
         from editor.edit import SETTING_BOUNDS, EditSettings
-        from editor.pipeline import load_image
+        from editor.pipeline import load_image, stack_directions
 
         if not image:
             raise BankError("upload or generate an image first")
@@ -307,11 +318,11 @@ class StudioActions:
         settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, xa_guidance, scale)
         word = (attention_word or "").strip()
         with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
-            tensors = [np.asarray(bank.direction(name).tensor, np.float32) for name in names]
+            tensors = [(found.tensor, found.pooled) for found in map(bank.direction, names)]
         pixels = load_image(image, size)
         editor = self.editor()
         for name, tensor in zip(names, tensors):
-            editor.check_direction(name, tensor)
+            editor.check_direction(name, *tensor)
         started = time.monotonic()
         self._report = report
         try:
@@ -327,7 +338,8 @@ class StudioActions:
                                                             pixels=pixels), None)
                 self._remember(key, remembered)
             reused = (settings.steps, settings.guidance_scale, remembered.negative_prompt) in remembered.inversion.traces
-            results = editor.edit(remembered.inversion, np.stack([t[0] for t in tensors]), settings,
+            stacked, pooled = stack_directions(tensors)
+            results = editor.edit(remembered.inversion, stacked, settings, pooled=pooled,
                                   negative_prompt=remembered.negative_prompt, keep_reference=True,
                                   attention_words=(word,) if word else ())
         finally:

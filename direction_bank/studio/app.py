@@ -216,7 +216,7 @@ def build_app(actions: StudioActions):
                     guidance_scale = gr.Slider(0, 15, value=5.0, step=0.5, label="guidance scale")
                     steps = gr.Slider(1, 100, value=50, step=1, label="steps", elem_id="steps")
                     with gr.Row():
-                        size = gr.Slider(64, 1024, value=512, step=8, label="size (longer side)", elem_id="size")
+                        size = gr.Slider(64, 1024, value=actions.default_size(), step=8, label="size (longer side)", elem_id="size")
                         seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
                     word = gr.Textbox(label="attention map of a caption word (optional)", elem_id="word")
                     run_button = gr.Button("Run edit", variant="primary", elem_id="run")

@@ -16,13 +16,14 @@ from editor.pipeline import EditorError, decode_latents, encode_prompts, load_im
 @dataclass
 class ImageJob:
     """One image to edit: its file, its caption (None: BLIP writes one) and its directions
-    [K, 77, D] with a label each."""
+    [K, 77, D] with a label each (for an SDXL model also their pooled parts [K, P])."""
 
     image: str
     caption: str | None
     labels: list[str]
     directions: object
     extra: dict = field(default_factory=dict)  # the caller's own, handed back with the result
+    pooled: object = None
 
 
 @dataclass
@@ -91,7 +92,8 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
     if len(group) == 1:
         job, inversion = group[0]
         try:
-            edits, reconstruction, *maps = editor.edit(inversion, job.directions, settings, **single)
+            edits, reconstruction, *maps = editor.edit(inversion, job.directions, settings, pooled=job.pooled,
+                                                       **single)
         except EditorError as error:
             on_error(job, error)
             return
@@ -102,8 +104,10 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
         latents = torch.cat([inversion.latents for _, inversion in group])
         captions = encode_prompts(components, [inversion.caption for _, inversion in group])
         directions = torch.cat([torch.as_tensor(job.directions, dtype=torch.float32) for job, _ in group])
+        pooled = None if group[0][0].pooled is None else torch.cat(
+            [torch.as_tensor(job.pooled, dtype=torch.float32) for job, _ in group])
         edited, reconstructions = edit(components, latents, captions, directions, settings,
-                                       progress_bar=editor.progress_bar)
+                                       progress_bar=editor.progress_bar, pooled_directions=pooled)
     except torch.OutOfMemoryError:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -17,14 +17,14 @@ class EditorActor:
     """One Editor per actor; edits a batch of rows with the local runner."""
 
     def __init__(self, model: str, device: str | None, dtype: str, caption_model: str, settings: dict,
-                 size: int, regularisation: dict, seed: int, threads: int):
+                 size: int, regularisation: dict, seed: int, threads: int, vae: str | None = None):
         import torch
 
         from editor.editor import Editor
 
         if threads:
             torch.set_num_threads(threads)  # the driver's count: the same sums, the same bytes
-        self.editor = Editor(model, device, dtype, None, caption_model)
+        self.editor = Editor(model, device, dtype, None, caption_model, vae=vae)
         self.settings = EditSettings(**settings)
         self.size, self.seed = size, seed
         self.regularisation = Regularisation(**regularisation)
@@ -33,9 +33,11 @@ class EditorActor:
         """Columns index, error, edits, reconstruction, caption, cached for the batch's rows."""
         import numpy as np
 
-        jobs = [ImageJob(str(image), str(caption) if has else None, list(labels), np.asarray(directions))
-                for image, caption, has, labels, directions in zip(
-                    batch["image"], batch["caption"], batch["has_caption"], batch["labels"], batch["directions"])]
+        jobs = [ImageJob(str(image), str(caption) if has else None, list(labels), np.asarray(directions),
+                         pooled=np.asarray(pooled) if np.asarray(pooled).size else None)
+                for image, caption, has, labels, directions, pooled in zip(
+                    batch["image"], batch["caption"], batch["has_caption"], batch["labels"], batch["directions"],
+                    batch["pooled"])]
         out = {index: None for index in range(len(jobs))}
         position = {id(job): index for index, job in enumerate(jobs)}
 
@@ -57,6 +59,7 @@ class EditorActor:
 def edit_images_on_ray(model: str, device: str | None, dtype: str, caption_model: str, jobs: list[ImageJob],
                        settings: EditSettings, *, size: int = 512, regularisation: Regularisation = Regularisation(),
                        seed: int = 0, batch_images: int = 4, workers: int | None = None, address: str | None = None,
+                       vae: str | None = None,
                        on_result: Callable[[ImageResult], None], on_error: Callable[[ImageJob, Exception], None]
                        ) -> None:
     """Edit the jobs on Ray (a local instance on 127.0.0.1, or the cluster at `address`): an
@@ -87,14 +90,17 @@ def edit_images_on_ray(model: str, device: str | None, dtype: str, caption_model
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     rows = [{"index": index, "image": job.image, "caption": job.caption or "", "has_caption": job.caption is not None,
-             "labels": list(job.labels), "directions": np.asarray(job.directions, np.float32)}
+             "labels": list(job.labels), "directions": np.asarray(job.directions, np.float32),
+             # SDXL's pooled parts; an empty [K, 0] for SD 1.x/2.x (a column holds one type)
+             "pooled": np.asarray(job.pooled if job.pooled is not None else np.zeros((len(job.labels), 0)),
+                                  np.float32)}
             for index, job in enumerate(jobs)]
     dataset = ray.data.from_items(rows).map_batches(
         EditorActor, batch_size=batch_images, batch_format="numpy",
         fn_constructor_kwargs={"model": model, "device": device if not use_gpu else "cuda", "dtype": dtype,
                                "caption_model": caption_model, "settings": asdict(settings), "size": size,
                                "regularisation": asdict(regularisation), "seed": seed,
-                               "threads": torch.get_num_threads()},
+                               "threads": torch.get_num_threads(), "vae": vae},
         compute=ray.data.ActorPoolStrategy(size=workers or max(gpus if use_gpu else 1, 1)),
         num_gpus=1 if use_gpu else 0)
     for row in dataset.iter_rows():
