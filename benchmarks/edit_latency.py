@@ -182,9 +182,12 @@ def main() -> None:
     if args.images and not sdxl:
         throughput(args, work, device, caption, synchronize, reset_peak, peak_gib)
     print(f"{'':<26}{'inversion':>10}{'edit':>9}{'first':>9}{'another':>9}{'peak GiB':>10}")
+    def cell(value, width, unit="s"):  # a blank where a baseline has no such figure
+        return f"{'-':>{width}} " if value != value and unit else f"{value:{width}.2f}{unit}"
+
     for r in rows:
-        print(f"{r['label']:<26}{r['inversion']:9.2f}s{r['edit']:8.2f}s{r['first']:8.2f}s"
-              f"{r['another']:8.2f}s{r['peak']:10.2f}")
+        print(f"{r['label']:<26}{cell(r['inversion'], 9)}{cell(r['edit'], 8)}{cell(r['first'], 8)}"
+              f"{cell(r['another'], 8)}{cell(r['peak'], 10, '')}")
     if sdxl and len(rows) > 1 and rows[-1]["label"].startswith("diffusers"):
         print(f"dbank first edit = {rows[0]['first'] / rows[-1]['first']:.2f} SDXL generations, "
               f"another direction = {rows[0]['another'] / rows[-1]['first']:.2f}")

@@ -21,6 +21,20 @@ def test_edit_latency_benchmark_runs_at_tiny_size_on_the_cpu():
     assert "unet calls per step: dbank 2.50, diffusers 3.00 (samples per step: dbank 5.00, diffusers 6.00)" in done.stdout
 
 
+def test_edit_latency_benchmark_runs_sdxl_at_tiny_size_on_the_cpu():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "edit_latency.py"), "--shape", "tiny-sdxl", "--size", "32",
+         "--steps", "2", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("dbank editor (eager)") for line in lines)
+    assert any(line.startswith("diffusers SDXL generation") for line in lines)
+    assert "unet calls per step: dbank 2.50 (samples 5.00); diffusers SDXL generation 1.00 (samples 2.00)" in done.stdout
+    assert "dbank first edit = " in done.stdout and " SDXL generations, another direction = " in done.stdout
+
+
 def test_concurrent_writers_benchmark_runs_small():
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "concurrent_writers.py"), "--sentences", "8",
