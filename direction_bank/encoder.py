@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from direction_bank.errors import BankError, ModelUnavailable, first_line
+from direction_bank.layout import sample_shape
 from direction_bank.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -156,10 +157,8 @@ class TextEncoder:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sentence's embedding from embed (see storage.EncoderInfo.sample_shape)."""
-        if not self.pooled_size:
-            return (self.max_length, self.hidden_size)
-        return (self.max_length * self.hidden_size + self.pooled_size,)
+        """Shape of one sentence's embedding from embed (see layout.sample_shape)."""
+        return sample_shape(self.max_length, self.hidden_size, self.pooled_size)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per sentence, start and end tokens included, without truncation."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from direction_bank import __version__
 from direction_bank.errors import FileRejected
+from direction_bank.layout import model_kind
 from direction_bank.output_files import write_output
 
 # 2: SDXL files, with the pooled parts (`*_pooled` tensors, encoder.pooled_size). A file is
@@ -61,7 +62,7 @@ class SharedFile:
     @property
     def model_kind(self) -> str:
         """'SDXL' or 'SD 1.x/2.x': the kind of model the file was made for."""
-        return "SDXL" if self.pooled_size else "SD 1.x/2.x"
+        return model_kind(self.pooled_size)
 
 
 def tensor_sha256(tensor: np.ndarray) -> str:

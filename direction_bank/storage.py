@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from db.models import Concept, Direction, Encoder, Moments, Statistics
+from direction_bank.layout import model_kind, sample_shape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,8 +35,8 @@ class EncoderInfo:
 
     @property
     def kind(self) -> str:
-        """'SDXL' for a two-encoder model with a pooled embedding, else 'SD 1.x/2.x'."""
-        return "SDXL" if self.pooled_size else "SD 1.x/2.x"
+        """'SDXL' or 'SD 1.x/2.x' (see layout.model_kind)."""
+        return model_kind(self.pooled_size)
 
     def describe(self) -> str:
         """The model, its kind and its embedding sizes, for messages."""
@@ -44,12 +45,9 @@ class EncoderInfo:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sentence embedding as statistics and stored tensors hold it: the token
-        states [max_length, hidden_size], or with a pooled part both flattened one after the
-        other, [max_length * hidden_size + pooled_size]."""
-        if not self.pooled_size:
-            return self.shape
-        return (self.max_length * self.hidden_size + self.pooled_size,)
+        """Shape of one sentence embedding as statistics and stored tensors hold it (see
+        layout.sample_shape)."""
+        return sample_shape(self.max_length, self.hidden_size, self.pooled_size)
 
     def split(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(token states [..., max_length, hidden_size], pooled [..., pooled_size] or None) of

@@ -114,6 +114,8 @@ def test_sdxl_through_the_cli_add_diff_export_import(tiny_sdxl, run_cli, tmp_pat
         assert added.exit_code == 0, added.output
     shown = run_cli("diff", "horse", "zebra", "--save", "h2z", model=tiny_sdxl)
     assert shown.exit_code == 0 and "shape 1x77x64 + pooled 1x32" in shown.output
+    described = run_cli("show", "horse")
+    assert "(CLIPTextModel+CLIPTextModelWithProjection, 64-d + 32 pooled): 5 embedded" in described.output
     direction_file, concept_file = tmp_path / "h2z.safetensors", tmp_path / "horse.safetensors"
     assert run_cli("export", "h2z", "-o", str(direction_file), model=tiny_sdxl).exit_code == 0
     assert run_cli("export", "--concept", "horse", "-o", str(concept_file), model=tiny_sdxl).exit_code == 0
@@ -213,6 +215,11 @@ def test_a_batch_of_sdxl_directions_equals_them_one_by_one(sdxl_editor, photo):
         alone, _ = edit(sdxl_editor.components, inversion.latents, caption, tokens[index : index + 1], settings,
                         pooled_directions=pooled[index : index + 1])
         torch.testing.assert_close(batch[index : index + 1], alone, atol=1e-4, rtol=1e-4)
+    # the Editor's chunks carry each direction's pooled part with it
+    whole, _ = sdxl_editor.edit(inversion, tokens.numpy(), settings, pooled=pooled.numpy())
+    chunked, _ = sdxl_editor.edit(inversion, tokens.numpy(), settings, pooled=pooled.numpy(), max_batch=1)
+    for one, other in zip(whole, chunked):
+        assert np.abs(np.asarray(one, float) - np.asarray(other, float)).max() <= 1
 
 
 def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, tmp_path):
@@ -220,11 +227,20 @@ def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, 
         assert run_cli("add-concept", concept, "-n", "4", "--generator", "template", model=tiny_sdxl).exit_code == 0
     assert run_cli("diff", "horse", "zebra", "--save", "h2z", model=tiny_sdxl).exit_code == 0
     out = tmp_path / "out"
-    edited = run_cli("edit", str(photo), "--direction", "h2z", "--caption", CAPTION, "--steps", "3", "--size", "32",
-                     "-o", str(out), "--sheet", "--json", model=tiny_sdxl)
+    flipped = tmp_path / "flipped.png"
+    Image.open(photo).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(flipped)
+    edited = run_cli("edit", str(photo), str(flipped), "--direction", "h2z", "--caption", CAPTION, "--steps", "3",
+                     "--size", "32", "-o", str(out), "--sheet", "--json", model=tiny_sdxl)
     assert edited.exit_code == 0, edited.output
     report = json.loads(edited.stdout)
+    assert len(report["results"]) == 2
     result = report["results"][0]
+    # both images ran in one UNet batch; alone, the first gives the same pixels (pooled parts included)
+    alone = run_cli("edit", str(photo), "--direction", "h2z", "--caption", CAPTION, "--steps", "3", "--size", "32",
+                    "-o", str(tmp_path / "alone"), "--json", model=tiny_sdxl)
+    with Image.open(json.loads(alone.stdout)["results"][0]["edits"]["h2z"]) as single, \
+            Image.open(result["edits"]["h2z"]) as batched:
+        assert np.abs(np.asarray(single, float) - np.asarray(batched, float)).max() <= 1
     assert Image.open(report["sheet"]).size[0] >= 3 * 32  # input, reconstruction, the edit
     with Image.open(result["edits"]["h2z"]) as picture, Image.open(result["reconstruction"]) as reconstruction:
         assert picture.size == reconstruction.size == (32, 24)

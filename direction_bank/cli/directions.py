@@ -48,8 +48,9 @@ def show(ctx, name, plot, overwrite, as_json):
         yield f"{info['name']}: {info['sentence_count']} sentences"
         for e in info["encoders"]:
             yield (
-                f"  {e['model']} ({e['encoder_class']}, {e['hidden_size']}-d): "
-                f"{e['count']} embedded, mean norm {e['mean_norm']:.4f}"
+                f"  {e['model']} ({e['encoder_class']}, {e['hidden_size']}-d"
+                + (f" + {e['pooled_size']} pooled" if e.get("pooled_size") else "") + "): "
+                + f"{e['count']} embedded, mean norm {e['mean_norm']:.4f}"
             )
         for text in info["sentences"]:
             yield f"  - {text}"
