@@ -290,3 +290,32 @@ def test_the_studio_adds_diffs_generates_and_edits_on_sdxl(tiny_sdxl, tmp_path, 
     from direction_bank.files import read_metadata
 
     assert read_metadata(actions.export("h2z"))["encoder"]["pooled_size"] == 32
+
+
+@pytest.mark.sqlite_only
+def test_sdxl_on_ray_gives_the_same_bytes_as_one_process(tiny_sdxl, run_cli, database, photo, tmp_path):
+    """--engine ray ships each direction's pooled part in its rows (loopback-only namespace: Ray
+    probes the network on its own)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray.data", reason="the [ray] extra is not installed")
+    from tests.network import loopback_only
+
+    cut = loopback_only()
+    for concept in ("horse", "zebra"):
+        assert run_cli("add-concept", concept, "-n", "4", "--generator", "template", model=tiny_sdxl).exit_code == 0
+    assert run_cli("diff", "horse", "zebra", "--save", "h2z", model=tiny_sdxl).exit_code == 0
+    common = [str(photo), "--direction", "h2z", "--caption", CAPTION, "--steps", "3", "--size", "32"]
+    local = run_cli("edit", *common, "-o", str(tmp_path / "local"), model=tiny_sdxl)
+    assert local.exit_code == 0, local.stderr
+    env = {**os.environ, "DBANK_DB": str(database), "DBANK_DEBUG": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run([*cut, sys.executable, "-m", "direction_bank.cli", "edit", *common, "--engine", "ray",
+                           "--model", str(tiny_sdxl), "-o", str(tmp_path / "ray")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    names = sorted(path.name for path in (tmp_path / "local").iterdir())
+    assert names == sorted(path.name for path in (tmp_path / "ray").iterdir()) and len(names) == 2
+    for name in names:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
