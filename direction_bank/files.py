@@ -171,7 +171,7 @@ def _read_dbank(path: Path) -> SharedFile:
     required, optional = tensor_names(kind, bool(pooled))
     if not required <= names or not names <= required | optional:
         raise FileRejected(
-            f"{path.name}: a {'SDXL ' if pooled else ''}{kind} file holds {sorted(required)}"
+            f"{path.name}: {'an SDXL' if pooled else 'a'} {kind} file holds {sorted(required)}"
             f" (and optionally {sorted(optional)}), not {sorted(names)}"
         )
     row = (meta["encoder"]["max_length"], meta["encoder"]["hidden_size"])

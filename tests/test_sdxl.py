@@ -3,6 +3,7 @@ the real CLIP BPE file, a UNet with text_time additions, a VAE), through the ban
 embeddings, statistics, directions, files), the editor (added conditions, pooled directions) and
 the CLI; SDXL and SD 1.x/2.x never mix."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -319,3 +320,52 @@ def test_sdxl_on_ray_gives_the_same_bytes_as_one_process(tiny_sdxl, run_cli, dat
     assert names == sorted(path.name for path in (tmp_path / "ray").iterdir()) and len(names) == 2
     for name in names:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+def _rewritten(good, path, tensors=None, **encoder_changes):
+    """A copy of a good SDXL direction file with its tensors replaced and encoder fields changed,
+    hashes recomputed and the format version kept as given (`format_version` in the changes)."""
+    from safetensors.numpy import load_file, save_file
+
+    from direction_bank.files import read_metadata, tensor_sha256
+
+    meta = {k: v for k, v in read_metadata(good).items() if k != "kind"}
+    version = encoder_changes.pop("format_version", meta["format_version"])
+    tensors = tensors if tensors is not None else load_file(str(good))
+    meta = {**meta, "format_version": version, "encoder": {**meta["encoder"], **encoder_changes},
+            "tensors": {name: {"shape": list(t.shape), "dtype": "float32", "sha256": tensor_sha256(t)}
+                        for name, t in tensors.items()}}
+    save_file(tensors, str(path), metadata={"dbank": json.dumps(meta)})
+    return path
+
+
+def test_damaged_or_hostile_sdxl_files_are_refused_in_one_line(sdxl_encoder, bank, run_cli, tiny_sdxl, tmp_path):
+    from safetensors.numpy import load_file
+
+    from direction_bank.errors import FileRejected
+    from direction_bank.files import read_shared_file
+
+    bank.add_sentences("horse", SENTENCES, sdxl_encoder)
+    bank.add_sentences("zebra", ["a zebra", "a zebra in a field"], sdxl_encoder)
+    good = tmp_path / "good.safetensors"
+    bank.export_direction(bank.diff("horse", "zebra"), good)
+    tensors = load_file(str(good))
+    without = {k: v for k, v in tensors.items() if k != "direction_pooled"}
+    nan = dict(tensors, direction_pooled=np.full((1, 32), np.nan, np.float32))
+    cases = [
+        (_rewritten(good, tmp_path / "no-pooled.safetensors", without),
+         "an SDXL direction file holds ['direction', 'direction_pooled']"),
+        (_rewritten(good, tmp_path / "short.safetensors", dict(tensors, direction_pooled=tensors["direction_pooled"][:, :31])),
+         "tensor 'direction_pooled' has shape [1, 31], expected [1, 32]"),
+        (_rewritten(good, tmp_path / "nan.safetensors", nan), "tensor 'direction_pooled' holds NaN or infinite values"),
+        (_rewritten(good, tmp_path / "v1.safetensors", format_version=1),
+         "pooled parts (SDXL) in a format version 1 file, which cannot hold them"),
+        (_rewritten(good, tmp_path / "zero.safetensors", pooled_size=0), "metadata field encoder.pooled_size"),
+        (_rewritten(good, tmp_path / "text.safetensors", pooled_size="32"), "metadata field encoder.pooled_size"),
+    ]
+    for path, message in cases:
+        with pytest.raises(FileRejected, match=re.escape(message)):
+            read_shared_file(path)
+    refused = run_cli("import", str(cases[0][0]), model=tiny_sdxl)
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1 and "no-pooled.safetensors" in refused.stderr
+    assert read_shared_file(good).tensors["direction_pooled"].shape == (1, 32)  # the good one still reads
