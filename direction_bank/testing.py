@@ -359,6 +359,10 @@ def write_tiny_sdxl(folder: Path, seed: int = 0, tokenizer_from: Path | None = N
                   ).save_pretrained(folder / "vae")
     EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
                            timestep_spacing="leading").save_pretrained(folder / "scheduler")
+    # SDXL base's scheduler config also carries the DDIM keys a DDIM scheduler built from it reads
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {**config, "clip_sample": False, "set_alpha_to_one": False, "skip_prk_steps": True}))
     (folder / "model_index.json").write_text(json.dumps({
         "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.30.0",
         "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],

@@ -2,6 +2,7 @@
 image encoding. Knows nothing of the bank."""
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,9 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto", 
         vae_model = AutoencoderKL.from_pretrained(vae_source, subfolder=vae_folder, torch_dtype=vae_dtype)
     except (OSError, ValueError) as error:
         raise EditorError(f"cannot load the VAE {vae or model!r} ({first_line(error)})") from None
-    inverse_scheduler = DDIMInverseScheduler.from_config(scheduler.config)
+    # an SDXL folder ships an Euler scheduler config: its Euler-only keys would each be warned about
+    known = inspect.signature(DDIMInverseScheduler.__init__).parameters
+    inverse_scheduler = DDIMInverseScheduler.from_config({k: v for k, v in scheduler.config.items() if k in known})
     for part in (unet, vae_model, text_encoder, text_encoder_2):
         if part is not None:
             part.to(device).eval().requires_grad_(False)

@@ -100,6 +100,8 @@ def test_statistics_and_directions_of_both_parts(tiny_sdxl, sdxl_encoder, bank):
     assert "pooled 1x32" in next(saved.summary_lines())
     twice = bank.compose_direction("twice", [("h2z", 2.0)])
     np.testing.assert_allclose(twice.pooled, 2 * direction.pooled, rtol=1e-6)
+    paired = bank.paired_diff("horse", "zebra", sdxl_encoder)
+    assert paired.tensor.shape == (1, 77, 64) and paired.pooled.shape == (1, 32) and paired.confidence["snr"] > 0
     # taking a sentence out takes it out of both parts
     bank.remove_sentence("horse", lambda info: sdxl_encoder, text="horse")
     fewer = bank.diff("horse", "zebra")
