@@ -253,6 +253,10 @@ def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, 
     assert generated.exit_code == 0, generated.output
     files = json.loads(generated.stdout)["results"][0]["files"]
     assert len(files) == 2 and all(Image.open(path).size == (32, 32) for path in files)
+    swept = run_cli("sweep", str(photo), "--direction", "h2z", "--scale", "0,1", "--xa-guidance", "0.1",
+                    "--caption", CAPTION, "--steps", "3", "--size", "32", "-o", str(out), "--json", model=tiny_sdxl)
+    assert swept.exit_code == 0, swept.output
+    assert json.loads(swept.stdout)["scales"] == [0.0, 1.0] and Image.open(json.loads(swept.stdout)["grid"]).width > 64
 
 
 def test_sdxl_defaults_to_1024_pixels_and_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
