@@ -196,10 +196,7 @@ class TextEncoder:
             for start in progress_bar(starts, enabled=progress, desc="embedding", unit="batch"):
                 batch = list(texts[start : start + batch_size])
                 states, pooled = self._encode(batch)
-                rows = out[start : start + len(batch)]
-                if pooled is None:
-                    rows[:] = states.float().cpu().numpy()
-                else:
-                    flat = torch.cat([states.flatten(1), pooled], dim=1)
-                    rows[:] = flat.float().cpu().numpy()
+                if pooled is not None:
+                    states = torch.cat([states.flatten(1), pooled], dim=1)
+                out[start : start + len(batch)] = states.float().cpu().numpy()
         return out

@@ -19,6 +19,7 @@ from direction_bank.output_files import write_output
 # 2: SDXL files, with the pooled parts (`*_pooled` tensors, encoder.pooled_size). A file is
 # written at the lowest version that holds it, so SD 1.x/2.x files stay readable by dbank 1.
 FORMAT_VERSION = 2
+POOLED_FORMAT_VERSION = 2  # the first version that holds pooled parts
 # CLIP hidden states stay within a few tens; a mean or direction a thousand times past that is
 # not an embedding (1e38 would overflow every norm and similarity computed from it)
 MAX_ABS_VALUE = 1e4
@@ -88,7 +89,7 @@ def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.
     arrays = {name: np.ascontiguousarray(t, dtype="<f4") for name, t in tensors.items()}
     full = {
         "format": FORMATS[kind],
-        "format_version": 2 if any(name.endswith(POOLED) for name in arrays) else 1,
+        "format_version": POOLED_FORMAT_VERSION if any(name.endswith(POOLED) for name in arrays) else 1,
         "dbank_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(),
         **meta,
@@ -166,7 +167,7 @@ def _read_dbank(path: Path) -> SharedFile:
         raise FileRejected(f"{path.name}: truncated or damaged tensor data") from None
     names = set(tensors)
     pooled = meta["encoder"].get("pooled_size") or 0
-    if pooled and meta["format_version"] < 2:
+    if pooled and meta["format_version"] < POOLED_FORMAT_VERSION:
         raise FileRejected(f"{path.name}: pooled parts (SDXL) in a format version 1 file, which cannot hold them")
     required, optional = tensor_names(kind, bool(pooled))
     if not required <= names or not names <= required | optional:

@@ -111,8 +111,7 @@ class Editor:
     def check_direction(self, label: str, tensor, pooled=None) -> None:
         """Refuse a direction that does not fit this model's text encoders (an SDXL model's
         directions carry a pooled part, an SD 1.x/2.x model's none)."""
-        components = self.components
-        check_direction_shape(label, tensor, pooled, components.max_length, self.hidden_size, self.pooled_size)
+        check_direction_shape(label, tensor, pooled, self.components.max_length, self.hidden_size, self.pooled_size)
 
     def edit(self, inversion: Inversion, directions, settings: EditSettings = EditSettings(),
              negative_prompt: str | None = None, keep_reference: bool = False,

@@ -61,9 +61,9 @@ class Components:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
-def model_kind(pooled_size: int) -> str:
-    """'SDXL' for a model with a pooled text embedding, else 'SD 1.x/2.x'."""
-    return "SDXL" if pooled_size else "SD 1.x/2.x"
+def model_kind(sdxl: bool) -> str:
+    """'SDXL' or 'SD 1.x/2.x', for messages and defaults."""
+    return "SDXL" if sdxl else "SD 1.x/2.x"
 
 
 def check_direction_shape(label: str, tensor, pooled, max_length: int, hidden_size: int, pooled_size: int) -> None:
@@ -71,8 +71,8 @@ def check_direction_shape(label: str, tensor, pooled, max_length: int, hidden_si
     model, a pooled part [.., pooled_size]: one made for another model or text encoder."""
     if (pooled is not None) != bool(pooled_size):
         raise EditorError(
-            f"direction {label!r} was made for {model_kind(0 if pooled is None else 1)}, but this model is "
-            f"{model_kind(pooled_size)}: SDXL and SD 1.x/2.x directions never mix"
+            f"direction {label!r} was made for {model_kind(pooled is not None)}, but this model is "
+            f"{model_kind(bool(pooled_size))}: SDXL and SD 1.x/2.x directions never mix"
         )
     if tuple(tensor.shape[-2:]) != (max_length, hidden_size) or (
             pooled is not None and tuple(pooled.shape[-1:]) != (pooled_size,)):
@@ -95,13 +95,13 @@ def _is_sdxl(source: str) -> bool:
     return UNet2DConditionModel.load_config(source, subfolder="unet").get("addition_embed_type") == "text_time"
 
 
-DEFAULT_SIZE = {"SD 1.x/2.x": 512, "SDXL": 1024}
+DEFAULT_SIZE = {model_kind(False): 512, model_kind(True): 1024}
 
 
 def default_size(model: str) -> int:
     """The longer image side a model is edited at unless told: 1024 for SDXL, else 512."""
     try:
-        return DEFAULT_SIZE["SDXL" if _is_sdxl(_source(model)) else "SD 1.x/2.x"]
+        return DEFAULT_SIZE[model_kind(_is_sdxl(_source(model)))]
     except (OSError, ValueError) as error:
         raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({first_line(error)})") from None
 
@@ -155,9 +155,25 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto", 
     torch_dtype = {"auto": torch.float16 if device.startswith("cuda") else torch.float32,
                    "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     source = _source(model)
-    text_encoder_2 = tokenizer_2 = None
+
+    def unavailable(error) -> EditorError:
+        return EditorError(f"cannot load the Stable Diffusion model {model!r} ({first_line(error)}); set --model "
+                           "or DBANK_MODEL to a local diffusers folder, or go online")
+
     try:
         sdxl = _is_sdxl(source)
+    except (OSError, ValueError) as error:
+        raise unavailable(error) from None
+    try:  # the VAE first: a wrong --vae is one line before gigabytes of UNet load
+        vae_source, vae_folder = (_source(vae), None) if vae else (source, "vae")
+        vae_config = AutoencoderKL.load_config(vae_source, subfolder=vae_folder)
+        upcast = sdxl and torch_dtype == torch.float16 and vae_config.get("force_upcast", True)
+        vae_dtype = torch.float32 if upcast else torch_dtype
+        vae_model = AutoencoderKL.from_pretrained(vae_source, subfolder=vae_folder, torch_dtype=vae_dtype)
+    except (OSError, ValueError) as error:
+        raise EditorError(f"cannot load the VAE {vae or model!r} ({first_line(error)})") from None
+    text_encoder_2 = tokenizer_2 = None
+    try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype)
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
@@ -167,18 +183,7 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto", 
             tokenizer_2 = AutoTokenizer.from_pretrained(source, subfolder="tokenizer_2")
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
     except (OSError, ValueError) as error:
-        raise EditorError(
-            f"cannot load the Stable Diffusion model {model!r} ({first_line(error)}); set --model or "
-            "DBANK_MODEL to a local diffusers folder, or go online"
-        ) from None
-    try:
-        vae_source, vae_folder = (_source(vae), None) if vae else (source, "vae")
-        vae_config = AutoencoderKL.load_config(vae_source, subfolder=vae_folder)
-        upcast = sdxl and torch_dtype == torch.float16 and vae_config.get("force_upcast", True)
-        vae_dtype = torch.float32 if upcast else torch_dtype
-        vae_model = AutoencoderKL.from_pretrained(vae_source, subfolder=vae_folder, torch_dtype=vae_dtype)
-    except (OSError, ValueError) as error:
-        raise EditorError(f"cannot load the VAE {vae or model!r} ({first_line(error)})") from None
+        raise unavailable(error) from None
     # an SDXL folder ships an Euler scheduler config: its Euler-only keys would each be warned about
     known = inspect.signature(DDIMInverseScheduler.__init__).parameters
     inverse_scheduler = DDIMInverseScheduler.from_config({k: v for k, v in scheduler.config.items() if k in known})
@@ -233,11 +238,9 @@ class Conditioning:
     def shifted(self, states, pooled, scale: float) -> Conditioning:
         """The conditioning plus `scale` times a direction (token states and pooled part)."""
         moved = self.states + scale * states.to(self.states.device, self.states.dtype)
-        if self.pooled is None:
-            return Conditioning(moved)
-        if pooled is not None:
-            return Conditioning(moved, self.pooled + scale * pooled.to(self.pooled.device, self.pooled.dtype))
-        return Conditioning(moved, self.pooled)
+        if self.pooled is None or pooled is None:
+            return Conditioning(moved, self.pooled)
+        return Conditioning(moved, self.pooled + scale * pooled.to(self.pooled.device, self.pooled.dtype))
 
     @staticmethod
     def cat(parts: list[Conditioning]) -> Conditioning:

@@ -276,6 +276,12 @@ def test_sdxl_defaults_to_1024_pixels_and_an_fp32_vae_under_fp16(tiny_sdxl, tiny
         (safe / "config.json").write_text(json.dumps({**config, "force_upcast": False}))
     assert load_components(str(tiny_sdxl), "cpu", "fp16", vae=str(safe)).vae.dtype == torch.float16
     assert load_components(str(tiny_sd), "cpu", "fp16").vae.dtype == torch.float16
+    from editor.pipeline import EditorError
+
+    not_a_vae = tiny_sdxl.parent / "not-a-vae.txt"
+    not_a_vae.write_text("hello")
+    with pytest.raises(EditorError, match=r"^cannot load the VAE '.*not-a-vae.txt' \(.*not a valid JSON file"):
+        load_components(str(tiny_sdxl), "cpu", vae=str(not_a_vae))
 
 
 def test_the_studio_adds_diffs_generates_and_edits_on_sdxl(tiny_sdxl, tmp_path, monkeypatch):

@@ -93,12 +93,12 @@ class StudioActions:
     def default_size(self) -> int:
         """The image size the page starts at: the model's own (512; 1024 for SDXL), read from its
         config; 512 when it cannot be read yet (the first model job then says why)."""
-        from editor.pipeline import DEFAULT_SIZE, EditorError, default_size
+        from editor.pipeline import DEFAULT_SIZE, EditorError, default_size, model_kind
 
         try:
             return default_size(self.model)
         except EditorError:
-            return DEFAULT_SIZE["SD 1.x/2.x"]
+            return DEFAULT_SIZE[model_kind(False)]
 
     def encoder(self):
         """The bank's text encoder for the server's model (loaded on first use, then kept)."""

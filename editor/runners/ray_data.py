@@ -34,10 +34,10 @@ class EditorActor:
         import numpy as np
 
         jobs = [ImageJob(str(image), str(caption) if has else None, list(labels), np.asarray(directions),
-                         pooled=np.asarray(pooled) if np.asarray(pooled).size else None)
+                         pooled=pooled if pooled.size else None)
                 for image, caption, has, labels, directions, pooled in zip(
                     batch["image"], batch["caption"], batch["has_caption"], batch["labels"], batch["directions"],
-                    batch["pooled"])]
+                    map(np.asarray, batch["pooled"]))]
         out = {index: None for index in range(len(jobs))}
         position = {id(job): index for index, job in enumerate(jobs)}
 
