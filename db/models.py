@@ -54,6 +54,8 @@ class Concept(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # where statistics without sentences came from (an imported pix2pix-zero mean), else None
     origin: Mapped[str | None] = mapped_column(String(1024))
+    # set while the concept lies in the trash (its name is then the trash's reserved name)
+    trash_id: Mapped[int | None] = mapped_column(ForeignKey("trash.id"), index=True)
 
     sentences: Mapped[list[Sentence]] = relationship(
         back_populates="concept", cascade="all, delete-orphan", passive_deletes=True
@@ -129,12 +131,16 @@ class Moments(Base):
 
 
 class Direction(Base):
-    """A named edit direction saved from `diff` (a snapshot: later sentences do not change it)."""
+    """One version of a named edit direction (a snapshot: later sentences do not change it).
+    A name's versions count up from 1; the highest is the current one, and none is ever
+    replaced."""
 
     __tablename__ = "directions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_directions_name_version"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(256), unique=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
     encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id"))
     source: Mapped[str | None] = mapped_column(String(256))
     target: Mapped[str | None] = mapped_column(String(256))
@@ -148,6 +154,28 @@ class Direction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # float32 little-endian, the encoder's sample layout: the token states, then any pooled part
     tensor: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # SHA-256 of `tensor`, so versions can be told apart (and damage found) without loading it
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # set while the name lies in the trash (its name is then the trash's reserved name)
+    trash_id: Mapped[int | None] = mapped_column(ForeignKey("trash.id"), index=True)
+
+
+class TrashEntry(Base):
+    """Something removed, kept until the trash is emptied: a concept or a direction (their rows
+    stay where they were, renamed out of the way and marked with this entry), or a sentence
+    (its row, the embeddings it had and the statistics before its removal, held here)."""
+
+    __tablename__ = "trash"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # concept, direction, sentence
+    name: Mapped[str] = mapped_column(String(256), index=True)  # the name it had
+    concept: Mapped[str | None] = mapped_column(String(256))  # a sentence's concept
+    trashed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # what a listing shows (sentence counts, versions, a sentence's text and provenance)
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    # a sentence's embeddings and the statistics before its removal (safetensors bytes)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class ImportedFile(Base):

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
+from sqlalchemy.exc import NoSuchModuleError
 
 from db.engine import BankUnavailable, Database, NoDatabase, database_url
 from db.models import (
@@ -32,9 +33,12 @@ from direction_bank.cleaning import (
 )
 from direction_bank.errors import (
     BankError,
+    first_line,
     EncoderMismatch,
+    NameTaken,
     UnknownConcept,
     UnknownDirection,
+    UnknownVersion,
 )
 from direction_bank.generators.base import (
     FILE_PROVENANCE,
@@ -47,6 +51,7 @@ from direction_bank.storage import (
     DirectionResult,
     EncoderInfo,
     add_direction,
+    latest_direction_version,
     lock_concept,
     read_statistics,
     write_statistics,
@@ -72,6 +77,52 @@ def round_seed(concept: str, stored_hashes) -> int:
         return 0
     digest = hashlib.sha256("\n".join([concept, *sorted(stored_hashes)]).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def check_direction_name(name: str) -> str:
+    """A name a direction may be saved under (see names.check_name); '@' and a number at its
+    end would name a version, so a new name may not end so."""
+    import re
+
+    name = check_name(name, "direction")
+    if re.search(r"@\d+$", name):
+        raise BankError(f"a direction name cannot end in @NUMBER ({name!r}): that names a version")
+    return name
+
+
+def _fingerprint_of(direction: DirectionResult) -> str:
+    """The SHA-256 of a direction's stored bytes (the fingerprint its row carries)."""
+    import hashlib
+
+    from direction_bank.stats import tensor_to_blob
+
+    return hashlib.sha256(tensor_to_blob(direction.sample())).hexdigest()
+
+
+def _reference(direction: DirectionResult) -> str:
+    """How a recipe names a saved direction: 'NAME@VERSION', which stays true after the name
+    gets newer versions."""
+    return f"{direction.name}@{direction.version}" if direction.version else direction.name
+
+
+def _direction_row(session, reference: str) -> Direction:
+    """The row of a saved direction: 'NAME' (its current version) or 'NAME@N' (version N)."""
+    import re
+
+    name, version = check_name(reference, "direction"), None
+    match = re.fullmatch(r"(.+)@(\d{1,9})", name)
+    query = select(Direction)
+    if match and session.scalar(select(Direction.id).where(Direction.name == match[1]).limit(1)):
+        name, version = match[1], int(match[2])
+        query = query.where(Direction.name == name, Direction.version == version)
+    else:
+        query = query.where(Direction.name == name).order_by(Direction.version.desc()).limit(1)
+    row = session.scalar(query)
+    if row is None:
+        if version is not None:
+            raise UnknownVersion(f"direction {name!r} has no version {version} (dbank direction history {name})")
+        raise UnknownDirection(f"no direction named {reference!r} in the bank")
+    return row
 
 
 def default_database() -> Path:
@@ -150,6 +201,9 @@ class Bank:
         url = database_url(database if database is not None else default_database())
         try:
             self.db = Database(url, create=create, read_only=read_only, busy_timeout_s=busy_timeout_s)
+        except (ModuleNotFoundError, NoSuchModuleError) as error:  # mysql://, a driver not installed
+            raise BankError(f"cannot open {url.split('://')[0]}:// banks here ({first_line(error)}); dbank "
+                            "keeps banks in SQLite (a path) or PostgreSQL (pip install -e '.[postgres]')") from None
         except NoDatabase as error:
             raise BankError(f"{error} (add a concept first: dbank add-concept NAME)") from None
         except BankUnavailable as error:
@@ -432,6 +486,7 @@ class Bank:
             counts = session.execute(
                 select(Concept.id, Concept.name, func.count(Sentence.id))
                 .outerjoin(Sentence)
+                .where(Concept.trash_id.is_(None))
                 .group_by(Concept.id)
                 .order_by(Concept.name)
             ).all()
@@ -532,6 +587,8 @@ class Bank:
                 "add both concepts with the same --model"
                 + (f" (none match --model {model})" if model else "")
             )
+        if source == target:
+            raise EncoderMismatch(f"{source!r} has statistics from several encoders; pick one with --model")
         raise EncoderMismatch(
             f"{source!r} and {target!r} share several encoders; pick one with --model"
         )
@@ -599,7 +656,7 @@ class Bank:
             for name, mean in session.execute(
                 select(Concept.name, Moments.mean)
                 .join(Moments, Moments.concept_id == Concept.id)
-                .where(Moments.encoder_id == encoder.id)
+                .where(Moments.encoder_id == encoder.id, Concept.trash_id.is_(None))
             ):
                 try:
                     tokens, _ = encoder.split(blob_to_tensor(mean, encoder.sample_shape))
@@ -618,23 +675,36 @@ class Bank:
         order = [i for i in np.argsort(-similarity) if names[i] != check_name(concept)]
         return [{"name": names[i], "similarity": float(similarity[i])} for i in order[:limit]]
 
-    def save_direction(self, name: str, direction: DirectionResult) -> DirectionResult:
-        """Store the direction under a name (replacing one of the same name)."""
-        name = check_name(name, "direction")
-        with self.db.writing() as session:
-            session.execute(delete(Direction).where(Direction.name == name))
-            add_direction(session, name, direction)
-        return replace(direction, name=name)
+    def save_direction(self, name: str, direction: DirectionResult, overwrite: bool = False) -> DirectionResult:
+        """Store the direction under a name. A name in use is refused unless `overwrite`, which
+        stores it as the name's next version and keeps every earlier one (see direction_history);
+        saving the current version's very tensor and recipe again stores nothing."""
+        name = check_direction_name(name)
+
+        def store(session) -> int:
+            latest = latest_direction_version(session, name)
+            if latest and not overwrite:
+                raise NameTaken(
+                    f"a direction named {name!r} exists; --overwrite stores this one as version "
+                    f"{latest + 1} and keeps the old one (dbank direction history {name})"
+                )
+            if latest:
+                current = session.scalar(select(Direction).where(Direction.name == name,
+                                                                 Direction.version == latest))
+                if (current.fingerprint == _fingerprint_of(direction) and current.recipe == direction.recipe
+                        and current.encoder_id == direction.encoder.id):
+                    return latest
+            return add_direction(session, name, direction, latest + 1)
+
+        return replace(direction, name=name, version=self.db.write(store))
 
     def direction(self, name: str) -> DirectionResult:
-        """A saved direction by name."""
+        """A saved direction by name: its current version, or version N as 'NAME@N'."""
         from direction_bank.confidence import halving_estimate
         from direction_bank.stats import blob_to_tensor
 
         with self.db.reading() as session:
-            row = session.scalar(select(Direction).where(Direction.name == check_name(name, "direction")))
-            if row is None:
-                raise UnknownDirection(f"no direction named {name!r} in the bank")
+            row = _direction_row(session, name)
             encoder = EncoderInfo.of(session.get(Encoder, row.encoder_id))
             sample = blob_to_tensor(row.tensor, encoder.sample_shape)
             confidence = None
@@ -643,27 +713,84 @@ class Bank:
                               **halving_estimate(row.source_count, row.target_count)}
             return DirectionResult.of_sample(
                 sample, encoder, row.source, row.target, row.source_count, row.target_count,
-                row.name, confidence, row.recipe,
+                row.name, confidence, row.recipe, version=row.version,
             )
 
     def directions(self) -> list[dict]:
-        """Every saved direction: name, source, target, norm, signal-to-noise, encoder model."""
+        """Every saved direction (its current version): name, version, source, target, norm,
+        signal-to-noise, encoder model."""
+        latest = (select(Direction.name, func.max(Direction.version).label("version"))
+                  .where(Direction.trash_id.is_(None)).group_by(Direction.name).subquery())
         with self.db.reading() as session:
             rows = session.execute(
-                select(Direction.name, Direction.source, Direction.target, Direction.norm,
+                select(Direction.name, Direction.version, Direction.source, Direction.target, Direction.norm,
                        Direction.snr, Encoder.model)
+                .join(latest, (Direction.name == latest.c.name) & (Direction.version == latest.c.version))
                 .join(Encoder)
                 .order_by(Direction.name)
             ).all()
         return [
-            {"name": n, "source": s, "target": t, "norm": norm, "snr": snr, "model": m}
-            for n, s, t, norm, snr, m in rows
+            {"name": n, "version": v, "source": s, "target": t, "norm": norm, "snr": snr, "model": m}
+            for n, v, s, t, norm, snr, m in rows
         ]
 
-    def compose_direction(self, name: str, parts: list[tuple[str, float]]) -> DirectionResult:
-        """Store sum(weight * direction) of saved directions (all from one encoder) as `name`."""
+    def direction_history(self, name: str) -> list[dict]:
+        """Every version of a direction name, oldest first: when, recipe, norm, fingerprint, and
+        for a direction made from concepts the sentence counts it was made from against what
+        those concepts hold now (`concepts_changed`)."""
+        name = check_name(name, "direction")
+        with self.db.reading() as session:
+            rows = session.scalars(select(Direction).where(Direction.name == name).order_by(Direction.version)).all()
+            if not rows:
+                raise UnknownDirection(f"no direction named {name!r} in the bank")
+            history = []
+            for row in rows:
+                now = {role: self._count_now(session, concept, row.encoder_id)
+                       for role, concept in (("source", row.source), ("target", row.target)) if concept}
+                made = {"source": row.source_count, "target": row.target_count}
+                history.append({
+                    "version": row.version, "current": row is rows[-1], "created_at": row.created_at.isoformat(),
+                    "source": row.source, "target": row.target, "recipe": row.recipe, "norm": row.norm,
+                    "snr": row.snr, "fingerprint": row.fingerprint,
+                    "source_count": row.source_count, "target_count": row.target_count,
+                    "source_count_now": now.get("source"), "target_count_now": now.get("target"),
+                    "concepts_changed": any(now[role] != made[role] for role in now),
+                })
+        return history
+
+    @staticmethod
+    def _count_now(session, concept: str, encoder_id: int) -> int | None:
+        """How many sentences a concept's statistics under an encoder hold now (None: none)."""
+        return session.scalar(select(Statistics.count).join(Concept).where(
+            Concept.name == concept, Statistics.encoder_id == encoder_id))
+
+    def restore_direction_version(self, name: str, version: int) -> DirectionResult:
+        """Make version `version` of a direction its current one again, by storing it as the
+        next version (nothing is replaced; the history shows where it came from)."""
+        name = check_name(name, "direction")
+
+        def store(session) -> int:
+            old = _direction_row(session, f"{name}@{version}")
+            latest = latest_direction_version(session, name)
+            if latest == version:
+                return latest
+            session.add(Direction(
+                name=name, version=latest + 1, encoder_id=old.encoder_id, source=old.source, target=old.target,
+                source_count=old.source_count, target_count=old.target_count, norm=old.norm, snr=old.snr,
+                recipe={**(old.recipe or {}), "restored_from": version}, tensor=old.tensor,
+                fingerprint=old.fingerprint,
+            ))
+            return latest + 1
+
+        self.db.write(store)
+        return self.direction(name)
+
+    def compose_direction(self, name: str, parts: list[tuple[str, float]], overwrite: bool = False) -> DirectionResult:
+        """Store sum(weight * direction) of saved directions (all from one encoder, each by name
+        or 'NAME@VERSION') as `name` (a name in use: see save_direction)."""
         import numpy as np
 
+        check_direction_name(name)
         if not parts:
             raise BankError("name at least one direction to add")
         loaded = [(self.direction(part), weight) for part, weight in parts]
@@ -675,15 +802,14 @@ class Bank:
                     f"{loaded[0][0].name!r} from {encoder.describe()}: they cannot be added"
                 )
         total = sum(weight * d.sample().astype(np.float64) for d, weight in loaded)
-        recipe = {"sum": [[d.name, weight] for d, weight in loaded]}
-        return self.save_direction(name, DirectionResult.of_sample(total, encoder, recipe=recipe))
+        recipe = {"sum": [[_reference(d), weight] for d, weight in loaded]}
+        return self.save_direction(name, DirectionResult.of_sample(total, encoder, recipe=recipe), overwrite)
 
-    def remove_direction(self, name: str) -> None:
-        """Delete a saved direction."""
-        with self.db.writing() as session:
-            deleted = session.execute(delete(Direction).where(Direction.name == check_name(name, "direction")))
-            if deleted.rowcount == 0:
-                raise UnknownDirection(f"no direction named {name!r} in the bank")
+    def remove_direction(self, name: str) -> int:
+        """Move a saved direction, every version of it, to the trash; returns the versions moved."""
+        from direction_bank.trash import trash_direction
+
+        return self.db.write(lambda session: trash_direction(session, check_name(name, "direction")))
 
     # -- sharing --------------------------------------------------------------------------
 
@@ -705,28 +831,37 @@ class Bank:
         return export_concept(self, concept, self.common_encoder(concept, concept, model), path, overwrite)
 
     def import_file(self, file, encoder: TextEncoder, name: str | None = None,
-                    strict: bool = False, count: int | None = None):
+                    strict: bool = False, count: int | None = None, overwrite: bool = False):
         """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt), given
         as a path or an already validated files.SharedFile, checked against `encoder`; returns
-        an ImportReport."""
+        an ImportReport. A name in use is refused unless `overwrite` (see sharing.import_file)."""
         from direction_bank.files import SharedFile, read_shared_file
         from direction_bank.sharing import PIX2PIX_ZERO_SENTENCES, import_file
 
         shared = file if isinstance(file, SharedFile) else read_shared_file(file)
         return import_file(self, shared, self.register_encoder(encoder), name, strict,
-                           count or PIX2PIX_ZERO_SENTENCES)
+                           count or PIX2PIX_ZERO_SENTENCES, overwrite)
+
+    def name_in_use(self, kind: str, name: str) -> bool:
+        """Whether a direction (kind 'direction') or a concept (any other kind) has this name."""
+        from direction_bank.sharing import name_in_use
+
+        return name_in_use(self, kind, check_name(name, kind))
+
+    def earlier_import(self, shared, name: str | None = None) -> str | None:
+        """The name a shared file (same bytes) was imported under and still holds, unless `name`
+        asks for another one (importing it again is then a no-op); else None."""
+        from direction_bank.sharing import earlier_import
+
+        return earlier_import(self, shared, name)
 
     # -- removing -------------------------------------------------------------------------
 
     def remove_concept(self, concept: str) -> int:
-        """Delete a concept with its sentences and statistics; returns the sentences removed."""
-        with self.db.writing() as session:
-            concept_id = self._concept_id(session, concept)
-            count = session.scalar(
-                select(func.count(Sentence.id)).where(Sentence.concept_id == concept_id)
-            )
-            session.execute(delete(Concept).where(Concept.id == concept_id))
-        return count
+        """Move a concept (sentences and statistics) to the trash; returns its sentence count."""
+        from direction_bank.trash import trash_concept
+
+        return self.db.write(lambda session: trash_concept(session, check_name(concept)))
 
     def remove_sentence(
         self,
@@ -735,8 +870,32 @@ class Bank:
         text: str | None = None,
         sentence_id: int | None = None,
     ) -> SentenceRecord:
-        """Delete one sentence and take its embedding out of every encoder's statistics
-        (re-embedding it with each encoder, so no other sentence is needed)."""
+        """Move one sentence to the trash and take its embedding out of every encoder's
+        statistics (re-embedding it with each encoder, so no other sentence is needed). Under
+        any interleaving of writers it is taken out once: a second remover is told it is gone."""
+        from direction_bank.trash import trash_sentence
+
+        concept = check_name(concept)
+        embeddings: dict[int, np.ndarray] = {}
+        while True:
+            record, infos = self._sentence_and_encoders(concept, text, sentence_id)
+            for info in infos:
+                if info.id in embeddings:
+                    continue
+                encoder = load_encoder(info)
+                if self.register_encoder(encoder).id != info.id:
+                    raise EncoderMismatch(
+                        f"the weights at {info.model!r} are no longer the ones this bank embedded "
+                        "with; cannot take the sentence out of those statistics"
+                    )
+                embeddings[info.id] = encoder.embed([record.text])
+            removed = self.db.write(lambda session: trash_sentence(session, concept, record.id, embeddings))
+            if removed is not None:  # else another encoder embedded it meanwhile: embed with that one too
+                return record
+
+    def _sentence_and_encoders(self, concept: str, text: str | None,
+                               sentence_id: int | None) -> tuple[SentenceRecord, list[EncoderInfo]]:
+        """A stored sentence (by id or text) and the encoders whose statistics hold it."""
         with self.db.reading() as session:
             concept_id = self._concept_id(session, concept)
             query = select(Sentence).where(Sentence.concept_id == concept_id)
@@ -747,28 +906,39 @@ class Bank:
             row = session.scalar(query)
             if row is None:
                 what = f"#{sentence_id}" if sentence_id is not None else repr(text)
-                raise BankError(f"concept {concept!r} has no sentence {what}")
+                raise BankError(f"concept {concept!r} has no sentence {what} (already removed? see dbank trash)")
             record = SentenceRecord(
                 row.id, row.text, row.generator, row.generator_model, row.created_at.isoformat()
             )
             encoders = session.scalars(
-                select(Encoder)
-                .join(SentenceEncoding)
-                .where(SentenceEncoding.sentence_id == row.id)
+                select(Encoder).join(SentenceEncoding).where(SentenceEncoding.sentence_id == row.id)
             ).all()
-            infos = [EncoderInfo.of(e) for e in encoders]
-        embeddings = {}
-        for info in infos:
-            encoder = load_encoder(info)
-            if self.register_encoder(encoder).id != info.id:
-                raise EncoderMismatch(
-                    f"the weights at {info.model!r} are no longer the ones this bank embedded "
-                    "with; cannot take the sentence out of those statistics"
-                )
-            embeddings[info.id] = encoder.embed([record.text])
-        with self.db.writing() as session:
-            for info in infos:
-                current = read_statistics(session, concept_id, info)
-                write_statistics(session, concept_id, info, current.remove(embeddings[info.id]))
-            session.execute(delete(Sentence).where(Sentence.id == record.id))
-        return record
+            return record, [EncoderInfo.of(e) for e in encoders]
+
+    # -- the trash ------------------------------------------------------------------------
+
+    def trash(self) -> list[dict]:
+        """What the trash holds, newest first (see trash.list_trash)."""
+        from direction_bank.trash import list_trash
+
+        with self.db.reading() as session:
+            return list_trash(session)
+
+    def restore(self, name: str | None = None, entry_id: int | None = None, as_name: str | None = None) -> dict:
+        """Put back from the trash the newest concept or direction named `name`, or the entry
+        `entry_id` (any kind, sentences too), under `as_name` if given; returns what came back."""
+        from direction_bank.trash import find_entry, restore_entry
+
+        if (name is None) == (entry_id is None):
+            raise BankError("name what to restore, or give its trash id (one of the two)")
+        return self.db.write(lambda session: restore_entry(session, find_entry(session, name, entry_id), as_name))
+
+    def empty_trash(self, older_than_days: float | None = None) -> int:
+        """Delete for good what the trash holds (only entries older than `older_than_days` when
+        given); returns how many entries went."""
+        from datetime import timedelta
+
+        from direction_bank.trash import empty_trash
+
+        older = None if older_than_days is None else timedelta(days=older_than_days)
+        return self.db.write(lambda session: empty_trash(session, older))

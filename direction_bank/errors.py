@@ -29,3 +29,11 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (its class name when it has none)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+class NameTaken(BankError):
+    """A name already in use, which is never replaced without being asked to."""
+
+
+class UnknownVersion(UnknownDirection):
+    """A version a direction name does not have."""

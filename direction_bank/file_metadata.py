@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from direction_bank.errors import FileRejected
 
@@ -13,6 +13,23 @@ Text = Annotated[str, Field(max_length=4096)]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _bounded_json(limit: int):
+    """A check that a free-form JSON value (provenance settings, a recipe) serialises to at most
+    `limit` characters: the bank stores it in every row it comes with."""
+    def check(value):
+        import json
+
+        if value is not None and len(json.dumps(value, default=str)) > limit:
+            raise ValueError(f"more than {limit} characters of JSON")
+        return value
+
+    return AfterValidator(check)
+
+
+Settings = Annotated[Optional[dict[str, Any]], _bounded_json(8192)]
+Recipe = Annotated[Optional[dict[str, Any]], _bounded_json(65536)]
 
 
 class _Strict(BaseModel):
@@ -58,7 +75,7 @@ class SentenceMeta(_Strict):
     generator: Optional[Annotated[str, Field(max_length=64)]] = None
     generator_model: Optional[Annotated[str, Field(max_length=1024)]] = None
     prompt_version: Optional[Annotated[str, Field(max_length=64)]] = None
-    settings: Optional[dict[str, Any]] = None
+    settings: Settings = None
     created_at: Optional[Text] = None
 
 
@@ -79,7 +96,7 @@ class DirectionMeta(_Common):
 
     source: Optional[ConceptRef] = None
     target: Optional[ConceptRef] = None
-    recipe: Optional[dict[str, Any]] = None
+    recipe: Recipe = None
     confidence: Optional[Confidence] = None
 
 

@@ -103,6 +103,10 @@ def write_shared_file(path: str | os.PathLike, kind: str, tensors: dict[str, np.
     return full
 
 
+# metadata carries the sentences of a concept bundle: 100,000 captions fit in 40 MB
+MAX_METADATA_CHARACTERS = 64 * 1024 * 1024
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata of a dbank file, read from its header alone (no tensor is loaded)."""
     from safetensors import safe_open
@@ -113,16 +117,24 @@ def read_metadata(path: str | os.PathLike) -> dict:
             header = handle.metadata() or {}
     except Exception:  # safetensors raises its own error types for every malformed header
         raise FileRejected(f"{path.name}: not a dbank file (empty, truncated or not safetensors)") from None
+    if len(header.get("dbank", "")) > MAX_METADATA_CHARACTERS:
+        raise FileRejected(f"{path.name}: {len(header['dbank'])} characters of metadata "
+                           f"(at most {MAX_METADATA_CHARACTERS})")
     try:
         meta = json.loads(header["dbank"])
     except (KeyError, ValueError):
         raise FileRejected(f"{path.name}: a safetensors file without dbank metadata") from None
+    except RecursionError:  # JSON nested thousands deep
+        raise FileRejected(f"{path.name}: its dbank metadata is nested too deeply") from None
     if not isinstance(meta, dict):
         raise FileRejected(f"{path.name}: its dbank metadata is not a JSON object")
     kind = {v: k for k, v in FORMATS.items()}.get(meta.get("format")) if isinstance(meta.get("format"), str) else None
     if kind is None:
         raise FileRejected(f"{path.name}: unknown format {meta.get('format')!r:.60}")
-    if type(meta.get("format_version")) is not int or not 1 <= meta["format_version"] <= FORMAT_VERSION:
+    version = meta.get("format_version")
+    if type(version) is not int or version < 1:
+        raise FileRejected(f"{path.name}: format version {version!r:.60} is not a version number (1, 2, ...)")
+    if version > FORMAT_VERSION:
         raise FileRejected(
             f"{path.name}: format version {meta.get('format_version')!r} is newer than this dbank "
             f"reads ({FORMAT_VERSION}); upgrade dbank"

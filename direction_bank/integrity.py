@@ -141,6 +141,11 @@ def backup_bank(bank: Bank, destination: str | Path, overwrite: bool = False) ->
     source = sqlite_path(bank.db.url)
     if source is None:
         raise BankError("backup copies SQLite banks; for PostgreSQL use pg_dump")
+    target = Path(destination).expanduser()
+    own = [source, source.with_name(source.name + "-wal"), source.with_name(source.name + "-shm")]
+    if any(target.resolve() == path.resolve() or (target.exists() and path.exists() and target.samefile(path))
+           for path in own):
+        raise BankError(f"{destination} is the bank itself; back it up to another file")
 
     def copy_to(temporary: Path) -> None:
         live, copy = sqlite3.connect(source, timeout=60), sqlite3.connect(temporary)

@@ -34,11 +34,14 @@ def check_name(name: str, what: str = "concept") -> str:
     return normalised
 
 
-def file_label(name: str, reserved: tuple[str, ...] = ()) -> str:
+def file_label(name: str, reserved: tuple[str, ...] = (), part: bool = False) -> str:
     """A file-name part for `name`: the name itself when it is plain (letters, digits, '.', '_',
     '-', not starting with '.') and not `reserved` (nor 'attention-...'); otherwise a plain
-    version of it with '~' and a hash of the name, so two names never share a file name."""
+    version of it with '~' and a hash of the name, so two names never share a file name. A
+    `part` of a dotted name (STEM.DIRECTION.png) is plain only without dots, so the parts of
+    two such names can never shift into each other (x + y.z against x.y + z)."""
     plain = _UNSAFE_IN_FILE_NAMES.sub("-", name).strip("-.")[:80] or "x"
-    if plain == name and name not in reserved and not name.startswith("attention-"):
+    if (plain == name and name not in reserved and not name.startswith("attention-")
+            and not (part and "." in name)):
         return name
     return f"{plain}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"

@@ -51,6 +51,25 @@ def _umask() -> int:
     return mask
 
 
+def _temporaries_of(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{_glob_escape(path.name[:100])}.*.tmp"))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def remove_stale_temporaries(paths) -> int:
+    """Delete the temporary files a killed writer of these outputs left beside them (see
+    write_output); returns how many."""
+    count = 0
+    for path in map(Path, paths):
+        for temporary in _temporaries_of(path):
+            temporary.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
 def write_output(path: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Call write(temporary path) and move the result to `path` atomically; the file gets the
     permissions a new file would (0666 less the umask). Without `overwrite`, an existing file is

@@ -11,11 +11,14 @@ from sqlalchemy import select
 
 from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncoding
 from direction_bank.cleaning import content_hash, has_control_characters
-from direction_bank.errors import BankError
+from direction_bank.errors import BankError, NameTaken
 from direction_bank.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_name
 from direction_bank.stats import RunningStats
-from direction_bank.storage import DirectionResult, EncoderInfo, add_direction, read_statistics, write_statistics
+from direction_bank.storage import (
+    DirectionResult, EncoderInfo, add_direction, latest_direction_version, read_statistics, write_statistics,
+)
+from direction_bank.trash import trash_concept
 
 if TYPE_CHECKING:
     from direction_bank.bank import Bank
@@ -168,68 +171,107 @@ def _check_encoder(shared: SharedFile, encoder: EncoderInfo, strict: bool, repor
 
 
 def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str | None = None,
-                strict: bool = False, count: int = PIX2PIX_ZERO_SENTENCES) -> ImportReport:
+                strict: bool = False, count: int = PIX2PIX_ZERO_SENTENCES, overwrite: bool = False) -> ImportReport:
     """Store a validated file as a direction or concept under `encoder`, all or nothing.
-    A file imported before (same bytes) is a no-op."""
+    A file imported before (same bytes, same name) is a no-op. A name in use is refused unless
+    `overwrite`: a direction then becomes the name's next version, a concept's old holder goes
+    to the trash; nothing is lost either way."""
     path = shared.path
     default = shared.meta.get("name") or path.stem
     what = "direction" if shared.kind == "direction" else "concept"
     report = ImportReport(str(path), shared.kind, check_name(name or default, what))
+    earlier = earlier_import(bank, shared, name)
+    if earlier is not None:
+        report.name, report.already_imported = earlier, True
+        return report
+    _check_encoder(shared, encoder, strict, report)
+
+    def store(session) -> None:
+        if shared.kind == "direction":
+            _store_direction(session, shared, encoder, report, overwrite)
+        else:
+            _store_concept(session, shared, encoder, report, count, overwrite)
+        session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
+
+    bank.db.write(store)
+    return report
+
+
+def earlier_import(bank: Bank, shared: SharedFile, name: str | None = None) -> str | None:
+    """The name a file (same bytes) was imported under, when that is still in the bank and
+    `name` asks for no other one; else None."""
     table = Direction if shared.kind == "direction" else Concept
     with bank.db.reading() as session:
         earlier = session.get(ImportedFile, shared.sha256)
         # a file whose import was removed since is imported again
-        if earlier is not None and session.scalar(select(table.id).where(table.name == earlier.name)):
-            report.name, report.already_imported = earlier.name, True
-            return report
-    _check_encoder(shared, encoder, strict, report)
-    with bank.db.writing() as session:
-        if shared.kind == "direction":
-            if session.scalar(select(Direction.id).where(Direction.name == report.name)):
-                raise BankError(f"a direction named {report.name!r} exists; pass --name")
-            meta = shared.meta
-            source, target = meta.get("source") or {}, meta.get("target") or {}
-            for joined in (source, target):
-                if joined.get("name") is not None:
-                    check_name(joined["name"])
-            confidence = meta.get("confidence")
-            add_direction(session, report.name, DirectionResult(
-                shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
-                source.get("sentence_count"), target.get("sentence_count"), report.name,
-                confidence, {"file": path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
-                shared.tensors.get("direction" + POOLED),
-            ))
-        else:
-            if session.scalar(select(Concept.id).where(Concept.name == report.name)):
-                raise BankError(f"a concept named {report.name!r} exists; pass --name")
-            if shared.kind == "concept":
-                sentences = shared.meta.get("sentences") or []
-                stats_count, origin = shared.meta.get("count"), shared.meta.get("origin")
-                if not isinstance(stats_count, int) or stats_count < max(len(sentences), 1):
-                    raise BankError(f"{shared.path.name}: count {stats_count!r} does not fit its sentences")
-                if any(has_control_characters(s["text"]) for s in sentences):
-                    raise FileRejected(f"{shared.path.name}: a sentence holds control characters")
-                if len({content_hash(s["text"]) for s in sentences}) != len(sentences):
-                    raise BankError(f"{shared.path.name}: the bundle repeats a sentence")
-                m2 = _sample(shared, "m2", encoder)
-            else:
-                sentences, stats_count = [], count
-                origin = f"pix2pix-zero file {path.name} ({shared.meta['dtype']})"
-                m2 = np.zeros_like(shared.tensors["mean"])
-            check_values(path, "m2", m2 / stats_count, variance=True)
-            concept = Concept(name=report.name, origin=origin)
-            session.add(concept)
-            session.flush()
-            rows = [
-                Sentence(concept_id=concept.id, text=s["text"], content_hash=content_hash(s["text"]),
-                         generator=s.get("generator") or "import", generator_model=s.get("generator_model"),
-                         prompt_version=s.get("prompt_version"), settings=s.get("settings"))
-                for s in sentences
-            ]
-            session.add_all(rows)
-            session.flush()
-            session.add_all(SentenceEncoding(sentence_id=r.id, encoder_id=encoder.id) for r in rows)
-            write_statistics(session, concept.id, encoder, RunningStats(
-                stats_count, _sample(shared, "mean", encoder), m2.astype(np.float64)))
-        session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
-    return report
+        if earlier is None or (name is not None and check_name(name) != earlier.name):
+            return None
+        if session.scalar(select(table.id).where(table.name == earlier.name).limit(1)):
+            return earlier.name
+    return None
+
+
+def name_in_use(bank: Bank, kind: str, name: str) -> bool:
+    """Whether a direction (kind 'direction') or concept of this name is in the bank."""
+    table = Direction if kind == "direction" else Concept
+    with bank.db.reading() as session:
+        return session.scalar(select(table.id).where(table.name == name).limit(1)) is not None
+
+
+def _store_direction(session, shared: SharedFile, encoder: EncoderInfo, report: ImportReport, overwrite: bool) -> None:
+    latest = latest_direction_version(session, report.name)
+    if latest and not overwrite:
+        raise NameTaken(f"a direction named {report.name!r} exists; pass --name, or --overwrite to store "
+                        f"this one as version {latest + 1} (the old one is kept)")
+    meta = shared.meta
+    source, target = meta.get("source") or {}, meta.get("target") or {}
+    for joined in (source, target):
+        if joined.get("name") is not None:
+            check_name(joined["name"])
+    add_direction(session, report.name, DirectionResult(
+        shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
+        source.get("sentence_count"), target.get("sentence_count"), report.name,
+        meta.get("confidence"), {"file": shared.path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
+        shared.tensors.get("direction" + POOLED),
+    ), latest + 1)
+
+
+def _store_concept(session, shared: SharedFile, encoder: EncoderInfo, report: ImportReport, count: int,
+                   overwrite: bool) -> None:
+    path = shared.path
+    if session.scalar(select(Concept.id).where(Concept.name == report.name)):
+        if not overwrite:
+            raise NameTaken(f"a concept named {report.name!r} exists; pass --name, or --overwrite to move "
+                            "that one to the trash first")
+        trash_concept(session, report.name)
+        report.warnings.append(f"the concept {report.name!r} that was in the bank is in the trash now "
+                               f"(dbank restore {report.name} --as NAME brings it back)")
+    if shared.kind == "concept":
+        sentences = shared.meta.get("sentences") or []
+        stats_count, origin = shared.meta.get("count"), shared.meta.get("origin")
+        if not isinstance(stats_count, int) or stats_count < max(len(sentences), 1):
+            raise BankError(f"{path.name}: count {stats_count!r} does not fit its sentences")
+        if any(has_control_characters(s["text"]) for s in sentences):
+            raise FileRejected(f"{path.name}: a sentence holds control characters")
+        if len({content_hash(s["text"]) for s in sentences}) != len(sentences):
+            raise BankError(f"{path.name}: the bundle repeats a sentence")
+        m2 = _sample(shared, "m2", encoder)
+    else:
+        sentences, stats_count = [], count
+        origin = f"pix2pix-zero file {path.name} ({shared.meta['dtype']})"
+        m2 = np.zeros_like(shared.tensors["mean"])
+    check_values(path, "m2", m2 / stats_count, variance=True)
+    concept = Concept(name=report.name, origin=origin)
+    session.add(concept)
+    session.flush()
+    rows = [
+        Sentence(concept_id=concept.id, text=s["text"], content_hash=content_hash(s["text"]),
+                 generator=s.get("generator") or "import", generator_model=s.get("generator_model"),
+                 prompt_version=s.get("prompt_version"), settings=s.get("settings"))
+        for s in sentences
+    ]
+    session.add_all(rows)
+    session.flush()
+    session.add_all(SentenceEncoding(sentence_id=r.id, encoder_id=encoder.id) for r in rows)
+    write_statistics(session, concept.id, encoder, RunningStats(
+        stats_count, _sample(shared, "mean", encoder), m2.astype(np.float64)))

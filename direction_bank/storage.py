@@ -100,6 +100,7 @@ class DirectionResult:
     confidence: dict | None = None
     recipe: dict | None = None
     pooled: np.ndarray | None = None
+    version: int | None = None  # a saved direction's version of its name (1, 2, ...)
 
     @classmethod
     def of_sample(cls, sample: np.ndarray, encoder: EncoderInfo, *args, **kwargs) -> DirectionResult:
@@ -137,6 +138,8 @@ class DirectionResult:
         if self.pooled is not None:
             shape += " + pooled " + "x".join(str(n) for n in self.pooled.shape)
         label = f"{self.name}: " if self.name else ""
+        if self.name and self.version:
+            label = f"{self.name} (version {self.version}): "
         if self.source or self.target:
             label += f"{self.source} -> {self.target}, "
         yield f"{label}shape {shape}, norm {self.norm:.4f}"
@@ -156,6 +159,7 @@ class DirectionResult:
         """JSON-ready summary (without the tensor)."""
         return {
             "name": self.name,
+            "version": self.version,
             "source": self.source,
             "target": self.target,
             "shape": list(self.tensor.shape),
@@ -169,12 +173,35 @@ class DirectionResult:
         }
 
 
-def add_direction(session, name: str, direction: DirectionResult) -> None:
+# Rows in the trash are renamed to this prefix and their trash entry's id: names never hold
+# control characters (names.check_name), so no lookup by a user's name can reach them.
+TRASH_NAME_PREFIX = "\x1ftrash/"
+
+
+def trash_name(entry_id: int) -> str:
+    """The name a concept's or direction's rows carry while trash entry `entry_id` holds them."""
+    return f"{TRASH_NAME_PREFIX}{entry_id}"
+
+
+def latest_direction_version(session, name: str) -> int:
+    """The highest version stored under a direction name (0: none), rows locked on PostgreSQL so
+    two writers saving one name take turns."""
+    versions = session.scalars(select(Direction.version).where(Direction.name == name).with_for_update()).all()
+    return max(versions, default=0)
+
+
+def add_direction(session, name: str, direction: DirectionResult, version: int = 1) -> int:
+    """Store a direction as `version` of `name`; returns the version."""
+    import hashlib
+
     from direction_bank.stats import tensor_to_blob
 
+    blob = tensor_to_blob(direction.sample())
     session.add(
         Direction(
             name=name,
+            version=version,
+            fingerprint=hashlib.sha256(blob).hexdigest(),
             encoder_id=direction.encoder.id,
             source=direction.source,
             target=direction.target,
@@ -183,9 +210,10 @@ def add_direction(session, name: str, direction: DirectionResult) -> None:
             norm=direction.norm,
             snr=(direction.confidence or {}).get("snr"),
             recipe=direction.recipe,
-            tensor=tensor_to_blob(direction.sample()),
+            tensor=blob,
         )
     )
+    return version
 
 
 

@@ -90,12 +90,14 @@ class Editor:
         data = Path(path).read_bytes()
         # a caption BLIP writes depends on which BLIP wrote it
         captioner = self.caption_model if caption is None else None
-        # a replaced VAE encodes differently (named only when given, so older keys stay valid)
-        key = cache_key(data, model=self.components.model, **({"vae": self.vae} if self.vae else {}),
+        # the weights themselves, not their path: other weights in the same folder miss
+        key = cache_key(data, weights=self.components.weights_fingerprint(),
                         caption=caption, captioner=captioner, size=size, steps=steps,
                         regularisation=regularisation.as_dict(), seed=seed,
                         dtype=str(self.components.dtype), device=self.components.device)
-        hit = self.cache.get(key) if self.cache else None
+        factor = self.components.latent_factor
+        shape = (1, int(self.components.unet.config.in_channels), pixels.shape[-2] // factor, pixels.shape[-1] // factor)
+        hit = self.cache.get(key, shape) if self.cache else None
         if hit is not None:
             return Inversion(hit[0].to(self.components.device, torch.float32), hit[1], True)
         if caption is None:
@@ -150,6 +152,8 @@ class Editor:
                     raise EditorError("out of GPU memory for even one direction at this size; "
                                       "use a smaller --size") from None
                 chunk = max(1, chunk // 2)
+                if start == 0 and attention is not None:
+                    attention.clear()  # the failed first chunk's maps, summed in part: gather them again
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
@@ -181,14 +185,15 @@ class Editor:
         return maps
 
     def generate_noise(self, size: int, seed: int):
-        """Seeded starting noise x_T for a square `size` image (generate-edit)."""
+        """Seeded starting noise x_T for a square `size` image (generate-edit), in float32 like
+        every latent the loops hold (not quantised to a fp16/bf16 UNet's dtype)."""
         import torch
 
         side = size // self.components.latent_factor
         channels = self.components.unet.config.in_channels
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn(1, channels, side, side, generator=generator)
-        return noise.to(self.components.device, self.components.dtype)
+        return noise.to(self.components.device, torch.float32)
 
 
 __all__ = ["Editor", "EditorError", "EditSettings", "Inversion", "Regularisation"]

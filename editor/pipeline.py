@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -33,6 +33,32 @@ class Components:
     text_encoder_2: object = None
     tokenizer_2: object = None
     zero_empty_prompt: bool = False  # SDXL: the empty negative prompt is zeros, as diffusers does
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
+
+    def weights_fingerprint(self) -> str:
+        """A SHA-256 over every weight tensor of the UNet, VAE and text encoders (its name,
+        shape, dtype and 64 values spread over it): other weights give another fingerprint
+        whatever folder or id they load from, and it costs milliseconds, not a pass over
+        gigabytes. Computed once."""
+        if self._fingerprint is None:
+            import hashlib
+
+            import torch
+
+            digest = hashlib.sha256()
+            parts = {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder,
+                     "text_encoder_2": self.text_encoder_2}
+            with torch.no_grad():
+                for part, module in parts.items():
+                    if module is None:
+                        continue
+                    for name, tensor in sorted(module.state_dict().items()):
+                        flat = tensor.reshape(-1)
+                        sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
+                        digest.update(f"{part}.{name}:{list(tensor.shape)}:{tensor.dtype}".encode())
+                        digest.update(sample.tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     @property
     def is_sdxl(self) -> bool:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,14 @@ def _retyped(original, destination, changes: dict, kind="direction", tensors=Non
     return destination
 
 
+def _nested(original, destination, depth=100_000):
+    """A copy of a good dbank file whose metadata JSON is nested `depth` deep."""
+    from safetensors.numpy import load_file, save_file
+
+    save_file(load_file(str(original)), str(destination), metadata={"dbank": '{"a":' * depth + "1" + "}" * depth})
+    return destination
+
+
 def _pt(path, tensor):
     torch.save(tensor, path)
     return path
@@ -114,10 +123,19 @@ def _shared_file_cases(files):
         (_pt(files / "sparse.pt", torch.zeros(1, 77, d).to_sparse()), "sparse"),
         (_pt(files / "ints.pt", torch.zeros(1, 77, d, dtype=torch.int64)), "expected floating point"),
         (_pt(files / "dict.pt", {"mean": torch.zeros(1, 77, d)}), "expected a bare tensor"),
-        (_retyped(good, files / "short.safetensors", {"encoder.max_length": 10}, tensors=short),
+        # (a name of its own: a name in use is refused before the model loads, see test_trash)
+        (_retyped(good, files / "short.safetensors", {"encoder.max_length": 10, "name": "short"}, tensors=short),
          "embeds sentences as [1, 77,"),
         (_retyped(bundle, files / "huge.safetensors", {}, "concept", huge), "outside [-10000, 10000]"),
         (_retyped(good, files / "v-true.safetensors", {"format_version": True}), "format version True"),
+        (_retyped(good, files / "v-str.safetensors", {"format_version": "2"}),
+         "format version '2' is not a version number"),
+        (_nested(good, files / "nested.safetensors"), "nested too deeply"),
+        (_retyped(bundle, files / "big-settings.safetensors",
+                  {"sentences": [{"text": "a photo of a horse", "settings": {"x": "y" * 5_000_000}}]}, "concept"),
+         "metadata field sentences.0.settings"),
+        (_retyped(good, files / "big-recipe.safetensors", {"recipe": {"sum": [["x", 1.0]] * 10_000}}),
+         "metadata field recipe"),
         (_retyped(good, files / "enc-list.safetensors", {"encoder": [1, 2]}), "metadata field encoder"),
         (_retyped(good, files / "hidden-str.safetensors", {"encoder.hidden_size": "32"}),
          "metadata field encoder.hidden_size"),
@@ -195,7 +213,12 @@ def test_bad_output_paths_are_one_line_and_replace_nothing(run_cli, database, se
     ]
     if sqlite_bank(database):
         cases += [(["backup", str(existing)], "exists; pass --overwrite"),
-                  (["backup", str(link), "--overwrite"], "it is a symlink")]
+                  (["backup", str(link), "--overwrite"], "it is a symlink"),
+                  # pointless or self-destructive: the bank onto itself, by any path
+                  (["backup", str(database), "--overwrite"], "is the bank itself"),
+                  (["backup", str(Path(database).parent / "." / Path(database).name), "--overwrite"],
+                   "is the bank itself"),
+                  (["backup", f"{database}-wal", "--overwrite"], "is the bank itself")]
     for args, fragment in cases:
         assert_one_line_and_unchanged(run_cli, database, args, fragment)
     assert existing.read_bytes() == b"keep me" and target.read_text() == "the link's target"
@@ -256,13 +279,15 @@ def test_another_programs_database_is_refused_untouched(run_cli, tmp_path, monke
 
 
 def test_a_bank_from_a_newer_dbank_is_one_line(run_cli, seeded, database):
+    from db import migrations
+
     with Bank(database) as bank, bank.db.writing() as session:
         session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     for args in (["concepts"], ["add-concept", "horse", "--sentences", "-"]):
         result = run_cli(*args, input="a horse\n")
         assert result.exit_code == 1
         assert result.stderr.strip().endswith(
-            "was made by a newer dbank (schema version 9999; this dbank knows up to 0004); upgrade dbank")
+            f"was made by a newer dbank (schema version 9999; this dbank knows up to {migrations.HEAD}); upgrade dbank")
 
 
 @pytest.mark.sqlite_only

@@ -111,14 +111,18 @@ def test_unknown_concept(bank, encoder):
 
 
 @pytest.mark.sqlite_only
-def test_remove_concept_deletes_its_sentences(bank, encoder):
+def test_a_removed_concept_is_deleted_only_when_the_trash_is_emptied(bank, encoder):
     bank.add_sentences("horse", HORSE, encoder)
     bank.add_sentences("zebra", ZEBRA, encoder)
     assert bank.remove_concept("horse") == len(HORSE)
     assert [c.name for c in bank.concepts()] == ["zebra"]
     with sqlite3.connect(bank.db.url.split(":///")[1]) as raw:
+        assert raw.execute("select count(*) from sentences").fetchone()[0] == len(HORSE) + len(ZEBRA)
+    assert bank.empty_trash() == 1
+    with sqlite3.connect(bank.db.url.split(":///")[1]) as raw:
         assert raw.execute("select count(*) from sentences").fetchone()[0] == len(ZEBRA)
         assert raw.execute("select count(*) from statistics").fetchone()[0] == 1
+        assert raw.execute("select count(*) from trash").fetchone()[0] == 0
 
 
 def test_statistics_take_about_half_a_megabyte_at_sd_size():

@@ -185,3 +185,16 @@ def test_a_traceback_never_reaches_a_user_in_a_real_process(tmp_path, sd_model):
     done = subprocess.run([sys.executable, "-m", "direction_bank.cli", "similar", "x", "-k", "99999999999999999999"],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_an_unsupported_database_or_missing_driver_is_one_line(run_cli):
+    for url, fragment in (("mysql://me@db/bank", "cannot open mysql:// banks here (No module named"),
+                          ("nosuch://x", "cannot open nosuch:// banks here")):
+        result = run_cli("concepts", env={"DBANK_DB": url})
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1 and fragment in result.stderr
+
+
+def test_similar_on_a_concept_with_two_encoders_names_it_once(run_cli, sd_model_wide, horse_and_zebra):
+    run_cli("add-concept", "horse", "--sentences", "-", input=HORSE, model=sd_model_wide)
+    result = run_cli("similar", "horse")
+    assert result.exit_code == 1 and "'horse' has statistics from several encoders; pick one with --model" in result.stderr

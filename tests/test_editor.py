@@ -93,6 +93,39 @@ def test_auto_correlation_shifts_are_never_zero_and_are_seeded():
     assert auto_corr_shift(1, torch.Generator()) == 0
 
 
+def test_the_kl_loss_is_pinned_to_its_formula():
+    """var + mean^2 - 1 - log var per item (unbiased variance), summed, on values worked out by
+    hand; and its gradient, from the formula's derivative."""
+    import math
+
+    from editor.inversion import kl_loss
+
+    noise = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]], [[[0.0, 0.0], [1.0, 3.0]]]], dtype=torch.float64)
+    # item 1: mean 3, var (4 + 1 + 0 + 9) / 3; item 2: mean 1, var (1 + 1 + 0 + 4) / 3
+    by_hand = sum(v + m * m - 1 - math.log(v) for m, v in ((3.0, 14 / 3), (1.0, 2.0)))
+    variable = noise.clone().requires_grad_(True)
+    loss = kl_loss(variable)
+    assert float(loss.detach()) == pytest.approx(by_hand, rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, variable)
+    flat = noise.flatten(1)
+    mean, var, n = flat.mean(1, keepdim=True), flat.var(1, keepdim=True), flat.shape[1]
+    derivative = 2 * (flat - mean) / (n - 1) * (1 - 1 / var) + 2 * mean / n
+    torch.testing.assert_close(grad.flatten(1), derivative, rtol=1e-5, atol=1e-6)
+
+
+def test_the_auto_correlation_loss_is_pinned_to_its_formula():
+    """Sum over axes of the squared mean of noise x noise rolled by the seeded shift, for an
+    8x8 noise (no pyramid level below it), against numpy."""
+    from editor.inversion import auto_corr_shift
+
+    noise = torch.arange(64, dtype=torch.float64).reshape(1, 1, 8, 8).sin()
+    shifts = [auto_corr_shift(8, g) for g in [torch.Generator().manual_seed(2)] for _ in range(2)]
+    array = noise.numpy()
+    by_numpy = sum(float((array * np.roll(array, shift, axis=axis)).mean()) ** 2
+                   for axis, shift in zip((2, 3), shifts))
+    assert float(auto_corr_loss(noise, torch.Generator().manual_seed(2))) == pytest.approx(by_numpy, rel=1e-9)
+
+
 def test_regularisation_steps_follow_the_official_formula():
     """eps <- eps - lambda_ac * grad(ac) / steps, auto_corr_steps times, then eps <- eps -
     lambda_kl * grad(kl), per round; lambda 20 both (pix2pix-zero's defaults)."""
@@ -213,6 +246,70 @@ def test_the_cache_skips_inversion(editor, image, monkeypatch):
     again = editor.invert_file(image, "cached caption", 32, STEPS, seed=3)
     assert (first.cached, again.cached, again.caption) == (False, True, "cached caption")
     torch.testing.assert_close(first.latents, again.latents)
+
+
+def test_the_cache_key_names_every_setting_of_an_inversion(editor, image):
+    """Each setting that changes the inverted latents misses the cache (a key without one of
+    them would hand back latents inverted another way)."""
+    base = dict(caption="keyed caption", size=32, steps=STEPS, regularisation=Regularisation(), seed=4)
+    assert editor.invert_file(image, **base).cached is False
+    assert editor.invert_file(image, **base).cached is True
+    for change in (dict(steps=STEPS + 1), dict(regularisation=Regularisation(lambda_kl=10.0)),
+                   dict(regularisation=NO_REGULARISATION), dict(size=40), dict(caption="another caption"),
+                   dict(seed=5)):
+        assert editor.invert_file(image, **{**base, **change}).cached is False, change
+
+
+def test_other_weights_in_the_same_folder_miss_the_cache(tiny_sd, clip_tokenizer_dir, image, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_sd, folder)
+    cache = InversionCache(tmp_path / "cache")
+    assert Editor(str(folder), device="cpu", cache=cache).invert_file(image, "a horse", 32, 2).cached is False
+    assert Editor(str(folder), device="cpu", cache=cache).invert_file(image, "a horse", 32, 2).cached is True
+    other = write_tiny_sd(tmp_path / "other", seed=9, tokenizer_from=clip_tokenizer_dir)
+    shutil.rmtree(folder / "unet")
+    shutil.copytree(other / "unet", folder / "unet")  # same path, other weights
+    assert Editor(str(folder), device="cpu", cache=cache).invert_file(image, "a horse", 32, 2).cached is False
+
+
+@pytest.mark.parametrize("tamper", ["nan", "shape", "float16", "extra", "garbage"])
+def test_a_tampered_cache_entry_is_dropped_with_a_warning_and_recomputed(tiny_sd, image, tmp_path, tamper):
+    from safetensors.torch import save_file
+
+    cache = InversionCache(tmp_path / "cache")
+    editor = Editor(str(tiny_sd), device="cpu", cache=cache)
+    first = editor.invert_file(image, "a horse", 32, 2)
+    [entry] = (tmp_path / "cache").glob("*.safetensors")
+    bad = {"nan": {"latents": torch.full_like(first.latents, float("nan"))},
+           "shape": {"latents": torch.zeros(1, 4, 3, 5)},
+           "float16": {"latents": first.latents.half()},
+           "extra": {"latents": first.latents, "more": torch.zeros(1)}}.get(tamper)
+    if bad is None:
+        entry.write_bytes(b"not a safetensors file")
+    else:
+        save_file(bad, str(entry), metadata={"caption": "a horse"})
+    again = editor.invert_file(image, "a horse", 32, 2)
+    assert again.cached is False and len(cache.dropped) == 1
+    assert "dropped and inverted again" in cache.dropped[0]
+    torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=0)
+    assert editor.invert_file(image, "a horse", 32, 2).cached is True  # the recomputed entry is good
+
+
+def test_the_cli_warns_of_a_tampered_cache_entry(edit_cli, image, tmp_path):
+    from safetensors.torch import save_file
+
+    args = ("edit", str(image), "--direction", "horse2zebra", "--caption", "a photo of a horse")
+    assert edit_cli(*args, "-o", str(tmp_path / "a")).exit_code == 0
+    [entry] = (tmp_path / "cache").glob("*.safetensors")
+    save_file({"latents": torch.full((1, 4, 3, 4), float("nan"))}, str(entry), metadata={"caption": "x"})
+    result = edit_cli(*args, "-o", str(tmp_path / "b"), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["results"][0]["inversion_cached"] is False
+    assert "warning: a cached inversion" in result.stderr and "dropped and inverted again" in result.stderr
+    same = [Image.open(tmp_path / d / f"{image.stem}.horse2zebra.png").tobytes() for d in ("a", "b")]
+    assert same[0] == same[1]
 
 
 def test_v_prediction_models_invert_and_edit(tmp_path, clip_tokenizer_dir, image):
@@ -518,6 +615,35 @@ def test_many_directions_run_in_chunks_that_fit_the_memory(editor, image, monkey
         editor.edit(inversion, directions[:2], settings)
 
 
+def test_a_retry_after_running_out_of_memory_counts_the_attention_maps_once(editor, image, monkeypatch):
+    """The first chunk fails part way (out of memory on its third UNet call) after summing some
+    steps' maps; the retried chunk must start them from nothing (they were once counted twice:
+    a map sum of 1792 instead of 1024, the grey map off by up to 30/255)."""
+    inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    directions, settings = _directions(4), EditSettings(steps=STEPS, xa_guidance=0.1)
+    expected = editor.edit(inversion, directions, settings, attention_words=("horse",))[2]["horse"]
+    unet = editor.components.unet
+    original, calls = unet.forward, []
+
+    def failing_once(sample, *args, **kwargs):
+        calls.append(len(sample))
+        if len(calls) == 3 and len(sample) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(sample, *args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", failing_once)
+    retried = editor.edit(inversion, directions, settings, attention_words=("horse",))[2]["horse"]
+    assert min(calls[3:]) < max(calls[:3])  # it did run out, and retried in smaller chunks
+    np.testing.assert_array_equal(np.asarray(retried), np.asarray(expected))
+
+
+def test_generated_starts_are_float32_whatever_the_unet_dtype(tiny_sd):
+    full = Editor(str(tiny_sd), device="cpu", dtype="fp32").generate_noise(32, seed=3)
+    half = Editor(str(tiny_sd), device="cpu", dtype="bf16").generate_noise(32, seed=3)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, rtol=0, atol=0)  # not quantised to bf16 first
+
+
 def test_several_images_in_one_batch_give_what_each_gives_alone(editor, image, tmp_path):
     from editor.edit import edit
 
@@ -565,13 +691,14 @@ def test_a_folder_is_edited_in_batches_and_a_rerun_resumes(edit_cli, tmp_path):
     (tmp_path / "batched" / "img2.horse2zebra.png").unlink()  # as if killed before img2 was written
     again = edit_cli("edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse",
                      "-o", str(tmp_path / "batched"), "--json")
-    assert again.exit_code == 1
-    assert [Path(r["image"]).name for r in json.loads(again.stdout)["results"]] == []
+    assert again.exit_code == 0, again.stderr  # the half-done image is redone whole, the rest skipped
+    assert [Path(r["image"]).name for r in json.loads(again.stdout)["results"]] == ["img2.png"]
     assert "skipped 3 images whose outputs exist" in again.stderr
-    errors = [line for line in again.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and "img2.reconstruction.png exists; pass --overwrite" in errors[0]  # half done: said
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "batched").iterdir()} == {
-        name: mtime for name, mtime in before.items() if name != "img2.horse2zebra.png"}
+    assert "img2.png: an earlier run left 1 of its 2 outputs; redone" in again.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "batched").iterdir()}
+    assert set(after) == set(before)
+    assert {n: m for n, m in after.items() if not n.startswith("img2")} == {
+        n: m for n, m in before.items() if not n.startswith("img2")}
 
 
 def test_a_manifest_gives_each_image_its_caption_and_directions(edit_cli, run_cli, tmp_path):
@@ -594,6 +721,124 @@ def test_a_manifest_gives_each_image_its_caption_and_directions(edit_cli, run_cl
     assert set(report["img0.png"]["edits"]) == {"horse2zebra", "zebra2horse"}
     assert report["img0.png"]["caption"] == "a photo of a horse"
     assert set(report["img1.png"]["edits"]) == {"horse2zebra"}
+
+
+def test_a_rerun_after_a_kill_redoes_only_the_image_left_half_done(edit_cli, tmp_path):
+    """What kill -9 can leave (outputs are written to a temporary and renamed, so never a partial
+    PNG under its name): some of an image's outputs, and a hidden temporary. A rerun without
+    --overwrite redoes that image, skips the finished ones and removes the temporary."""
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (40, 48)])
+    out = tmp_path / "out"
+    args = ("edit", str(folder), "--direction", "horse2zebra", "--caption", "a photo of a horse", "-o", str(out))
+    assert edit_cli(*args).exit_code == 0
+    finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    expected = (out / "img1.horse2zebra.png").read_bytes()
+    (out / "img1.horse2zebra.png").unlink()  # killed between img1's two files
+    (out / ".img1.horse2zebra.png.k9x.tmp").write_bytes(expected[:100])
+    rerun = edit_cli(*args, "--json")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert [Path(r["image"]).name for r in json.loads(rerun.stdout)["results"]] == ["img1.png"]
+    assert "img1.png: an earlier run left 1 of its 2 outputs; redone" in rerun.stderr
+    assert "skipped 2 images" in rerun.stderr
+    assert (out / "img1.horse2zebra.png").read_bytes() == expected
+    assert not list(out.glob(".*.tmp"))
+    assert {name: (out / name).stat().st_mtime_ns for name in finished if not name.startswith("img1")} == {
+        name: mtime for name, mtime in finished.items() if not name.startswith("img1")}
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_in_bounded_time(edit_cli, image, tmp_path):
+    """Refused (nothing listens) and silent (a full accept queue: the SYN is never answered),
+    both on loopback: one line within the --connect-timeout, before any model loads."""
+    import socket
+    import time
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    fillers = []
+    for _ in range(2):
+        filler = socket.socket()
+        filler.settimeout(0.3)
+        try:
+            filler.connect(silent.getsockname())
+        except OSError:
+            pass
+        fillers.append(filler)
+    try:
+        for port, fragment in ((refused_port, "no Ray cluster at 127.0.0.1"), (silent.getsockname()[1], "within 2 s")):
+            started = time.monotonic()
+            result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--engine", "ray", "--address",
+                              f"127.0.0.1:{port}", "--connect-timeout", "2", "-o", str(tmp_path / "out"))
+            assert time.monotonic() - started < 10
+            assert result.exit_code == 1 and result.stderr.count("\n") == 1 and fragment in result.stderr
+        assert not (tmp_path / "out").exists()
+    finally:
+        for sock in (silent, *fillers):
+            sock.close()
+
+
+def test_a_cache_that_is_not_a_folder_is_refused_before_the_model_loads(edit_cli, image, tmp_path, monkeypatch):
+    regular = tmp_path / "a-file"
+    regular.write_text("not a folder")
+    for cache, fragment in ((regular, "is not a folder"), (regular / "below", "cannot be made")):
+        monkeypatch.setenv("DBANK_CACHE", str(cache))
+        result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse",
+                          "-o", str(tmp_path / "out"))
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1 and fragment in result.stderr
+        assert "DBANK_CACHE" in result.stderr and not list((tmp_path / "out").glob("*.png"))
+    assert regular.read_text() == "not a folder"
+
+
+def test_a_malformed_manifest_is_refused_with_its_line_number(edit_cli, tmp_path):
+    """An open quote once swallowed the rows after it (two images silently never edited), and a
+    caption over 131,072 characters was 'unexpected Error'; both are one line, nothing runs."""
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (48, 40)])
+    cases = [("img0.png,a horse,horse2zebra\nimg1.png,\"a horse,horse2zebra\nimg2.png,a horse,horse2zebra\n",
+              "line 2: not a CSV row"),
+             ("img0.png,a horse,horse2zebra\nimg1.png,\"a horse\" here,horse2zebra\n", "line 2: not a CSV row"),
+             (f"img0.png,{'a horse ' * 20000},horse2zebra\n", "line 1: 160021 characters (at most 65536 per row)")]
+    for text, fragment in cases:
+        manifest = folder / "list.csv"
+        manifest.write_text(text)
+        result = edit_cli("edit", "--manifest", str(manifest), "-o", str(tmp_path / "out"))
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert fragment in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_dotted_names_never_share_an_output(edit_cli, run_cli, tmp_path):
+    """x.png with direction y.z and x.y.png with direction z once both became x.y.z.png (the
+    second edit lost after the run); now each has its own files."""
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40)])
+    (folder / "img0.png").rename(folder / "x.png")
+    (folder / "img1.png").rename(folder / "x.y.png")
+    assert run_cli("diff", "horse", "zebra", "--save", "y.z").exit_code == 0
+    assert run_cli("diff", "zebra", "horse", "--save", "z").exit_code == 0
+    manifest = folder / "list.csv"
+    manifest.write_text("x.png,a photo of a horse,y.z\nx.y.png,a photo of a horse,z\n")
+    out = tmp_path / "out"
+    result = edit_cli("edit", "--manifest", str(manifest), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    edits = [next(iter(r["edits"].values())) for r in json.loads(result.stdout)["results"]]
+    assert len(set(edits)) == 2 and all(Path(p).is_file() for p in edits)
+    assert len(list(out.glob("*.png"))) == 4  # two edits, two reconstructions
+
+
+def test_one_image_on_two_rows_gets_outputs_per_row(edit_cli, tmp_path):
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40)])
+    manifest = folder / "list.csv"
+    manifest.write_text("img0.png,a photo of a horse,horse2zebra\nimg0.png,a horse in a field,horse2zebra\n")
+    out = tmp_path / "out"
+    first = json.loads(edit_cli("edit", "--manifest", str(manifest), "-o", str(out), "--json").stdout)
+    assert [r["caption"] for r in first["results"]] == ["a photo of a horse", "a horse in a field"]
+    assert len({r["edits"]["horse2zebra"] for r in first["results"]}) == 2
+    images = [Image.open(r["edits"]["horse2zebra"]).tobytes() for r in first["results"]]
+    assert images[0] != images[1]  # each caption's own edit
+    again = edit_cli("edit", "--manifest", str(manifest), "-o", str(out), "--json")
+    assert json.loads(again.stdout)["results"] == [] and "skipped 2 images" in again.stderr
 
 
 @pytest.mark.sqlite_only

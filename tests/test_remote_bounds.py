@@ -76,6 +76,13 @@ def _answers(body: bytes, content_type: str = "application/json"):
     return behave
 
 
+def _redirects(location: str):
+    def behave(connection, stop):
+        connection.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + location.encode()
+                           + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    return behave
+
+
 COMPLETION = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
               "choices": [{"index": 0, "finish_reason": "stop",
                            "message": {"role": "assistant", "content": "1. a horse on a hill"}}]}
@@ -94,7 +101,11 @@ def _add(run_cli, server, *extra):
     (_answers(json.dumps({**COMPLETION, "usage": {"prompt_tokens": "many"}}).encode()),
      "reported its token usage in the wrong form", 10),
     (_answers(json.dumps({"choices": "none"}).encode()), "answered JSON that is not a chat completion", 10),
-], ids=["hangs", "trickles", "html", "bad-usage", "no-choices"])
+    (_redirects("http://127.0.0.2:9/v1/chat/completions"), "redirected the request to another host, 127.0.0.2", 10),
+    (_answers(json.dumps({**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": None, "refusal": "I can't help with that"}}]}).encode()),
+     "sent an empty answer (no message text; it refused: I can't help with that)", 10),
+], ids=["hangs", "trickles", "html", "bad-usage", "no-choices", "redirect-elsewhere", "null-content"])
 @pytest.mark.sqlite_only
 def test_a_misbehaving_server_is_one_line_within_the_bound(run_cli, bank_path, behave, fragment, limit_s):
     with RawServer(behave) as server:

@@ -68,9 +68,13 @@ def test_importing_the_same_file_twice_is_a_no_op(filled, empty_bank, encoder, t
     path = tmp_path / "d.safetensors"
     filled.export_direction("horse2zebra", path)
     assert not empty_bank.import_file(path, encoder).already_imported
-    again = empty_bank.import_file(path, encoder, name="other-name")
+    again = empty_bank.import_file(path, encoder)
     assert again.already_imported and again.name == "horse2zebra"
     assert [d["name"] for d in empty_bank.directions()] == ["horse2zebra"]
+    # another name asked for is honoured, not silently ignored
+    renamed = empty_bank.import_file(path, encoder, name="other-name")
+    assert not renamed.already_imported and renamed.name == "other-name"
+    assert [d["name"] for d in empty_bank.directions()] == ["horse2zebra", "other-name"]
 
 
 def test_a_file_from_a_wider_encoder_is_refused(empty_bank, encoder, sd_model_wide, tmp_path):
@@ -199,7 +203,8 @@ def test_composition_scales_and_sums(filled, encoder):
     made = filled.compose_direction("striped-night", [("horse2zebra", 1.0), ("day2night", 0.5)])
     expected = filled.direction("horse2zebra").tensor + 0.5 * filled.direction("day2night").tensor
     np.testing.assert_allclose(filled.direction("striped-night").tensor, expected, atol=1e-6)
-    assert made.recipe == {"sum": [["horse2zebra", 1.0], ["day2night", 0.5]]}
+    # parts are named with their versions, which stay true when the names get newer ones
+    assert made.recipe == {"sum": [["horse2zebra@1", 1.0], ["day2night@1", 0.5]]}
     assert {d["name"] for d in filled.directions()} == {"horse2zebra", "day2night", "striped-night"}
     filled.remove_direction("striped-night")
     with pytest.raises(BankError, match="no direction named 'striped-night'"):
@@ -211,9 +216,9 @@ def test_cli_direction_commands(run_cli):
     run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
     run_cli("diff", "horse", "zebra", "--save", "h2z")
     created = run_cli("direction", "create", "twice", "--add", "h2z", "--add", "h2z:1", "--json")
-    assert json.loads(created.stdout)["recipe"] == {"sum": [["h2z", 1.0], ["h2z", 1.0]]}
+    assert json.loads(created.stdout)["recipe"] == {"sum": [["h2z@1", 1.0], ["h2z@1", 1.0]]}
     assert [r["name"] for r in json.loads(run_cli("direction", "list", "--json").stdout)] == ["h2z", "twice"]
-    assert "sum of 1 x h2z + 1 x h2z" in run_cli("direction", "show", "twice").stdout
+    assert "sum of 1 x h2z@1 + 1 x h2z@1" in run_cli("direction", "show", "twice").stdout
     bad = run_cli("direction", "create", "x", "--add", "h2z:lots")
     assert bad.exit_code == 2 and "NAME:WEIGHT" in bad.stderr
     assert run_cli("direction", "remove", "twice").exit_code == 0

@@ -129,9 +129,9 @@ def test_the_directions_tab_previews_saves_composes_plots_and_round_trips_files(
     assert plot.size[0] > 300 and plot.getextrema() != ((255, 255), (255, 255), (255, 255))
     assert "h2z" not in actions.direction_names()
     text, _ = actions.diff("horse", "zebra", save_as="h2z")
-    assert text.endswith("saved as h2z") and "h2z" in actions.direction_names()
+    assert text.endswith("saved as h2z, version 1") and "h2z" in actions.direction_names()
     composed = actions.compose("both", [("horse2zebra", 0.5), ("zebra2horse", "0.25"), ("", 3)])
-    assert "sum of 0.5 x horse2zebra + 0.25 x zebra2horse" in composed
+    assert "sum of 0.5 x horse2zebra@1 + 0.25 x zebra2horse@1" in composed
     bank = actions.bank(read_only=True)
     expected = 0.25 * bank.direction("horse2zebra").tensor
     assert np.allclose(bank.direction("both").tensor, expected, atol=1e-6)
@@ -152,6 +152,31 @@ def test_the_directions_tab_previews_saves_composes_plots_and_round_trips_files(
     bank.close()
 
 
+def test_the_studio_asks_before_replacing_a_name_and_restores_from_its_trash(actions):
+    actions.diff("horse", "zebra", save_as="h2z")
+    for attempt in (lambda: actions.diff("zebra", "horse", save_as="h2z"),
+                    lambda: actions.compose("h2z", [("horse2zebra", 2)])):
+        with pytest.raises(BankError) as caught:
+            attempt()
+        assert "a direction named 'h2z' exists; tick 'replace'" in str(caught.value)
+        assert "--overwrite" not in str(caught.value)  # the page's words, not the CLI's
+    text, _ = actions.diff("zebra", "horse", save_as="h2z", replace=True)
+    assert text.endswith("saved as h2z, version 2")
+    with actions.bank(read_only=True) as bank:
+        assert [v["source"] for v in bank.direction_history("h2z")] == ["horse", "zebra"]
+        before = bank.statistics("zebra", bank.common_encoder("zebra", "zebra"))
+    assert actions.remove_concept("zebra") == "moved zebra (20 sentences) to the trash"
+    [row] = actions.trash_table()
+    assert row[1:4] == ["concept", "zebra", "20 sentences"]
+    assert actions.restore(row[0]) == "restored concept zebra"
+    assert actions.trash_table() == []
+    with actions.bank(read_only=True) as bank:
+        after = bank.statistics("zebra", bank.common_encoder("zebra", "zebra"))
+    assert before.to_blobs() == after.to_blobs()
+    with pytest.raises(BankError, match="trash id 0: use a whole number"):
+        actions.restore(0)
+
+
 def test_the_bank_tab_adds_a_concept_with_progress_and_removes_a_sentence(actions):
     seen = []
     line = actions.add_concept("cat", "template", "", 12, report=lambda fraction, text: seen.append((fraction, text)))
@@ -159,12 +184,30 @@ def test_the_bank_tab_adds_a_concept_with_progress_and_removes_a_sentence(action
     assert seen[-1] == (1.0, "12/12 sentences") and [f for f, _ in seen] == sorted(f for f, _ in seen)
     rows = actions.sentences_table("cat")
     assert len(rows) == 12
-    assert actions.remove_sentence("cat", rows[0][0]) == f"removed #{rows[0][0]} from cat: {rows[0][1]}"
+    assert actions.remove_sentence("cat", rows[0][0]) == f"moved #{rows[0][0]} of cat to the trash: {rows[0][1]}"
     assert len(actions.sentences_table("cat")) == 11
     with pytest.raises(BankError, match="sentence id 'x': not a number"):
         actions.remove_sentence("cat", "x")
     with pytest.raises(BankError, match="target count 0: use a whole number"):
         actions.add_concept("dog", "template", "", 0)
+
+
+def test_a_visitor_chooses_only_among_the_models_the_server_offers(actions, tmp_path):
+    """/add_concept once passed a visitor's LLM text to transformers: a server path loaded, a hub
+    id started a download. Only the owner's --llm choices (and each default) are taken."""
+    for generator, llm in (("local", "/etc"), ("local", str(tmp_path)), ("local", "some-org/some-model"),
+                           ("openai", "gpt-4.1"), ("local", "smollm2")):
+        with pytest.raises(BankError, match="this server does not offer the LLM") as caught:
+            actions.add_concept("dog", generator, llm, 5)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(BankError, match="unknown generator '../x'"):
+        actions.add_concept("dog", "../x", "", 5)
+    assert "dog" not in actions.concept_names()
+    from direction_bank.studio.actions import StudioActions
+
+    offering = StudioActions(actions.database, actions.model, "cpu", llms=("smollm2",))
+    with pytest.raises(BankError, match=r"offered: smollm2\)"):
+        offering.add_concept("dog", "local", "/etc", 5)
 
 
 def test_studio_refuses_a_malformed_auth_in_one_line(tiny_sd, tmp_path):

@@ -187,9 +187,21 @@ def sentences(ctx, name, as_json):
 @click.argument("name")
 @click.pass_context
 def remove(ctx, name):
-    """Remove a concept with its sentences and statistics."""
-    count = open_bank(ctx).remove_concept(name)
-    click.echo(f"removed {name} ({count} sentences)")
+    """Move a concept (sentences and statistics) or, when no concept has the name, a saved
+    direction (every version) to the trash; dbank restore NAME brings it back."""
+    from direction_bank.errors import BankError, UnknownConcept, UnknownDirection
+
+    bank = open_bank(ctx)
+    try:
+        count = bank.remove_concept(name)
+    except UnknownConcept:
+        try:
+            versions = bank.remove_direction(name)
+        except UnknownDirection:
+            raise BankError(f"no concept or direction named {name!r} in the bank") from None
+        click.echo(f"moved direction {name} ({versions} version{'s' * (versions != 1)}) to the trash")
+        return
+    click.echo(f"moved {name} ({count} sentences) to the trash")
 
 
 @cli.command("remove-sentence")
@@ -199,11 +211,11 @@ def remove(ctx, name):
 @with_device
 @click.pass_context
 def remove_sentence(ctx, name, text, sentence_id, device, dtype):
-    """Remove one sentence (by TEXT or --id) and take it out of the statistics."""
+    """Move one sentence (by TEXT or --id) to the trash, taking it out of the statistics."""
     if (text is None) == (sentence_id is None):
         raise click.ClickException("give the sentence's TEXT or its --id (one of the two)")
     bank = open_bank(ctx)
     record = bank.remove_sentence(
         name, lambda info: load_encoder(info.model, device, dtype), text=text, sentence_id=sentence_id
     )
-    click.echo(f"removed #{record.id} from {name}: {record.text}")
+    click.echo(f"moved #{record.id} of {name} to the trash: {record.text}")

@@ -11,7 +11,7 @@ from direction_bank.cli.app import (
 )
 from direction_bank.cli.params import count_range
 from direction_bank.encoder import DEFAULT_MODEL
-from direction_bank.errors import BankError, UnknownConcept, UnknownDirection
+from direction_bank.errors import BankError, UnknownConcept, UnknownDirection, UnknownVersion
 
 
 @cli.command("show")
@@ -34,6 +34,8 @@ def show(ctx, name, plot, overwrite, as_json):
     except UnknownConcept:
         try:
             direction = bank.direction(name)
+        except UnknownVersion:
+            raise
         except UnknownDirection:
             raise BankError(f"no concept or direction named {name!r} in the bank") from None
         if plot:
@@ -76,27 +78,31 @@ def _plot_token_norms(direction, path, overwrite: bool) -> None:
               "instead of subtracting means; embeds, so it loads the encoder.")
 @click.option("--save", "save_as", default=None, help="Store the direction under this name.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the direction to this file.")
-@overwrite_option
+@click.option("--overwrite", is_flag=True,
+              help="Replace an output file that exists; with --save, a name in use gets this as its next "
+              "version (the old one is kept: dbank direction history NAME).")
 @with_device
 @json_option
 @click.pass_context
 def diff(ctx, source, target, model, paired, save_as, output, overwrite, device, dtype, as_json):
     """The direction from SOURCE to TARGET: mean(TARGET) - mean(SOURCE), [1, 77, D]."""
-    from direction_bank.names import check_name
+    from direction_bank.bank import check_direction_name
     from direction_bank.output_files import check_output
 
     if save_as:
-        save_as = check_name(save_as, "direction")
+        save_as = check_direction_name(save_as)
     if output:
         check_output(output, overwrite)  # before any work
     bank = open_bank(ctx, read_only=not (save_as or paired))
+    if save_as and not overwrite:
+        refuse_taken_direction(bank, save_as)  # before the encoder loads
     if paired:
         encoder = load_encoder(model or os.environ.get("DBANK_MODEL") or DEFAULT_MODEL, device, dtype)
         direction = bank.paired_diff(source, target, encoder, progress=True)
     else:
         direction = bank.diff(source, target, model)
     if save_as:
-        direction = bank.save_direction(save_as, direction)
+        direction = bank.save_direction(save_as, direction, overwrite)
     if output:
         bank.export_direction(direction, output, overwrite)
 
@@ -110,9 +116,19 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
     emit(as_json, direction.as_dict, lines)
 
 
+def refuse_taken_direction(bank, name: str) -> None:
+    """A one-line refusal when a direction of this name exists (the user did not ask for a new
+    version with --overwrite)."""
+    from direction_bank.errors import NameTaken
+
+    if bank.name_in_use("direction", name):
+        raise NameTaken(f"a direction named {name!r} exists; --overwrite stores this one as its next version "
+                        f"and keeps the old one (dbank direction history {name})")
+
+
 @cli.group("direction")
 def direction_group():
-    """Saved directions: create (compose), list, show, remove."""
+    """Saved directions: create (compose), list, show, history, restore, remove."""
 
 
 MAX_WEIGHT = 1000.0
@@ -132,12 +148,14 @@ def _part(text: str) -> tuple[str, float]:
 @direction_group.command("create")
 @click.argument("name")
 @click.option("--add", "parts", multiple=True, required=True, metavar="DIRECTION[:WEIGHT]",
-              help="A saved direction to add, optionally scaled (repeatable).")
+              help="A saved direction (NAME or NAME@VERSION) to add, optionally scaled (repeatable).")
+@click.option("--overwrite", is_flag=True,
+              help="A name in use gets this as its next version (the old one is kept).")
 @json_option
 @click.pass_context
-def direction_create(ctx, name, parts, as_json):
+def direction_create(ctx, name, parts, overwrite, as_json):
     """Save NAME as the weighted sum of saved directions."""
-    direction = open_bank(ctx).compose_direction(name, [_part(p) for p in parts])
+    direction = open_bank(ctx).compose_direction(name, [_part(p) for p in parts], overwrite)
     emit(as_json, direction.as_dict, lambda: direction.summary_lines())
 
 
@@ -152,7 +170,7 @@ def direction_list(ctx, as_json):
         for r in rows:
             joins = f"{r['source']} -> {r['target']}" if r["source"] else "composed"
             snr = f"snr {r['snr']:.2f}" if r["snr"] is not None else "snr ?"
-            yield f"{r['name']}\t{joins}\tnorm {r['norm']:.4f}\t{snr}"
+            yield f"{r['name']}\tv{r['version']}\t{joins}\tnorm {r['norm']:.4f}\t{snr}"
 
     emit(as_json, lambda: rows, lines)
 
@@ -167,13 +185,55 @@ def direction_show(ctx, name, as_json):
     emit(as_json, direction.as_dict, lambda: direction.summary_lines())
 
 
+@direction_group.command("history")
+@click.argument("name")
+@json_option
+@click.pass_context
+def direction_history(ctx, name, as_json):
+    """Every version of a direction name: when, recipe, norm, fingerprint, and whether the
+    concepts it was made from have changed since."""
+    history = open_bank(ctx, read_only=True).direction_history(name)
+
+    def lines():
+        for v in history:
+            made = v["recipe"] or {}
+            how = ("sum of " + " + ".join(f"{w:g} x {n}" for n, w in made["sum"]) if "sum" in made
+                   else f"from file {made['file']}" if "file" in made
+                   else f"{v['source']} -> {v['target']}" if v["source"] else "composed")
+            if "restored_from" in made:
+                how += f" (restored from version {made['restored_from']})"
+            line = (f"{'*' if v['current'] else ' '} v{v['version']}\t{v['created_at'][:19]}\t{how}\t"
+                    f"norm {v['norm']:.4f}\t{(v['fingerprint'] or '?')[:12]}")
+            if v["source_count_now"] is not None or v["target_count_now"] is not None:
+                counts = f"{v['source_count']}/{v['target_count']} sentences"
+                line += (f"\t{counts}, now {v['source_count_now']}/{v['target_count_now']} (concepts changed)"
+                         if v["concepts_changed"] else f"\t{counts}, unchanged")
+            yield line
+
+    emit(as_json, lambda: history, lines)
+
+
+@direction_group.command("restore")
+@click.argument("name")
+@click.option("--version", "version", type=click.IntRange(1, 2**31 - 1), required=True,
+              help="The version to make current again (see dbank direction history NAME).")
+@json_option
+@click.pass_context
+def direction_restore(ctx, name, version, as_json):
+    """Make an earlier version of a direction current again (stored as its newest version;
+    nothing is replaced)."""
+    direction = open_bank(ctx).restore_direction_version(name, version)
+    emit(as_json, direction.as_dict,
+         lambda: [f"{name}: version {version} is current again, as version {direction.version}"])
+
+
 @direction_group.command("remove")
 @click.argument("name")
 @click.pass_context
 def direction_remove(ctx, name):
-    """Remove a saved direction."""
-    open_bank(ctx).remove_direction(name)
-    click.echo(f"removed direction {name}")
+    """Move a saved direction, every version of it, to the trash."""
+    versions = open_bank(ctx).remove_direction(name)
+    click.echo(f"moved direction {name} ({versions} version{'s' * (versions != 1)}) to the trash")
 
 
 @cli.command("export")
@@ -207,21 +267,33 @@ def export(ctx, name, concept, output, model, overwrite, as_json):
 @click.option("--strict", is_flag=True, help="Refuse a file made with other text-encoder weights.")
 @click.option("--count", type=count_range(), default=None,
               help="pix2pix-zero means: how many sentences the mean averaged (default 1000).")
+@click.option("--overwrite", is_flag=True,
+              help="A name in use: a direction gets this as its next version, a concept goes to the trash "
+              "first (nothing is lost).")
 @model_option
 @with_device
 @json_option
 @click.pass_context
-def import_(ctx, file, name, strict, count, model, device, dtype, as_json):
+def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_json):
     """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt)."""
+    from direction_bank.errors import NameTaken
     from direction_bank.files import read_shared_file
+    from direction_bank.names import check_name
 
     shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
-    if name is not None:
-        from direction_bank.names import check_name
-
-        name = check_name(name, shared.kind if shared.kind == "direction" else "concept")
+    kind = "direction" if shared.kind == "direction" else "concept"
+    target = check_name(name or shared.meta.get("name") or shared.path.stem, kind)
+    try:
+        existing = open_bank(ctx, read_only=True)
+    except BankError:  # no bank yet (or none to open: the write below says why)
+        existing = None
+    if (existing is not None and not overwrite and existing.name_in_use(kind, target)
+            and existing.earlier_import(shared, name) is None):  # before the model loads
+        raise NameTaken(f"a {kind} named {target!r} exists; pass --name, or --overwrite "
+                        + ("to store this one as its next version (the old one is kept)" if kind == "direction"
+                           else "to move that one to the trash first"))
     encoder = load_encoder(model, device, dtype)
-    report = open_bank(ctx, create=True).import_file(shared, encoder, name, strict, count)
+    report = open_bank(ctx, create=True).import_file(shared, encoder, name, strict, count, overwrite)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
 

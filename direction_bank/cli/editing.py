@@ -18,6 +18,7 @@ from direction_bank.cli.app import (
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
+from direction_bank.output_files import remove_stale_temporaries
 from editor.edit import SETTING_BOUNDS
 from editor.pipeline import stack_directions
 
@@ -60,9 +61,9 @@ def _resolve_directions(wanted):
         except BankError as error:  # reported; the other directions still run
             errors.append(f"{label}: {error}")
             continue
-        name = file_label(label, reserved=(RECONSTRUCTION,))
+        name = file_label(label, reserved=(RECONSTRUCTION,), part=True)
         if name in used:  # the same label twice (a saved direction and a file, say)
-            name = file_label(f"{label}#{len(resolved)}")
+            name = file_label(f"{label}#{len(resolved)}", part=True)
         used.add(name)
         resolved.append((label, name, tensor))
     return resolved, errors
@@ -168,11 +169,26 @@ def edit_options(func):
 
 
 def _image_stems(images) -> list[str]:
-    """A file stem per input image; two inputs with the same name (d1/x.png, d2/x.png) get
-    stems from their whole paths, so their outputs never meet."""
+    """A file stem per input row; two inputs with the same name (d1/x.png, d2/x.png) get
+    stems from their whole paths, and one image on several rows (a manifest giving it two
+    captions) a stem per row, so their outputs never meet."""
     stems = [Path(image).stem for image in images]
-    return [file_label(stem) if stems.count(stem) == 1 else file_label(str(Path(image)))
-            for image, stem in zip(images, stems)]
+    return [file_label(stem, part=True) if stems.count(stem) == 1
+            else file_label(str(Path(image)), part=True) if images.count(image) == 1
+            else file_label(f"{image}#{row}", part=True)
+            for row, (image, stem) in enumerate(zip(images, stems), 1)]
+
+
+def _refuse_shared_outputs(jobs) -> None:
+    """One line, before any edit runs, when two outputs of this run would be one file."""
+    owners = {}
+    for job in jobs:
+        paths = job.extra["paths"]
+        for path in [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
+                     *paths["grey"].values()]:
+            if path in owners and owners[path] is not job:
+                raise BankError(f"{job.image} and {owners[path].image} would both write {path}; rename one of them")
+            owners[path] = job
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -182,16 +198,27 @@ def _images_in(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+MAX_MANIFEST_LINE = 65_536  # characters; a caption is 77 CLIP tokens, a few hundred characters
+
+
 def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
     """(image, caption or None, direction names) per CSV row 'image[,caption[,direction...]]';
-    image paths are relative to the manifest's folder; a first row starting 'image' is a header."""
+    image paths are relative to the manifest's folder; a first row starting 'image' is a header.
+    Each line is one row: a quote left open, or a line past MAX_MANIFEST_LINE characters, is
+    refused with its line number (it would otherwise swallow the rows after it)."""
     import csv
-    import io
 
     from direction_bank.text_input import read_text
 
     rows = []
-    for number, row in enumerate(csv.reader(io.StringIO(read_text(path))), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if len(line) > MAX_MANIFEST_LINE:
+            raise BankError(f"{path}, line {number}: {len(line)} characters (at most {MAX_MANIFEST_LINE} per row)")
+        try:
+            [row] = list(csv.reader([line], strict=True)) or [[]]
+        except csv.Error as error:
+            raise BankError(f"{path}, line {number}: not a CSV row ({error}); quote a field whole, "
+                            "or leave quotes out") from None
         if not row or not row[0].strip() or row[0].strip().startswith("#"):
             continue
         if number == 1 and row[0].strip().lower() == "image":
@@ -221,12 +248,14 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a Ray Data actor pool, one editor per GPU (extra [ray]).")
 @click.option("--address", default=None, help="With --engine ray: an existing cluster (default: a local one).")
+@click.option("--connect-timeout", type=FiniteFloat(0.1, 3600), default=10.0, show_default=True,
+              help="With --address: seconds to wait for the cluster to answer.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
               help="With --engine ray: editors in the pool (default: one per GPU, else one).")
 @edit_options
 @click.pass_context
 def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, sheet, batch_images, engine, address,
-                 workers, names, sources,
+                 connect_timeout, workers, names, sources,
                  targets, files, scale, steps, xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch,
                  caption_model, no_cache, compile_unet, model, vae, device, dtype, as_json):
     """Edit IMAGES (files, or folders of images) or a --manifest with directions from the bank:
@@ -240,6 +269,10 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     from editor.inversion import NO_REGULARISATION, Regularisation
     from editor.runners.local import ImageJob, edit_images
 
+    if engine == "ray" and address:
+        from editor.runners.ray_address import check_ray_address
+
+        check_ray_address(address, connect_timeout)  # before anything loads: a dead address never hangs
     listed = [(str(image), caption, []) for arg in images
               for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
     listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
@@ -283,19 +316,26 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                  "grey": {word: out / f"{stem}.attention-{file_label(word)}.grey.png" for word in attention_words}}
         every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
                  *paths["grey"].values()]
-        if resumable and not overwrite and all(path.is_file() for path in every):
+        present = sum(path.is_file() for path in every) if resumable and not overwrite else 0
+        if present == len(every):
             skipped += 1  # done by an earlier run
             continue
+        if present:  # an earlier run was stopped part way through this image: redo it whole
+            warnings.append(f"{image}: an earlier run left {present} of its {len(every)} outputs; redone")
+        if resumable:
+            remove_stale_temporaries(every)
+        replace_ok = overwrite or bool(present)
         try:
             for path in every:
-                check_output(path, overwrite)  # before the work, not after
+                check_output(path, replace_ok)  # before the work, not after
         except BankError as error:
             errors.append(str(error))
             continue
         tokens, pooled = stack_directions([t for _, _, t in chosen])
         jobs.append(ImageJob(image, image_caption, [label for label, _, _ in chosen], tokens,
-                             {"paths": paths, "order": len(jobs)}, pooled))
+                             {"paths": paths, "order": len(jobs), "overwrite": replace_ok}, pooled))
 
+    _refuse_shared_outputs(jobs)
     bar = progress_counter(len(jobs), desc="images", unit="img")
     sheet_rows = []
 
@@ -317,7 +357,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                                "reconstruction": _thumbnail(result.reconstruction),
                                "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
         try:
-            written = write_pictures(pictures, overwrite)
+            written = write_pictures(pictures, result.job.extra["overwrite"])
         except BankError as error:
             errors.append(str(error))
             return
@@ -354,6 +394,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         written_sheet = _write_sheet(out, sheet_rows, overwrite, errors)
     if skipped:
         warnings.append(f"skipped {skipped} images whose outputs exist (done before; --overwrite to redo them)")
+    warnings += _cache_warnings(editor)
     _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
 
 
@@ -468,6 +509,8 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     if errors:
         raise BankError(errors[0])
     inversion = editor.invert_file(image, caption, size, steps, Regularisation(), seed)
+    for warning in _cache_warnings(editor):
+        click.echo(f"warning: {warning}", err=True)
     scaled, pooled = stack_directions([tuple(None if part is None else scale * part for part in tensor)
                                        for scale in scales])
     rows = []
@@ -481,6 +524,12 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     emit(as_json, lambda: {"image": image, "direction": label, "caption": inversion.caption, "grid": written,
                            "scales": list(scales), "xa_guidance": list(guidances)},
          lambda: [f"{image} ({inversion.caption!r}) + {label}: {len(guidances)}x{len(scales)} grid -> {written}"])
+
+
+def _cache_warnings(editor) -> list[str]:
+    """What the editor's inversion cache dropped as bad entries (none without a cache)."""
+    cache = getattr(editor, "cache", None)
+    return list(cache.dropped) if cache is not None else []
 
 
 def _report(results, errors, warnings, as_json, extra: dict | None = None) -> None:

@@ -51,11 +51,14 @@ def _is_loopback(host: str) -> bool:
               help="Ask for this user and password (env DBANK_STUDIO_AUTH).")
 @click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
               help="BLIP model that suggests captions.")
+@click.option("--llm", "llms", multiple=True,
+              help="A sentence model visitors may choose when adding a concept (repeatable; without it, "
+              "only each generator's default). Visitors can name no other path or model id.")
 @model_option
 @vae_option
 @with_device
 @click.pass_context
-def studio(ctx, host, port, auth_text, caption_model, model, vae, device, dtype):
+def studio(ctx, host, port, auth_text, caption_model, llms, model, vae, device, dtype):
     """Serve the studio: the bank's concepts and directions, and edits of uploaded or generated
     images, in a browser. One model is loaded (on first use) and kept; model work runs one job
     at a time. Works offline: no CDN, no analytics, no update checks."""
@@ -75,6 +78,6 @@ def studio(ctx, host, port, auth_text, caption_model, model, vae, device, dtype)
     if not _is_loopback(host):
         click.echo(f"warning: serving on {host}: other machines can reach the studio"
                    + ("" if auth else " and change the bank (no --auth given)"), err=True)
-    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae)
+    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae, llms=llms)
     actions.bank(read_only=False).close()  # make (or check) the bank before the page comes up
     serve(actions, host, port, auth)

@@ -19,6 +19,10 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_ANSWER_BYTES = 16 << 20
 
 
+class RedirectRefused(Exception):
+    """A server's redirect to another host, which is not followed."""
+
+
 class OpenAIGenerator:
     """Asks for several dozen captions per request, `concurrency` requests at a time; the
     official client retries rate limits, server errors and timeouts with exponential backoff.
@@ -44,11 +48,12 @@ class OpenAIGenerator:
             api_key = "none"  # local servers (vLLM, Ollama, llama.cpp) accept any key
         self.model = model or DEFAULT_OPENAI_MODEL
         self.base_url = base_url
+        self.where = base_url or "the OpenAI API"
         self.client = openai.OpenAI(
             api_key=api_key, base_url=base_url, max_retries=max_retries,
             timeout=openai.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
+            http_client=openai.DefaultHttpxClient(event_hooks={"response": [self._refuse_redirect_elsewhere]}),
         )
-        self.where = base_url or "the OpenAI API"
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s
@@ -99,6 +104,8 @@ class OpenAIGenerator:
             ) from None
         except openai.NotFoundError:
             raise BankError(f"the server does not know the model {self.model!r}; set --llm") from None
+        except RedirectRefused as error:
+            raise BankError(str(error)) from None
         except (openai.APIConnectionError, http.TransportError) as error:
             raise BankError(f"cannot reach {self.where} ({first_line(error.__cause__ or error)})") from None
         except openai.APIStatusError as error:
@@ -107,6 +114,17 @@ class OpenAIGenerator:
                 f"{self.client.max_retries} retries; try again later"
             ) from None
         return self._captions(bytes(body))
+
+    def _refuse_redirect_elsewhere(self, response) -> None:
+        """An httpx response hook: a redirect to another host is never followed (the request
+        carries the API key and the prompt)."""
+        location = response.headers.get("location")
+        if response.is_redirect and location:
+            target = response.request.url.join(location)
+            if target.host != response.request.url.host:
+                raise RedirectRefused(f"{self.where} redirected the request to another host, {target.host}:"
+                                      f"{target.port or ''} ({str(target)[:80]}); refused: point --base-url "
+                                      "at the server itself")
 
     def _past_deadline(self) -> str:
         return (f"generation ran past its deadline of {self.deadline_s:g} s (--deadline); "
@@ -139,12 +157,18 @@ class OpenAIGenerator:
         self.usage["requests"] += 1
         self.usage["prompt_tokens"] += counts.get("prompt_tokens") or 0
         self.usage["completion_tokens"] += counts.get("completion_tokens") or 0
-        lines = []
+        lines, texts = [], 0
         for choice in choices:
             message = choice.get("message") if isinstance(choice, dict) else None
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, str):
+                texts += 1
                 lines.extend(split_lines(content))
+        if not texts:
+            refusal = next((c["message"].get("refusal") for c in choices if isinstance(c, dict)
+                            and isinstance(c.get("message"), dict) and c["message"].get("refusal")), None)
+            raise BankError(f"{self.where} sent an empty answer (no message text"
+                            + (f"; it refused: {str(refusal)[:80]}" if refusal else "") + ")")
         return lines
 
     def batches(self, concept: str, batch_size: int, round_seed: int = 0) -> Iterator[list[str]]:

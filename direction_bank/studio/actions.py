@@ -8,6 +8,7 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,19 +48,35 @@ class _Remembered:
     first_seconds: float | None = None
 
 
+@contextmanager
+def _replace_asked(field: str):
+    """A name in use, said in the page's words: the box to tick, not the CLI's --overwrite."""
+    from direction_bank.errors import NameTaken
+
+    try:
+        yield
+    except NameTaken as error:
+        raise BankError(f"{str(error).split(';')[0]}; tick 'replace' beside '{field}' to store this as its "
+                        "next version (the old one is kept), or choose another name") from None
+
+
 class StudioActions:
     """One server's state: the bank (opened per call, so other writers are seen), one Stable
     Diffusion model loaded on first use and kept, and recent inversions in memory."""
 
     def __init__(self, database: str | None, model: str, device: str | None = None, dtype: str = "auto",
-                 caption_model: str | None = None, work_dir: str | Path | None = None, vae: str | None = None):
+                 caption_model: str | None = None, work_dir: str | Path | None = None, vae: str | None = None,
+                 llms: tuple[str, ...] = ()):
         """`work_dir` holds the files offered for download (a fresh temporary folder by default);
-        `vae` replaces the model's VAE (see editor.pipeline.load_components)."""
+        `vae` replaces the model's VAE (see editor.pipeline.load_components); `llms` are the
+        sentence models the owner lets visitors choose (besides each generator's default): a
+        visitor never names a path or a hub id that the server would load or download."""
         import tempfile
 
         from editor.caption import DEFAULT_CAPTION_MODEL
 
         self.database, self.model, self.device, self.dtype, self.vae = database, model, device, dtype, vae
+        self.llms = tuple(llms)
         self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dbank-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +157,7 @@ class StudioActions:
         sentence_id = _whole(sentence_id, "sentence id", 1, 2**63 - 1)
         with self.bank() as bank:
             record = bank.remove_sentence(concept, lambda info: self._encoder_for(info), sentence_id=sentence_id)
-        return f"removed #{record.id} from {concept}: {record.text}"
+        return f"moved #{record.id} of {concept} to the trash: {record.text}"
 
     def _encoder_for(self, info):
         if info.model != self.model:
@@ -149,10 +166,37 @@ class StudioActions:
         return self.encoder()
 
     def remove_concept(self, concept: str) -> str:
-        """Remove a concept with its sentences and statistics."""
+        """Move a concept with its sentences and statistics to the trash."""
         with self.bank() as bank:
             count = bank.remove_concept(concept)
-        return f"removed {concept} ({count} sentences)"
+        return f"moved {concept} ({count} sentences) to the trash"
+
+    def trash_table(self) -> list[list]:
+        """[trash id, kind, name, what, removed at] per trash entry, newest first."""
+        with self.bank(read_only=True) as bank:
+            entries = bank.trash()
+        rows = []
+        for entry in entries:
+            detail = entry["detail"] or {}
+            what = (f"{detail.get('sentences', '?')} sentences" if entry["kind"] == "concept"
+                    else f"{detail.get('versions', 1)} version(s)" if entry["kind"] == "direction"
+                    else f"#{detail['sentence']['id']}: {detail['sentence']['text']}")
+            rows.append([entry["id"], entry["kind"], entry["name"], what, entry["trashed_at"][:19]])
+        return rows
+
+    def restore(self, entry_id, as_name: str | None = None) -> str:
+        """Put trash entry `entry_id` back (a concept or direction under `as_name` if given)."""
+        from direction_bank.errors import NameTaken
+
+        entry_id = _whole(entry_id, "trash id", 1, 2**63 - 1)
+        with self.bank() as bank:
+            try:
+                restored = bank.restore(entry_id=entry_id, as_name=(as_name or "").strip() or None)
+            except NameTaken as error:
+                raise BankError(f"{str(error).split(';')[0]}; type another name in 'restore as'") from None
+        if restored["kind"] == "sentence":
+            return f"restored #{restored['sentence_id']} to {restored['name']}: {restored['text']}"
+        return f"restored {restored['kind']} {restored['name']}"
 
     def add_concept(self, name: str, generator: str | None, llm: str | None, count, seed=0,
                     report=_no_report) -> str:
@@ -161,9 +205,17 @@ class StudioActions:
         from direction_bank.cleaning import SentenceCleaner, deduplicator_for
         from direction_bank.generators import make_generator
 
+        from direction_bank.generators import GENERATORS
+
         name = check_name(name)
         count = _whole(count, "target count", 1, MAX_COUNT)
         seed = _whole(seed, "seed", 0, 2**32 - 1)
+        if generator and generator not in GENERATORS:
+            raise BankError(f"unknown generator {str(generator)[:60]!r}; choose one of {', '.join(GENERATORS)}")
+        if llm and llm not in self.llms:
+            offered = ", ".join(self.llms) if self.llms else "none besides the default"
+            raise BankError(f"this server does not offer the LLM {str(llm)[:60]!r} (offered: {offered}); "
+                            "leave it empty for the generator's default")
         writer = make_generator(generator or None, llm=llm or None, seed=seed, device=self.device)
         deduplicator = deduplicator_for(writer.provenance.generator, device=self.device)
         encoder = self.encoder()
@@ -176,13 +228,14 @@ class StudioActions:
             line += f" (stopped at {result.sentence_count} of {count} after trying {result.tried}; run again to continue)"
         return line
 
-    def import_file(self, path: str, name: str | None = None) -> str:
-        """Import an uploaded dbank file or pix2pix-zero .pt, checked against the server's model."""
+    def import_file(self, path: str, name: str | None = None, replace: bool = False) -> str:
+        """Import an uploaded dbank file or pix2pix-zero .pt, checked against the server's model.
+        A name in use is refused unless `replace` (nothing is lost: see Bank.import_file)."""
         if not path:
             raise BankError("choose a file to import")
         encoder = self.encoder()
-        with self.bank() as bank:
-            report = bank.import_file(path, encoder, name=name or None)
+        with self.bank() as bank, _replace_asked("import as"):
+            report = bank.import_file(path, encoder, name=name or None, overwrite=replace)
         return "\n".join([report.summary(Path(path).name), *(f"warning: {w}" for w in report.warnings)])
 
     def export(self, name: str) -> str:
@@ -221,26 +274,29 @@ class StudioActions:
             return [[row["name"], row["source"] or "", row["target"] or "", round(row["norm"], 4),
                      None if row["snr"] is None else round(row["snr"], 2)] for row in bank.directions()]
 
-    def diff(self, source: str, target: str, save_as: str | None = None):
-        """(text, per-token plot) of target minus source; saved as `save_as` when given."""
+    def diff(self, source: str, target: str, save_as: str | None = None, replace: bool = False):
+        """(text, per-token plot) of target minus source; saved as `save_as` when given (a name in
+        use only with `replace`, as its next version: the old one is kept)."""
         if not source or not target:
             raise BankError("choose a source and a target concept")
-        with self.bank(read_only=not save_as) as bank:
+        with self.bank(read_only=not save_as) as bank, _replace_asked("save as"):
             direction = bank.diff(source, target)
             if save_as:
-                direction = bank.save_direction(save_as, direction)
-        text = "\n".join(direction.summary_lines()) + (f"\nsaved as {direction.name}" if save_as else "")
+                direction = bank.save_direction(save_as, direction, overwrite=replace)
+        saved = f"\nsaved as {direction.name}, version {direction.version}" if save_as else ""
+        text = "\n".join(direction.summary_lines()) + saved
         return text, self._plot(direction)
 
-    def compose(self, name: str, parts: list) -> str:
-        """Save `name` as sum(weight x direction) of (direction, weight) pairs."""
+    def compose(self, name: str, parts: list, replace: bool = False) -> str:
+        """Save `name` as sum(weight x direction) of (direction, weight) pairs (a name in use
+        only with `replace`, as its next version)."""
         cleaned = []
         for part, weight in parts:
             if not part:
                 continue
             cleaned.append((part, _finite(weight, f"the weight of {part}", -1000, 1000)))
-        with self.bank() as bank:
-            direction = bank.compose_direction(name, cleaned)
+        with self.bank() as bank, _replace_asked("name"):
+            direction = bank.compose_direction(name, cleaned, overwrite=replace)
         return "\n".join(direction.summary_lines())
 
     def plot(self, name: str):
@@ -308,7 +364,11 @@ class StudioActions:
 
         if not image:
             raise BankError("upload or generate an image first")
-        names = [name for name in (directions or []) if name]
+        if isinstance(directions, str):  # one name, not a list of its letters
+            directions = [directions]
+        if not isinstance(directions, (list, tuple)) or not all(isinstance(n, str) for n in directions):
+            raise BankError("directions: give a list of direction names")
+        names = [name for name in directions if name]
         if not names:
             raise BankError("choose at least one direction")
         if len(names) > MAX_DIRECTIONS_PER_EDIT:

@@ -68,7 +68,11 @@ def build_app(actions: StudioActions):
         concepts, directions = [row[0] for row in concept_rows], [row[0] for row in direction_rows]
         return (concept_rows, direction_rows, *[gr.update(choices=concepts)] * 3,
                 *[gr.update(choices=directions)] * 2,
-                gr.update(choices=directions + [c for c in concepts if c not in directions]))
+                gr.update(choices=directions + [c for c in concepts if c not in directions]), actions.trash_table())
+
+    @_shown
+    def restore(entry_id, as_name):
+        return actions.restore(entry_id, as_name)
 
     @_shown
     def show_sentences(concept):
@@ -89,8 +93,8 @@ def build_app(actions: StudioActions):
         return actions.add_concept(name, generator, llm, count, seed, report=reporter(progress))
 
     @_shown
-    def import_file(upload, name):
-        return actions.import_file(upload, name)
+    def import_file(upload, name, replace):
+        return actions.import_file(upload, name, bool(replace))
 
     @_shown
     def export(name):
@@ -103,14 +107,14 @@ def build_app(actions: StudioActions):
         return actions.diff(source, target)
 
     @_shown
-    def save(source, target, name):
+    def save(source, target, name, replace):
         if not (name or "").strip():
             raise BankError("name the direction to save it")
-        return actions.diff(source, target, save_as=name.strip())
+        return actions.diff(source, target, save_as=name.strip(), replace=bool(replace))
 
     @_shown
-    def compose(name, rows):
-        return actions.compose(name, [(row[0], row[1]) for row in rows or [] if row and row[0]])
+    def compose(name, rows, replace):
+        return actions.compose(name, [(row[0], row[1]) for row in rows or [] if row and row[0]], bool(replace))
 
     @_shown
     def plot(name):
@@ -161,7 +165,8 @@ def build_app(actions: StudioActions):
                     with gr.Row():
                         generator = gr.Dropdown(["local", "openai", "template"], value=None, label="generator",
                                                 info="empty: openai when OPENAI_API_KEY is set, else local")
-                        llm = gr.Textbox(label="LLM", placeholder="e.g. smollm2, gpt-4o-mini")
+                        llm = gr.Dropdown(["", *actions.llms], value="", label="LLM",
+                                          info="empty: the generator's default; others as the server offers them")
                     with gr.Row():
                         count = gr.Number(label="sentences", value=200, precision=0, minimum=1)
                         new_seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
@@ -169,19 +174,31 @@ def build_app(actions: StudioActions):
                     add_status = gr.Textbox(label="report", interactive=False)
                     gr.Markdown("### Import or export")
                     upload = gr.File(label="dbank .safetensors or pix2pix-zero .pt", file_types=[".safetensors", ".pt"])
-                    import_name = gr.Textbox(label="import as (optional)")
+                    with gr.Row():
+                        import_name = gr.Textbox(label="import as (optional)", scale=3)
+                        import_replace = gr.Checkbox(label="replace (the old one is kept)", scale=1)
                     import_button = gr.Button("Import")
                     import_status = gr.Textbox(label="import report", interactive=False)
                     export_name = gr.Dropdown(label="export a direction or concept", choices=direction_names + concept_names, **named)
                     export_button = gr.Button("Export")
                     export_file = gr.File(label="download", interactive=False)
+            gr.Markdown("### Trash: removed concepts, directions and sentences, until emptied with the CLI")
+            trash = gr.Dataframe(headers=["id", "kind", "name", "what", "removed at"], type="array",
+                                 interactive=False, label="trash", elem_id="trash")
+            with gr.Row():
+                trash_id = gr.Number(label="trash id", precision=0)
+                restore_as = gr.Textbox(label="restore as (optional: a concept or direction under another name)")
+                restore_button = gr.Button("Restore")
+            trash_status = gr.Textbox(label="restore report", interactive=False)
         with gr.Tab("Directions"):
             with gr.Row():
                 with gr.Column():
                     source = gr.Dropdown(label="source concept", choices=concept_names, **named)
                     target = gr.Dropdown(label="target concept", choices=concept_names, **named)
                     preview_button = gr.Button("Preview direction")
-                    save_name = gr.Textbox(label="save as")
+                    with gr.Row():
+                        save_name = gr.Textbox(label="save as", scale=3)
+                        save_replace = gr.Checkbox(label="replace (the old version is kept)", scale=1)
                     save_button = gr.Button("Save direction", variant="primary")
                     direction_text = gr.Textbox(label="direction", lines=4, interactive=False)
                 with gr.Column():
@@ -192,7 +209,9 @@ def build_app(actions: StudioActions):
                 plot_name = gr.Dropdown(label="plot a saved direction", choices=direction_names, **named)
             gr.Markdown("### Compose: a weighted sum of saved directions")
             with gr.Row():
-                compose_name = gr.Textbox(label="name")
+                with gr.Column(scale=1):
+                    compose_name = gr.Textbox(label="name")
+                    compose_replace = gr.Checkbox(label="replace (the old version is kept)")
                 compose_rows = gr.Dataframe(headers=["direction", "weight"], datatype=["str", "number"],
                                             type="array", interactive=True, value=[["", 1.0], ["", 1.0]],
                                             label="parts")
@@ -226,7 +245,7 @@ def build_app(actions: StudioActions):
                     edit_status = gr.Markdown(elem_id="edit-status")
                     archive = gr.File(label="download all", interactive=False)
 
-        lists = [concepts, directions, concept, source, target, chosen, plot_name, export_name]
+        lists = [concepts, directions, concept, source, target, chosen, plot_name, export_name, trash]
         listing = {"fn": refresh, "outputs": lists, "api_name": False}
         refresh_button.click(refresh, outputs=lists, api_name="refresh")
         app.load(refresh, outputs=lists, api_name=False)
@@ -237,13 +256,15 @@ def build_app(actions: StudioActions):
                                     api_name="remove_concept").success(**listing)
         add_button.click(add_concept, [new_name, generator, llm, count, new_seed], add_status,
                          api_name="add_concept", concurrency_id="model", concurrency_limit=1).success(**listing)
-        import_button.click(import_file, [upload, import_name], import_status, api_name="import",
+        import_button.click(import_file, [upload, import_name, import_replace], import_status, api_name="import",
                             concurrency_id="model", concurrency_limit=1).success(**listing)
         export_button.click(export, export_name, export_file, api_name="export")
         preview_button.click(preview, [source, target], [direction_text, direction_plot], api_name="preview")
-        save_button.click(save, [source, target, save_name], [direction_text, direction_plot],
+        save_button.click(save, [source, target, save_name, save_replace], [direction_text, direction_plot],
                           api_name="save_direction").success(**listing)
-        compose_button.click(compose, [compose_name, compose_rows], compose_text, api_name="compose").success(**listing)
+        compose_button.click(compose, [compose_name, compose_rows, compose_replace], compose_text,
+                             api_name="compose").success(**listing)
+        restore_button.click(restore, [trash_id, restore_as], trash_status, api_name="restore").success(**listing)
         plot_name.change(plot, plot_name, direction_plot, api_name="plot")
         suggest_button.click(suggest, image, caption, api_name="caption", concurrency_id="model", concurrency_limit=1)
         generate_button.click(generate, [prompt, size, steps, guidance_scale, seed], [image, caption],
