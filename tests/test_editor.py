@@ -312,12 +312,46 @@ def test_the_cli_warns_of_a_tampered_cache_entry(edit_cli, image, tmp_path):
     assert same[0] == same[1]
 
 
-def test_v_prediction_models_invert_and_edit(tmp_path, clip_tokenizer_dir, image):
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_the_regularised_inversion_matches_an_independent_loop(tmp_path, clip_tokenizer_dir, image, prediction):
+    """SD 2.x-style v-prediction models are regularised on epsilon, not on the raw velocity:
+    against tests/reference.py's loop, written out step by step."""
+    from tests.reference import reference_regularised_inversion
+
+    model = write_tiny_sd(tmp_path / "sd", tokenizer_from=clip_tokenizer_dir, prediction_type=prediction)
+    components = Editor(str(model), device="cpu").components
+    latents = encode_image(components, load_image(image, 32))
+    embeds = encode_prompts(components, ["a photo of a horse"])
+    ours = invert(components, latents, embeds, STEPS, Regularisation(), seed=2)
+    expected = reference_regularised_inversion(components, latents, embeds.states, STEPS, Regularisation(), seed=2)
+    plain = invert(components, latents, embeds, STEPS, NO_REGULARISATION)
+    assert float((expected - plain).abs().max()) > 1e-2  # the regulariser matters here
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_v_prediction_edit_matches_diffusers_pix2pix_zero_pipeline(tmp_path, clip_tokenizer_dir, image):
+    from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
+
+    from editor.edit import edit
+
     model = write_tiny_sd(tmp_path / "sd-v", tokenizer_from=clip_tokenizer_dir, prediction_type="v_prediction")
-    v_editor = Editor(str(model), device="cpu")
-    inversion = v_editor.invert_file(image, "a photo of a horse", 32, STEPS)
-    edited, _ = v_editor.edit(inversion, _directions(1), EditSettings(steps=STEPS))
-    assert torch.isfinite(inversion.latents).all() and edited[0].size == (32, 24)
+    components = Editor(str(model), device="cpu").components
+    latents = torch.randn(1, 4, 3, 4, generator=torch.Generator().manual_seed(0))
+    caption = encode_prompts(components, ["a photo of a horse"])
+    direction = torch.as_tensor(_directions(1))
+    ours, _ = edit(components, latents, caption, direction, EditSettings(steps=STEPS, xa_guidance=10.0))
+    pipeline = StableDiffusionPix2PixZeroPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+        unet=components.unet, scheduler=components.scheduler, inverse_scheduler=components.inverse_scheduler,
+        feature_extractor=None, safety_checker=None, caption_generator=None, caption_processor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    theirs = pipeline(prompt="a photo of a horse", negative_prompt="a photo of a horse",
+                      source_embeds=torch.zeros(1, 77, 32), target_embeds=direction, num_inference_steps=STEPS,
+                      cross_attention_guidance_amount=10.0, guidance_scale=5.0, latents=latents.clone(),
+                      output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
 def test_generated_start_can_be_edited(editor):
@@ -422,6 +456,26 @@ def test_a_kept_reference_pass_is_reused_and_gives_the_same_edit(editor, image, 
     assert len(calls) == STEPS  # only the edit's guidance: the reference pass was skipped
     assert reused[0].tobytes() == fresh[0].tobytes()
     assert reused_reconstruction.tobytes() == reconstruction.tobytes()
+
+
+def test_a_kept_reference_gives_the_same_latents_under_strong_guidance(editor, image):
+    """At strong cross-attention guidance every reference step moves the edit, so a kept trace
+    read one step off (or a chunk reusing the wrong step) shows in the latents, which 8-bit
+    pixels at low guidance hide."""
+    from editor.edit import edit
+
+    inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    caption = encode_prompts(editor.components, [inversion.caption])
+    directions = torch.as_tensor(_directions(2, seed=4))
+    settings = EditSettings(steps=STEPS, xa_guidance=10.0)
+    fresh, fresh_reconstruction, trace = edit(editor.components, inversion.latents, caption, directions, settings,
+                                              keep_trace=True)
+    weak, _ = edit(editor.components, inversion.latents, caption, directions, EditSettings(steps=STEPS))
+    assert float((fresh - weak).abs().max()) > 0.05  # the guidance matters at this strength
+    for part in (directions, directions[1:]):  # the kept trace, alone and as a later chunk reuses it
+        reused, reconstruction = edit(editor.components, inversion.latents, caption, part, settings, trace=trace)
+        torch.testing.assert_close(reused, fresh[-len(part):], rtol=0, atol=2e-4)  # batch-size rounding: 4e-5
+        torch.testing.assert_close(reconstruction, fresh_reconstruction, rtol=0, atol=0)
 
 
 def test_attention_map_of_a_caption_word(editor, image):

@@ -381,3 +381,9 @@ def test_damaged_or_hostile_sdxl_files_are_refused_in_one_line(sdxl_encoder, ban
     refused = run_cli("import", str(cases[0][0]), model=tiny_sdxl)
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1 and "no-pooled.safetensors" in refused.stderr
     assert read_shared_file(good).tensors["direction_pooled"].shape == (1, 32)  # the good one still reads
+    # a file consistent in itself, made for 10-token prompts: the bank's encoder takes 77 (the pooled part fits)
+    ten_tokens = {k: v if k.endswith("_pooled") else v[..., :10, :] for k, v in tensors.items()}
+    tokens = _rewritten(good, tmp_path / "tokens.safetensors", ten_tokens, max_length=10)
+    with pytest.raises(FileRejected, match=r"tensor 'direction' has shape \[1, 10, 64\].*as \[1, 77, 64\]"):
+        bank.import_file(tokens, sdxl_encoder, name="short-prompts")
+    assert "short-prompts" not in [d["name"] for d in bank.directions()]
