@@ -202,6 +202,49 @@ def test_a_zero_direction_without_guidance_reproduces_the_reconstruction(sdxl_ed
     assert float((only_pooled - reconstruction).abs().mean()) > 1e-3  # the pooled part reaches the UNet
 
 
+@pytest.mark.parametrize("negative", ["caption", "empty"])
+def test_an_sdxl_edit_matches_diffusers_sdxl_conditioning_on_a_non_square_image(sdxl_editor, tiny_sdxl, negative):
+    """Without cross-attention guidance an edit is guided sampling from x_T with the shifted
+    caption, so diffusers' StableDiffusionXLPipeline, fed its own encode_prompt embeddings (plus
+    the direction), its own added time ids for the size, and for an empty negative prompt its
+    zeros, is an independent reference: for the edit and for the reconstruction, on a 3:2 image
+    (a swapped height and width in the time ids shows)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from editor.edit import EditSettings, edit
+    from editor.pipeline import encode_negative, encode_prompts
+
+    components = sdxl_editor.components
+    pipeline = StableDiffusionXLPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, text_encoder_2=components.text_encoder_2,
+        tokenizer=components.tokenizer, tokenizer_2=components.tokenizer_2, unet=components.unet,
+        scheduler=components.scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    start = torch.randn(1, 4, 12, 8, generator=torch.Generator().manual_seed(3))
+    height, width = 12 * components.latent_factor, 8 * components.latent_factor
+    tokens, pooled = _random_direction(1, seed=2)
+    with torch.no_grad():
+        embeds, own_negative, pooled_embeds, own_negative_pooled = pipeline.encode_prompt(
+            CAPTION, do_classifier_free_guidance=True, negative_prompt=CAPTION if negative == "caption" else None)
+    if negative == "empty":
+        assert not own_negative.any() and not own_negative_pooled.any()  # diffusers' zeros
+
+    def generated(shift_tokens, shift_pooled):
+        return pipeline(prompt_embeds=embeds + shift_tokens, pooled_prompt_embeds=pooled_embeds + shift_pooled,
+                        negative_prompt_embeds=own_negative, negative_pooled_prompt_embeds=own_negative_pooled,
+                        latents=start.clone(), height=height, width=width, num_inference_steps=STEPS, guidance_scale=5.0,
+                        output_type="latent").images
+
+    settings = EditSettings(steps=STEPS, xa_guidance=0.0)
+    theirs_edit, theirs_reconstruction = generated(tokens, pooled), generated(0, 0)
+    ours_edit, ours_reconstruction = edit(
+        components, start, encode_prompts(components, [CAPTION]), tokens, settings,
+        negative_embeds=None if negative == "caption" else encode_negative(components, ""), pooled_directions=pooled)
+    assert float((theirs_edit - theirs_reconstruction).abs().max()) > 1e-2
+    torch.testing.assert_close(ours_edit, theirs_edit, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours_reconstruction, theirs_reconstruction, atol=1e-4, rtol=1e-4)
+
+
 def test_a_batch_of_sdxl_directions_equals_them_one_by_one(sdxl_editor, photo):
     from editor.edit import EditSettings, edit
     from editor.pipeline import encode_prompts
