@@ -41,6 +41,11 @@ class Inversion:
     traces: dict = field(default_factory=dict)
 
 
+# reference passes kept per inversion (one per steps, guidance scale and negative prompt: 3.3 MB
+# each at 512 px and 50 steps), so a visitor trying many settings cannot fill the memory
+KEPT_TRACES = 4
+
+
 class Editor:
     """A loaded Stable Diffusion model that inverts real images and edits them with directions."""
 
@@ -159,7 +164,10 @@ class Editor:
                 continue
             start += len(part)
         if keep_reference:
-            inversion.traces[key] = trace
+            inversion.traces.pop(key, None)
+            inversion.traces[key] = trace  # newest last; the oldest go past KEPT_TRACES
+            while len(inversion.traces) > KEPT_TRACES:
+                inversion.traces.pop(next(iter(inversion.traces)))
         reconstruction = decode_latents(self.components, reconstruction)[0]
         if attention_words:
             return pictures, reconstruction, self._word_maps(inversion.caption, attention[0], attention_words)

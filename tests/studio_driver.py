@@ -20,13 +20,13 @@ CHROMIUM = "/usr/lib/chromium/chromium"
 STEPS, SIZE = "3", "64"
 
 
-def wait_for_port(port: int, server, seconds: float = 120) -> None:
+def wait_for_port(host: str, port: int, server, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server exited with {server.returncode}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            if probe.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.3)
     raise SystemExit("the server did not come up")
@@ -116,6 +116,24 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
     seen["concepts_after"] = [row[0] for row in client.predict(api_name="/refresh")[0]["data"]]
 
 
+def try_logins(url: str, auth) -> dict:
+    """Eleven wrong passwords, then the right one: HTTP status codes and the seconds taken."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    def login(password: str) -> int:
+        data = urllib.parse.urlencode({"username": auth[0], "password": password}).encode()
+        try:
+            return urllib.request.urlopen(url + "login", data=data, timeout=30).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    started = time.monotonic()
+    wrong = [login(f"guess{i}") for i in range(11)]
+    return {"wrong": wrong, "seconds": time.monotonic() - started, "right_after": login(auth[1])}
+
+
 def main() -> None:
     out, image, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     extra = sys.argv[4:]
@@ -126,8 +144,10 @@ def main() -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: dict = {}
     try:
-        wait_for_port(port, server)
-        url = f"http://127.0.0.1:{port}/"
+        served = extra[extra.index("--host") + 1].strip("[]") if "--host" in extra else "127.0.0.1"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(served, served)
+        wait_for_port(host, port, server)
+        url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
         if auth is None:
             drive_browser(url, image, out, seen)
         else:
@@ -139,6 +159,8 @@ def main() -> None:
             except urllib.error.HTTPError as error:
                 seen["config_without_login"] = error.code
         drive_client(url, image, seen, auth)
+        if auth is not None:
+            seen["logins"] = try_logins(url, auth)
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)

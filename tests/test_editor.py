@@ -833,6 +833,12 @@ def test_a_ray_address_where_nothing_answers_is_one_line_in_bounded_time(edit_cl
     finally:
         for sock in (silent, *fillers):
             sock.close()
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is None:  # ray[data] without ray[client], as the [test] extra installs
+        client = edit_cli("edit", str(image), "--direction", "horse2zebra", "--engine", "ray", "--address",
+                          "ray://127.0.0.1:10001", "-o", str(tmp_path / "out"))
+        assert client.exit_code == 1 and "pip install 'ray[client]'" in client.stderr
 
 
 def test_a_cache_that_is_not_a_folder_is_refused_before_the_model_loads(edit_cli, image, tmp_path, monkeypatch):

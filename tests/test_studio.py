@@ -289,6 +289,58 @@ def test_the_studio_on_another_interface_warns_and_asks_for_the_password(studio_
     assert seen["client"]["labels"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
 
 
+def test_the_studio_serves_ipv6_loopback_and_slows_password_guessing(studio_bank, tiny_sd, tmp_path, photo):
+    """--host ::1 once passed the check and crashed 23 s later (InvalidURL); 30 wrong passwords
+    in 0.9 s were all checked. Now IPv6 serves, and after 10 wrong passwords in a minute no
+    login is checked, the right one included."""
+    _, seen = _drive(studio_bank, tiny_sd, tmp_path, photo, "--host", "::1", "--auth", "ana:s3cret")
+    assert "warning" not in seen["server_stderr"]  # ::1 is loopback
+    assert seen["client"]["labels"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
+    logins = seen["logins"]
+    assert all(code >= 400 for code in logins["wrong"]) and logins["right_after"] >= 400
+    assert logins["seconds"] >= 10 * 0.5  # each wrong password paused before the answer
+
+
+def test_the_login_limiter_locks_out_guessing_for_a_while():
+    import asyncio
+
+    from direction_bank.studio.app import LoginLimiter
+
+    now = [0.0]
+    limiter = LoginLimiter("ana", "s3cret", attempts=10, lockout_s=60, pause_s=0, clock=lambda: now[0])
+    check = lambda user, password: asyncio.run(limiter.check(user, password))  # noqa: E731
+    assert check("ana", "s3cret")
+    assert not any(check("ana", f"guess{i}") for i in range(10))
+    assert not check("ana", "s3cret")  # locked: not even the right password is checked
+    now[0] = 61.0
+    assert check("ana", "s3cret") and not check("ana", "s3cre") and not check("anna", "s3cret")
+
+
+@pytest.mark.parametrize("host", ["", "  ", "[::1", "a b", "http://x"])
+def test_an_empty_or_odd_host_is_one_line_before_anything_loads(tiny_sd, tmp_path, host):
+    from direction_bank.cli import cli
+
+    result = CliRunner().invoke(cli, ["-d", str(tmp_path / "b.db"), "studio", "--host", host, "--model", str(tiny_sd)])
+    assert result.exit_code in (1, 2) and result.output.count("\n") == 1 and "--host" in result.output
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_download_folders_age_and_kept_reference_passes_are_bounded(actions, photo):
+    import time as clock
+
+    from editor.editor import KEPT_TRACES
+
+    first = Path(actions.export("horse2zebra")).parent
+    hours_ago = clock.time() - 3 * 3600
+    os.utime(first, (hours_ago, hours_ago))
+    second = Path(actions.export("horse2zebra")).parent
+    assert not first.exists() and second.exists()  # the old one went when a new one was made
+    for guidance in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0):
+        actions.edit(photo, "a photo of a horse", ["horse2zebra"], guidance_scale=guidance, steps=STEPS, size=SIZE)
+    [remembered] = actions._remembered.values()
+    assert len(remembered.inversion.traces) == KEPT_TRACES == 4  # not one per guidance value tried
+
+
 def test_a_generated_image_edits_without_inversion_like_generate_edit(actions, studio_bank, tiny_sd, tmp_path):
     from direction_bank.cli import cli
 

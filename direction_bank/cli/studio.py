@@ -20,6 +20,22 @@ def _auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _host(value: str) -> tuple[str, str]:
+    """(the bare address to bind and check, the form Gradio serves: an IPv6 address in
+    brackets, so its URL is http://[::1]:PORT/); an empty host is a usage error."""
+    bare = value.strip()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    if not bare or any(c.isspace() or c in "[]/@" for c in bare):
+        raise click.BadParameter(f"{value!r}: give an address or host name to serve on (127.0.0.1, ::1, "
+                                 "0.0.0.0, ::)", param_hint="--host")
+    try:
+        version = ipaddress.ip_address(bare).version
+    except ValueError:  # a host name, such as localhost
+        version = 4
+    return bare, f"[{bare}]" if version == 6 else bare
+
+
 def _check_address(host: str, port: int) -> None:
     """One line, before Gradio loads, when host:port cannot be served (not this machine's
     address, or the port taken)."""
@@ -63,6 +79,7 @@ def studio(ctx, host, port, auth_text, caption_model, llms, model, vae, device, 
     images, in a browser. One model is loaded (on first use) and kept; model work runs one job
     at a time. Works offline: no CDN, no analytics, no update checks."""
     auth = _auth(auth_text)
+    host, served = _host(host)
     _check_address(host, port)
     try:
         from direction_bank.studio.app import offline_environment
@@ -80,4 +97,4 @@ def studio(ctx, host, port, auth_text, caption_model, llms, model, vae, device, 
                    + ("" if auth else " and change the bank (no --auth given)"), err=True)
     actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae, llms=llms)
     actions.bank(read_only=False).close()  # make (or check) the bank before the page comes up
-    serve(actions, host, port, auth)
+    serve(actions, served, port, auth)

@@ -19,6 +19,8 @@ from direction_bank.names import check_name, file_label
 MAX_DIRECTIONS_PER_EDIT = 16
 MAX_COUNT = 100_000  # sentences one click may ask for
 REMEMBERED_IMAGES = 8  # inversions (with their reference passes) kept in memory
+FOLDER_AGE_S = 2 * 3600  # downloads and generated pictures are kept this long
+MAX_UPLOAD = "100mb"  # the largest file a visitor may upload (a photo, a dbank file)
 
 
 def _no_report(fraction: float, desc: str) -> None:
@@ -80,6 +82,11 @@ class StudioActions:
         self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dbank-studio-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if work_dir is None:  # ours alone: gone when the server exits
+            import atexit
+            import shutil
+
+            atexit.register(shutil.rmtree, self.work_dir, ignore_errors=True)
         self._editor = None
         self._encoder = None
         self._loading = threading.Lock()
@@ -257,8 +264,18 @@ class StudioActions:
         return str(path)
 
     def _fresh_folder(self) -> Path:
+        """A new folder for one download or picture; folders older than FOLDER_AGE_S go first,
+        so a long-running server's disk use stays bounded."""
+        import shutil
         import tempfile
 
+        now = time.time()
+        for old in self.work_dir.iterdir():
+            try:
+                if old.is_dir() and now - old.stat().st_mtime > FOLDER_AGE_S:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # removed meanwhile by another request
+                pass
         return Path(tempfile.mkdtemp(dir=self.work_dir))
 
     # -- directions --------------------------------------------------------------------------

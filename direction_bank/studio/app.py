@@ -9,7 +9,7 @@ import os
 import sys
 
 from direction_bank.errors import BankError, first_line
-from direction_bank.studio.actions import StudioActions
+from direction_bank.studio.actions import FOLDER_AGE_S, MAX_UPLOAD, StudioActions
 from editor.pipeline import EditorError
 
 log = logging.getLogger("dbank.studio")
@@ -140,7 +140,8 @@ def build_app(actions: StudioActions):
     # names made after the page was built (here or by another writer) are taken too: the bank checks them
     named = {"allow_custom_value": True, "value": None}
     concept_names, direction_names = actions.concept_names(), actions.direction_names()
-    with gr.Blocks(title="dbank studio", analytics_enabled=False) as app:
+    # Gradio's own copies of uploads and outputs: swept every 10 minutes of what is over two hours old, and at exit
+    with gr.Blocks(title="dbank studio", analytics_enabled=False, delete_cache=(600, FOLDER_AGE_S)) as app:
         gr.Markdown(f"# dbank studio\nmodel `{actions.model}` · bank `{actions.database or 'the default bank'}`")
         with gr.Tab("Bank"):
             with gr.Row():
@@ -276,13 +277,46 @@ def build_app(actions: StudioActions):
     return app
 
 
+class LoginLimiter:
+    """The studio's password check: constant-time comparison, a pause after each wrong
+    password, and no check at all (every login refused) for `lockout_s` once `attempts` wrong
+    passwords came within that time, so a password cannot be guessed at speed. `check` is a
+    coroutine: Gradio awaits it on its event loop, which a blocking pause would stall for all."""
+
+    def __init__(self, user: str, password: str, attempts: int = 10, lockout_s: float = 60.0,
+                 pause_s: float = 0.5, clock=None):
+        import time
+
+        self.user, self.password = user, password
+        self.attempts, self.lockout_s, self.pause_s = attempts, lockout_s, pause_s
+        self.clock = clock or time.monotonic
+        self.failures: list[float] = []
+
+    async def check(self, user: str, password: str) -> bool:
+        """Whether this login is let in."""
+        import asyncio
+        import hmac
+
+        now = self.clock()
+        self.failures = [t for t in self.failures if now - t < self.lockout_s]
+        if len(self.failures) >= self.attempts:
+            return False
+        good = hmac.compare_digest(f"{user}\0{password}".encode(), f"{self.user}\0{self.password}".encode())
+        if not good:
+            self.failures.append(now)
+            await asyncio.sleep(self.pause_s)
+        return good
+
+
 def serve(actions: StudioActions, host: str, port: int, auth: tuple[str, str] | None = None,
           block: bool = True):
-    """Build the page and serve it on host:port (no share links, no server-side rendering)."""
+    """Build the page and serve it on host:port (an IPv6 address in brackets; no share links,
+    no server-side rendering); a login, when asked for, is rate-limited (LoginLimiter)."""
     app = build_app(actions)
     print(f"dbank studio: http://{host}:{port}", file=sys.stderr, flush=True)
-    app.launch(server_name=host, server_port=port, auth=auth, share=False, inbrowser=False, quiet=True,
+    app.launch(server_name=host, server_port=port, auth=LoginLimiter(*auth).check if auth else None, share=False,
+               inbrowser=False, quiet=True,
                ssr_mode=False, mcp_server=False, pwa=False, show_error=True, theme=theme(),
-               allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block,
+               allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block, max_file_size=MAX_UPLOAD,
                footer_links=["api", "settings"])
     return app

@@ -16,6 +16,12 @@ def check_ray_address(address: str, timeout_s: float) -> None:
     if address == "auto":
         return
     client = address.startswith("ray://")
+    if client:
+        try:
+            import grpc  # noqa: F401  (what ray[client] adds to ray[data])
+        except ImportError:
+            raise EditorError(f"--address {address}: a ray:// address needs Ray's client: "
+                              "pip install 'ray[client]'") from None
     where = address.removeprefix("ray://")
     if where.startswith("["):  # [IPv6]:PORT
         host, _, rest = where[1:].partition("]")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from editor.edit import EditSettings
 from editor.inversion import Regularisation
-from editor.pipeline import EditorError
+from editor.pipeline import EditorError, first_line
 from editor.runners.local import ImageJob, ImageResult, edit_images
 
 
@@ -78,7 +78,11 @@ def edit_images_on_ray(model: str, device: str | None, dtype: str, caption_model
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # its C++ core's notes stay in its log files
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except ConnectionError as error:  # 'auto' with no cluster this machine knows of
+                raise EditorError(f"--address {address}: {first_line(error)}; start one with 'ray start "
+                                  "--head', or leave out --address for a local one") from None
         else:
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
                      configure_logging=False)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""One-line bugs that the tests must catch: each mutant is applied to a scratch copy of the
+working tree and the tests named for it are run there; a mutant the tests still pass is a
+"survived" line, and the script exits 1 if any survived.
+
+    python scripts/mutants.py                 # every mutant (long on two cores: about 40 min)
+    python scripts/mutants.py kl-log-var ...  # only these
+    python scripts/mutants.py --list
+
+Not run in CI. PostgreSQL-parametrised tests run only where DBANK_TEST_POSTGRES_URL is set; the
+mutants below name SQLite variants where a test has both."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """`old` (which must occur exactly once in `path`) replaced by `new`; `tests` are pytest
+    arguments (node ids or -k expressions) that must fail with it."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+E = "tests/test_editor.py"
+X = "tests/test_sdxl.py"
+MUTANTS = [
+    # -- this round (#21) -----------------------------------------------------------------
+    Mutant("kl-log-var", "editor/inversion.py", "return (var + mean**2 - 1 - (var + 1e-7).log()).sum()",
+           "return (var + mean**2 - 1).sum()", (f"{E}::test_the_kl_loss_is_pinned_to_its_formula",)),
+    Mutant("auto-corr-square", "editor/inversion.py", ".mean((2, 3)) ** 2).sum()", ".mean((2, 3))).sum()",
+           (f"{E}::test_the_auto_correlation_loss_is_pinned_to_its_formula",)),
+    Mutant("v-prediction-not-converted", "editor/inversion.py", 'if prediction == "v_prediction":  # regularise',
+           "if False:  # regularise", ("-k", "independent_loop")),
+    Mutant("kept-reference-off-by-one", "editor/edit.py",
+           "return trace.latents[step + 1] if step + 1 < len(timesteps)",
+           "return trace.latents[step] if step + 1 < len(timesteps)",
+           (f"{E}::test_a_kept_reference_gives_the_same_latents_under_strong_guidance",)),
+    Mutant("sdxl-time-ids-swapped", "editor/pipeline.py", "[[height, width, 0, 0, height, width]]",
+           "[[width, height, 0, 0, width, height]]", (X, "-k", "non_square")),
+    Mutant("sdxl-empty-negative-not-zeroed", "editor/pipeline.py",
+           'if prompt == "" and components.zero_empty_prompt:', "if False:", (X, "-k", "non_square")),
+    Mutant("file-token-shape-unchecked", "direction_bank/sharing.py",
+           "expected = (encoder.pooled_size,) if name.endswith(POOLED) else encoder.shape",
+           "expected = (encoder.pooled_size,) if name.endswith(POOLED) else tensor.shape[-2:]",
+           (X, "-k", "hostile and sqlite")),
+    Mutant("cache-key-without-steps", "editor/editor.py", "caption=caption, captioner=captioner, size=size, steps=steps,",
+           "caption=caption, captioner=captioner, size=size,", (f"{E}::test_the_cache_key_names_every_setting_of_an_inversion",)),
+    Mutant("cache-key-without-regularisation", "editor/editor.py", "regularisation=regularisation.as_dict(), seed=seed,",
+           "seed=seed,", (f"{E}::test_the_cache_key_names_every_setting_of_an_inversion",)),
+    Mutant("cache-key-path-not-weights", "editor/editor.py", "weights=self.components.weights_fingerprint(),",
+           "weights=self.components.model,", (f"{E}::test_other_weights_in_the_same_folder_miss_the_cache",)),
+    Mutant("cache-entry-unchecked", "editor/cache.py", "if not torch.isfinite(latents).all():", "if False:",
+           (E, "-k", "tampered_cache_entry and nan")),
+    Mutant("generated-start-quantised", "editor/editor.py", "return noise.to(self.components.device, torch.float32)",
+           "return noise.to(self.components.device, self.components.dtype)",
+           (f"{E}::test_generated_starts_are_float32_whatever_the_unet_dtype",)),
+    Mutant("oom-retry-keeps-maps", "editor/editor.py", "attention.clear()  # the failed", "pass  # the failed",
+           (f"{E}::test_a_retry_after_running_out_of_memory_counts_the_attention_maps_once",)),
+    # -- nothing lost, racing writers (#18, #22) -----------------------------------------
+    Mutant("second-remover-not-told", "direction_bank/trash.py",
+           "if row is None or row.concept_id != concept_row.id:", "if row is not None and row.concept_id != concept_row.id:",
+           ("tests/test_trash.py", "-k", "racing_removers and sqlite")),
+    Mutant("restore-not-bit-exact", "direction_bank/trash.py",
+           'if statistics_digest(session, concept.id, info.id) == detail["after"]:', "if False:",
+           ("tests/test_trash.py", "-k", "removed_sentence_comes_back and sqlite")),
+    Mutant("save-replaces-silently", "direction_bank/bank.py", "if latest and not overwrite:", "if False:",
+           ("tests/test_trash.py", "-k", "refused_and_overwrite and sqlite")),
+    Mutant("dotted-names-collide", "direction_bank/names.py", 'and not (part and "." in name)):', "and True):",
+           (E, "-k", "dotted_names and sqlite")),
+    Mutant("backup-onto-itself", "direction_bank/integrity.py", "if any(target.resolve() == path.resolve()",
+           "if False and any(target.resolve() == path.resolve()",
+           ("tests/test_bad_input.py", "-k", "bad_output_paths and sqlite")),
+    # -- killed before, kept killed --------------------------------------------------------
+    Mutant("direction-sign", "direction_bank/bank.py", "b.mean - a.mean, encoder, source, target,",
+           "a.mean - b.mean, encoder, source, target,", ("tests/test_bank.py", "-k", "sqlite")),
+    Mutant("guidance-step-sign", "editor/edit.py", "pair = (pair - settings.xa_guidance * gradient.to(state))",
+           "pair = (pair + settings.xa_guidance * gradient.to(state))", (E, "-k", "matches_diffusers")),
+    Mutant("fused-reference-timestep", "editor/edit.py", "following = timesteps[step + 1]", "following = t",
+           (E, "-k", "matches_diffusers")),
+    Mutant("guidance-halves", "editor/edit.py", "halves = 2 if settings.guidance_scale > 1 else 1", "halves = 2",
+           (E, "-k", "matches_diffusers or one_branch")),
+    Mutant("fp32-state", "editor/edit.py", "state = state_dtype or torch.float32", "state = state_dtype or components.dtype",
+           (E, "-k", "float32 or fp32 or bf16")),
+    Mutant("penultimate-layer-bank", "direction_bank/encoder.py", "states.append(output.hidden_states[-2])",
+           "states.append(output.hidden_states[-1])", (X, "-k", "encode_prompt")),
+    Mutant("penultimate-layer-editor", "editor/pipeline.py", "states.append(output.hidden_states[-2])",
+           "states.append(output.hidden_states[-1])", (X, "-k", "conditions_like_the_bank or non_square")),
+    Mutant("loss-per-edit-summed", "editor/attention.py", "store.loss = store.loss + per_edit.sum()",
+           "store.loss = store.loss + per_edit.mean()", (E, "-k", "one_batch or matches_diffusers")),
+    Mutant("zero-shift", "editor/inversion.py", "torch.randint(1, max(size // 2, 2), (1,), generator=generator)",
+           "torch.randint(0, max(size // 2, 2), (1,), generator=generator)", (E, "-k", "never_zero")),
+]
+
+
+def scratch_copy() -> Path:
+    """The working tree (tracked and untracked, not ignored files) copied to a temporary folder."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    folder = Path(tempfile.mkdtemp(prefix="dbank-mutant-"))
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    return folder
+
+
+def run(mutant: Mutant) -> tuple[str, float]:
+    """'killed', 'SURVIVED' or 'not applied' (the text to change is not there exactly once)."""
+    folder = scratch_copy()
+    try:
+        target = folder / mutant.path
+        text = target.read_text()
+        if text.count(mutant.old) != 1:
+            return f"not applied ({mutant.old[:40]!r} occurs {text.count(mutant.old)} times)", 0.0
+        target.write_text(text.replace(mutant.old, mutant.new))
+        started = time.monotonic()
+        env = {**os.environ, "PYTHONPATH": str(folder)}
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                 *mutant.tests], cwd=folder, env=env, capture_output=True, text=True)
+        elapsed = time.monotonic() - started
+        if result.returncode == 5:
+            return "no test ran (check the test names)", elapsed
+        return ("killed" if result.returncode != 0 else "SURVIVED"), elapsed
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="only these mutants")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args()
+    if args.list:
+        for mutant in MUTANTS:
+            print(f"{mutant.name}\t{mutant.path}\t{' '.join(mutant.tests)}")
+        return 0
+    unknown = set(args.names) - {m.name for m in MUTANTS}
+    if unknown:
+        parser.error(f"unknown mutants: {', '.join(sorted(unknown))}")
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    bad = 0
+    for mutant in chosen:
+        outcome, seconds = run(mutant)
+        bad += outcome != "killed"
+        print(f"{outcome:10s} {seconds:6.1f} s  {mutant.name}  ({mutant.path})", flush=True)
+    print(f"{len(chosen) - bad} of {len(chosen)} mutants killed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
