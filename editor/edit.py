@@ -79,8 +79,10 @@ def token_attention(maps: dict, height: int, width: int, rows: int = 2):
     return total / max(len(maps), 1)
 
 
-def _guided(noise, scale: float, halves: int):
-    if halves == 1:
+def _guided(noise, scale: float, branches: int):
+    """Classifier-free guidance of a batch holding `branches` (1: no guidance; 2: the negative
+    rows, then the positive ones)."""
+    if branches == 1:
         return noise
     negative, positive = noise.chunk(2)
     return negative + scale * (positive - negative)
@@ -159,11 +161,11 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
         """The reference latents the next step starts from."""
         if trace is not None:
             return trace.latents[step + 1] if step + 1 < len(timesteps) else trace.reconstruction
-        following = scheduler.step(_guided(output.to(state), settings.guidance_scale, rows), ticks[step],
-                                   reference).prev_sample
+        next_reference = scheduler.step(_guided(output.to(state), settings.guidance_scale, rows), ticks[step],
+                                        reference).prev_sample
         if step + 1 < len(timesteps):
-            kept.append(following)
-        return following
+            kept.append(next_reference)
+        return next_reference
 
     try:
         if with_reference:
@@ -183,10 +185,10 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
                 pair = (pair - settings.xa_guidance * gradient.to(state)).detach()
             with torch.no_grad():
                 if with_reference and step + 1 < len(timesteps):
-                    following = timesteps[step + 1]
+                    next_timestep = timesteps[step + 1]
                     store.mode, store.record_rows = record, rows * images
                     output = run(torch.cat([pair, reference.repeat(rows, 1, 1, 1)]),
-                                 torch.cat([t.expand(len(pair)), following.expand(rows * images)]),
+                                 torch.cat([t.expand(len(pair)), next_timestep.expand(rows * images)]),
                                  Conditioning.cat([edit_embeds, reference_embeds]))
                     output, reference_output = output[: len(pair)], output[len(pair):]
                     recorded()
@@ -199,8 +201,8 @@ def edit(components, noise_latents, caption_embeds, directions, settings: EditSe
                                      latents).prev_sample
     finally:
         store.mode, store.maps = "off", {}
-    if trace is not None:
-        reference = trace.reconstruction
+    # the reference latents after the last step are the reconstruction
+    reconstruction = trace.reconstruction if trace is not None else reference
     if keep_trace:
-        return latents, reference, trace or ReferenceTrace(kept, reference)
-    return latents, reference
+        return latents, reconstruction, trace or ReferenceTrace(kept, reconstruction)
+    return latents, reconstruction

@@ -148,8 +148,9 @@ class Editor:
             part = stacked[start : start + chunk]
             try:
                 latents, reconstruction, trace = edit(
-                    self.components, inversion.latents, caption, part, settings, negative, self.progress_bar,
-                    trace, True, attention if start == 0 else None,
+                    self.components, inversion.latents, caption, part, settings, negative_embeds=negative,
+                    progress_bar=self.progress_bar, trace=trace, keep_trace=True,
+                    attention=attention if start == 0 else None,
                     pooled_directions=None if pooled is None else pooled[start : start + chunk])
                 pictures += decode_latents(self.components, latents)
             except torch.OutOfMemoryError:

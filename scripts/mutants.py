@@ -90,7 +90,7 @@ MUTANTS = [
            "a.mean - b.mean, encoder, source, target,", ("tests/test_bank.py", "-k", "sqlite")),
     Mutant("guidance-step-sign", "editor/edit.py", "pair = (pair - settings.xa_guidance * gradient.to(state))",
            "pair = (pair + settings.xa_guidance * gradient.to(state))", (E, "-k", "matches_diffusers")),
-    Mutant("fused-reference-timestep", "editor/edit.py", "following = timesteps[step + 1]", "following = t",
+    Mutant("fused-reference-timestep", "editor/edit.py", "next_timestep = timesteps[step + 1]", "next_timestep = t",
            (E, "-k", "matches_diffusers")),
     Mutant("guidance-halves", "editor/edit.py", "halves = 2 if settings.guidance_scale > 1 else 1", "halves = 2",
            (E, "-k", "matches_diffusers or one_branch")),

@@ -227,6 +227,23 @@ def test_without_cfg_the_direction_is_applied_to_the_one_branch(editor, image):
     assert float((edited - reconstruction).abs().mean()) > 0.01
 
 
+def test_without_cfg_each_step_runs_one_branch(editor, image, monkeypatch):
+    """guidance_scale <= 1: one branch a step, so the UNet runs half the rows (the fused call
+    holds the edit's row and the reference's), not a negative half that nothing uses."""
+    from editor.edit import edit
+
+    inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
+    caption = encode_prompts(editor.components, [inversion.caption])
+    unet = editor.components.unet
+    original = unet.forward
+    for guidance_scale, expected in ((1.0, 2), (5.0, 3)):
+        rows = []
+        monkeypatch.setattr(unet, "forward", lambda sample, *a, **k: rows.append(len(sample)) or original(sample, *a, **k))
+        edit(editor.components, inversion.latents, caption, torch.as_tensor(_directions(1)),
+             EditSettings(steps=STEPS, guidance_scale=guidance_scale, xa_guidance=10.0))
+        assert max(rows) == expected, (guidance_scale, rows)
+
+
 def test_edits_are_deterministic(editor, image):
     inversion = editor.invert_file(image, "a photo of a horse", 32, STEPS)
     first, _ = editor.edit(inversion, _directions(1), EditSettings(steps=STEPS))

@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,23 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_target(tmp_path, sd_model):
         stats = bank.statistics("cat", bank.common_encoder("cat", "cat"))
     assert stats.count == 200
     np.testing.assert_allclose(stats.mean, reference_embeddings(sd_model, texts).mean(0), atol=1e-5)
+
+
+@SMOLLM2
+def test_a_cut_short_gguf_conversion_is_made_again(smollm2, tmp_path, monkeypatch):
+    """A truncated conversion in the user cache once failed every later run and was never
+    rebuilt; now it is checked against the sizes its manifest lists and made again."""
+    import shutil
+
+    from direction_bank.generators.local import conversion_is_whole, converted_gguf
+
+    made = Path(converted_gguf(find_smollm2_gguf()))  # the module's conversion (whole: no work)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / made.relative_to(made.parents[2])  # the same place under the new cache
+    shutil.copytree(made, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # killed while writing
+    assert not conversion_is_whole(folder)
+    assert converted_gguf(find_smollm2_gguf()) == str(folder)
+    assert conversion_is_whole(folder) and weights.stat().st_size == (made / "model.safetensors").stat().st_size
+    assert LocalGenerator("smollm2", device="cpu", sequences_per_call=1, captions_per_sequence=2).model is not None

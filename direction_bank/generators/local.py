@@ -26,11 +26,27 @@ def find_smollm2_gguf() -> Path | None:
     return path if path.is_file() else None
 
 
+CONVERSION_MANIFEST = "dbank-conversion.json"  # every file of a finished conversion, with its size
+
+
+def conversion_is_whole(folder: Path) -> bool:
+    """Whether a converted GGUF folder holds every file its manifest lists, at its full size."""
+    import json
+
+    try:
+        sizes = json.loads((folder / CONVERSION_MANIFEST).read_text())
+        return bool(sizes) and all((folder / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
 def converted_gguf(path: Path) -> str:
     """A transformers folder made from a GGUF file once and kept in the user cache dir, keyed
     by the file (path, size, time) and the transformers version: reading the GGUF file
-    (de-quantising, building the tokenizer) takes about 20 s on a CPU, the folder about 1 s."""
+    (de-quantising, building the tokenizer) takes about 20 s on a CPU, the folder about 1 s.
+    A folder that is not whole (see conversion_is_whole: a killed conversion) is made again."""
     import hashlib
+    import json
     import os
     import shutil
     import tempfile
@@ -42,8 +58,10 @@ def converted_gguf(path: Path) -> str:
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode())
     folder = platformdirs.user_cache_path("dbank") / "gguf" / f"{path.stem}-{key.hexdigest()[:16]}"
-    if (folder / "config.json").is_file():
+    if conversion_is_whole(folder):
         return str(folder)
+    if folder.exists():  # cut short (a killed conversion, a full disk) or from an older dbank: made again
+        shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
     try:
@@ -54,9 +72,11 @@ def converted_gguf(path: Path) -> str:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(building)
+        sizes = {item.name: item.stat().st_size for item in building.iterdir() if item.is_file()}
+        (building / CONVERSION_MANIFEST).write_text(json.dumps(sizes))  # written last: the folder is whole
         os.replace(building, folder)
     except OSError:
-        if not (folder / "config.json").is_file():  # not a rival worker that finished first
+        if not conversion_is_whole(folder):  # not a rival worker that finished first
             raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
