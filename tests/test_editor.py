@@ -886,6 +886,38 @@ def test_a_malformed_manifest_is_refused_with_its_line_number(edit_cli, tmp_path
         assert fragment in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.sqlite_only
+def test_a_folder_edit_killed_with_sigkill_finishes_on_rerun(edit_cli, database, tiny_sd, tmp_path):
+    """A real kill -9 part way through a folder: the rerun (no --overwrite) edits the rest, the
+    files equal an uninterrupted run's, and no temporary or partial file is left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = _folder_of_images(tmp_path / "photos", [(48, 40)] * 6)
+    args = ["edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse", "--batch-images", "1",
+            "--steps", str(STEPS), "--size", "32", "--model", str(tiny_sd)]
+    out = tmp_path / "out"
+    env = {**os.environ, "DBANK_DB": str(database), "DBANK_CACHE": str(tmp_path / "cache"), "DBANK_DEBUG": "0"}
+    worker = subprocess.Popen([sys.executable, "-m", "direction_bank.cli", *args, "-o", str(out)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.png")) and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert 0 < len(list(out.glob("*.png"))) < 12, "killed before its first file or after its last"
+    rerun = edit_cli(*args[:-6], "-o", str(out))
+    assert rerun.exit_code == 0, rerun.stderr
+    clean = edit_cli(*args[:-6], "-o", str(tmp_path / "clean"))
+    assert clean.exit_code == 0
+    names = sorted(p.name for p in (tmp_path / "clean").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == names and len(names) == 12  # nothing hidden left over
+    for name in names:
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+
+
 def test_dotted_names_never_share_an_output(edit_cli, run_cli, tmp_path):
     """x.png with direction y.z and x.y.png with direction z once both became x.y.z.png (the
     second edit lost after the run); now each has its own files."""
