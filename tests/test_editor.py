@@ -175,6 +175,20 @@ def test_a_direction_changes_the_output_and_a_batch_equals_one_by_one(editor, im
     assert float((batch[0] - reconstruction[0]).abs().mean()) > 0.01
 
 
+def _diffusers_pix2pix_zero(components):
+    """diffusers' StableDiffusionPix2PixZeroPipeline over the editor's loaded components."""
+    from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
+
+    pipeline = StableDiffusionPix2PixZeroPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+        unet=components.unet, scheduler=components.scheduler, inverse_scheduler=components.inverse_scheduler,
+        feature_extractor=None, safety_checker=None, caption_generator=None, caption_processor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
 @pytest.mark.parametrize("negative,xa_guidance,guidance_scale", [
     ("a photo of a horse", 0.1, 5.0),  # a real image's edit: the caption is its own negative prompt
     ("a photo of a horse", 10.0, 5.0),  # guidance that moves the latents by about 0.2, so the
@@ -187,8 +201,6 @@ def test_a_direction_changes_the_output_and_a_batch_equals_one_by_one(editor, im
 def test_the_edit_matches_diffusers_pix2pix_zero_pipeline(tiny_sd, image, negative, xa_guidance, guidance_scale):
     """Same latents, caption, negative prompt, direction and guidance: our fused, batched loop
     (2 UNet calls a step) gives what diffusers' StableDiffusionPix2PixZeroPipeline (3) gives."""
-    from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
-
     from editor.edit import edit
 
     editor = Editor(str(tiny_sd), device="cpu")  # its own: diffusers' pipeline rewires the UNet
@@ -199,13 +211,7 @@ def test_the_edit_matches_diffusers_pix2pix_zero_pipeline(tiny_sd, image, negati
     negative_embeds = None if negative == "a photo of a horse" else encode_prompts(components, [negative])
     ours, _ = edit(components, inversion.latents, caption, direction,
                    EditSettings(steps=STEPS, xa_guidance=xa_guidance, guidance_scale=guidance_scale), negative_embeds)
-    pipeline = StableDiffusionPix2PixZeroPipeline(
-        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-        unet=components.unet, scheduler=components.scheduler, inverse_scheduler=components.inverse_scheduler,
-        feature_extractor=None, safety_checker=None, caption_generator=None, caption_processor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline = _diffusers_pix2pix_zero(components)
     theirs = pipeline(
         prompt="a photo of a horse", negative_prompt=negative, source_embeds=torch.zeros(1, 77, 32),
         target_embeds=direction, num_inference_steps=STEPS, cross_attention_guidance_amount=xa_guidance,
@@ -347,8 +353,6 @@ def test_the_regularised_inversion_matches_an_independent_loop(tmp_path, clip_to
 
 
 def test_a_v_prediction_edit_matches_diffusers_pix2pix_zero_pipeline(tmp_path, clip_tokenizer_dir, image):
-    from diffusers.pipelines.deprecated import StableDiffusionPix2PixZeroPipeline
-
     from editor.edit import edit
 
     model = write_tiny_sd(tmp_path / "sd-v", tokenizer_from=clip_tokenizer_dir, prediction_type="v_prediction")
@@ -357,13 +361,7 @@ def test_a_v_prediction_edit_matches_diffusers_pix2pix_zero_pipeline(tmp_path, c
     caption = encode_prompts(components, ["a photo of a horse"])
     direction = torch.as_tensor(_directions(1))
     ours, _ = edit(components, latents, caption, direction, EditSettings(steps=STEPS, xa_guidance=10.0))
-    pipeline = StableDiffusionPix2PixZeroPipeline(
-        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-        unet=components.unet, scheduler=components.scheduler, inverse_scheduler=components.inverse_scheduler,
-        feature_extractor=None, safety_checker=None, caption_generator=None, caption_processor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline = _diffusers_pix2pix_zero(components)
     theirs = pipeline(prompt="a photo of a horse", negative_prompt="a photo of a horse",
                       source_embeds=torch.zeros(1, 77, 32), target_embeds=direction, num_inference_steps=STEPS,
                       cross_attention_guidance_amount=10.0, guidance_scale=5.0, latents=latents.clone(),
