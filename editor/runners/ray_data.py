@@ -5,7 +5,10 @@ them on, so outputs are written by the same code as in one process. Directions t
 in the rows: the bank is read once, on the driver."""
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 
 from editor.edit import EditSettings
 from editor.inversion import Regularisation
@@ -65,17 +68,49 @@ def edit_images_on_ray(model: str, device: str | None, dtype: str, caption_model
     """Edit the jobs on Ray (a local instance on 127.0.0.1, or the cluster at `address`): an
     actor pool of `workers` Editors (default: one per GPU, else one), one GPU each where there
     are GPUs, `batch_images` images a batch, in order; on_result / on_error as the local runner."""
-    import logging
-    import os
-    from dataclasses import asdict
-
-    import numpy as np
     import ray
-    import torch
-    from PIL import Image
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # its C++ core's notes stay in its log files
+    with ray_notes_off_a_terminal():
+        _run_on_ray(ray, model, device, dtype, caption_model, jobs, settings, size, regularisation, seed,
+                    batch_images, workers, address, vae, on_result, on_error)
+
+
+@contextmanager
+def ray_notes_off_a_terminal():
+    """Ray's C++ core writes its notes (a failed probe of outside DNS servers, token
+    authentication, log levels) straight to file descriptor 2, whatever its log level; when
+    stderr is no terminal they go to dbank's log folder (ray.log) instead, so a script's
+    stderr holds dbank's own lines only."""
+    if sys.stderr.isatty():
+        yield
+        return
+    import platformdirs
+
+    folder = platformdirs.user_log_path("dbank")
+    folder.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(folder / "ray.log", "ab") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run_on_ray(ray, model, device, dtype, caption_model, jobs, settings, size, regularisation, seed,
+                batch_images, workers, address, vae, on_result, on_error) -> None:
+    import logging
+    from dataclasses import asdict
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
     if not ray.is_initialized():
         if address:
             try:
