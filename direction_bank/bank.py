@@ -848,6 +848,16 @@ class Bank:
 
         return name_in_use(self, kind, check_name(name, kind))
 
+    def lookalike(self, kind: str, name: str) -> str | None:
+        """A direction (kind 'direction') or concept name in the bank that `name` differs from
+        only by look-alike characters ('hоrse' with a Cyrillic о against 'horse'), or None."""
+        from direction_bank.names import lookalike
+
+        table = Direction if kind == "direction" else Concept
+        with self.db.reading() as session:
+            names = session.scalars(select(table.name).where(table.trash_id.is_(None)).distinct()).all()
+        return lookalike(check_name(name, kind), names)
+
     def earlier_import(self, shared, name: str | None = None) -> str | None:
         """The name a shared file (same bytes) was imported under and still holds, unless `name`
         asks for another one (importing it again is then a no-op); else None."""

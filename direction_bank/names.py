@@ -45,3 +45,25 @@ def file_label(name: str, reserved: tuple[str, ...] = (), part: bool = False) ->
             and not (part and "." in name)):
         return name
     return f"{plain}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def lookalike_skeleton(name: str) -> str:
+    """The name with every character that looks like a Latin one (Cyrillic а, Greek ο, ...)
+    replaced by it (Unicode's confusables, through confusable_homoglyphs)."""
+    from confusable_homoglyphs import confusables
+
+    swaps = {}
+    for found in confusables.is_confusable(name, greedy=True, preferred_aliases=["latin"]) or []:
+        if found["homoglyphs"]:
+            swaps[found["character"]] = found["homoglyphs"][0]["c"]
+    return "".join(swaps.get(character, character) for character in name)
+
+
+def lookalike(name: str, existing) -> str | None:
+    """An existing name that `name` differs from only by look-alike characters, or None."""
+    plain = name.isascii()
+    candidates = [other for other in existing if other != name and not (plain and other.isascii())]
+    if not candidates:
+        return None
+    skeleton = lookalike_skeleton(name)
+    return next((other for other in candidates if lookalike_skeleton(other) == skeleton), None)

@@ -198,3 +198,25 @@ def test_similar_on_a_concept_with_two_encoders_names_it_once(run_cli, sd_model_
     run_cli("add-concept", "horse", "--sentences", "-", input=HORSE, model=sd_model_wide)
     result = run_cli("similar", "horse")
     assert result.exit_code == 1 and "'horse' has statistics from several encoders; pick one with --model" in result.stderr
+
+
+def test_a_name_that_only_looks_like_another_is_warned_about(run_cli, horse_and_zebra):
+    """'hоrse' with a Cyrillic о is another concept than 'horse' that no one can tell apart on
+    screen: it is kept (it may be meant) but said, for concepts and directions alike; a
+    full-width 'ｈｏｒｓｅ' is NFKC-normalised to 'horse' itself."""
+    lookalike = "h\u043erse"
+    result = run_cli("add-concept", lookalike, "--sentences", "-", input="a photo of a h\u043erse\n")
+    assert result.exit_code == 0
+    assert (f"warning: the new concept '{lookalike}' looks like the existing 'horse' (look-alike characters: "
+            "U+043E)") in result.stderr
+    again = run_cli("add-concept", lookalike, "--sentences", "-", input="a h\u043erse in a field\n")
+    assert "warning" not in again.stderr  # only when the name is new
+    assert run_cli("diff", "horse", "zebra", "--save", "h2z").exit_code == 0
+    composed = run_cli("direction", "create", "\u04bb2z", "--add", "h2z")  # Cyrillic shha for h
+    assert composed.exit_code == 0 and "looks like the existing 'h2z'" in composed.stderr
+    assert "warning" not in run_cli("direction", "create", "h2y", "--add", "h2z").stderr
+    before = {c["name"]: c["sentence_count"] for c in json.loads(run_cli("concepts", "--json").stdout)}
+    fullwidth = run_cli("add-concept", "\uff48\uff4f\uff52\uff53\uff45", "--sentences", "-", input="a grey horse\n")
+    assert fullwidth.exit_code == 0 and "warning" not in fullwidth.stderr
+    after = {c["name"]: c["sentence_count"] for c in json.loads(run_cli("concepts", "--json").stdout)}
+    assert after == {**before, "horse": before["horse"] + 1}

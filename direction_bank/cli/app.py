@@ -207,3 +207,15 @@ def cli(ctx, database, debug):
     quiet_third_parties()
     ctx.ensure_object(dict)
     ctx.obj["database"] = database
+
+
+def warn_of_lookalike(bank: Bank, kind: str, name: str) -> None:
+    """A warning on stderr when a new name differs from one in the bank only by look-alike
+    characters (a Cyrillic а for a Latin a): two names a person cannot tell apart."""
+    if bank.name_in_use(kind, name):
+        return
+    other = bank.lookalike(kind, name)
+    if other is not None:
+        odd = ", ".join(f"U+{ord(c):04X}" for c in name if c not in other)
+        click.echo(f"warning: the new {kind} {name!r} looks like the existing {other!r} "
+                   f"(look-alike characters: {odd}); is it meant to be another one?", err=True)

@@ -7,7 +7,7 @@ import click
 from direction_bank.bank import DEFAULT_BATCH_SIZE
 from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
 from direction_bank.cli.app import (
-    cli, emit, json_option, load_encoder, model_option, open_bank, require_encoder, with_device,
+    cli, emit, json_option, load_encoder, model_option, open_bank, require_encoder, warn_of_lookalike, with_device,
 )
 from direction_bank.cli.params import ID, SEED, FiniteFloat, count_range
 from direction_bank.generators.openai_chat import DEFAULT_DEADLINE_S, DEFAULT_REQUEST_TIMEOUT_S
@@ -90,6 +90,7 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshol
                  preview, batch_size, max_candidates, as_json)
         return
     bank = open_bank(ctx, create=True)
+    warn_of_lookalike(bank, "concept", name)
     if sentences_file is not None:
         report = bank.add_sentences(name, sentences, encoder, batch_size=batch_size, progress=True,
                                     require_concept=require_concept)

@@ -7,7 +7,8 @@ import os
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, with_device, write_pictures,
+    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, warn_of_lookalike, with_device,
+    write_pictures,
 )
 from direction_bank.cli.params import count_range
 from direction_bank.encoder import DEFAULT_MODEL
@@ -96,6 +97,8 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
     bank = open_bank(ctx, read_only=not (save_as or paired))
     if save_as and not overwrite:
         refuse_taken_direction(bank, save_as)  # before the encoder loads
+    if save_as:
+        warn_of_lookalike(bank, "direction", save_as)
     if paired:
         encoder = load_encoder(model or os.environ.get("DBANK_MODEL") or DEFAULT_MODEL, device, dtype)
         direction = bank.paired_diff(source, target, encoder, progress=True)
@@ -155,7 +158,9 @@ def _part(text: str) -> tuple[str, float]:
 @click.pass_context
 def direction_create(ctx, name, parts, overwrite, as_json):
     """Save NAME as the weighted sum of saved directions."""
-    direction = open_bank(ctx).compose_direction(name, [_part(p) for p in parts], overwrite)
+    bank = open_bank(ctx)
+    warn_of_lookalike(bank, "direction", name)
+    direction = bank.compose_direction(name, [_part(p) for p in parts], overwrite)
     emit(as_json, direction.as_dict, lambda: direction.summary_lines())
 
 
@@ -292,6 +297,8 @@ def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_
         raise NameTaken(f"a {kind} named {target!r} exists; pass --name, or --overwrite "
                         + ("to store this one as its next version (the old one is kept)" if kind == "direction"
                            else "to move that one to the trash first"))
+    if existing is not None:
+        warn_of_lookalike(existing, kind, target)
     encoder = load_encoder(model, device, dtype)
     report = open_bank(ctx, create=True).import_file(shared, encoder, name, strict, count, overwrite)
     for warning in report.warnings:
