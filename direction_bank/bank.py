@@ -33,12 +33,12 @@ from direction_bank.cleaning import (
 )
 from direction_bank.errors import (
     BankError,
-    first_line,
     EncoderMismatch,
     NameTaken,
     UnknownConcept,
     UnknownDirection,
     UnknownVersion,
+    first_line,
 )
 from direction_bank.generators.base import (
     FILE_PROVENANCE,
@@ -88,15 +88,6 @@ def check_direction_name(name: str) -> str:
     if re.search(r"@\d+$", name):
         raise BankError(f"a direction name cannot end in @NUMBER ({name!r}): that names a version")
     return name
-
-
-def _fingerprint_of(direction: DirectionResult) -> str:
-    """The SHA-256 of a direction's stored bytes (the fingerprint its row carries)."""
-    import hashlib
-
-    from direction_bank.stats import tensor_to_blob
-
-    return hashlib.sha256(tensor_to_blob(direction.sample())).hexdigest()
 
 
 def _reference(direction: DirectionResult) -> str:
@@ -691,7 +682,7 @@ class Bank:
             if latest:
                 current = session.scalar(select(Direction).where(Direction.name == name,
                                                                  Direction.version == latest))
-                if (current.fingerprint == _fingerprint_of(direction) and current.recipe == direction.recipe
+                if (current.fingerprint == direction.fingerprint and current.recipe == direction.recipe
                         and current.encoder_id == direction.encoder.id):
                     return latest
             return add_direction(session, name, direction, latest + 1)

@@ -114,6 +114,19 @@ class DirectionResult:
         """The direction in its encoder's sample layout, as the bank stores it."""
         return self.encoder.joined(self.tensor[0], None if self.pooled is None else self.pooled[0])
 
+    def blob(self) -> bytes:
+        """The direction's bytes as its row stores them (float32, the sample layout)."""
+        from direction_bank.stats import tensor_to_blob
+
+        return tensor_to_blob(self.sample())
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of blob(): tells versions of a name apart (and finds damage) unloaded."""
+        import hashlib
+
+        return hashlib.sha256(self.blob()).hexdigest()
+
     @property
     def norm(self) -> float:
         """Frobenius norm of the direction (both parts, for SDXL)."""
@@ -192,16 +205,11 @@ def latest_direction_version(session, name: str) -> int:
 
 def add_direction(session, name: str, direction: DirectionResult, version: int = 1) -> int:
     """Store a direction as `version` of `name`; returns the version."""
-    import hashlib
-
-    from direction_bank.stats import tensor_to_blob
-
-    blob = tensor_to_blob(direction.sample())
     session.add(
         Direction(
             name=name,
             version=version,
-            fingerprint=hashlib.sha256(blob).hexdigest(),
+            fingerprint=direction.fingerprint,
             encoder_id=direction.encoder.id,
             source=direction.source,
             target=direction.target,
@@ -210,7 +218,7 @@ def add_direction(session, name: str, direction: DirectionResult, version: int =
             norm=direction.norm,
             snr=(direction.confidence or {}).get("snr"),
             recipe=direction.recipe,
-            tensor=blob,
+            tensor=direction.blob(),
         )
     )
     return version
