@@ -172,9 +172,12 @@ def _image_stems(images) -> list[str]:
     """A file stem per input row; two inputs with the same name (d1/x.png, d2/x.png) get
     stems from their whole paths, and one image on several rows (a manifest giving it two
     captions) a stem per row, so their outputs never meet."""
+    from collections import Counter
+
     stems = [Path(image).stem for image in images]
-    return [file_label(stem, part=True) if stems.count(stem) == 1
-            else file_label(str(Path(image)), part=True) if images.count(image) == 1
+    stem_counts, image_counts = Counter(stems), Counter(images)  # (a folder may hold 100,000 images)
+    return [file_label(stem, part=True) if stem_counts[stem] == 1
+            else file_label(str(Path(image)), part=True) if image_counts[image] == 1
             else file_label(f"{image}#{row}", part=True)
             for row, (image, stem) in enumerate(zip(images, stems), 1)]
 
