@@ -109,6 +109,18 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
         client.predict(handle_file(image), "", ["no-such-direction"], 1.0, 0.1, 5.0, 3, 64, 0, "", api_name="/edit")
     except Exception as error:  # gradio_client's AppError carries the page's one line
         seen["client_error"] = str(error)
+    not_an_image = Path(image).with_name("notes.png")
+    not_an_image.write_text("not a picture")
+    try:  # once Gradio's multi-line "could not preprocess", with server paths
+        client.predict(handle_file(str(not_an_image)), "a horse", ["horse2zebra"], 1.0, 0.1, 5.0, 3, 64, 0, "",
+                       api_name="/edit")
+    except Exception as error:
+        seen["not_an_image"] = str(error)
+    try:
+        client.predict(handle_file(image), "a horse", ["horse2zebra"], 1.0, 0.1, 5.0, "lots", 64, 0, "",
+                       api_name="/edit")
+    except Exception as error:
+        seen["text_steps"] = str(error)
     try:
         client.predict("zebra", "", api_name="/remove_concept")
     except Exception as error:

@@ -272,6 +272,8 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert client["caption"] == "a photo of a horse" and "reused the inversion" in client["message"]
     assert all(Image.open(path).size == (64, 56) for path in client["files"])  # 48x40 at --size 64
     assert seen["client_error"] == "no direction named 'no-such-direction' in the bank"
+    assert seen["not_an_image"].startswith("notes.png: not an image") and "\n" not in seen["not_an_image"]
+    assert seen["text_steps"] == "steps 'lots': not a number"  # dbank's line, not Gradio's preprocessing error
     assert seen["unconfirmed_removal"] == "type the concept's name in the box beside the button to remove it"
     assert seen["concepts_after"] == ["horse", "zebra"]
     shot = Image.open(out / "studio.png")

@@ -334,11 +334,9 @@ class StudioActions:
         """BLIP's caption of an image file."""
         from PIL import Image
 
-        from editor.pipeline import load_image
-
         if not image:
             raise BankError("upload an image first")
-        load_image(image, 64)  # the same checks as an edit: a real image, not a bomb
+        _photo(image, 64)  # the same checks as an edit: a real image, not a bomb
         with Image.open(image) as opened:
             return self.editor().caption(opened.convert("RGB"))
 
@@ -377,7 +375,7 @@ class StudioActions:
         the reference pass, and the outcome says so."""
 
         from editor.edit import SETTING_BOUNDS, EditSettings
-        from editor.pipeline import load_image, stack_directions
+        from editor.pipeline import stack_directions
 
         if not image:
             raise BankError("upload or generate an image first")
@@ -396,7 +394,7 @@ class StudioActions:
         word = (attention_word or "").strip()
         with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
             tensors = [(found.tensor, found.pooled) for found in map(bank.direction, names)]
-        pixels = load_image(image, size)
+        pixels = _photo(image, size)
         editor = self.editor()
         for name, tensor in zip(names, tensors):
             editor.check_direction(name, *tensor)
@@ -477,6 +475,17 @@ class StudioActions:
 def _file_digest(path) -> str:
     """SHA-256 of a file's bytes: the memory of recent images is keyed by content, not by path."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _photo(image: str, size: int):
+    """load_image of an uploaded photo; a refusal names the file as the visitor knows it, not
+    the server's path of its copy."""
+    from editor.pipeline import EditorError, load_image
+
+    try:
+        return load_image(image, size)
+    except EditorError as error:
+        raise EditorError(str(error).replace(str(image), Path(image).name)) from None
 
 
 def _whole(value, what: str, low: int, high: int) -> int:

@@ -46,6 +46,17 @@ def _shown(handler):
     return wrapper
 
 
+def _path_of(upload) -> str:
+    """The server path of an uploaded or generated file as an event without Gradio's
+    preprocessing receives it (FileData, after Gradio's own check that the file is its upload or
+    one of this page's files); "" when there is none. Such events check their inputs themselves,
+    so a file that is not an image, or a number that is not one, is dbank's one line, not
+    Gradio's multi-line preprocessing error."""
+    if isinstance(upload, dict):
+        return str(upload.get("path") or "")
+    return ""
+
+
 def theme():
     """Gradio's default look with system fonts (nothing fetched from a CDN)."""
     import gradio as gr
@@ -94,7 +105,7 @@ def build_app(actions: StudioActions):
 
     @_shown
     def import_file(upload, name, replace):
-        return actions.import_file(upload, name, bool(replace))
+        return actions.import_file(_path_of(upload), name, bool(replace))
 
     @_shown
     def export(name):
@@ -122,7 +133,7 @@ def build_app(actions: StudioActions):
 
     @_shown
     def suggest(image):
-        return actions.suggest_caption(image)
+        return actions.suggest_caption(_path_of(image))
 
     @_shown
     def generate(prompt, size, steps, guidance_scale, seed, progress=gr.Progress()):
@@ -131,8 +142,8 @@ def build_app(actions: StudioActions):
     @_shown
     def edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
              progress=gr.Progress()):
-        outcome = actions.edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
-                               word, report=reporter(progress))
+        outcome = actions.edit(_path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size,
+                               seed, word, report=reporter(progress))
         for note in outcome.notes:
             gr.Warning(note)
         return outcome.pictures, outcome.caption, outcome.message, outcome.archive
@@ -258,7 +269,7 @@ def build_app(actions: StudioActions):
         add_button.click(add_concept, [new_name, generator, llm, count, new_seed], add_status,
                          api_name="add_concept", concurrency_id="model", concurrency_limit=1).success(**listing)
         import_button.click(import_file, [upload, import_name, import_replace], import_status, api_name="import",
-                            concurrency_id="model", concurrency_limit=1).success(**listing)
+                            concurrency_id="model", concurrency_limit=1, preprocess=False).success(**listing)
         export_button.click(export, export_name, export_file, api_name="export")
         preview_button.click(preview, [source, target], [direction_text, direction_plot], api_name="preview")
         save_button.click(save, [source, target, save_name, save_replace], [direction_text, direction_plot],
@@ -267,12 +278,13 @@ def build_app(actions: StudioActions):
                              api_name="compose").success(**listing)
         restore_button.click(restore, [trash_id, restore_as], trash_status, api_name="restore").success(**listing)
         plot_name.change(plot, plot_name, direction_plot, api_name="plot")
-        suggest_button.click(suggest, image, caption, api_name="caption", concurrency_id="model", concurrency_limit=1)
+        suggest_button.click(suggest, image, caption, api_name="caption", concurrency_id="model", concurrency_limit=1,
+                             preprocess=False)
         generate_button.click(generate, [prompt, size, steps, guidance_scale, seed], [image, caption],
                               api_name="generate", concurrency_id="model", concurrency_limit=1)
         run_button.click(edit, [image, caption, chosen, scale, xa_guidance, guidance_scale, steps, size, seed, word],
                          [gallery, caption, edit_status, archive], api_name="edit",
-                         concurrency_id="model", concurrency_limit=1)
+                         concurrency_id="model", concurrency_limit=1, preprocess=False)
     app.queue(default_concurrency_limit=4)
     return app
 
