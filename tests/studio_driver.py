@@ -121,6 +121,14 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
                        api_name="/edit")
     except Exception as error:
         seen["text_steps"] = str(error)
+    too_large = Path(image).with_name("huge.png")
+    with open(too_large, "wb") as sparse:
+        sparse.truncate(101 * 1024 * 1024)  # past the studio's 100 MB upload limit
+    try:
+        client.predict(handle_file(str(too_large)), "a horse", ["horse2zebra"], 1.0, 0.1, 5.0, 3, 64, 0, "",
+                       api_name="/edit")
+    except Exception as error:
+        seen["too_large"] = str(error)
     try:
         client.predict("zebra", "", api_name="/remove_concept")
     except Exception as error:

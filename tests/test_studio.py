@@ -274,6 +274,7 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["client_error"] == "no direction named 'no-such-direction' in the bank"
     assert seen["not_an_image"].startswith("notes.png: not an image") and "\n" not in seen["not_an_image"]
     assert seen["text_steps"] == "steps 'lots': not a number"  # dbank's line, not Gradio's preprocessing error
+    assert "exceeds the maximum file size of 104857600 bytes" in seen["too_large"]  # 100 MB, once unlimited
     assert seen["unconfirmed_removal"] == "type the concept's name in the box beside the button to remove it"
     assert seen["concepts_after"] == ["horse", "zebra"]
     shot = Image.open(out / "studio.png")
