@@ -90,6 +90,12 @@ def check_direction_name(name: str) -> str:
     return name
 
 
+def direction_name_taken(name: str) -> NameTaken:
+    """The refusal of a direction name in use (the caller did not ask for a new version)."""
+    return NameTaken(f"a direction named {name!r} exists; --overwrite stores this one as its next version "
+                     f"and keeps the old one (dbank direction history {name})")
+
+
 def _reference(direction: DirectionResult) -> str:
     """How a recipe names a saved direction: 'NAME@VERSION', which stays true after the name
     gets newer versions."""
@@ -675,10 +681,7 @@ class Bank:
         def store(session) -> int:
             latest = latest_direction_version(session, name)
             if latest and not overwrite:
-                raise NameTaken(
-                    f"a direction named {name!r} exists; --overwrite stores this one as version "
-                    f"{latest + 1} and keeps the old one (dbank direction history {name})"
-                )
+                raise direction_name_taken(name)
             if latest:
                 current = session.scalar(select(Direction).where(Direction.name == name,
                                                                  Direction.version == latest))

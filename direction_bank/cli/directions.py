@@ -122,11 +122,10 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
 def refuse_taken_direction(bank, name: str) -> None:
     """A one-line refusal when a direction of this name exists (the user did not ask for a new
     version with --overwrite)."""
-    from direction_bank.errors import NameTaken
+    from direction_bank.bank import direction_name_taken
 
     if bank.name_in_use("direction", name):
-        raise NameTaken(f"a direction named {name!r} exists; --overwrite stores this one as its next version "
-                        f"and keeps the old one (dbank direction history {name})")
+        raise direction_name_taken(name)
 
 
 @cli.group("direction")
