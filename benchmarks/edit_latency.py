@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sd_models.precision import DTYPES, default_device
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -39,7 +41,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--skip-diffusers", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd UNet")
     parser.add_argument("--images", type=int, default=0,
@@ -57,7 +59,7 @@ def main() -> None:
     from editor.editor import Editor
     from editor.inversion import Regularisation
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     cuda = device.startswith("cuda")
     work = Path(tempfile.mkdtemp(prefix="dbank-edit-bench-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # the SDXL-shaped model is 7 GB

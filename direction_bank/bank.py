@@ -566,12 +566,16 @@ class Bank:
             raise BankError(f"concept {concept!r} has no embedded sentences yet")
         return {row.id: EncoderInfo.of(row) for row in rows}
 
-    def common_encoder(self, source: str, target: str, model: str | None = None) -> EncoderInfo:
-        """The encoder whose statistics both concepts have (the one named `model` if several)."""
+    def common_encoder(self, source: str, target: str, model: str | None = None,
+                       preferred: str | None = None) -> EncoderInfo:
+        """The encoder whose statistics both concepts have: the one named `model` (none other), or
+        when several are shared the one named `preferred` (a default such as DBANK_MODEL)."""
         with self.db.reading() as session:
             a = self._encoders_of(session, source)
             b = self._encoders_of(session, target)
         common = [a[i] for i in a.keys() & b.keys()]
+        if model is None and preferred is not None and len(common) > 1:
+            model = preferred if any(e.model == preferred for e in common) else None
         if model is not None:
             common = [e for e in common if e.model == model]
         if len(common) == 1:
@@ -592,13 +596,14 @@ class Bank:
 
     # -- directions -----------------------------------------------------------------------
 
-    def diff(self, source: str, target: str, model: str | None = None) -> DirectionResult:
+    def diff(self, source: str, target: str, model: str | None = None,
+             preferred: str | None = None) -> DirectionResult:
         """The direction target mean minus source mean, [1, max_length, D] float32, with how far
         to trust it (see confidence.difference_confidence)."""
 
         from direction_bank.confidence import difference_confidence
 
-        encoder = self.common_encoder(source, target, model)
+        encoder = self.common_encoder(source, target, model, preferred)
         a = self.statistics(source, encoder)
         b = self.statistics(target, encoder)
         source, target = check_name(source), check_name(target)
@@ -708,6 +713,7 @@ class Bank:
             return DirectionResult.of_sample(
                 sample, encoder, row.source, row.target, row.source_count, row.target_count,
                 row.name, confidence, row.recipe, version=row.version,
+                counts_now=self._counts_now(session, row.source, row.target, row.encoder_id),
             )
 
     def directions(self) -> list[dict]:
@@ -718,15 +724,19 @@ class Bank:
         with self.db.reading() as session:
             rows = session.execute(
                 select(Direction.name, Direction.version, Direction.source, Direction.target, Direction.norm,
-                       Direction.snr, Encoder.model)
+                       Direction.snr, Encoder.model, Direction.encoder_id, Direction.source_count,
+                       Direction.target_count)
                 .join(latest, (Direction.name == latest.c.name) & (Direction.version == latest.c.version))
                 .join(Encoder)
                 .order_by(Direction.name)
             ).all()
-        return [
-            {"name": n, "version": v, "source": s, "target": t, "norm": norm, "snr": snr, "model": m}
-            for n, v, s, t, norm, snr, m in rows
-        ]
+            listed = []
+            for n, v, s, t, norm, snr, m, encoder_id, source_count, target_count in rows:
+                now = self._counts_now(session, s, t, encoder_id)
+                made = {"source": source_count, "target": target_count}
+                listed.append({"name": n, "version": v, "source": s, "target": t, "norm": norm, "snr": snr,
+                               "model": m, "concepts_changed": any(now[r] != made[r] for r in now)})
+        return listed
 
     def direction_history(self, name: str) -> list[dict]:
         """Every version of a direction name, oldest first: when, recipe, norm, fingerprint, and
@@ -739,8 +749,7 @@ class Bank:
                 raise UnknownDirection(f"no direction named {name!r} in the bank")
             history = []
             for row in rows:
-                now = {role: self._count_now(session, concept, row.encoder_id)
-                       for role, concept in (("source", row.source), ("target", row.target)) if concept}
+                now = self._counts_now(session, row.source, row.target, row.encoder_id)
                 made = {"source": row.source_count, "target": row.target_count}
                 history.append({
                     "version": row.version, "current": row is rows[-1], "created_at": row.created_at.isoformat(),
@@ -753,10 +762,12 @@ class Bank:
         return history
 
     @staticmethod
-    def _count_now(session, concept: str, encoder_id: int) -> int | None:
-        """How many sentences a concept's statistics under an encoder hold now (None: none)."""
-        return session.scalar(select(Statistics.count).join(Concept).where(
-            Concept.name == concept, Statistics.encoder_id == encoder_id))
+    def _counts_now(session, source: str | None, target: str | None, encoder_id: int) -> dict:
+        """How many sentences the source's and target's statistics under an encoder hold now
+        (None: none), by role; {} for a direction made from no concepts."""
+        return {role: session.scalar(select(Statistics.count).join(Concept).where(
+                    Concept.name == concept, Statistics.encoder_id == encoder_id))
+                for role, concept in (("source", source), ("target", target)) if concept}
 
     def restore_direction_version(self, name: str, version: int) -> DirectionResult:
         """Make version `version` of a direction its current one again, by storing it as the

@@ -1,5 +1,6 @@
-"""Sentence cleaning: normalise, strip list decorations, check the concept word and the token
-length, and drop exact and near duplicates (sentence-transformers cosine similarity)."""
+"""Sentence cleaning: normalise, strip list decorations, check the concept word, that a line is a
+caption and a coherent one, and the token length, and drop exact and near duplicates and
+members of crowded families (sentence-transformers cosine similarity)."""
 from __future__ import annotations
 
 import hashlib
@@ -66,8 +67,36 @@ def caption_problem(text: str, concept_match: re.Pattern) -> str | None:
     return None
 
 
+# words too common to count as repeated ("a horse in a field in the sun" is fine)
+_FUNCTION_WORDS = frozenset(
+    "a an the and or but of with in on at to by for from into onto over under near behind beside between "
+    "its his her their our your my this that these those is are was were be been being it as while "
+    "up down out off through across along around against during without".split())
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_IDIOM = re.compile(r"\b(\w+) (?:by|to|after|and) \1\b")  # side by side, nose to nose, day after day
+
+
+def coherence_problem(text: str, concept_match: re.Pattern) -> str | None:
+    """Why a caption reads as nonsense a small model wrote in a hurry, or None: "concept
+    repeated" (it names the concept twice: 'a horse riding a horse', 'a horse with a horse's
+    tail'), "word repeated" (another word twice: 'a cage in its cage'). Plain rules, because a
+    small model's own likelihood ranks such lines no lower than good ones (see the benchmark)."""
+    if len(concept_match.findall(text)) > 1:
+        return "concept repeated"
+    rest = _IDIOM.sub(" ", concept_match.sub(" ", text).casefold())
+    words = [word.removesuffix("'s") for word in _WORD.findall(rest)]
+    content = [word for word in words if word not in _FUNCTION_WORDS and len(word) > 2]
+    if len(content) != len(set(content)):
+        return "word repeated"
+    return None
+
+
 DEFAULT_DEDUP_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DEDUP_THRESHOLD = 0.9
+# a "family": sentences at MiniLM cosine >= 0.8 of each other (one word swapped, as a small model
+# writes them); a new one with this many kept relatives is dropped as "crowded family"
+DEFAULT_FAMILY_THRESHOLD = 0.8
+DEFAULT_FAMILY_CAP = 2
 
 
 def normalise(text: str) -> str:
@@ -160,15 +189,19 @@ def find_minilm_folder() -> Path | None:
 
 
 class SemanticDeduplicator:
-    """Drops sentences whose sentence-transformers embedding is too close to one already kept."""
+    """Drops sentences whose sentence-transformers embedding is too close to one already kept
+    ("near duplicate"), or that have `family_cap` kept relatives at `family_threshold` ("crowded
+    family": diversity-aware keeping; a cap of 0 turns it off)."""
 
     def __init__(self, model: str = DEFAULT_DEDUP_MODEL, threshold: float = DEFAULT_DEDUP_THRESHOLD,
-                 device: str | None = None):
+                 device: str | None = None, family_threshold: float = DEFAULT_FAMILY_THRESHOLD,
+                 family_cap: int = DEFAULT_FAMILY_CAP):
         from sentence_transformers import SentenceTransformer
 
         packaged = find_minilm_folder() if model in (DEFAULT_DEDUP_MODEL, "all-MiniLM-L6-v2") else None
         self.model = SentenceTransformer(str(packaged) if packaged else model, device=device)
         self.threshold = threshold
+        self.family_threshold, self.family_cap = family_threshold, family_cap
         self._kept = None
 
     def _encode(self, texts: Sequence[str]):
@@ -189,24 +222,30 @@ class SemanticDeduplicator:
 
         self._kept = vectors if self._kept is None else torch.cat([self._kept, vectors])
 
-    def novel(self, texts: Sequence[str]) -> list[bool]:
-        """For each sentence, whether it is far enough from every kept one (and from the earlier
-        ones of this list); the novel ones are kept from now on."""
+    def verdicts(self, texts: Sequence[str]) -> list[str | None]:
+        """For each sentence, None when it is kept (it then counts as kept for the later ones),
+        else why not: "near duplicate" or "crowded family"."""
         if not texts:
             return []
         vectors = self._encode(texts)
-        keep = []
+        out: list[str | None] = []
         for i in range(len(texts)):
             vector = vectors[i : i + 1]
-            close = self._kept is not None and float((self._kept @ vector.T).max()) >= self.threshold
-            keep.append(not close)
-            if not close:
+            similarity = None if self._kept is None else (self._kept @ vector.T)[:, 0]
+            verdict = None
+            if similarity is not None and float(similarity.max()) >= self.threshold:
+                verdict = "near duplicate"
+            elif (similarity is not None and self.family_cap
+                  and int((similarity >= self.family_threshold).sum()) >= self.family_cap):
+                verdict = "crowded family"
+            out.append(verdict)
+            if verdict is None:
                 self._append(vector)
-        return keep
+        return out
 
 
 def load_deduplicator(model: str = DEFAULT_DEDUP_MODEL, threshold: float = DEFAULT_DEDUP_THRESHOLD,
-                      device: str | None = None) -> SemanticDeduplicator:
+                      device: str | None = None, family_cap: int = DEFAULT_FAMILY_CAP) -> SemanticDeduplicator:
     """A SemanticDeduplicator, or a one-line ModelUnavailable that names the model and the fix."""
     from direction_bank.model_check import require_model
 
@@ -216,7 +255,7 @@ def load_deduplicator(model: str = DEFAULT_DEDUP_MODEL, threshold: float = DEFAU
     if not packaged:
         require_model(model, "the near-duplicate model", fix)
     try:
-        return SemanticDeduplicator(model, threshold, device)
+        return SemanticDeduplicator(model, threshold, device, family_cap=family_cap)
     except (OSError, ValueError) as error:
         raise ModelUnavailable(f"cannot load the near-duplicate model {model!r} ({first_line(error)}); {fix}") from None
 
@@ -225,11 +264,13 @@ class SentenceCleaner:
     """Turns raw generated lines into sentences worth embedding, reporting what it dropped."""
 
     def __init__(self, token_counts: Callable[[Sequence[str]], list[int]], max_tokens: int = 77,
-                 deduplicator: SemanticDeduplicator | None = None, record: bool = False):
-        """With `record`, every dropped line is kept in `dropped_lines` as (line, reason)."""
+                 deduplicator: SemanticDeduplicator | None = None, record: bool = False, coherence: bool = True):
+        """With `record`, every dropped line is kept in `dropped_lines` as (line, reason); with
+        `coherence`, incoherent captions are dropped (see coherence_problem)."""
         self.token_counts = token_counts
         self.max_tokens = max_tokens
         self.deduplicator = deduplicator
+        self.coherence = coherence
         self.report = CleanReport()
         self.dropped_lines: list[tuple[str, str]] | None = [] if record else None
 
@@ -265,6 +306,8 @@ class SentenceCleaner:
                 self._drop(text, "no concept word")
             elif (problem := caption_problem(text, pattern)) is not None:
                 self._drop(text, problem)
+            elif self.coherence and (problem := coherence_problem(text, pattern)) is not None:
+                self._drop(text, problem)
             elif (key := content_hash(text)) in seen_hashes or key in hashes:
                 self._drop(text, "duplicate")
             else:
@@ -274,18 +317,45 @@ class SentenceCleaner:
             texts = self._keep_where(texts, [n <= self.max_tokens for n in self.token_counts(texts)],
                                      "over token limit")
         if self.deduplicator is not None and texts:
-            texts = self._keep_where(texts, self.deduplicator.novel(texts), "near duplicate")
+            verdicts = self.deduplicator.verdicts(texts)
+            for reason in ("near duplicate", "crowded family"):
+                self.report.dropped[reason] += 0  # shown even at zero
+            for text, verdict in zip(texts, verdicts):
+                if verdict is not None:
+                    self._drop(text, verdict)
+            texts = [text for text, verdict in zip(texts, verdicts) if verdict is None]
         self.report.kept += len(texts)
         return texts
 
 
 def deduplicator_for(generator_name: str, model: str = DEFAULT_DEDUP_MODEL,
-                     threshold: float = DEFAULT_DEDUP_THRESHOLD, device: str | None = None):
+                     threshold: float = DEFAULT_DEDUP_THRESHOLD, device: str | None = None,
+                     family_cap: int = DEFAULT_FAMILY_CAP):
     """The near-duplicate model a generator's output needs: None for the template generator
-    (its sentences differ by construction) or a threshold of 1 (checks off)."""
+    (its sentences differ by construction) or a threshold of 1 (MiniLM's checks off, the family
+    cap with them)."""
     if generator_name == "template" or threshold >= 1:
         return None
-    return load_deduplicator(model, threshold, device)
+    return load_deduplicator(model, threshold, device, family_cap)
+
+
+@dataclass(frozen=True)
+class CleaningSettings:
+    """How generated sentences are judged beyond the caption rules: coherence, near duplicates
+    and crowded families (MiniLM)."""
+
+    dedup_model: str = DEFAULT_DEDUP_MODEL
+    dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD
+    family_cap: int = DEFAULT_FAMILY_CAP
+    coherence: bool = True
+
+    def deduplicator(self, generator_name: str, device: str | None = None):
+        """The near-duplicate model these settings need for a generator (None: none needed)."""
+        return deduplicator_for(generator_name, self.dedup_model, self.dedup_threshold, device, self.family_cap)
+
+    def cleaner(self, encoder, deduplicator, record: bool = False) -> SentenceCleaner:
+        """A SentenceCleaner with these settings for `encoder`'s token limit."""
+        return SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator, record, self.coherence)
 
 
 def preview_sentences(generator, cleaner: SentenceCleaner, concept: str, count: int, batch_size: int,

@@ -12,27 +12,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from direction_bank.errors import BankError, ModelUnavailable, first_line
 from direction_bank.layout import sample_shape
 from direction_bank.progress import progress_bar
+from sd_models.family import has_second_text_encoder, model_source
+from sd_models.precision import DTYPES, default_device, torch_dtype
+from sd_models.prompts import encode_text, token_limit
 
 if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DTYPES = ("auto", "fp32", "fp16", "bf16")
-
-
-def _torch_dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-
-
-def default_device() -> str:
-    """'cuda' when a GPU is usable, else 'cpu'."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _model_folder(model: str) -> tuple[str, str | None]:
@@ -40,25 +27,14 @@ def _model_folder(model: str) -> tuple[str, str | None]:
     path = Path(model).expanduser()
     if path.is_dir() and not (path / "text_encoder").is_dir() and (path / "config.json").is_file():
         return str(path), None
-    return (str(path) if path.is_dir() else model), "text_encoder"
+    return model_source(model), "text_encoder"
 
 
-def _has_second_text_encoder(source: str) -> bool:
-    """Whether a pipeline folder or id has text_encoder_2 (SDXL), by its model_index.json."""
-    import json
-
-    from transformers.utils import cached_file
-
+def _is_sdxl(source: str) -> bool:
+    """Whether a pipeline is SDXL; False when it cannot be read (loading it then says why)."""
     try:
-        index = cached_file(source, "model_index.json", _raise_exceptions_for_missing_entries=False,
-                            _raise_exceptions_for_connection_errors=False)
+        return has_second_text_encoder(source)
     except OSError:
-        return False
-    if not index:
-        return False
-    try:
-        return "text_encoder_2" in json.loads(Path(index).read_text())
-    except (OSError, ValueError):
         return False
 
 
@@ -88,9 +64,7 @@ class TextEncoder:
         self.hidden_size = sum(int(encoder.config.hidden_size) for encoder in text_encoders)
         # SDXL: the second encoder's projected pooled output goes in as an added condition
         self.pooled_size = int(text_encoders[-1].config.projection_dim) if self.two_encoders else 0
-        self.max_length = int(self.tokenizer.model_max_length)
-        if self.max_length > 10_000:  # tokenizers saved without a max length
-            self.max_length = int(self.text_encoder.config.max_position_embeddings)
+        self.max_length = token_limit(self.tokenizer, self.text_encoder)
         self.encoder_class = "+".join(type(encoder).__name__ for encoder in text_encoders)
 
     @classmethod
@@ -105,7 +79,7 @@ class TextEncoder:
         source, subfolder = _model_folder(model)
         if subfolder is None:
             folders = [(None, None, CLIPTextModel)]
-        elif _has_second_text_encoder(source):
+        elif _is_sdxl(source):
             folders = [("tokenizer", "text_encoder", CLIPTextModel),
                        ("tokenizer_2", "text_encoder_2", CLIPTextModelWithProjection)]
         else:
@@ -115,7 +89,7 @@ class TextEncoder:
             for tokenizer_folder, encoder_folder, encoder_class in folders:
                 tokenizers.append(AutoTokenizer.from_pretrained(source, subfolder=tokenizer_folder or ""))
                 encoders.append(encoder_class.from_pretrained(
-                    source, subfolder=encoder_folder or "", dtype=_torch_dtype(dtype, device)))
+                    source, subfolder=encoder_folder or "", dtype=torch_dtype(dtype, device)))
         except (OSError, ValueError) as error:
             raise ModelUnavailable(
                 f"cannot load the text encoder of {model!r}: it is not a local Stable Diffusion "
@@ -165,24 +139,6 @@ class TextEncoder:
         ids = self.tokenizer(list(texts), truncation=False, padding=False)["input_ids"]
         return [len(row) for row in ids]
 
-    def _encode(self, batch: list[str]):
-        """(token states [n, max_length, D], pooled [n, P] or None) of one batch, on the device."""
-        import torch
-
-        if not self.two_encoders:
-            return self.text_encoder(self._ids(self.tokenizer, batch))[0], None
-        states, pooled = [], None
-        for tokenizer, encoder in self.parts:  # StableDiffusionXLPipeline.encode_prompt, no clip skip
-            output = encoder(self._ids(tokenizer, batch), output_hidden_states=True)
-            if pooled is None and output[0].ndim == 2:
-                pooled = output[0]
-            states.append(output.hidden_states[-2])
-        return torch.cat(states, dim=-1), pooled
-
-    def _ids(self, tokenizer, batch: list[str]):
-        return tokenizer(batch, padding="max_length", max_length=self.max_length, truncation=True,
-                         return_tensors="pt").input_ids.to(self.device)
-
     def embed(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Float32 [n, *sample_shape]: for SD 1.x/2.x the last hidden states [n, max_length, D],
         padded to max_length and truncated past it; for SDXL the penultimate states of both
@@ -195,7 +151,7 @@ class TextEncoder:
         with torch.inference_mode():
             for start in progress_bar(starts, enabled=progress, desc="embedding", unit="batch"):
                 batch = list(texts[start : start + batch_size])
-                states, pooled = self._encode(batch)
+                states, pooled = encode_text(self.parts, batch, self.max_length, self.device)
                 if pooled is not None:
                     states = torch.cat([states.flatten(1), pooled], dim=1)
                 out[start : start + len(batch)] = states.float().cpu().numpy()

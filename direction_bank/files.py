@@ -13,8 +13,8 @@ import numpy as np
 
 from direction_bank import __version__
 from direction_bank.errors import FileRejected
-from direction_bank.layout import model_kind
 from direction_bank.output_files import write_output
+from sd_models.family import model_kind
 
 # 2: SDXL files, with the pooled parts (`*_pooled` tensors, encoder.pooled_size). A file is
 # written at the lowest version that holds it, so SD 1.x/2.x files stay readable by dbank 1.
@@ -63,7 +63,7 @@ class SharedFile:
     @property
     def model_kind(self) -> str:
         """'SDXL' or 'SD 1.x/2.x': the kind of model the file was made for."""
-        return model_kind(self.pooled_size)
+        return model_kind(bool(self.pooled_size))
 
 
 def tensor_sha256(tensor: np.ndarray) -> str:

@@ -30,29 +30,56 @@ def _encoded_sentences(session, concept_id: int, encoder_id: int) -> list[str]:
         .order_by(Sentence.id)))
 
 
+class CheckReport(list):
+    """The problems check_bank found, one line each (an empty list: the bank is sound), and in
+    `checked` how much it looked at, by what it counts."""
+
+    def __init__(self):
+        super().__init__()
+        self.checked = {"schema_version": None, "sentences": 0, "statistics": 0, "directions": 0,
+                        "re_embedded": 0, "compared_whole": 0, "compared_by_sample": 0, "imported_means": 0}
+
+    def summary(self) -> str:
+        """What was checked, in one line."""
+        c = self.checked
+        line = (f"checked schema {c['schema_version']}, {c['sentences']} sentence hashes, {c['statistics']} "
+                f"statistics (concept x encoder) and {c['directions']} directions")
+        if c["re_embedded"] or c["compared_whole"] or c["compared_by_sample"]:
+            line += (f"; re-embedded {c['re_embedded']} sentences: {c['compared_whole']} means compared whole, "
+                     f"{c['compared_by_sample']} by a sample")
+        if c["imported_means"]:
+            line += f"; {c['imported_means']} imported means have no sentences to re-embed"
+        return line
+
+
 def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
-               load_encoder: Callable[[EncoderInfo], TextEncoder] | None = None, seed: int = 0) -> list[str]:
-    """Every problem found, one line each (an empty list: the bank is sound). With `deep`, up
-    to `sample` sentences per concept are embedded again: all of them are compared with the stored
-    mean exactly (atol 1e-4) when the sample is the whole concept, else by a 6-sigma test."""
+               load_encoder: Callable[[EncoderInfo], TextEncoder] | None = None, seed: int = 0) -> CheckReport:
+    """Every problem found, one line each (an empty list: the bank is sound), and what was
+    checked. With `deep`, up to `sample` sentences per concept are embedded again: all of them
+    are compared with the stored mean exactly (atol 1e-4) when the sample is the whole concept,
+    else by a 6-sigma test."""
     import numpy as np
 
     from direction_bank.stats import RunningStats, blob_to_tensor
 
-    problems = []
+    problems = CheckReport()
+    checked = problems.checked
     version = bank.db.schema_version()
+    checked["schema_version"] = version
     if version != migrations.HEAD:
         problems.append(f"schema version {version}, expected {migrations.HEAD}")
     rng = random.Random(seed)
     encoders = {}
     with bank.db.reading() as session:
         for sentence_id, text, stored in session.execute(select(Sentence.id, Sentence.text, Sentence.content_hash)):
+            checked["sentences"] += 1
             if content_hash(text) != stored:
                 problems.append(f"sentence #{sentence_id}: content hash does not match its text")
         rows = session.execute(select(Concept, Statistics).join(Statistics)).all()
         for concept, stats_row in rows:
             info = encoders.setdefault(stats_row.encoder_id, EncoderInfo.of(session.get(Encoder, stats_row.encoder_id)))
             where = f"{concept.name} ({info.model})"
+            checked["statistics"] += 1
             if session.get(Moments, (concept.id, info.id)) is None:
                 problems.append(f"{where}: statistics without their tensors")
                 continue
@@ -74,10 +101,14 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
             norm = float(np.linalg.norm(stats.mean))
             if not abs(norm - stats_row.mean_norm) <= 1e-3 * max(1.0, norm):  # also catches a NaN norm
                 problems.append(f"{where}: stored mean norm does not match the mean")
+            if deep and concept.origin:
+                checked["imported_means"] += 1
             if deep and encoded and not concept.origin:
                 texts = _encoded_sentences(session, concept.id, info.id)
                 chosen = texts if len(texts) <= sample else rng.sample(texts, sample)
                 fresh = RunningStats.of(load_encoder(info).embed(chosen))
+                checked["re_embedded"] += len(chosen)
+                checked["compared_whole" if len(chosen) == len(texts) else "compared_by_sample"] += 1
                 if len(chosen) == len(texts):
                     if not np.allclose(fresh.mean, stats.mean, atol=1e-4):
                         problems.append(f"{where}: re-embedded sentences do not give the stored mean")
@@ -87,6 +118,7 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
                         problems.append(f"{where}: a re-embedded sample is far from the stored mean")
         for name, blob, encoder_id in session.execute(select(Direction.name, Direction.tensor, Direction.encoder_id)):
             info = encoders.get(encoder_id) or EncoderInfo.of(session.get(Encoder, encoder_id))
+            checked["directions"] += 1
             try:
                 tensor = blob_to_tensor(blob, info.sample_shape)
             except DamagedData:

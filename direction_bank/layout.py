@@ -3,11 +3,6 @@ SDXL, the pooled embedding beside them. Statistics, stored tensors and files fol
 from __future__ import annotations
 
 
-def model_kind(pooled_size: int) -> str:
-    """'SDXL' for an encoder with a pooled embedding, else 'SD 1.x/2.x'."""
-    return "SDXL" if pooled_size else "SD 1.x/2.x"
-
-
 def sample_shape(max_length: int, hidden_size: int, pooled_size: int) -> tuple[int, ...]:
     """Shape of one sentence's embedding as statistics and stored tensors hold it: the token
     states [max_length, hidden_size], or with a pooled part both flattened one after the other,

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from db.models import Concept, Direction, Encoder, Moments, Statistics
-from direction_bank.layout import model_kind, sample_shape
+from direction_bank.layout import sample_shape
+from sd_models.family import model_kind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,8 +36,8 @@ class EncoderInfo:
 
     @property
     def kind(self) -> str:
-        """'SDXL' or 'SD 1.x/2.x' (see layout.model_kind)."""
-        return model_kind(self.pooled_size)
+        """'SDXL' or 'SD 1.x/2.x' (see sd_models.family.model_kind)."""
+        return model_kind(bool(self.pooled_size))
 
     def describe(self) -> str:
         """The model, its kind and its embedding sizes, for messages."""
@@ -101,6 +102,13 @@ class DirectionResult:
     recipe: dict | None = None
     pooled: np.ndarray | None = None
     version: int | None = None  # a saved direction's version of its name (1, 2, ...)
+    counts_now: dict | None = None  # a saved one: sentences its concepts hold now, by role
+
+    @property
+    def concepts_changed(self) -> bool:
+        """Whether a saved direction's concepts hold other sentence counts than it was made from."""
+        made = {"source": self.source_count, "target": self.target_count}
+        return any(count != made[role] for role, count in (self.counts_now or {}).items())
 
     @classmethod
     def of_sample(cls, sample: np.ndarray, encoder: EncoderInfo, *args, **kwargs) -> DirectionResult:
@@ -166,7 +174,12 @@ class DirectionResult:
         else:
             yield "  signal-to-noise unknown (the statistics hold too little spread to tell)"
         if self.recipe and "sum" in self.recipe:
-            yield "  sum of " + " + ".join(f"{w:g} x {n}" for n, w in self.recipe["sum"])
+            yield "  " + describe_recipe(self.recipe, self.source, self.target)
+        if self.concepts_changed:
+            now = self.counts_now
+            yield (f"  made from {self.source_count}/{self.target_count} sentences; {self.source}/{self.target} "
+                   f"hold {now.get('source')}/{now.get('target')} now: dbank diff {self.source} {self.target} "
+                   f"--save {self.name} --overwrite brings it up to date")
 
     def as_dict(self) -> dict:
         """JSON-ready summary (without the tensor)."""
@@ -183,7 +196,21 @@ class DirectionResult:
             "confidence": self.confidence,
             "recipe": self.recipe,
             "encoder": self.encoder.as_dict(),
+            **({"source_count_now": self.counts_now.get("source"), "target_count_now": self.counts_now.get("target"),
+                "concepts_changed": self.concepts_changed} if self.counts_now else {}),
         }
+
+
+def describe_recipe(recipe: dict | None, source: str | None, target: str | None) -> str:
+    """How a direction was made, in words: 'A -> B', 'sum of 1 x a + 0.5 x b', 'from file F',
+    with '(restored from version N)' where it was restored."""
+    made = recipe or {}
+    how = ("sum of " + " + ".join(f"{w:g} x {n}" for n, w in made["sum"]) if "sum" in made
+           else f"from file {made['file']}" if "file" in made
+           else f"{source} -> {target}" if source else "composed")
+    if "restored_from" in made:
+        how += f" (restored from version {made['restored_from']})"
+    return how
 
 
 # Rows in the trash are renamed to this prefix and their trash entry's id: names never hold

@@ -1,13 +1,13 @@
 """Tiny random Stable Diffusion checkpoints saved to disk in the real diffusers layout.
 
 Tests and benchmarks load them through the same `from_pretrained` code as a real model id.
-The tokenizer is the real SD 1.x CLIP tokenizer, rebuilt from the BPE file that the
-`open_clip_torch` wheel ships (`pip install --no-deps open_clip_torch`).
+`dbank demo-model` writes one for trying dbank without Stable Diffusion weights. The tokenizer
+is the real SD 1.x CLIP tokenizer, rebuilt from OpenAI CLIP's BPE merges file, which dbank ships
+(`direction_bank/data`, with its MIT licence).
 """
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -38,11 +38,8 @@ def _bytes_to_unicode() -> list[str]:
 
 
 def clip_bpe_file() -> Path:
-    """The SD 1.x CLIP BPE merges file inside the installed open_clip_torch package."""
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("install the CLIP BPE file: pip install --no-deps open_clip_torch")
-    return Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
+    """The SD 1.x CLIP BPE merges file that dbank ships."""
+    return Path(__file__).resolve().parent / "data" / "clip_bpe_simple_vocab_16e6.txt.gz"
 
 
 def write_clip_tokenizer(folder: Path) -> Path:
@@ -182,6 +179,9 @@ TINY_DEEP_UNET = dict(
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
     cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
 )
+# `dbank demo-model`: 64 pixels (32x32 latents), attention only at 16x16, so quick on a CPU
+DEMO_UNET = dict(TINY_UNET, sample_size=32, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
 TINY_VAE = dict(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
                 up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=16)
 # Stable Diffusion 1.4's shapes (the diffusers defaults are SD 1.x's), so the FLOPs are the real ones
@@ -194,7 +194,8 @@ def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = Non
                   prediction_type: str = "epsilon", shape: str = "tiny") -> Path:
     """A whole random Stable Diffusion in the diffusers layout (model_index.json, unet/, vae/,
     text_encoder/, tokenizer/, scheduler/), loadable like a real model id: tiny, tiny with a
-    four-level UNet (shape='tiny-deep'), or with SD 1.4's shapes (shape='sd14')."""
+    four-level UNet (shape='tiny-deep'), tiny at 64 pixels (shape='demo'), or with SD 1.4's
+    shapes (shape='sd14')."""
     import json
 
     import torch
@@ -204,7 +205,7 @@ def write_tiny_sd(folder: Path, seed: int = 0, tokenizer_from: Path | None = Non
     folder = write_sd_text_checkpoint(folder, seed=seed, tokenizer_from=tokenizer_from,
                                       **(CLIP_L_TEXT if full else {}))
     torch.manual_seed(seed)
-    unet = {"sd14": SD14_UNET, "tiny": TINY_UNET, "tiny-deep": TINY_DEEP_UNET}[shape]
+    unet = {"sd14": SD14_UNET, "tiny": TINY_UNET, "tiny-deep": TINY_DEEP_UNET, "demo": DEMO_UNET}[shape]
     UNet2DConditionModel(in_channels=4, out_channels=4, **unet).save_pretrained(folder / "unet")
     AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **(SD14_VAE if full else TINY_VAE)
                   ).save_pretrained(folder / "vae")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-LABEL_HEIGHT = 22
+LINE_HEIGHT = 16
 PADDING = 4
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -17,13 +17,24 @@ def _font(size: int = 13):
     return ImageFont.load_default(size=size)
 
 
-def _fit(text: str, width: int, font) -> str:
-    """The text, cut with an ellipsis to fit `width` pixels."""
-    if font.getlength(text) <= width:
-        return text
-    while text and font.getlength(text + "…") > width:
-        text = text[:-1]
-    return text + "…"
+def _wrap(text: str, width: float, font) -> list[str]:
+    """The text in lines of at most `width` pixels, broken between words, and inside a word only
+    when the word alone is wider: every character is kept."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if font.getlength(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for character in word:
+            if line and font.getlength(line + character) > width:
+                lines.append(line)
+                line = ""
+            line += character
+    return [*lines, line] if line or not lines else lines
 
 
 def _cell(picture, size: tuple[int, int]):
@@ -40,8 +51,9 @@ def _cell(picture, size: tuple[int, int]):
 def labelled_grid(rows: list[list], column_labels: list[str], row_labels: list[str] | None = None,
                   title: str | None = None, cell: tuple[int, int] | None = None):
     """A PIL image: `rows` of pictures (None leaves a blank cell) under a band of column labels,
-    each row with its label on its left (when given), and an optional title on top. The labels
-    are also stored as PNG text ('labels': JSON) in the image's `info`."""
+    each row with its label on its left (when given), and an optional title on top; labels too
+    long for their place wrap onto more lines, never cut. The labels are also stored as PNG
+    text ('labels': JSON) in the image's `info`."""
     from PIL import Image, ImageDraw
 
     pictures = [p for row in rows for p in row if p is not None]
@@ -50,23 +62,38 @@ def labelled_grid(rows: list[list], column_labels: list[str], row_labels: list[s
     font = _font()
     side = max((int(font.getlength(label)) for label in row_labels or []), default=0)
     side = min(side + 2 * PADDING, max(2 * cell[0], 240)) if row_labels else 0
-    top = (LABEL_HEIGHT if title else 0) + LABEL_HEIGHT
-    width = side + columns * (cell[0] + PADDING) + PADDING
-    height = top + len(rows) * (cell[1] + PADDING) + PADDING
+    # a column is as wide as its picture, or its label's longest word (up to 192 px) so that
+    # words are not split
+    labels = [*column_labels, *[""] * (columns - len(column_labels))]
+    widths = [max(cell[0], min(int(max((font.getlength(w) for w in label.split()), default=0)) + 2, 192))
+              for label in labels]
+    lefts = [side + PADDING + sum(w + PADDING for w in widths[:column]) for column in range(columns)]
+    column_lines = [_wrap(label, width, font) for label, width in zip(labels, widths)]
+    row_lines = [_wrap(label, side - 2 * PADDING, font) for label in row_labels or []]
+    row_heights = [max(cell[1], len(lines) * LINE_HEIGHT) for lines in row_lines] or [cell[1]] * len(rows)
+    width = side + sum(w + PADDING for w in widths) + PADDING
+    title_lines = _wrap(title, width - 2 * PADDING, font) if title else []
+    band = max((len(lines) for lines in column_lines), default=1) * LINE_HEIGHT + 6
+    top = len(title_lines) * LINE_HEIGHT + (6 if title else 0) + band
+    height = top + sum(h + PADDING for h in row_heights) + PADDING
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((PADDING, 4), _fit(title, width - 2 * PADDING, font), fill=INK, font=font)
-    for column, label in enumerate(column_labels):
-        x = side + PADDING + column * (cell[0] + PADDING)
-        draw.text((x, top - LABEL_HEIGHT + 4), _fit(label, cell[0], font), fill=INK, font=font)
+    for index, line in enumerate(title_lines):
+        draw.text((PADDING, 4 + index * LINE_HEIGHT), line, fill=INK, font=font)
+    for column, lines in enumerate(column_lines):
+        for index, line in enumerate(lines):
+            draw.text((lefts[column], top - band + 4 + index * LINE_HEIGHT), line, fill=INK, font=font)
+    y = top + PADDING
     for index, row in enumerate(rows):
-        y = top + PADDING + index * (cell[1] + PADDING)
         if row_labels:
-            draw.text((PADDING, y + cell[1] // 2 - 7), _fit(row_labels[index], side - 2 * PADDING, font),
-                      fill=INK, font=font)
+            lines = row_lines[index]
+            first = y + (row_heights[index] - len(lines) * LINE_HEIGHT) // 2
+            for number, line in enumerate(lines):
+                draw.text((PADDING, first + number * LINE_HEIGHT), line, fill=INK, font=font)
         for column, picture in enumerate(row):
-            sheet.paste(_cell(picture, cell), (side + PADDING + column * (cell[0] + PADDING), y))
+            sheet.paste(_cell(picture, cell), (lefts[column] + (widths[column] - cell[0]) // 2,
+                                               y + (row_heights[index] - cell[1]) // 2))
+        y += row_heights[index] + PADDING
     sheet.info["labels"] = json.dumps({"title": title, "columns": column_labels, "rows": row_labels or []})
     return sheet
 

@@ -7,6 +7,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sd_models.family import has_second_text_encoder, model_kind, model_source
+from sd_models.precision import default_device, torch_dtype as dtype_named
+from sd_models.prompts import encode_text, token_limit
+
 
 class EditorError(Exception):
     """A problem with the user's input to the editor, reported as one line."""
@@ -79,17 +83,12 @@ class Components:
     @property
     def max_length(self) -> int:
         """Tokens per prompt (77)."""
-        return int(self.tokenizer.model_max_length)
+        return token_limit(self.tokenizer, self.text_encoder)
 
     @property
     def latent_factor(self) -> int:
         """How many pixels one latent cell covers along a side."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-
-def model_kind(sdxl: bool) -> str:
-    """'SDXL' or 'SD 1.x/2.x', for messages and defaults."""
-    return "SDXL" if sdxl else "SD 1.x/2.x"
 
 
 def check_direction_shape(label: str, tensor, pooled, max_length: int, hidden_size: int, pooled_size: int) -> None:
@@ -110,26 +109,19 @@ def check_direction_shape(label: str, tensor, pooled, max_length: int, hidden_si
         )
 
 
-def _source(model: str) -> str:
-    return str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model
-
-
-def _is_sdxl(source: str) -> bool:
-    """Whether the UNet of a model takes SDXL's added text/time conditions (its config alone)."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel.load_config(source, subfolder="unet").get("addition_embed_type") == "text_time"
-
-
-DEFAULT_SIZE = {model_kind(False): 512, model_kind(True): 1024}
-
-
 def default_size(model: str) -> int:
-    """The longer image side a model is edited at unless told: 1024 for SDXL, else 512."""
+    """The longer image side a model is edited at unless told, from its configs: the UNet's sample
+    size times the VAE's factor (SD 1.x 512, SD 2.x 768, SDXL 1024; a small test model less)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    source = model_source(model)
     try:
-        return DEFAULT_SIZE[model_kind(_is_sdxl(_source(model)))]
+        sample = UNet2DConditionModel.load_config(source, subfolder="unet").get("sample_size") or 64
+        levels = len(AutoencoderKL.load_config(source, subfolder="vae").get("block_out_channels") or (0,) * 4)
     except (OSError, ValueError) as error:
         raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({first_line(error)})") from None
+    side = max(sample) if isinstance(sample, (list, tuple)) else sample
+    return min(4096, max(8, int(side) * 2 ** (levels - 1) // 8 * 8))
 
 
 class DirectionShape:
@@ -139,9 +131,9 @@ class DirectionShape:
     def __init__(self, model: str):
         from transformers import AutoTokenizer, CLIPTextConfig
 
-        source = _source(model)
+        source = model_source(model)
         try:
-            sdxl = _is_sdxl(source)
+            sdxl = has_second_text_encoder(source)
             configs = [CLIPTextConfig.from_pretrained(source, subfolder=folder)
                        for folder in (("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",))]
             self.max_length = int(AutoTokenizer.from_pretrained(source, subfolder="tokenizer").model_max_length)
@@ -177,21 +169,20 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto", 
     from diffusers.models.attention_processor import AttnProcessor2_0
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = {"auto": torch.float16 if device.startswith("cuda") else torch.float32,
-                   "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    source = _source(model)
+    device = device or default_device()
+    torch_dtype = dtype_named(dtype, device)
+    source = model_source(model)
 
     def unavailable(error) -> EditorError:
         return EditorError(f"cannot load the Stable Diffusion model {model!r} ({first_line(error)}); set --model "
                            "or DBANK_MODEL to a local diffusers folder, or go online")
 
     try:
-        sdxl = _is_sdxl(source)
+        sdxl = has_second_text_encoder(source)
     except (OSError, ValueError) as error:
         raise unavailable(error) from None
     try:  # the VAE first: a wrong --vae is one line before gigabytes of UNet load
-        vae_source, vae_folder = (_source(vae), None) if vae else (source, "vae")
+        vae_source, vae_folder = (model_source(vae), None) if vae else (source, "vae")
         vae_config = AutoencoderKL.load_config(vae_source, subfolder=vae_folder)
         upcast = sdxl and torch_dtype == torch.float16 and vae_config.get("force_upcast", True)
         vae_dtype = torch.float32 if upcast else torch_dtype
@@ -290,29 +281,18 @@ class Conditioning:
         return inputs
 
 
-def _token_ids(tokenizer, prompts: list[str], device):
-    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids.to(device)
-
-
 def encode_prompts(components: Components, prompts: list[str]) -> Conditioning:
     """The conditioning of the prompts, as the bank embeds sentences: SD 1.x/2.x the text
     encoder's last states [n, 77, D]; SDXL as StableDiffusionXLPipeline.encode_prompt does (both
     encoders' penultimate states side by side, the second's pooled projection)."""
     import torch
 
+    parts = [(components.tokenizer, components.text_encoder)]
+    if components.is_sdxl:
+        parts.append((components.tokenizer_2, components.text_encoder_2))
     with torch.inference_mode():
-        if not components.is_sdxl:
-            return Conditioning(components.text_encoder(_token_ids(components.tokenizer, prompts,
-                                                                   components.device))[0].clone())
-        states, pooled = [], None
-        for tokenizer, encoder in ((components.tokenizer, components.text_encoder),
-                                   (components.tokenizer_2, components.text_encoder_2)):
-            output = encoder(_token_ids(tokenizer, prompts, components.device), output_hidden_states=True)
-            if pooled is None and output[0].ndim == 2:
-                pooled = output[0]
-            states.append(output.hidden_states[-2])
-        return Conditioning(torch.cat(states, dim=-1).clone(), pooled.clone())
+        states, pooled = encode_text(parts, prompts, components.max_length, components.device)
+        return Conditioning(states.clone(), None if pooled is None else pooled.clone())
 
 
 def encode_negative(components: Components, prompt: str) -> Conditioning:

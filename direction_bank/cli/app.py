@@ -15,6 +15,7 @@ from direction_bank.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError, first_line
 from direction_bank.progress import interactive
 from editor.pipeline import EditorError
+from sd_models.precision import DTYPES
 
 DEBUG_HINT = "run with --debug for the traceback"
 
@@ -145,13 +146,32 @@ def load_encoder(model: str, device: str | None, dtype: str):
     return TextEncoder.load(model, device=device, dtype=dtype)
 
 
-model_option = click.option(
-    "--model",
-    envvar="DBANK_MODEL",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Stable Diffusion model id or folder whose text encoder embeds sentences (env DBANK_MODEL).",
-)
+def default_model(database: str | None) -> str:
+    """The model a command uses when neither --model nor DBANK_MODEL names one: the text encoder
+    of the bank when it holds exactly one, else SD 1.5. Never creates a bank."""
+    try:
+        with Bank(database, create=False, read_only=True) as bank:
+            encoders = bank.encoders()
+    except (BankError, SQLAlchemyError):
+        return DEFAULT_MODEL
+    return encoders[0].model if len(encoders) == 1 else DEFAULT_MODEL
+
+
+def _model_or_default(ctx, param, value):
+    return value or default_model((ctx.obj or {}).get("database"))
+
+
+def model_option(what: str):
+    """--model (env DBANK_MODEL), defaulting to the bank's only encoder, else SD 1.5; `what` says
+    what the command loads of it."""
+    return click.option(
+        "--model", envvar="DBANK_MODEL", default=None, callback=_model_or_default,
+        help=f"Stable Diffusion model id or folder: {what} (env DBANK_MODEL; default: the bank's text "
+             f"encoder when it holds exactly one, else {DEFAULT_MODEL}).")
+
+
+encoder_model_option = model_option("its text encoder embeds sentences")
+sd_model_option = model_option("the whole pipeline is loaded")
 vae_option = click.option("--vae", envvar="DBANK_VAE", default=None,
                           help="Another VAE (id or folder) in the model's dtype, e.g. an fp16-safe SDXL VAE "
                                "(default: the model's own; SDXL's runs in fp32 under fp16) (env DBANK_VAE).")
@@ -159,10 +179,10 @@ device_options = [
     click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
     click.option(
         "--dtype",
-        type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+        type=click.Choice(DTYPES),
         default="auto",
         show_default=True,
-        help="Encoder precision: auto is fp16 on CUDA, fp32 on CPU.",
+        help="Precision of the models loaded: auto is fp16 on CUDA, fp32 on CPU.",
     ),
 ]
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -5,12 +5,41 @@ from __future__ import annotations
 import click
 
 from direction_bank.bank import DEFAULT_BATCH_SIZE
-from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
 from direction_bank.cli.app import (
-    cli, emit, json_option, load_encoder, model_option, open_bank, require_encoder, warn_of_lookalike, with_device,
+    cli, emit, encoder_model_option, json_option, load_encoder, open_bank, require_encoder, warn_of_lookalike,
+    with_device,
 )
 from direction_bank.cli.params import ID, SEED, FiniteFloat, count_range
 from direction_bank.generators.openai_chat import DEFAULT_DEADLINE_S, DEFAULT_REQUEST_TIMEOUT_S
+
+
+def cleaning_options(func):
+    """Options that judge generated sentences (add-concept, add-concepts), passed to the command
+    as one `cleaning` CleaningSettings."""
+    import functools
+
+    from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, DEFAULT_FAMILY_CAP, CleaningSettings
+
+    @functools.wraps(func)
+    def wrapped(*args, dedup_threshold, dedup_model, family_cap, coherence, **kwargs):
+        return func(*args, cleaning=CleaningSettings(dedup_model, dedup_threshold, family_cap, coherence), **kwargs)
+
+    options = [
+        click.option("--dedup-threshold", type=FiniteFloat(0, 1), default=DEFAULT_DEDUP_THRESHOLD, show_default=True,
+                     help="Cosine similarity at which a sentence counts as a near duplicate (1 turns MiniLM's "
+                     "checks off, the family cap too; the template generator never uses them)."),
+        click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
+                     help="sentence-transformers model for near-duplicate and family detection."),
+        click.option("--family-cap", type=click.IntRange(0, 100_000), default=DEFAULT_FAMILY_CAP, show_default=True,
+                     help="Drop a sentence that already has this many kept relatives (cosine >= 0.8: one word "
+                     "swapped) as a crowded family; 0 turns it off."),
+        click.option("--coherence/--no-coherence", default=True, show_default=True,
+                     help="Drop generated captions that name the concept twice ('a horse riding a horse') or "
+                     "repeat another word ('a cage in its cage'), each counted under its reason."),
+    ]
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def generator_options(func):
@@ -45,23 +74,18 @@ def generator_options(func):
               help="Sentences the concept should hold.")
 @click.option("--max-candidates", type=count_range(), default=None,
               help="Stop after trying this many generated sentences (default 10x --count).")
-@click.option("--dedup-threshold", type=FiniteFloat(0, 1), default=DEFAULT_DEDUP_THRESHOLD, show_default=True,
-              help="Cosine similarity at which a sentence counts as a near duplicate (1 turns it off; "
-              "the template generator never uses it).")
-@click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
-              help="sentence-transformers model for near-duplicate detection.")
+@cleaning_options
 @click.option("--preview", type=click.IntRange(1, 10_000), default=None, metavar="K",
               help="Print K generated and cleaned sentences, and each dropped line with its reason; "
               "embed and store nothing.")
 @click.option("--require-concept", is_flag=True,
               help="With --sentences: leave out lines that do not name the concept (they are counted either way).")
 @generator_options
-@model_option
+@encoder_model_option
 @with_device
 @json_option
 @click.pass_context
-def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshold, dedup_model, preview,
-                require_concept, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device,
+def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, preview, require_concept, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device,
                 dtype, as_json):
     """Add sentences about NAME and fold their embeddings into its statistics."""
     from direction_bank.names import check_name
@@ -77,17 +101,16 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshol
         if not sentences:
             raise click.ClickException(f"no sentences in {sentences_file}")
     else:
-        from direction_bank.cleaning import SentenceCleaner, deduplicator_for
         from direction_bank.generators import make_generator
 
         writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
                                 timeout_s=request_timeout, deadline_s=deadline)
         # every model loads before the bank is opened, so a failed load leaves no bank behind
-        deduplicator = deduplicator_for(writer.provenance.generator, dedup_model, dedup_threshold, device)
+        deduplicator = cleaning.deduplicator(writer.provenance.generator, device)
     encoder = load_encoder(model, device, dtype)
     if preview:
-        _preview(name, writer, SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator, record=True),
-                 preview, batch_size, max_candidates, as_json)
+        _preview(name, writer, cleaning.cleaner(encoder, deduplicator, record=True), preview, batch_size,
+                 max_candidates, as_json)
         return
     bank = open_bank(ctx, create=True)
     warn_of_lookalike(bank, "concept", name)
@@ -99,7 +122,7 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, dedup_threshol
                        + (" and were left out" if require_concept else " (--require-concept leaves them out)"),
                        err=True)
     else:
-        cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
+        cleaner = cleaning.cleaner(encoder, deduplicator)
         report = bank.fill_concept(name, writer, count, encoder, batch_size=batch_size,
                                    cleaner=cleaner, max_candidates=max_candidates, progress=True)
     for text in report.truncated:
@@ -146,17 +169,32 @@ def _preview(name, writer, cleaner, count, batch_size, max_candidates, as_json) 
 
 
 @cli.command("generators")
+@click.option("--clear-cache", is_flag=True,
+              help="Delete the converted GGUF models (made again, about 20 s, when next used).")
 @json_option
-def generators(as_json):
-    """List the sentence generators and whether each can run here."""
+def generators(clear_cache, as_json):
+    """List the sentence generators, whether each can run here, and where the local one keeps
+    GGUF models converted (one copy per file content, shared by every install; env DBANK_GGUF_CACHE)."""
+    if clear_cache:
+        from direction_bank.generators.local import clear_gguf_cache, gguf_cache_folder
+
+        freed = clear_gguf_cache()
+        emit(as_json, lambda: {"cache": str(gguf_cache_folder()), "freed_bytes": freed},
+             lambda: [f"cleared {gguf_cache_folder()}: freed {freed / 1e6:.0f} MB"])
+        return
     from direction_bank.generators import available_generators
 
     rows = available_generators()
-    emit(as_json, lambda: rows, lambda: (
-        f"{r['name']}{' (default)' if r['default'] else ''}\t"
-        f"{'available' if r['available'] else 'unavailable'}\t{r['model'] or '-'}\t{r['note']}"
-        for r in rows
-    ))
+
+    def lines():
+        for r in rows:
+            yield (f"{r['name']}{' (default)' if r['default'] else ''}\t"
+                   f"{'available' if r['available'] else 'unavailable'}\t{r['model'] or '-'}\t{r['note']}")
+            if "cache" in r:
+                yield (f"  converted GGUF models: {r['cache']} ({r['cache_bytes'] / 1e6:.0f} MB; "
+                       "dbank generators --clear-cache deletes them)")
+
+    emit(as_json, lambda: rows, lines)
 
 
 @cli.command("concepts")

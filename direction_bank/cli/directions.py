@@ -2,17 +2,16 @@
 import, similar."""
 from __future__ import annotations
 
-import os
 
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, warn_of_lookalike, with_device,
-    write_pictures,
+    cli, default_model, emit, encoder_model_option, json_option, load_encoder, open_bank, overwrite_option,
+    warn_of_lookalike, with_device, write_pictures,
 )
 from direction_bank.cli.params import count_range
-from direction_bank.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError, UnknownConcept, UnknownDirection, UnknownVersion
+from direction_bank.storage import describe_recipe
 
 
 @cli.command("show")
@@ -71,9 +70,10 @@ def _plot_token_norms(direction, path, overwrite: bool) -> None:
 @cli.command("diff")
 @click.argument("source")
 @click.argument("target")
-@click.option("--model", default=None,
-              help="Encoder to use when the concepts share several (with --paired: the one to load, "
-              "default DBANK_MODEL or SD 1.5).")
+@click.option("--model", envvar="DBANK_MODEL", default=None,
+              help="The encoder whose statistics to use (env DBANK_MODEL: the one to use when the concepts share "
+              "several); with --paired the one to load (default: the bank's text encoder when it holds exactly "
+              "one, else SD 1.5).")
 @click.option("--paired", is_flag=True,
               help="Average counterfactual pairs (each sentence with the concept word swapped) "
               "instead of subtracting means; embeds, so it loads the encoder.")
@@ -100,10 +100,11 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
     if save_as:
         warn_of_lookalike(bank, "direction", save_as)
     if paired:
-        encoder = load_encoder(model or os.environ.get("DBANK_MODEL") or DEFAULT_MODEL, device, dtype)
+        encoder = load_encoder(model or default_model(ctx.obj["database"]), device, dtype)
         direction = bank.paired_diff(source, target, encoder, progress=True)
-    else:
-        direction = bank.diff(source, target, model)
+    else:  # --model names the encoder; DBANK_MODEL only picks one when the concepts share several
+        from_env = ctx.get_parameter_source("model") == click.core.ParameterSource.ENVIRONMENT
+        direction = bank.diff(source, target, None if from_env else model, model if from_env else None)
     if save_as:
         direction = bank.save_direction(save_as, direction, overwrite)
     if output:
@@ -174,7 +175,8 @@ def direction_list(ctx, as_json):
         for r in rows:
             joins = f"{r['source']} -> {r['target']}" if r["source"] else "composed"
             snr = f"snr {r['snr']:.2f}" if r["snr"] is not None else "snr ?"
-            yield f"{r['name']}\tv{r['version']}\t{joins}\tnorm {r['norm']:.4f}\t{snr}"
+            changed = "\tconcepts changed since" if r["concepts_changed"] else ""
+            yield f"{r['name']}\tv{r['version']}\t{joins}\tnorm {r['norm']:.4f}\t{snr}{changed}"
 
     emit(as_json, lambda: rows, lines)
 
@@ -200,12 +202,7 @@ def direction_history(ctx, name, as_json):
 
     def lines():
         for v in history:
-            made = v["recipe"] or {}
-            how = ("sum of " + " + ".join(f"{w:g} x {n}" for n, w in made["sum"]) if "sum" in made
-                   else f"from file {made['file']}" if "file" in made
-                   else f"{v['source']} -> {v['target']}" if v["source"] else "composed")
-            if "restored_from" in made:
-                how += f" (restored from version {made['restored_from']})"
+            how = describe_recipe(v["recipe"], v["source"], v["target"])
             line = (f"{'*' if v['current'] else ' '} v{v['version']}\t{v['created_at'][:19]}\t{how}\t"
                     f"norm {v['norm']:.4f}\t{(v['fingerprint'] or '?')[:12]}")
             if v["source_count_now"] is not None or v["target_count_now"] is not None:
@@ -267,14 +264,15 @@ def export(ctx, name, concept, output, model, overwrite, as_json):
 
 @cli.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--name", default=None, help="Store under this name (default: the file's name or stem).")
+@click.option("--name", default=None,
+              help="Store under this name (default: the name in the file's metadata, else the file's stem).")
 @click.option("--strict", is_flag=True, help="Refuse a file made with other text-encoder weights.")
 @click.option("--count", type=count_range(), default=None,
               help="pix2pix-zero means: how many sentences the mean averaged (default 1000).")
 @click.option("--overwrite", is_flag=True,
               help="A name in use: a direction gets this as its next version, a concept goes to the trash "
               "first (nothing is lost).")
-@model_option
+@encoder_model_option
 @with_device
 @json_option
 @click.pass_context

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, model_option, open_bank, overwrite_option, require_sd_model, vae_option, with_device,
-    write_pictures,
+    cli, emit, json_option, open_bank, overwrite_option, require_sd_model, sd_model_option, vae_option,
+    with_device, write_pictures,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
@@ -84,7 +84,7 @@ def _check_shapes(editor, resolved, errors):
 
 
 def _size_for(model: str, size: int | None) -> int:
-    """--size, or the model's own default (512; 1024 for SDXL), read from its config."""
+    """--size, or the model's own default (editor.pipeline.default_size), read from its configs."""
     from editor.pipeline import default_size
 
     if size:
@@ -93,7 +93,14 @@ def _size_for(model: str, size: int | None) -> int:
     return default_size(model)
 
 
-def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_captions=False, vae=None):
+def _require_captioner(caption_model: str) -> None:
+    """Fail in one line, loading nothing, when a caption is needed and BLIP cannot be had."""
+    from direction_bank.model_check import require_model
+
+    require_model(caption_model, "the captioning model", "pass --caption, or set --caption-model to a local BLIP folder")
+
+
+def _editor(model, device, dtype, caption_model, no_cache, compile=False, vae=None):
     import diffusers.utils.logging  # noqa: F401  (so that it can be quietened)
     import transformers.utils.logging  # noqa: F401
 
@@ -105,9 +112,6 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_c
 
     quiet_third_parties()
     require_sd_model(model)
-    if need_captions:
-        require_model(caption_model, "the captioning model",
-                      "pass --caption, or set --caption-model to a local BLIP folder")
     cache = None if no_cache else InversionCache(os.environ.get("DBANK_CACHE") or None)
     if vae:
         require_model(vae, "the VAE", "set --vae or DBANK_VAE to a local AutoencoderKL folder")
@@ -116,24 +120,44 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, need_c
 
 
 def _output_folder(out_dir: str) -> Path:
+    """-o, checked but not made: a writable folder, or one that can be made in a writable folder
+    (make_output_folder makes it once the work is about to start, so a failure leaves none)."""
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise BankError(f"-o {out_dir}: not a folder") from None
-    except OSError as error:
-        raise BankError(f"cannot make the folder {out_dir}: {error.strerror or error}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise BankError(f"the folder {out_dir} is not writable")
+    if out.exists() and not out.is_dir():
+        raise BankError(f"-o {out_dir}: not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BankError(f"cannot make the folder {out_dir}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BankError(f"the folder {out_dir} is not writable" if existing == out
+                        else f"cannot make the folder {out_dir}: {existing} is not writable")
     return out
 
 
+def make_output_folder(out: Path) -> None:
+    """Make the -o folder checked by _output_folder."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BankError(f"-o {out}: not a folder") from None
+    except OSError as error:
+        raise BankError(f"cannot make the folder {out}: {error.strerror or error}") from None
+
+
 size_option = click.option("--size", type=ImageSize(), default=None,
-                           help="Longer image side, a multiple of 8 up to 4096 [default: 512; 1024 for SDXL].")
+                           help="Longer image side, a multiple of 8 up to 4096 [default: the model's own, its UNet's sample "
+                           "size times the VAE's factor: 512 for SD 1.x, 768 for SD 2.x, 1024 for SDXL].")
+
+
+caption_model_option = click.option("--caption-model", default="Salesforce/blip-image-captioning-base",
+                                    show_default=True, help="BLIP model for captions when --caption is not given.")
+no_cache_option = click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache.")
 
 
 def edit_options(func):
-    """Options shared by edit and generate-edit."""
+    """Options shared by edit and generate-edit (edit adds its captioning and cache options)."""
     options = [
         click.option("--direction", "names", multiple=True, help="A saved direction (repeatable)."),
         click.option("--from", "sources", multiple=True, help="Source concept of a direction made on the fly."),
@@ -153,14 +177,11 @@ def edit_options(func):
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
                      help="Folder for the images."),
         overwrite_option,
-        click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
-                     help="BLIP model for captions when --caption is not given."),
         click.option("--max-batch", type=click.IntRange(1, 1024), default=None,
                      help="Directions per batch (default: all, halved whenever the GPU runs out of memory)."),
-        click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache."),
         click.option("--compile", "compile_unet", is_flag=True,
                      help="torch.compile the UNet (slow first run, cached on disk; eager by default)."),
-        model_option,
+        sd_model_option,
         vae_option,
     ]
     for option in reversed(options):
@@ -255,12 +276,14 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
               help="With --address: seconds to wait for the cluster to answer.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
               help="With --engine ray: editors in the pool (default: one per GPU, else one).")
+@caption_model_option
+@no_cache_option
 @edit_options
 @click.pass_context
 def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, sheet, batch_images, engine, address,
-                 connect_timeout, workers, names, sources,
-                 targets, files, scale, steps, xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch,
-                 caption_model, no_cache, compile_unet, model, vae, device, dtype, as_json):
+                 connect_timeout, workers, caption_model, no_cache, names, sources, targets, files, scale, steps,
+                 xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch, compile_unet, model, vae,
+                 device, dtype, as_json):
     """Edit IMAGES (files, or folders of images) or a --manifest with directions from the bank:
     invert each (cached), then guided editing, several images per batch. Writes
     STEM.DIRECTION.png, STEM.reconstruction.png and STEM.attention-WORD.png per image. With a
@@ -272,15 +295,22 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     from editor.inversion import NO_REGULARISATION, Regularisation
     from editor.runners.local import ImageJob, edit_images
 
-    if engine == "ray" and address:
-        from editor.runners.ray_address import check_ray_address
+    if engine == "ray":
+        from editor.runners.ray_address import check_ray_address, check_ray_installed
 
-        check_ray_address(address, connect_timeout)  # before anything loads: a dead address never hangs
+        check_ray_installed()
+        if address:
+            check_ray_address(address, connect_timeout)  # before anything loads: a dead address never hangs
+    if engine == "ray" and attention_words:
+        raise click.UsageError("--attention-map needs --engine local")
     listed = [(str(image), caption, []) for arg in images
               for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
     listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
     if not listed:
         raise click.UsageError("give IMAGES, a folder of images, or --manifest")
+    need_captions = any(c is None for _, c, _ in listed)
+    if need_captions:
+        _require_captioner(caption_model)
     resumable = bool(manifest) or any(Path(arg).is_dir() for arg in images)
     given = names or sources or files
     common, errors = (_resolve_directions(_direction_sources(ctx, names, sources, targets, files)) if given
@@ -293,8 +323,6 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     out = _output_folder(out_dir)
     by_name = {entry[0]: entry for entry in own}
-    if engine == "ray" and attention_words:
-        raise click.UsageError("--attention-map needs --engine local")
     editor = None
     if common or own:
         size = _size_for(model, size)
@@ -304,8 +332,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         require_sd_model(model)
         editor = DirectionShape(model)
     elif common or own:
-        editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet,
-                         need_captions=any(c is None for _, c, _ in listed), vae=vae)
+        editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet, vae=vae)
         common = _check_shapes(editor, common, errors)
         by_name = {entry[0]: entry for entry in _check_shapes(editor, list(by_name.values()), errors)}
     results, warnings, jobs, skipped = [], [], [], 0
@@ -329,7 +356,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
             remove_stale_temporaries(every)
         replace_ok = overwrite or bool(present)
         try:
-            for path in every:
+            for path in every if out.is_dir() else []:  # a folder yet to be made holds nothing
                 check_output(path, replace_ok)  # before the work, not after
         except BankError as error:
             errors.append(str(error))
@@ -339,6 +366,8 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                              {"paths": paths, "order": len(jobs), "overwrite": replace_ok}, pooled))
 
     _refuse_shared_outputs(jobs)
+    if jobs:
+        make_output_folder(out)
     bar = progress_counter(len(jobs), desc="images", unit="img")
     sheet_rows = []
 
@@ -429,10 +458,10 @@ def _write_sheet(out: Path, rows: list[dict], overwrite: bool, errors: list[str]
 @edit_options
 @click.pass_context
 def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_guidance, guidance_scale,
-                  seed, size, out_dir, overwrite, max_batch, caption_model, no_cache, compile_unet, model, vae,
-                  device, dtype, as_json):
+                  seed, size, out_dir, overwrite, max_batch, compile_unet, model, vae, device, dtype, as_json):
     """Generate an image from PROMPT, then edit it with directions (no inversion needed). Writes
-    generated-SEED-PROMPT~HASH.png and one file per direction."""
+    generated-SEED-SIZE-PROMPT.png and generated-SEED-SIZE-PROMPT.DIRECTION.png per direction
+    (the stem shortened, with ~ and a hash, when the prompt is not a plain file name)."""
 
     from direction_bank.output_files import check_output
     from editor.edit import EditSettings
@@ -447,11 +476,12 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
     if directions:
         generated_path = out / f"{stem}.png"
         edit_paths = {label: out / f"{stem}.{name}.png" for label, name, _ in directions}
-        for path in [generated_path, *edit_paths.values()]:
+        for path in [generated_path, *edit_paths.values()] if out.is_dir() else []:
             check_output(path, overwrite)
-        editor = _editor(model, device, dtype, caption_model, True, compile_unet, vae=vae)
+        editor = _editor(model, device, dtype, None, True, compile_unet, vae=vae)
         directions = _check_shapes(editor, directions, errors)
     if directions:
+        make_output_folder(out)
         start = Inversion(editor.generate_noise(size, seed), prompt, False)
         tokens, pooled = stack_directions([t for _, _, t in directions])
         edited, generated = editor.edit(start, tokens, EditSettings(steps, guidance_scale, xa_guidance, scale),
@@ -473,14 +503,15 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
               help="Cross-attention guidance steps: the grid's rows.")
 @click.option("--caption", default=None, help="The source prompt (default: a BLIP caption).")
 @click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True, help="DDIM steps.")
-@click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True,
+              help="Classifier-free guidance.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the inversion's shifts.")
 @size_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the grid.")
 @overwrite_option
-@click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True)
-@click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache.")
-@model_option
+@caption_model_option
+@no_cache_option
+@sd_model_option
 @vae_option
 @with_device
 @json_option
@@ -498,6 +529,8 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     from editor.inversion import Regularisation
     from editor.pictures import labelled_grid
 
+    if caption is None:
+        _require_captioner(caption_model)
     (directions, errors) = _resolve_directions(_direction_sources(ctx, (name,), (), (), ()))
     if errors:
         raise BankError(errors[0])
@@ -506,8 +539,9 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     size = _size_for(model, size)
     key = json.dumps([scales, guidances, caption, steps, guidance_scale, seed, size])
     path = out / f"{file_label(Path(image).stem)}.sweep-{file_name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.png"
-    check_output(path, overwrite)
-    editor = _editor(model, device, dtype, caption_model, no_cache, need_captions=caption is None, vae=vae)
+    if out.is_dir():
+        check_output(path, overwrite)
+    editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
     _check_shapes(editor, directions, errors)
     if errors:
         raise BankError(errors[0])
@@ -523,6 +557,7 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
         rows.append(pictures)
     grid = labelled_grid(rows, [f"scale {s:g}" for s in scales], [f"xa {g:g}" for g in guidances],
                          title=f"{Path(image).name} + {label}: {inversion.caption}")
+    make_output_folder(out)
     written = write_pictures({path: grid}, overwrite)[0]
     emit(as_json, lambda: {"image": image, "direction": label, "caption": inversion.caption, "grid": written,
                            "scales": list(scales), "xa_guidance": list(guidances)},

@@ -5,7 +5,7 @@ import ipaddress
 
 import click
 
-from direction_bank.cli.app import cli, model_option, require_sd_model, vae_option, with_device
+from direction_bank.cli.app import cli, require_sd_model, sd_model_option, vae_option, with_device
 from direction_bank.errors import BankError
 
 LOOPBACK = "127.0.0.1"
@@ -62,7 +62,7 @@ def _is_loopback(host: str) -> bool:
 @cli.command("studio")
 @click.option("--host", default=LOOPBACK, show_default=True,
               help="Interface to serve on; anything but loopback lets other machines in (a warning is printed).")
-@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="Port to listen on.")
 @click.option("--auth", "auth_text", envvar="DBANK_STUDIO_AUTH", default=None, metavar="USER:PASSWORD",
               help="Ask for this user and password (env DBANK_STUDIO_AUTH).")
 @click.option("--caption-model", default="Salesforce/blip-image-captioning-base", show_default=True,
@@ -70,7 +70,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--llm", "llms", multiple=True,
               help="A sentence model visitors may choose when adding a concept (repeatable; without it, "
               "only each generator's default). Visitors can name no other path or model id.")
-@model_option
+@sd_model_option
 @vae_option
 @with_device
 @click.pass_context

@@ -5,31 +5,29 @@ from __future__ import annotations
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, load_encoder, model_option, open_bank, overwrite_option, with_device,
+    cli, emit, encoder_model_option, json_option, load_encoder, open_bank, overwrite_option, with_device,
 )
-from direction_bank.cli.concepts import generator_options
-from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD
+from direction_bank.cli.concepts import cleaning_options, generator_options
 from direction_bank.cli.params import FiniteFloat, count_range
 
 
 def _work(database, generator, llm, base_url, request_timeout, deadline, seed, model, device, dtype, lease,
-          batch_size, max_candidates, dedup_model, dedup_threshold) -> list[str]:
+          batch_size, max_candidates, cleaning) -> list[str]:
     """One worker: load the encoder, the near-duplicate model and the generator's settings, then
     drain the queue, printing each concept's kept/dropped report (on stderr) as it finishes."""
     from direction_bank.bank import Bank
-    from direction_bank.cleaning import SentenceCleaner, deduplicator_for
     from direction_bank.generators import make_generator
     from direction_bank.work_queue import run_worker
 
     writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
                             timeout_s=request_timeout, deadline_s=deadline)  # loaded once, for every concept
-    deduplicator = deduplicator_for(writer.provenance.generator, dedup_model, dedup_threshold, device)
+    deduplicator = cleaning.deduplicator(writer.provenance.generator, device)
     encoder = load_encoder(model, device, dtype)
 
     def cleaner():
         if deduplicator is not None:
             deduplicator.forget()  # each concept is de-duplicated against itself only
-        return SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
+        return cleaning.cleaner(encoder, deduplicator)
 
     with Bank(database) as bank:
         return run_worker(bank, lambda: writer, encoder, lease_s=lease, batch_size=batch_size, make_cleaner=cleaner,
@@ -54,17 +52,13 @@ def report_line(report) -> str:
               help="Seconds a claim lasts without renewal; a dead worker's concept is retaken after it.")
 @click.option("--max-candidates", type=count_range(), default=None,
               help="Stop a concept after trying this many generated sentences (default 10x its count).")
-@click.option("--dedup-threshold", type=FiniteFloat(0, 1), default=DEFAULT_DEDUP_THRESHOLD, show_default=True,
-              help="Cosine similarity at which a sentence counts as a near duplicate (1 turns it off).")
-@click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
-              help="sentence-transformers model for near-duplicate detection.")
+@cleaning_options
 @generator_options
-@model_option
+@encoder_model_option
 @with_device
 @json_option
 @click.pass_context
-def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, dedup_threshold, dedup_model, generator,
-                 llm, base_url, request_timeout, deadline, seed, batch_size, model, device, dtype, as_json):
+def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, cleaning, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device, dtype, as_json):
     """Queue the concepts in CONCEPTS_FILE (one per line, or CSV 'concept,count') and work on
     them; run the same command on other machines against the same bank to share the work."""
     import multiprocessing
@@ -79,7 +73,7 @@ def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, dedu
     added = enqueue(bank, pairs)
     database = bank.db.url
     args = (database, generator, llm, base_url, request_timeout, deadline, seed, model, device, dtype, lease,
-            batch_size, max_candidates, dedup_model, dedup_threshold)
+            batch_size, max_candidates, cleaning)
     if workers == 1:
         _work(*args)
     else:
@@ -138,8 +132,10 @@ def check(ctx, deep, sample, repair, device, dtype, as_json):
 
     repaired = repair_statistics(bank, load) if repair else []
     problems = check_bank(bank, deep, sample, load)
-    emit(as_json, lambda: {"ok": not problems, "problems": problems, "repaired": repaired},
-          lambda: [*repaired, *problems, "the bank is sound" if not problems else f"{len(problems)} problems"])
+    emit(as_json, lambda: {"ok": not problems, "problems": list(problems), "repaired": repaired,
+                           "checked": problems.checked},
+         lambda: [*repaired, *problems, problems.summary(),
+                  "the bank is sound" if not problems else f"{len(problems)} problems"])
     if problems:
         raise SystemExit(1)
 

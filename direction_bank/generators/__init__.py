@@ -81,8 +81,9 @@ def _local_model_state(model: str) -> tuple[bool, str]:
 
 def available_generators() -> list[dict]:
     """Each generator with whether it can run here now, without a download: openai when a key
-    or a server is set, local when its model is installed or cached, template always."""
-    from direction_bank.generators.local import default_local_model
+    or a server is set, local when its model is installed or cached, template always; for
+    local also where GGUF models are kept converted (cache) and its size (cache_bytes)."""
+    from direction_bank.generators.local import default_local_model, gguf_cache_folder, gguf_cache_size
     from direction_bank.generators.openai_chat import DEFAULT_OPENAI_MODEL
 
     key = bool(os.environ.get("OPENAI_API_KEY"))
@@ -96,7 +97,8 @@ def available_generators() -> list[dict]:
          "note": f"base URL {base_url}" if base_url else
                  ("OPENAI_API_KEY is set" if key else "set OPENAI_API_KEY or OPENAI_BASE_URL")},
         {"name": "local", "available": has("transformers") and local_ready,
-         "default": default_generator() == "local", "model": local_model, "note": local_note},
+         "default": default_generator() == "local", "model": local_model, "note": local_note,
+         "cache": str(gguf_cache_folder()), "cache_bytes": gguf_cache_size()},
         {"name": "template", "available": True, "default": False, "model": None,
          "note": "deterministic offline templates (subject x action x place x style)"},
     ]

@@ -9,6 +9,7 @@ from typing import Iterator
 from direction_bank.errors import ModelUnavailable, first_line
 from direction_bank.generators.base import Provenance, mixed_seed
 from direction_bank.generators.prompts import FEW_SHOT_VERSION, PROMPT_VERSION, few_shot_messages, single_request
+from sd_models.precision import default_device
 
 DOWNLOADED_LOCAL_MODEL = "google/flan-t5-large"  # pix2pix-zero's; about 3.1 GB on first use
 DOWNLOAD_GB = {DOWNLOADED_LOCAL_MODEL: 3.1}
@@ -40,33 +41,97 @@ def conversion_is_whole(folder: Path) -> bool:
         return False
 
 
-def converted_gguf(path: Path) -> str:
-    """A transformers folder made from a GGUF file once and kept in the user cache dir, keyed
-    by the file (path, size, time) and the transformers version: reading the GGUF file
-    (de-quantising, building the tokenizer) takes about 20 s on a CPU, the folder about 1 s.
-    A folder that is not whole (see conversion_is_whole: a killed conversion) is made again."""
+def gguf_cache_folder() -> Path:
+    """Where GGUF files are kept converted: DBANK_GGUF_CACHE, else gguf/ in the user cache dir.
+    One folder per file content, shared by every install on the machine."""
+    import os
+
+    import platformdirs
+
+    return Path(os.environ.get("DBANK_GGUF_CACHE") or platformdirs.user_cache_path("dbank") / "gguf").expanduser()
+
+
+def gguf_cache_size() -> int:
+    """Bytes the GGUF cache holds (0 when there is none)."""
+    folder = gguf_cache_folder()
+    return sum(item.stat().st_size for item in folder.rglob("*") if item.is_file()) if folder.is_dir() else 0
+
+
+def clear_gguf_cache() -> int:
+    """Delete every converted GGUF folder (they are made again when needed); the bytes freed."""
+    import shutil
+
+    freed = gguf_cache_size()
+    shutil.rmtree(gguf_cache_folder(), ignore_errors=True)
+    return freed
+
+
+def _content_digest(path: Path, folder: Path) -> str:
+    """SHA-256 of the file's bytes, remembered by path, size and time in `folder`/hashes.json
+    (hashing a 100 MB file takes a fraction of a second; a 4 GB one, seconds)."""
     import hashlib
+    import json
+    import os
+    import tempfile
+
+    stat = path.stat()
+    signature = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    index = folder / "hashes.json"
+    try:
+        known = json.loads(index.read_text())
+        if isinstance(known, dict) and isinstance(known.get(signature), str):
+            return known[signature]
+    except (OSError, ValueError):
+        known = {}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    known = {**(known if isinstance(known, dict) else {}), signature: digest.hexdigest()}
+    try:  # a lost race only costs a later rehash
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".hashes.", suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            json.dump(known, out)
+        os.replace(temporary, index)
+    except OSError:
+        pass
+    return digest.hexdigest()
+
+
+def converted_gguf(path: Path) -> str:
+    """A transformers folder made from a GGUF file once and kept in gguf_cache_folder(), keyed
+    by the file's content and the transformers version (two installs share one copy): reading
+    the GGUF file (de-quantising, building the tokenizer) takes about 20 s on a CPU, the folder
+    about 1 s. A folder that is not whole (see conversion_is_whole: a killed conversion) is
+    made again. The conversion's progress bar shows only at a terminal."""
+    import contextlib
+    import functools
     import json
     import os
     import shutil
     import tempfile
+    from unittest import mock
 
-    import platformdirs
     import transformers
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{transformers.__version__}".encode())
-    folder = platformdirs.user_cache_path("dbank") / "gguf" / f"{path.stem}-{key.hexdigest()[:16]}"
+    from direction_bank.progress import interactive
+
+    cache = gguf_cache_folder()
+    cache.mkdir(parents=True, exist_ok=True)
+    folder = cache / f"{_content_digest(path, cache)[:16]}-transformers-{transformers.__version__}"
     if conversion_is_whole(folder):
         return str(folder)
-    if folder.exists():  # cut short (a killed conversion, a full disk) or from an older dbank: made again
+    if folder.exists():  # cut short (a killed conversion, a full disk): made again
         shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+    building = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
+    quiet = (contextlib.nullcontext() if interactive()
+             else mock.patch.object(gguf_loading, "tqdm", functools.partial(gguf_loading.tqdm, disable=True)))
     try:
-        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(building)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+        with quiet:
+            AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(building)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
         # the weights are de-quantised to float32 on loading; only the marker refuses to save them
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -113,7 +178,6 @@ class LocalGenerator:
                  sequences_per_call: int | None = None, temperature: float = 0.8, top_k: int = 50,
                  max_new_tokens: int | None = None, seed: int = 0, style: str | None = None,
                  captions_per_sequence: int = 8):
-        import torch
         from transformers import (
             AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer,
         )
@@ -132,7 +196,7 @@ class LocalGenerator:
             raise ModelUnavailable(
                 f"cannot load the sentence model {self.model_name!r} ({first_line(error)}); {LOCAL_MODEL_FIX}"
             ) from None
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         if self.device.startswith("cuda"):
             self.model.half()
         self.model.to(self.device).eval()

@@ -115,14 +115,14 @@ class StudioActions:
             return self._editor
 
     def default_size(self) -> int:
-        """The image size the page starts at: the model's own (512; 1024 for SDXL), read from its
-        config; 512 when it cannot be read yet (the first model job then says why)."""
-        from editor.pipeline import DEFAULT_SIZE, EditorError, default_size, model_kind
+        """The image size the page starts at: the model's own (editor.pipeline.default_size);
+        512 when it cannot be read yet (the first model job then says why)."""
+        from editor.pipeline import EditorError, default_size
 
         try:
             return default_size(self.model)
         except EditorError:
-            return DEFAULT_SIZE[model_kind(False)]
+            return 512
 
     def encoder(self):
         """The bank's text encoder for the server's model (loaded on first use, then kept)."""
@@ -209,10 +209,8 @@ class StudioActions:
                     report=_no_report) -> str:
         """Generate, clean, embed and store sentences until `name` holds `count`; report(fraction,
         text) after every stored batch. Returns the summary line."""
-        from direction_bank.cleaning import SentenceCleaner, deduplicator_for
-        from direction_bank.generators import make_generator
-
-        from direction_bank.generators import GENERATORS
+        from direction_bank.cleaning import CleaningSettings
+        from direction_bank.generators import GENERATORS, make_generator
 
         name = check_name(name)
         count = _whole(count, "target count", 1, MAX_COUNT)
@@ -224,10 +222,11 @@ class StudioActions:
             raise BankError(f"this server does not offer the LLM {str(llm)[:60]!r} (offered: {offered}); "
                             "leave it empty for the generator's default")
         writer = make_generator(generator or None, llm=llm or None, seed=seed, device=self.device)
-        deduplicator = deduplicator_for(writer.provenance.generator, device=self.device)
+        cleaning = CleaningSettings()
+        deduplicator = cleaning.deduplicator(writer.provenance.generator, self.device)
         encoder = self.encoder()
         with self.bank() as bank:
-            cleaner = SentenceCleaner(encoder.token_counts, encoder.max_length, deduplicator)
+            cleaner = cleaning.cleaner(encoder, deduplicator)
             result = bank.fill_concept(name, writer, count, encoder, cleaner=cleaner,
                                        on_batch=lambda stored: report(stored / count, f"{stored}/{count} sentences"))
         line = f"{result.concept}: added {result.added}; {result.sentence_count} sentences stored"

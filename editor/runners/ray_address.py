@@ -1,5 +1,6 @@
-"""Checking a Ray cluster's address before Ray is imported: an address where nothing answers
-is one line within a bounded time (Ray itself would keep retrying for minutes)."""
+"""Checks before Ray is used: that it is installed, and that a cluster's address answers (an
+address where nothing answers is one line within a bounded time; Ray itself would keep
+retrying for minutes)."""
 from __future__ import annotations
 
 import socket
@@ -8,6 +9,18 @@ from editor.pipeline import EditorError
 
 RAY_CLIENT_PORT = 10001  # ray://HOST without a port
 GCS_PORT = 6379  # HOST without a port
+
+
+def check_ray_installed() -> None:
+    """Refuse, in one line with the install command, when Ray Data is not installed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ray.data") is not None
+    except (ImportError, ValueError):  # ray itself missing, or hidden
+        found = False
+    if not found:
+        raise EditorError("--engine ray needs Ray Data, which is not installed: pip install 'dbank[ray]'")
 
 
 def check_ray_address(address: str, timeout_s: float) -> None:

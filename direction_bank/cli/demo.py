@@ -1,0 +1,29 @@
+"""`dbank demo-model`: a small random Stable Diffusion to try every command on, offline."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from direction_bank.cli.app import cli, emit, json_option
+
+
+@cli.command("demo-model")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random weights.")
+@json_option
+def demo_model(folder, seed, as_json):
+    """Write a small random Stable Diffusion (SD 1.x layout, real CLIP tokenizer) to FOLDER, with
+    two example photos in FOLDER/examples: every command runs on it offline, in seconds, but its
+    weights are random, so its pictures are noise. Use it with --model FOLDER or DBANK_MODEL."""
+    from direction_bank.demo_model import EXAMPLES, write_demo_model
+
+    started = time.monotonic()
+    written = write_demo_model(folder, seed)
+    result = {"model": str(written.resolve()), "examples": [str(written.resolve() / "examples" / n) for n in EXAMPLES],
+              "seconds": round(time.monotonic() - started, 1)}
+    emit(as_json, lambda: result, lambda: [
+        f"wrote a random Stable Diffusion to {folder} (64-pixel images; its pictures are noise) and "
+        f"{len(EXAMPLES)} example photos in {folder}/examples",
+        f"try it: export DBANK_MODEL={result['model']}",
+    ])

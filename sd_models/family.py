@@ -1,0 +1,42 @@
+"""Which family a Stable Diffusion model id or folder belongs to (SDXL or SD 1.x/2.x), from its
+files alone: one rule for the bank and the editor."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def model_source(model: str) -> str:
+    """A local folder's expanded path, or the model id unchanged."""
+    path = Path(model).expanduser()
+    return str(path) if path.is_dir() else model
+
+
+def _file(source: str, name: str, subfolder: str = "") -> str | None:
+    from transformers.utils import cached_file
+
+    return cached_file(source, name, subfolder=subfolder, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False)
+
+
+def has_second_text_encoder(source: str) -> bool:
+    """Whether a diffusers pipeline (folder or id) is SDXL, i.e. has `text_encoder_2`: listed in
+    its model_index.json, or, for a folder without one, present as a subfolder. OSError when the
+    model cannot be read (no such folder, offline and not cached, not a pipeline)."""
+    try:
+        index = _file(source, "model_index.json")
+        if index is not None:
+            return "text_encoder_2" in json.loads(Path(index).read_text())
+        if _file(source, "config.json", "text_encoder_2") is not None:
+            return True
+        if _file(source, "config.json", "text_encoder") is not None:
+            return False
+    except ValueError as error:  # a malformed id, or a model_index.json that is not JSON
+        raise OSError(str(error)) from None
+    raise OSError(f"{source} has no model_index.json or text_encoder/config.json: not a Stable Diffusion "
+                  "pipeline, or not downloaded")
+
+
+def model_kind(sdxl: bool) -> str:
+    """'SDXL' or 'SD 1.x/2.x', for messages and defaults."""
+    return "SDXL" if sdxl else "SD 1.x/2.x"
