@@ -373,3 +373,46 @@ def write_tiny_sdxl(folder: Path, seed: int = 0, tokenizer_from: Path | None = N
         "feature_extractor": [None, None], "image_encoder": [None, None],
     }))
     return folder
+
+
+def write_tiny_clip(folder: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
+    """A random CLIP (text and vision towers, 32-pixel images) with its processor (the real
+    CLIP tokenizer), saved to `folder` as openai/clip-vit-large-patch14 is laid out."""
+    import shutil
+
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer_folder = folder / ".tokenizer"
+    if tokenizer_from is not None:
+        shutil.copytree(tokenizer_from, tokenizer_folder)
+    else:
+        write_clip_tokenizer(tokenizer_folder)
+    torch.manual_seed(seed)
+    text = dict(TINY_TEXT, vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                pad_token_id=49407)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                  patch_size=8, hidden_act="quick_gelu")
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval().save_pretrained(folder)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=CLIPTokenizer.from_pretrained(tokenizer_folder))
+    processor.save_pretrained(folder)
+    shutil.rmtree(tokenizer_folder)
+    return folder
+
+
+def write_tiny_dino(folder: Path, seed: int = 0) -> Path:
+    """A random DINO-style ViT (8-pixel patches, 32-pixel images) with its image processor, saved
+    to `folder` as facebook/dino-vitb8 is laid out."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                       image_size=32, patch_size=8)
+    ViTModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return Path(folder)
