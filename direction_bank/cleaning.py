@@ -284,12 +284,15 @@ class SentenceCleaner:
         if self.dropped_lines is not None:
             self.dropped_lines.append((text, reason))
 
-    def _keep_where(self, texts: list[str], keep: list[bool], reason: str) -> list[str]:
-        for text, ok in zip(texts, keep):
-            if not ok:
-                self._drop(text, reason)
-        self.report.dropped[reason] += 0  # every check shows in the report, even at zero
-        return [text for text, ok in zip(texts, keep) if ok]
+    def _keep_where(self, texts: list[str], verdicts: list[str | None], reasons: tuple[str, ...]) -> list[str]:
+        """The texts whose verdict is None; the others are dropped under their verdict, one of
+        `reasons` (each shown in the report, even at zero)."""
+        for text, verdict in zip(texts, verdicts):
+            if verdict is not None:
+                self._drop(text, verdict)
+        for reason in reasons:
+            self.report.dropped[reason] += 0
+        return [text for text, verdict in zip(texts, verdicts) if verdict is None]
 
     def clean(self, candidates: Iterable[str], concept: str, seen_hashes: set[str]) -> list[str]:
         """The candidates that are captions naming the concept (see caption_problem), fit the
@@ -314,16 +317,10 @@ class SentenceCleaner:
                 hashes.add(key)
                 texts.append(text)
         if texts:
-            texts = self._keep_where(texts, [n <= self.max_tokens for n in self.token_counts(texts)],
-                                     "over token limit")
+            too_long = [None if n <= self.max_tokens else "over token limit" for n in self.token_counts(texts)]
+            texts = self._keep_where(texts, too_long, ("over token limit",))
         if self.deduplicator is not None and texts:
-            verdicts = self.deduplicator.verdicts(texts)
-            for reason in ("near duplicate", "crowded family"):
-                self.report.dropped[reason] += 0  # shown even at zero
-            for text, verdict in zip(texts, verdicts):
-                if verdict is not None:
-                    self._drop(text, verdict)
-            texts = [text for text, verdict in zip(texts, verdicts) if verdict is None]
+            texts = self._keep_where(texts, self.deduplicator.verdicts(texts), ("near duplicate", "crowded family"))
         self.report.kept += len(texts)
         return texts
 

@@ -11,6 +11,16 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_DINO = "facebook/dino-vitb8"
 
 
+def _loaded(kind: str, model: str, load):
+    """load(), or one line naming the model when it cannot be loaded."""
+    from editor.pipeline import EditorError, first_line
+
+    try:
+        return load()
+    except (OSError, ValueError) as error:
+        raise EditorError(f"cannot load the {kind} model {model!r} ({first_line(error)})") from None
+
+
 def _features(output):
     """Projected features from get_image_features/get_text_features (a tensor in transformers
     4.x, an output whose pooler_output holds them in 5.x)."""
@@ -32,14 +42,8 @@ class ClipScorer:
         """CLIP by id or folder (one line naming the model when it cannot be loaded)."""
         from transformers import CLIPModel, CLIPProcessor
 
-        from editor.pipeline import EditorError, first_line
-
-        try:
-            processor = CLIPProcessor.from_pretrained(model)
-            clip = CLIPModel.from_pretrained(model).to(device).eval()
-        except (OSError, ValueError) as error:
-            raise EditorError(f"cannot load the CLIP model {model!r} ({first_line(error)})") from None
-        return cls(clip, processor, device)
+        return _loaded("CLIP", model, lambda: cls(CLIPModel.from_pretrained(model).to(device).eval(),
+                                                  CLIPProcessor.from_pretrained(model), device))
 
     def images(self, pictures: list):
         """[n, P] unit image embeddings of PIL images."""
@@ -92,14 +96,9 @@ class DinoStructure:
         """DINO by id or folder (one line naming the model when it cannot be loaded)."""
         from transformers import AutoImageProcessor, ViTModel
 
-        from editor.pipeline import EditorError, first_line
-
-        try:
-            processor = AutoImageProcessor.from_pretrained(model)
-            dino = ViTModel.from_pretrained(model, add_pooling_layer=False).to(device).eval()
-        except (OSError, ValueError) as error:
-            raise EditorError(f"cannot load the DINO model {model!r} ({first_line(error)})") from None
-        return cls(dino, processor, device)
+        return _loaded("DINO", model, lambda: cls(
+            ViTModel.from_pretrained(model, add_pooling_layer=False).to(device).eval(),
+            AutoImageProcessor.from_pretrained(model), device))
 
     def keys(self, pictures: list):
         """[n, tokens, D] keys of the last layer's self-attention (class token included)."""
