@@ -158,6 +158,8 @@ class Direction(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     # set while the name lies in the trash (its name is then the trash's reserved name)
     trash_id: Mapped[int | None] = mapped_column(ForeignKey("trash.id"), index=True)
+    # every tuning of this version (dbank tune: the chosen scale and guidance, scores, rule), newest last
+    tuning: Mapped[list | None] = mapped_column(JSON)
 
 
 class TrashEntry(Base):

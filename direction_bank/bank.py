@@ -714,7 +714,24 @@ class Bank:
                 sample, encoder, row.source, row.target, row.source_count, row.target_count,
                 row.name, confidence, row.recipe, version=row.version,
                 counts_now=self._counts_now(session, row.source, row.target, row.encoder_id),
+                tuning=(row.tuning or [None])[-1],
             )
+
+    def add_tuning(self, name: str, tuning: dict) -> dict:
+        """Keep `tuning` (dbank tune's chosen scale and xa_guidance, with its scores and rule) on
+        the direction `name` ('NAME@N': that version; else the current one), after the earlier
+        ones: the newest is the one edits use. Returns it as stored (checked; see
+        file_metadata.Tuning)."""
+        from direction_bank.file_metadata import checked_tuning
+
+        tuning = checked_tuning(tuning)
+
+        def store(session) -> None:
+            row = _direction_row(session, name)
+            row.tuning = [*(row.tuning or []), tuning]
+
+        self.db.write(store)
+        return tuning
 
     def directions(self) -> list[dict]:
         """Every saved direction (its current version): name, version, source, target, norm,
@@ -755,7 +772,7 @@ class Bank:
                     "version": row.version, "current": row is rows[-1], "created_at": row.created_at.isoformat(),
                     "source": row.source, "target": row.target, "recipe": row.recipe, "norm": row.norm,
                     "snr": row.snr, "fingerprint": row.fingerprint,
-                    "source_count": row.source_count, "target_count": row.target_count,
+                    "source_count": row.source_count, "target_count": row.target_count, "tuning": row.tuning or [],
                     "source_count_now": now.get("source"), "target_count_now": now.get("target"),
                     "concepts_changed": any(now[role] != made[role] for role in now),
                 })
@@ -783,7 +800,7 @@ class Bank:
                 name=name, version=latest + 1, encoder_id=old.encoder_id, source=old.source, target=old.target,
                 source_count=old.source_count, target_count=old.target_count, norm=old.norm, snr=old.snr,
                 recipe={**(old.recipe or {}), "restored_from": version}, tensor=old.tensor,
-                fingerprint=old.fingerprint,
+                fingerprint=old.fingerprint, tuning=old.tuning,  # the same tensor: its tunings hold
             ))
             return latest + 1
 

@@ -1,6 +1,7 @@
 """A small random Stable Diffusion to try dbank with, offline and in seconds: the real diffusers
 layout and the real SD 1.x CLIP tokenizer, random weights (its pictures are noise), 64-pixel
-images by default, and two example photos to edit."""
+images by default, two example photos to edit, and small random CLIP and DINO models (in
+eval-clip/ and eval-dino/) for dbank eval and tune to score with."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 from direction_bank.output_files import OutputRefused
 
 EXAMPLES = ("horse-field.png", "horse-beach.png")
+EVAL_CLIP, EVAL_DINO = "eval-clip", "eval-dino"  # folders of the scoring models, inside the demo model
 
 
 def _example_photo(path: Path, ground: tuple[int, int, int], seed: int) -> None:
@@ -36,7 +38,7 @@ def _example_photo(path: Path, ground: tuple[int, int, int], seed: int) -> None:
 def write_demo_model(folder: str | os.PathLike, seed: int = 0) -> Path:
     """Write the demo model to `folder` (refused, untouched, when it exists and is not empty),
     built in a temporary folder beside it and moved into place whole."""
-    from direction_bank.testing import write_tiny_sd
+    from direction_bank.testing import write_tiny_clip, write_tiny_dino, write_tiny_sd
 
     target = Path(folder)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -49,6 +51,8 @@ def write_demo_model(folder: str | os.PathLike, seed: int = 0) -> Path:
         raise OutputRefused(f"cannot write {target}: {error.strerror or error}") from None
     try:
         write_tiny_sd(building, seed=seed, shape="demo")
+        write_tiny_clip(building / EVAL_CLIP, seed=seed)
+        write_tiny_dino(building / EVAL_DINO, seed=seed)
         (building / "examples").mkdir()
         for index, (name, ground) in enumerate(zip(EXAMPLES, [(70, 140, 60), (222, 200, 150)])):
             _example_photo(building / "examples" / name, ground, seed + index)

@@ -91,6 +91,33 @@ class _Common(_Strict):
     generators: Optional[list[dict[str, Any]]] = None
 
 
+def _bounded(name: str):
+    from sd_models.settings import SETTING_BOUNDS
+
+    low, high = SETTING_BOUNDS[name]
+    return Annotated[float, Field(ge=low, le=high, allow_inf_nan=False)]
+
+
+class Tuning(_Strict):
+    """A direction's tuned settings (dbank tune): the scale and cross-attention guidance edits use
+    when none is given, with how they were chosen (free-form, bounded: scores, rule, models)."""
+
+    scale: _bounded("scale")
+    xa_guidance: _bounded("xa_guidance")
+
+
+def checked_tuning(tuning) -> dict:
+    """The tuning as a plain dict, or FileRejected in one line naming the bad field."""
+    try:
+        Tuning.model_validate(tuning)
+        _bounded_json(16384).func(tuning)
+    except (ValidationError, ValueError) as error:
+        first = error.errors()[0] if isinstance(error, ValidationError) else {"loc": (), "msg": str(error)}
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise FileRejected(f"tuning field {where}: {first['msg']}") from None
+    return dict(tuning)
+
+
 class DirectionMeta(_Common):
     """A direction file's metadata."""
 
@@ -98,6 +125,7 @@ class DirectionMeta(_Common):
     target: Optional[ConceptRef] = None
     recipe: Recipe = None
     confidence: Optional[Confidence] = None
+    tuning: Annotated[Optional[Tuning], _bounded_json(16384)] = None
 
 
 class ConceptMeta(_Common):

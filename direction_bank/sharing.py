@@ -79,6 +79,7 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
         **concepts,
         "recipe": direction.recipe,
         "confidence": direction.confidence,
+        "tuning": direction.tuning,
         "generators": generators,
         "base_model": direction.encoder.model,
         "encoder": direction.encoder.as_dict(),
@@ -232,7 +233,7 @@ def _store_direction(session, shared: SharedFile, encoder: EncoderInfo, report: 
         shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
         source.get("sentence_count"), target.get("sentence_count"), report.name,
         meta.get("confidence"), {"file": shared.path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
-        shared.tensors.get("direction" + POOLED),
+        shared.tensors.get("direction" + POOLED), tuning=meta.get("tuning"),
     ), latest + 1)
 
 

@@ -103,6 +103,7 @@ class DirectionResult:
     pooled: np.ndarray | None = None
     version: int | None = None  # a saved direction's version of its name (1, 2, ...)
     counts_now: dict | None = None  # a saved one: sentences its concepts hold now, by role
+    tuning: dict | None = None  # its newest tuning (dbank tune): the scale and xa_guidance edits use
 
     @property
     def concepts_changed(self) -> bool:
@@ -180,6 +181,8 @@ class DirectionResult:
             yield (f"  made from {self.source_count}/{self.target_count} sentences; {self.source}/{self.target} "
                    f"hold {now.get('source')}/{now.get('target')} now: dbank diff {self.source} {self.target} "
                    f"--save {self.name} --overwrite brings it up to date")
+        if self.tuning:
+            yield "  " + describe_tuning(self.tuning)
 
     def as_dict(self) -> dict:
         """JSON-ready summary (without the tensor)."""
@@ -195,10 +198,26 @@ class DirectionResult:
             "target_count": self.target_count,
             "confidence": self.confidence,
             "recipe": self.recipe,
+            "tuning": self.tuning,
             "encoder": self.encoder.as_dict(),
             **({"source_count_now": self.counts_now.get("source"), "target_count_now": self.counts_now.get("target"),
                 "concepts_changed": self.concepts_changed} if self.counts_now else {}),
         }
+
+
+def describe_tuning(tuning: dict) -> str:
+    """A tuning in words: the settings edits use and the scores that chose them."""
+    line = f"tuned: scale {tuning['scale']:g}, xa-guidance {tuning['xa_guidance']:g} (edits use these unless given)"
+    scores, photos = tuning.get("scores") or {}, tuning.get("photos")
+    if scores.get("clip_directional_similarity") is not None and scores.get("structure_distance") is not None:
+        line += (f"; CLIP directional similarity {scores['clip_directional_similarity']:.3f}, structure distance "
+                 f"{scores['structure_distance']:.3f}")
+        if tuning.get("reconstruction_structure_distance") is not None and tuning.get("margin") is not None:
+            line += (f" (reconstruction {tuning['reconstruction_structure_distance']:.3f} + margin "
+                     f"{tuning['margin']:g})")
+    if photos:
+        line += f" over {photos} photo{'s' if photos != 1 else ''}"
+    return line
 
 
 def describe_recipe(recipe: dict | None, source: str | None, target: str | None) -> str:
@@ -246,6 +265,7 @@ def add_direction(session, name: str, direction: DirectionResult, version: int =
             snr=(direction.confidence or {}).get("snr"),
             recipe=direction.recipe,
             tensor=direction.blob(),
+            tuning=[direction.tuning] if direction.tuning else None,
         )
     )
     return version

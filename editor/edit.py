@@ -8,9 +8,8 @@ from dataclasses import asdict, dataclass
 
 from editor.attention import install_guided_attention
 from editor.pipeline import Conditioning, EditorError
+from sd_models.settings import SETTING_BOUNDS
 
-# the bounds every face shares (the CLI's options say the same in its --help)
-SETTING_BOUNDS = {"steps": (1, 1000), "guidance_scale": (0.0, 50.0), "xa_guidance": (0.0, 10.0), "scale": (-20.0, 20.0)}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ load by id, folder or Hugging Face cache through transformers; torch and transfo
 imported inside the functions that need them."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
@@ -147,3 +148,124 @@ def background_change(photo, edit, mask=None) -> float:
         raise ValueError(f"the mask is {outside.shape[1]}x{outside.shape[0]}, the images "
                          f"{change.shape[1]}x{change.shape[0]}")
     return float((change * outside).sum() / outside.sum()) if outside.sum() else 0.0
+
+
+def attention_mask(grey, threshold: float = 0.5):
+    """[H, W] 0/1 array: where a grey attention map (0-255, as the editor writes them) reaches
+    `threshold` of its range, the word's region."""
+    import numpy as np
+
+    heat = np.asarray(grey.convert("L"), np.float64) / 255.0
+    return (heat >= threshold).astype(np.float64)
+
+
+@dataclass
+class ScorePair:
+    """An input photo and one edit of it (PIL images of one size), what the edit should change
+    (`source_text` -> `target_text`, the texts of the directional similarity; `source_prompt`
+    -> `target_prompt`, the zero-shot classes of the accuracy) and the source word's region."""
+
+    photo: object
+    edit: object
+    source_text: str
+    target_text: str
+    source_prompt: str
+    target_prompt: str
+    mask: object = None
+
+
+# what each score is: name -> (what it measures, which model computes it: 'clip', 'dino' or None)
+METRICS = {
+    "clip_directional_similarity": ("cosine of CLIP image change and text change (higher: the edit goes "
+                                    "where the text says)", "clip"),
+    "clip_accuracy": ("share of edits CLIP puts nearer the target than the source prompt", "clip"),
+    "structure_distance": ("DINO-ViT key self-similarity distance to the input (lower: layout kept)", "dino"),
+    "background_change": ("mean absolute pixel change outside the source word's attention region (0-1)", None),
+    "whole_image_change": ("mean absolute pixel change over the whole image (0-1)", None),
+}
+
+
+@dataclass
+class EditScorer:
+    """CLIP and DINO together: every metric of METRICS for many pairs, `batch_size` pairs per
+    model call (a photo shared by several edits is embedded once per batch)."""
+
+    clip: ClipScorer
+    dino: DinoStructure
+    clip_model: str = DEFAULT_CLIP
+    dino_model: str = DEFAULT_DINO
+
+    @classmethod
+    def load(cls, clip_model: str = DEFAULT_CLIP, dino_model: str = DEFAULT_DINO, device: str = "cpu") -> EditScorer:
+        """Both models by id or folder (one line naming the one that cannot be loaded)."""
+        return cls(ClipScorer.load(clip_model, device), DinoStructure.load(dino_model, device), clip_model, dino_model)
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Metric name -> the model that computes it ('' for pixel metrics)."""
+        named = {"clip": self.clip_model, "dino": self.dino_model}
+        return {metric: named.get(kind, "") for metric, (_, kind) in METRICS.items()}
+
+    def score(self, pairs: list[ScorePair], batch_size: int = 16) -> list[dict]:
+        """Per pair, {metric: value} for every metric of METRICS (background_change is None
+        without a mask)."""
+        scores = []
+        for start in range(0, len(pairs), max(1, batch_size)):
+            scores += self._score_batch(pairs[start : start + max(1, batch_size)])
+        return scores
+
+    def _score_batch(self, pairs: list[ScorePair]) -> list[dict]:
+        import torch
+
+        for pair in pairs:
+            if pair.photo.size != pair.edit.size:
+                raise ValueError(f"the images differ in size: {pair.photo.size[0]}x{pair.photo.size[1]} and "
+                                 f"{pair.edit.size[0]}x{pair.edit.size[1]}")
+        # each distinct picture embedded once: a photo shared by several edits, and an edit
+        # identical to its photo (whose distances are then exactly 0)
+        rows_of: dict = {}
+        pictures, rows = [], []
+        for picture in [image for pair in pairs for image in (pair.photo, pair.edit)]:
+            key = (picture.size, hashlib.sha1(picture.tobytes()).digest())
+            if key not in rows_of:
+                rows_of[key] = len(pictures)
+                pictures.append(picture)
+            rows.append(rows_of[key])
+        photo_rows, edit_rows = torch.tensor(rows[0::2]), torch.tensor(rows[1::2])
+        images = self.clip.images(pictures)
+        photo_images, edit_images = images[photo_rows], images[edit_rows]
+        texts = list(dict.fromkeys(text for pair in pairs for text in (pair.source_text, pair.target_text,
+                                                                         pair.source_prompt, pair.target_prompt)))
+        text_embeds = self.clip.texts(texts)
+        index = {text: row for row, text in enumerate(texts)}
+
+        def embeds(attribute):
+            return text_embeds[torch.tensor([index[getattr(pair, attribute)] for pair in pairs])]
+
+        direction = torch.nn.functional.cosine_similarity(
+            edit_images - photo_images, embeds("target_text") - embeds("source_text"), dim=-1)
+        nearer = (edit_images * embeds("target_prompt")).sum(-1) > (edit_images * embeds("source_prompt")).sum(-1)
+        similarity = self.dino.self_similarity(self.dino.keys(pictures))
+        structure = ((similarity[edit_rows] - similarity[photo_rows]) ** 2).mean(dim=(1, 2))
+        return [{"clip_directional_similarity": float(direction[i]), "clip_accuracy": bool(nearer[i]),
+                 "structure_distance": float(structure[i]),
+                 "background_change": None if pair.mask is None else background_change(pair.photo, pair.edit, pair.mask),
+                 "whole_image_change": background_change(pair.photo, pair.edit)}
+                for i, pair in enumerate(pairs)]
+
+
+def bootstrap_interval(values, seed: int = 0, resamples: int = 2000, level: float = 0.95) -> tuple:
+    """(mean, low, high): the mean of `values` (None and NaN left out; booleans count as 0/1)
+    and its `level` percentile bootstrap interval over `resamples` resamples, the same for the
+    same seed. (None, None, None) without values."""
+    import numpy as np
+
+    data = np.array([float(v) for v in values if v is not None], np.float64)
+    data = data[np.isfinite(data)]
+    if not len(data):
+        return None, None, None
+    generator = np.random.default_rng(seed)
+    means = data[generator.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(data.mean()), float(low), float(high)

@@ -120,16 +120,30 @@ def attention_overlay(photo, heat, colormap: str = "inferno", opacity: float = 0
     return Image.fromarray((blended * 255).round().astype(np.uint8))
 
 
+def _figure_picture(figure):
+    """A finished matplotlib figure as a PIL image (the figure is closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    buffer.seek(0)
+    picture = Image.open(buffer)
+    picture.load()
+    return picture
+
+
 def token_norm_plot(norms, tokens: list[str] | None = None, title: str = ""):
     """A bar chart (PIL image) of a direction's norm per token position: which tokens carry the
     change. `tokens` labels the first bars (the caption's words) where given."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     figure, axes = plt.subplots(figsize=(10, 3.2), dpi=100)
     axes.bar(range(len(norms)), norms, color="#4C72B0")
@@ -139,13 +153,7 @@ def token_norm_plot(norms, tokens: list[str] | None = None, title: str = ""):
     if tokens:
         axes.set_xticks(range(len(tokens)), tokens, rotation=60, fontsize=7)
     axes.set_title(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    buffer.seek(0)
-    picture = Image.open(buffer)
-    picture.load()
+    picture = _figure_picture(figure)
     picture.info["labels"] = json.dumps({"title": title, "bars": len(norms)})
     return picture
 
@@ -166,3 +174,57 @@ def save_png(picture, path) -> None:
     if "labels" in picture.info:
         info.add_text("labels", picture.info["labels"])
     picture.save(path, format="PNG", pnginfo=info)
+
+
+def tradeoff_plot(summary: list[dict], title: str = "Edit strength against structure kept"):
+    """The paper's trade-off picture (PIL image): per direction and setting, CLIP directional
+    similarity (up: the edit goes where the text says) against DINO structure distance (right:
+    the layout changes), with 95% intervals; a colour per direction, word-swap baselines as open
+    squares, reconstructions as black stars. `summary` rows as jobs.evaluate.summarise makes them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {"direction": "o", "word-swap": "s", "reconstruction": "*"}
+    figure, axes = plt.subplots(figsize=(8, 5.5), dpi=100)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = list(dict.fromkeys(row["direction"] for row in summary if row["kind"] != "reconstruction"))
+
+    def colour(row):
+        return "#222222" if row["kind"] == "reconstruction" else cycle[names.index(row["direction"]) % len(cycle)]
+
+    plotted = 0
+    for row in summary:
+        x, y = row["structure_distance"], row["clip_directional_similarity"]
+        if x["mean"] is None or y["mean"] is None:
+            continue
+        name = f"{row['direction']} reconstruction" if row["kind"] == "reconstruction" else row["direction"]
+        axes.errorbar(x["mean"], y["mean"], xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
+                      yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]], fmt=markers[row["kind"]],
+                      color=colour(row), ecolor=colour(row), elinewidth=0.8, capsize=2, alpha=0.9,
+                      markersize=13 if row["kind"] == "reconstruction" else 7, label=name,
+                      markerfacecolor="none" if row["kind"] == "word-swap" else colour(row), zorder=3)
+        if row["kind"] != "reconstruction":
+            axes.annotate(row["setting"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(5, 4),
+                          fontsize=7, color=colour(row))
+        plotted += 1
+    for direction in names:  # one direction's settings in scale order: its trade-off curve
+        rows = [row for row in summary if row["direction"] == direction and row["kind"] != "reconstruction"
+                and row["structure_distance"]["mean"] is not None]
+        if len(rows) > 1:
+            axes.plot([r["structure_distance"]["mean"] for r in rows],
+                      [r["clip_directional_similarity"]["mean"] for r in rows], color=colour(rows[0]),
+                      linewidth=0.8, alpha=0.5)
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        axes.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    axes.set_xlabel("structure distance to the input (DINO-ViT; lower keeps the layout)")
+    axes.set_ylabel("CLIP directional similarity (higher: the intended change)")
+    axes.axhline(0, color="#999999", linewidth=0.6)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    picture = _figure_picture(figure)
+    picture.info["labels"] = json.dumps({"title": title, "points": plotted})
+    return picture

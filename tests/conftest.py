@@ -61,6 +61,33 @@ def tiny_sd(tmp_path_factory, clip_tokenizer_dir):
     return write_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), tokenizer_from=clip_tokenizer_dir)
 
 
+@pytest.fixture
+def horse_zebra_bank(run_cli, tiny_sd):
+    """The test's bank holding horse and zebra (three sentences each, embedded by the tiny SD's
+    text encoder) and the saved direction horse2zebra."""
+    horse = "a photo of a horse\na horse on a beach\na horse in a field\n"
+    zebra = "a photo of a zebra\na zebra on a beach\na zebra in a field\n"
+    run_cli("add-concept", "horse", "--sentences", "-", input=horse, model=tiny_sd)
+    run_cli("add-concept", "zebra", "--sentences", "-", input=zebra, model=tiny_sd)
+    run_cli("diff", "horse", "zebra", "--save", "horse2zebra")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory, clip_tokenizer_dir):
+    """A tiny random CLIP (image and text towers) on disk, for the edit scores."""
+    from direction_bank.testing import write_tiny_clip
+
+    return write_tiny_clip(tmp_path_factory.mktemp("clip"), tokenizer_from=clip_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_dino(tmp_path_factory):
+    """A tiny random DINO-ViT on disk, for the structure distance."""
+    from direction_bank.testing import write_tiny_dino
+
+    return write_tiny_dino(tmp_path_factory.mktemp("dino"))
+
+
 @pytest.fixture(scope="session")
 def tiny_blip(tmp_path_factory):
     """A tiny random BLIP captioner on disk."""
@@ -90,6 +117,8 @@ def database(request, bank_path):
         return str(bank_path)
     if request.node.get_closest_marker("sqlite_only"):
         pytest.skip("looks at the SQLite file itself")
+    if request.node.get_closest_marker("bank_agnostic"):
+        pytest.skip("the bank only hands out directions here; its PostgreSQL side is tested elsewhere")
     url = os.environ.get("DBANK_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("set DBANK_TEST_POSTGRES_URL (scripts/start-test-postgres.sh) to test PostgreSQL")

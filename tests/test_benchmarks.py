@@ -44,3 +44,16 @@ def test_concurrent_writers_benchmark_runs_small():
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("sqlite")]
     assert [row[1] for row in rows] == ["1", "2"] and all(float(row[2]) > 0 for row in rows)
+
+
+def test_eval_throughput_benchmark_runs_small():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "eval_throughput.py"), "--photos", "2", "--edits", "3",
+         "--size", "32", "--batch-size", "6"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 edits (2 photos x 3), 32 px" in done.stdout
+    assert any(line.startswith("batched (dbank eval, batch 6)") for line in done.stdout.splitlines())
+    assert any(line.startswith("one edit at a time (baseline)") for line in done.stdout.splitlines())
+    assert "x faster (target >= 3x); largest score difference " in done.stdout

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from direction_bank.edit_records import read_record
 from direction_bank.testing import write_tiny_sd
 from editor.cache import InversionCache
 from editor.edit import EditSettings
@@ -379,13 +380,8 @@ def test_generated_start_can_be_edited(editor):
 
 
 @pytest.fixture
-def edit_cli(run_cli, tiny_sd, tmp_path, monkeypatch):
+def edit_cli(run_cli, tiny_sd, tmp_path, monkeypatch, horse_zebra_bank):
     monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
-    horse = "a photo of a horse\na horse on a beach\na horse in a field\n"
-    zebra = "a photo of a zebra\na zebra on a beach\na zebra in a field\n"
-    run_cli("add-concept", "horse", "--sentences", "-", input=horse, model=tiny_sd)
-    run_cli("add-concept", "zebra", "--sentences", "-", input=zebra, model=tiny_sd)
-    run_cli("diff", "horse", "zebra", "--save", "horse2zebra")
 
     def run(*args):
         return run_cli(*args, "--steps", str(STEPS), "--size", "32", "--model", str(tiny_sd))
@@ -406,6 +402,12 @@ def test_cli_edit_end_to_end(edit_cli, image, tmp_path):
     assert list(attention) == ["horse"]
     for path in [*edits.values(), report["results"][0]["reconstruction"], attention["horse"]]:
         assert Image.open(path).size == (32, 24)
+    record = read_record(report["results"][0]["record"])  # what eval scores the folder from
+    assert (record.input, record.caption, record.size, record.steps) == (str(image.resolve()), "a photo of a horse", 32, STEPS)
+    assert [(e.label, e.file, e.source, e.target, e.scale, e.xa_guidance, e.baseline) for e in record.edits] == [
+        ("horse2zebra", Path(edits["horse2zebra"]).name, "horse", "zebra", 1.0, 0.1, None),
+        ("zebra2horse", Path(edits["zebra2horse"]).name, "zebra", "horse", 1.0, 0.1, None)]
+    assert record.masks == {"horse": Path(report["results"][0]["attention_maps_grey"]["horse"]).name}
     before = Image.open(edits["horse2zebra"]).tobytes()
     refused = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a photo of a horse",
                        "--scale", "2", "-o", str(out), "--json")
@@ -415,7 +417,8 @@ def test_cli_edit_end_to_end(edit_cli, image, tmp_path):
     again = json.loads(edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption",
                                 "a photo of a horse", "-o", str(out), "--json", "--overwrite").stdout)
     assert again["results"][0]["inversion_cached"] is True
-    assert sorted(again["results"][0]["files"]) == sorted([edits["horse2zebra"], report["results"][0]["reconstruction"]])
+    assert sorted(again["results"][0]["files"]) == sorted([edits["horse2zebra"], report["results"][0]["reconstruction"],
+                                                           again["results"][0]["record"]])
     assert Image.open(edits["horse2zebra"]).tobytes() == Image.open(again["results"][0]["edits"]["horse2zebra"]).tobytes()
 
 
@@ -558,7 +561,7 @@ def test_output_names_never_collide_and_the_report_lists_exactly_what_was_writte
     report = json.loads(result.stdout)
     written = [f for r in report["results"] for f in r["files"]]
     assert [r["image"] for r in report["results"]] == [str(first), str(second)]
-    assert len(written) == 2 * 7 == len(set(written))  # 4 edits, the reconstruction, a map in colour and grey
+    assert len(written) == 2 * 8 == len(set(written))  # 4 edits, the reconstruction, a map in colour and grey, the record
     assert sorted(written) == sorted(str(p) for p in out.iterdir())
     edits = report["results"][0]["edits"]
     assert Path(edits["reconstruction"]).name != Path(report["results"][0]["reconstruction"]).name
@@ -749,11 +752,11 @@ def test_a_folder_is_edited_in_batches_and_a_rerun_resumes(edit_cli, tmp_path):
     report = json.loads(batched.stdout)
     assert [Path(r["image"]).name for r in report["results"]] == ["img0.png", "img1.png", "img2.png", "img3.png"]
     written = sorted(f for r in report["results"] for f in r["files"])
-    assert written == sorted(str(p) for p in (tmp_path / "batched").iterdir()) and len(written) == 8
+    assert written == sorted(str(p) for p in (tmp_path / "batched").iterdir()) and len(written) == 12
     one_by_one = edit_cli("edit", str(folder), "--direction", "horse2zebra", "--caption", "a horse",
                           "--batch-images", "1", "-o", str(tmp_path / "single"), "--json")
     assert one_by_one.exit_code == 0
-    for path in (tmp_path / "batched").iterdir():  # batching images changes no picture
+    for path in (tmp_path / "batched").glob("*.png"):  # batching images changes no picture
         np.testing.assert_allclose(np.asarray(Image.open(path), np.int16),
                                    np.asarray(Image.open(tmp_path / "single" / path.name), np.int16), atol=1)
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "batched").iterdir()}
@@ -763,7 +766,7 @@ def test_a_folder_is_edited_in_batches_and_a_rerun_resumes(edit_cli, tmp_path):
     assert again.exit_code == 0, again.stderr  # the half-done image is redone whole, the rest skipped
     assert [Path(r["image"]).name for r in json.loads(again.stdout)["results"]] == ["img2.png"]
     assert "skipped 3 images whose outputs exist" in again.stderr
-    assert "img2.png: an earlier run left 1 of its 2 outputs; redone" in again.stderr
+    assert "img2.png: an earlier run left 2 of its 3 outputs; redone" in again.stderr
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "batched").iterdir()}
     assert set(after) == set(before)
     assert {n: m for n, m in after.items() if not n.startswith("img2")} == {
@@ -807,7 +810,7 @@ def test_a_rerun_after_a_kill_redoes_only_the_image_left_half_done(edit_cli, tmp
     rerun = edit_cli(*args, "--json")
     assert rerun.exit_code == 0, rerun.stderr
     assert [Path(r["image"]).name for r in json.loads(rerun.stdout)["results"]] == ["img1.png"]
-    assert "img1.png: an earlier run left 1 of its 2 outputs; redone" in rerun.stderr
+    assert "img1.png: an earlier run left 2 of its 3 outputs; redone" in rerun.stderr
     assert "skipped 2 images" in rerun.stderr
     assert (out / "img1.horse2zebra.png").read_bytes() == expected
     assert not list(out.glob(".*.tmp"))
@@ -905,13 +908,13 @@ def test_a_folder_edit_killed_with_sigkill_finishes_on_rerun(edit_cli, database,
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
-    assert 0 < len(list(out.glob("*.png"))) < 12, "killed before its first file or after its last"
+    assert 0 < len(list(out.glob("*.png"))) < 12, "killed before its first picture or after its last"
     rerun = edit_cli(*args[:-6], "-o", str(out))
     assert rerun.exit_code == 0, rerun.stderr
     clean = edit_cli(*args[:-6], "-o", str(tmp_path / "clean"))
     assert clean.exit_code == 0
     names = sorted(p.name for p in (tmp_path / "clean").iterdir())
-    assert sorted(p.name for p in out.iterdir()) == names and len(names) == 12  # nothing hidden left over
+    assert sorted(p.name for p in out.iterdir()) == names and len(names) == 18  # nothing hidden left over
     for name in names:
         assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
 
@@ -971,7 +974,7 @@ def test_ray_data_gives_the_same_bytes_as_one_process(edit_cli, tiny_sd, databas
     assert len(json.loads(done.stdout)["results"]) == 3
     assert done.stderr == ""  # Ray's C++ notes (a DNS probe, token auth, log levels) go to its log file
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "ray").iterdir()) and len(names) == 6
+    assert names == sorted(p.name for p in (tmp_path / "ray").iterdir()) and len(names) == 9
     for name in names:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
 

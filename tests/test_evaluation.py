@@ -5,7 +5,6 @@ import pytest
 import torch
 from PIL import Image
 
-from direction_bank.testing import write_tiny_clip, write_tiny_dino
 from editor.evaluation import ClipScorer, DinoStructure, background_change
 
 SOURCES = ["a photo of a horse", "a photo of a cat"]
@@ -13,13 +12,13 @@ TARGETS = ["a photo of a zebra", "a photo of a dog"]
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, clip_tokenizer_dir):
-    return ClipScorer.load(str(write_tiny_clip(tmp_path_factory.mktemp("clip"), tokenizer_from=clip_tokenizer_dir)))
+def clip(tiny_clip):
+    return ClipScorer.load(str(tiny_clip))
 
 
 @pytest.fixture(scope="module")
-def dino(tmp_path_factory):
-    return DinoStructure.load(str(write_tiny_dino(tmp_path_factory.mktemp("dino"))))
+def dino(tiny_dino):
+    return DinoStructure.load(str(tiny_dino))
 
 
 def _pictures(seed, count=2, size=(48, 40)):
@@ -101,3 +100,54 @@ def test_a_missing_eval_model_is_one_line_naming_it(tmp_path):
     for loader, kind in ((ClipScorer.load, "CLIP"), (DinoStructure.load, "DINO")):
         with pytest.raises(EditorError, match=rf"^cannot load the {kind} model '.*no-such' \("):
             loader(str(tmp_path / "no-such"))
+
+
+def test_the_scorer_batches_and_equals_each_metric_alone(clip, dino):
+    from editor.evaluation import EditScorer, ScorePair
+
+    photos, edits = _pictures(5, 3), _pictures(6, 3)
+    mask = np.zeros((40, 48))
+    mask[:20] = 1.0
+    pairs = [ScorePair(photos[i % 2], edits[i], SOURCES[i % 2], TARGETS[i % 2], SOURCES[1 - i % 2],
+                       TARGETS[1 - i % 2], mask if i == 0 else None) for i in range(3)]
+    scorer = EditScorer(clip, dino, "tiny-clip", "tiny-dino")
+    batched, alone = scorer.score(pairs, batch_size=3), scorer.score(pairs, batch_size=1)
+    for one, other in zip(batched, alone):
+        for key, value in one.items():
+            assert value == pytest.approx(other[key], abs=1e-5) if value is not None else other[key] is None
+    inputs = [p.photo for p in pairs]
+    np.testing.assert_allclose([s["clip_directional_similarity"] for s in batched],
+                               clip.directional_similarity(inputs, edits, [p.source_text for p in pairs],
+                                                           [p.target_text for p in pairs]), atol=1e-5)
+    assert [s["clip_accuracy"] for s in batched] == clip.accuracy(
+        edits, [p.source_prompt for p in pairs], [p.target_prompt for p in pairs])
+    np.testing.assert_allclose([s["structure_distance"] for s in batched], dino.distance(inputs, edits), atol=1e-6)
+    assert batched[0]["background_change"] == pytest.approx(background_change(photos[0], edits[0], mask))
+    assert [s["background_change"] for s in batched[1:]] == [None, None]
+    assert batched[1]["whole_image_change"] == pytest.approx(background_change(photos[1], edits[1]))
+    same = scorer.score([ScorePair(photos[0], photos[0], SOURCES[0], TARGETS[0], SOURCES[0], TARGETS[0], mask)])[0]
+    assert (same["structure_distance"], same["background_change"], same["whole_image_change"]) == (0.0, 0.0, 0.0)
+    assert scorer.models["structure_distance"] == "tiny-dino" and scorer.models["clip_accuracy"] == "tiny-clip"
+    with pytest.raises(ValueError, match="the images differ in size: 48x40 and 24x20"):
+        scorer.score([ScorePair(photos[0], edits[0].resize((24, 20)), *SOURCES, *TARGETS)])
+
+
+def test_the_bootstrap_interval_is_seeded_and_holds_the_mean():
+    from editor.evaluation import bootstrap_interval
+
+    values = list(np.random.default_rng(0).normal(0.2, 0.1, 30)) + [None, float("nan")]
+    mean, low, high = bootstrap_interval(values, seed=3)
+    assert mean == pytest.approx(np.mean(values[:30])) and low < mean < high
+    assert bootstrap_interval(values, seed=3) == (mean, low, high)
+    assert bootstrap_interval(values, seed=4) != (mean, low, high)
+    # the interval of a mean of 30 values with sd 0.1: about +-1.96 * 0.1 / sqrt(30)
+    assert high - low == pytest.approx(2 * 1.96 * np.std(values[:30]) / np.sqrt(30), rel=0.15)
+    assert bootstrap_interval([True, False, True, True]) [0] == 0.75
+    assert bootstrap_interval([None]) == (None, None, None)
+
+
+def test_attention_mask_is_the_word_region():
+    from editor.evaluation import attention_mask
+
+    grey = Image.fromarray(np.array([[0, 100], [128, 255]], np.uint8))
+    assert attention_mask(grey).tolist() == [[0.0, 0.0], [1.0, 1.0]]

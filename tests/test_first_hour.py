@@ -40,6 +40,13 @@ def test_demo_model_is_a_real_layout_with_the_real_tokenizer_and_example_photos(
     assert default_size(str(folder)) == 64 and not has_second_text_encoder(str(folder))
     assert TextEncoder.load(str(folder), device="cpu").sample_shape == (77, 32)
     assert oct(folder.stat().st_mode & 0o777) != oct(0o700)  # a folder like any other, not mkdtemp's
+    from editor.evaluation import EditScorer  # and scoring models for eval and tune, loaded by folder
+
+    assert (report["clip_model"], report["dino_model"]) == (str(folder.resolve() / "eval-clip"),
+                                                            str(folder.resolve() / "eval-dino"))
+    scorer = EditScorer.load(report["clip_model"], report["dino_model"])
+    photo = Image.open(report["examples"][0]).convert("RGB")
+    assert scorer.clip.texts(["a photo of a horse"]).shape[0] == 1 and scorer.dino.distance([photo], [photo]) == [0.0]
 
 
 def test_demo_model_never_writes_over_a_folder(demo_model, tmp_path):
@@ -204,10 +211,10 @@ def test_check_says_what_it_checked(run_cli, tiny_sd):
     plain = run_cli("check")
     assert plain.exit_code == 0
     assert plain.stdout.splitlines() == [
-        "checked schema 0005, 6 sentence hashes, 2 statistics (concept x encoder) and 1 directions",
+        "checked schema 0006, 6 sentence hashes, 2 statistics (concept x encoder) and 1 directions",
         "the bank is sound"]
     deep = json.loads(run_cli("check", "--deep", "--sample", "2", "--json").stdout)
-    assert deep["checked"] == {"schema_version": "0005", "sentences": 6, "statistics": 2, "directions": 1,
+    assert deep["checked"] == {"schema_version": "0006", "sentences": 6, "statistics": 2, "directions": 1,
                                "re_embedded": 4, "compared_whole": 0, "compared_by_sample": 2, "imported_means": 0}
 
 

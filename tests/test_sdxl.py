@@ -386,7 +386,7 @@ def test_sdxl_on_ray_gives_the_same_bytes_as_one_process(tiny_sdxl, run_cli, dat
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     names = sorted(path.name for path in (tmp_path / "local").iterdir())
-    assert names == sorted(path.name for path in (tmp_path / "ray").iterdir()) and len(names) == 2
+    assert names == sorted(path.name for path in (tmp_path / "ray").iterdir()) and len(names) == 3
     for name in names:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
 

@@ -93,7 +93,8 @@ def test_a_word_not_in_the_caption_keeps_the_edit_and_says_why(actions, photo):
     outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE,
                            attention_word="unicorn")
     assert outcome.overlay is None and len(outcome.pictures) == 3
-    assert outcome.notes == ["'unicorn' is not in the caption 'a photo of a horse'; no attention map"]
+    assert outcome.notes[1:] == ["'unicorn' is not in the caption 'a photo of a horse'; no attention map"]
+    assert outcome.notes[0].startswith("no scores: the CLIP model")  # (no eval models here)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -369,3 +370,51 @@ def test_blip_suggests_the_caption(studio_bank, tiny_sd, tiny_blip, photo, tmp_p
                             work_dir=tmp_path / "work")
     expected = Captioner(str(tiny_blip), "cpu")(Image.open(photo).convert("RGB"))
     assert actions.suggest_caption(photo) == expected
+
+
+def test_the_studio_scores_each_edit_and_tunes_a_direction(studio_bank, tiny_sd, tiny_clip, tiny_dino, photo,
+                                                           tmp_path, monkeypatch):
+    from direction_bank.studio.actions import StudioActions, scored_label
+    from editor.evaluation import ClipScorer
+    from editor.pictures import photo_at
+
+    monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
+    actions = StudioActions(studio_bank, str(tiny_sd), device="cpu", work_dir=tmp_path / "work",
+                            clip_model=str(tiny_clip), dino_model=str(tiny_dino))
+    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE)
+    assert set(outcome.scores) == {"horse2zebra", "reconstruction"} and outcome.notes == []
+    edit = dict((label, picture) for picture, label in outcome.pictures)["horse2zebra"]
+    [expected] = ClipScorer.load(str(tiny_clip)).directional_similarity(
+        [photo_at(photo, edit.size)], [edit], ["a photo of a horse"], ["a photo of a zebra"])
+    assert outcome.scores["horse2zebra"]["clip_directional_similarity"] == pytest.approx(expected, abs=1e-5)
+    assert scored_label("horse2zebra", outcome.scores["horse2zebra"]).startswith(
+        f"horse2zebra · CLIP dir. {expected:.3f} · structure ")
+    text, plot = actions.tune("horse2zebra", [photo], "0.5, 1.5", "0.2", 100, "a photo of a horse", steps=STEPS,
+                              size=SIZE)
+    tuning = actions.bank(read_only=True).direction("horse2zebra").tuning
+    assert tuning["scale"] in (0.5, 1.5) and tuning["xa_guidance"] == 0.2
+    assert f"kept on horse2zebra (version 1): scale {tuning['scale']:g}, cross-attention guidance 0.2" in text
+    assert plot.size[0] >= 600
+    tuned = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, use_tuned=True)
+    assert f"horse2zebra: its tuned scale {tuning['scale']:g} (give a scale to override)" in tuned.notes
+    told = actions.edit(photo, "a photo of a horse", ["horse2zebra"], scale=tuning["scale"], xa_guidance=0.2,
+                        steps=STEPS, size=SIZE)
+    assert np.abs(np.asarray(tuned.pictures[2][0], np.int16) - np.asarray(told.pictures[2][0], np.int16)).max() <= 1
+    for args, message in (((["x"] * 0,), "upload at least one photo to tune on"),
+                          (([photo], "a, b"), "scales 'a': not a number"),
+                          (([photo], ",".join("123456789")), "scales: 9 values; at most 8"),
+                          (([photo], "1", "0.1", -1), "the margin -1: use a finite number from 0 to 100")):
+        with pytest.raises(BankError, match=f"^{message}"):
+            actions.tune("horse2zebra", *args)
+
+
+def test_without_the_eval_models_the_studio_edits_unscored_and_says_so_once(actions, photo):
+    from direction_bank.model_check import ModelUnavailable
+
+    first = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE)
+    assert first.scores == {} and len(first.notes) == 1
+    assert first.notes[0].startswith("no scores: the CLIP model 'openai/clip-vit-large-patch14' is not in the "
+                                     "Hugging Face cache")
+    assert actions.edit(photo, "a photo of a horse", ["zebra2horse"], steps=STEPS, size=SIZE).notes == []
+    with pytest.raises(ModelUnavailable, match="start the studio with --clip-model FOLDER"):
+        actions.tune("horse2zebra", [photo], "1", "0.1", 0.02, "a photo of a horse", steps=STEPS, size=SIZE)

@@ -27,7 +27,8 @@ def test_the_tour_starts_with_the_demo_model_and_says_its_pictures_are_noise():
 
 def test_the_readme_tour_runs_as_written(tmp_path):
     script = tour_commands()
-    env = {key: value for key, value in os.environ.items() if key not in ("DBANK_MODEL", "DBANK_DB", "DBANK_DEBUG")}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DBANK_MODEL", "DBANK_DB", "DBANK_DEBUG", "DBANK_CLIP_MODEL", "DBANK_DINO_MODEL")}
     env.update(HF_HUB_OFFLINE="1", DBANK_CACHE=str(tmp_path / "inversions"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     started = time.monotonic()
@@ -38,8 +39,10 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     assert "Traceback" not in done.stderr
     assert "the bank is sound" in done.stdout
     for name in ("out/horse-field.horse2zebra.png", "out/horse-beach.day2night.png", "norms.png", "tour-copy.db",
-                 "horse-to-zebra.safetensors", "horse.safetensors", "out-all/horse-beach.attention-horse.png"):
+                 "horse-to-zebra.safetensors", "horse.safetensors", "out-all/horse-beach.attention-horse.png",
+                 "out-all/eval-summary.csv", "out-all/eval-tradeoff.png"):
         assert (tmp_path / name).is_file(), name
     assert len(list((tmp_path / "out-all").glob("sheet-*.png"))) == 1
+    assert "  tuned: scale " in done.stdout  # tune kept a setting and show prints it
     assert len(list((tmp_path / "out").glob("horse-beach.sweep-horse2zebra-*.png"))) == 1
     assert len(list((tmp_path / "out").glob("generated-*.horse2zebra.png"))) == 1

@@ -5,9 +5,9 @@ from pathlib import Path
 
 # The newest revision under versions/; a bank at this revision needs no migration (checked by a
 # test against Alembic's own view, so opening a bank need not load Alembic at all).
-HEAD = "0005"
+HEAD = "0006"
 # every revision this dbank knows, oldest first: a bank at another one was made by a newer dbank
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 
 SCRIPT_LOCATION = Path(__file__).parent
 

@@ -2,7 +2,7 @@
 commands by concern, which register themselves on the group when imported here."""
 from __future__ import annotations
 
-from direction_bank.cli import concepts, demo, directions, editing, studio, team, trash  # noqa: F401  (register commands)
+from direction_bank.cli import concepts, demo, directions, editing, evaluation, studio, team, trash  # noqa: F401  (register commands)
 from direction_bank.cli.app import cli
 
 

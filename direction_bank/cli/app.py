@@ -202,6 +202,16 @@ def write_pictures(pictures: dict, overwrite: bool) -> list[str]:
     return written
 
 
+def eval_model_options(func):
+    """--clip-model and --dino-model (shared by eval and tune)."""
+    from editor.evaluation import DEFAULT_CLIP, DEFAULT_DINO
+
+    func = click.option("--dino-model", envvar="DBANK_DINO_MODEL", default=DEFAULT_DINO, show_default=True,
+                        help="DINO-ViT for the structure distance (id, folder or cache) [env DBANK_DINO_MODEL].")(func)
+    return click.option("--clip-model", envvar="DBANK_CLIP_MODEL", default=DEFAULT_CLIP, show_default=True,
+                        help="CLIP for directional similarity and accuracy [env DBANK_CLIP_MODEL].")(func)
+
+
 def with_device(func):
     """Add --device and --dtype to a command."""
     for option in reversed(device_options):

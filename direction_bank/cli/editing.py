@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
@@ -16,6 +17,7 @@ from direction_bank.cli.app import (
     with_device, write_pictures,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
+from direction_bank.edit_records import record_path
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
 from direction_bank.output_files import remove_stale_temporaries
@@ -25,9 +27,33 @@ from editor.pipeline import stack_directions
 RECONSTRUCTION = "reconstruction"
 
 
+class Resolved(NamedTuple):
+    """A direction asked for: its label, its file-name part, (tokens [1, 77, D], pooled [1, P]
+    or None), and the concepts it goes from and to where known (for edit records and eval)."""
+
+    label: str
+    name: str
+    parts: tuple
+    source: str | None = None
+    target: str | None = None
+    tuning: dict | None = None  # the settings dbank tune stored for it
+    scale: float = 1.0  # what its parts were multiplied by (its tuned scale, when --scale is not given)
+
+
+def apply_tuning(entries: list[Resolved], scale: float | None, xa_guidance: float | None):
+    """(entries, settings scale, xa guidance, notes) after jobs.tune.tuned_settings: each entry's
+    parts multiplied by its own scale (its tuned one when --scale is not given)."""
+    from direction_bank.jobs.tune import tuned_settings
+
+    scales, scale, xa_guidance, notes = tuned_settings([(e.label, e.tuning) for e in entries], scale, xa_guidance)
+    entries = [entry._replace(parts=tuple(None if part is None else own * part for part in entry.parts), scale=own)
+               if own != 1.0 else entry for entry, own in zip(entries, scales)]
+    return entries, scale, xa_guidance, notes
+
+
 def _direction_sources(ctx, names, sources, targets, files):
-    """[(label, load)] for every direction asked for; load() gives (tokens [1, 77, D], pooled
-    [1, P] for SDXL or None)."""
+    """[(label, load)] for every direction asked for; load() gives ((tokens [1, 77, D], pooled
+    [1, P] for SDXL or None), source concept, target concept, tuning or None)."""
     from direction_bank.files import read_shared_file
 
     if len(sources) != len(targets):
@@ -35,8 +61,9 @@ def _direction_sources(ctx, names, sources, targets, files):
     if not (names or sources or files):
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     bank = open_bank(ctx, read_only=True) if (names or sources) else None
+
     def parts(direction):
-        return direction.tensor, direction.pooled
+        return (direction.tensor, direction.pooled), direction.source, direction.target, direction.tuning
 
     wanted = [(name, lambda name=name: parts(bank.direction(name))) for name in names]
     wanted += [(f"{s}2{t}", lambda s=s, t=t: parts(bank.diff(s, t))) for s, t in zip(sources, targets)]
@@ -45,19 +72,21 @@ def _direction_sources(ctx, names, sources, targets, files):
         shared = read_shared_file(path)
         if shared.kind != "direction":
             raise BankError(f"{path}: a {shared.kind} file, not a direction")
-        return shared.tensors["direction"], shared.tensors.get("direction_pooled")
+        source, target = ((shared.meta.get(role) or {}).get("name") for role in ("source", "target"))
+        return ((shared.tensors["direction"], shared.tensors.get("direction_pooled")), source, target,
+                shared.meta.get("tuning"))
 
     wanted += [(Path(path).stem, lambda path=path: from_file(path)) for path in files]
     return wanted
 
 
 def _resolve_directions(wanted):
-    """([(label, file label, (tokens, pooled))], errors): the directions that could be read,
-    before any model loads; each file label is distinct and never a reserved output name."""
+    """([Resolved], errors): the directions that could be read, before any model loads; each
+    file label is distinct and never a reserved output name."""
     resolved, errors, used = [], [], set()
     for label, load in wanted:
         try:
-            tensor = load()
+            parts, source, target, tuning = load()
         except BankError as error:  # reported; the other directions still run
             errors.append(f"{label}: {error}")
             continue
@@ -65,7 +94,7 @@ def _resolve_directions(wanted):
         if name in used:  # the same label twice (a saved direction and a file, say)
             name = file_label(f"{label}#{len(resolved)}", part=True)
         used.add(name)
-        resolved.append((label, name, tensor))
+        resolved.append(Resolved(label, name, parts, source, target, tuning))
     return resolved, errors
 
 
@@ -74,12 +103,12 @@ def _check_shapes(editor, resolved, errors):
     from editor.pipeline import EditorError
 
     fitting = []
-    for label, name, tensor in resolved:
+    for entry in resolved:
         try:
-            editor.check_direction(label, *tensor)
-            fitting.append((label, name, tensor))
+            editor.check_direction(entry.label, *entry.parts)
+            fitting.append(entry)
         except EditorError as error:
-            errors.append(f"{label}: {error}")
+            errors.append(f"{entry.label}: {error}")
     return fitting
 
 
@@ -151,6 +180,13 @@ size_option = click.option("--size", type=ImageSize(), default=None,
                            "size times the VAE's factor: 512 for SD 1.x, 768 for SD 2.x, 1024 for SDXL].")
 
 
+steps_option = click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True,
+                            help="DDIM steps.")
+guidance_scale_option = click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]),
+                                     default=5.0, show_default=True, help="Classifier-free guidance.")
+bootstrap_seed_option = click.option("--bootstrap-seed", type=SEED, default=0, show_default=True,
+                                     help="Seed of the bootstrap intervals.")
+
 caption_model_option = click.option("--caption-model", default="Salesforce/blip-image-captioning-base",
                                     show_default=True, help="BLIP model for captions when --caption is not given.")
 no_cache_option = click.option("--no-cache", is_flag=True, help="Do not read or write the inversion cache.")
@@ -164,13 +200,12 @@ def edit_options(func):
         click.option("--to", "targets", multiple=True, help="Target concept (pairs with --from)."),
         click.option("--direction-file", "files", multiple=True, type=click.Path(dir_okay=False),
                      help="A dbank direction file (repeatable)."),
-        click.option("--scale", type=FiniteFloat(*SETTING_BOUNDS["scale"]), default=1.0, show_default=True,
-                     help="Multiplies every direction."),
-        click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True, help="DDIM steps."),
-        click.option("--xa-guidance", type=FiniteFloat(*SETTING_BOUNDS["xa_guidance"]), default=0.1, show_default=True,
-                     help="Cross-attention guidance step."),
-        click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True,
-                     help="Classifier-free guidance."),
+        click.option("--scale", type=FiniteFloat(*SETTING_BOUNDS["scale"]), default=None,
+                     help="Multiplies every direction [default: each direction's tuned scale (dbank tune), else 1]."),
+        steps_option,
+        click.option("--xa-guidance", type=FiniteFloat(*SETTING_BOUNDS["xa_guidance"]), default=None,
+                     help="Cross-attention guidance step [default: the directions' tuned one (dbank tune), else 0.1]."),
+        guidance_scale_option,
         click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed (inversion shifts, generated noise)."),
         size_option,
@@ -209,7 +244,7 @@ def _refuse_shared_outputs(jobs) -> None:
     for job in jobs:
         paths = job.extra["paths"]
         for path in [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
-                     *paths["grey"].values()]:
+                     *paths["grey"].values(), paths["record"]]:
             if path in owners and owners[path] is not job:
                 raise BankError(f"{job.image} and {owners[path].image} would both write {path}; rename one of them")
             owners[path] = job
@@ -322,6 +357,10 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     if not given and not own_names:
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     out = _output_folder(out_dir)
+    tuned, scale, xa_guidance, notes = apply_tuning(common + own, scale, xa_guidance)
+    common, own = tuned[: len(common)], tuned[len(common) :]
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     by_name = {entry[0]: entry for entry in own}
     editor = None
     if common or own:
@@ -336,16 +375,19 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         common = _check_shapes(editor, common, errors)
         by_name = {entry[0]: entry for entry in _check_shapes(editor, list(by_name.values()), errors)}
     results, warnings, jobs, skipped = [], [], [], 0
+    run_settings = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
+                    "xa_guidance": xa_guidance, "scale": scale, "regularised": not no_regularise}
     for (image, image_caption, wanted), stem in zip(listed, _image_stems([image for image, _, _ in listed])):
         chosen = [by_name[name] for name in wanted if name in by_name] if wanted else common
         if not chosen or editor is None:
             continue
-        paths = {"edits": {label: out / f"{stem}.{name}.png" for label, name, _ in chosen},
+        paths = {"edits": {label: out / f"{stem}.{name}.png" for label, name, *_ in chosen},
                  "reconstruction": out / f"{stem}.{RECONSTRUCTION}.png",
                  "attention": {word: out / f"{stem}.attention-{file_label(word)}.png" for word in attention_words},
-                 "grey": {word: out / f"{stem}.attention-{file_label(word)}.grey.png" for word in attention_words}}
+                 "grey": {word: out / f"{stem}.attention-{file_label(word)}.grey.png" for word in attention_words},
+                 "record": record_path(out, stem, [[entry.label, entry.scale] for entry in chosen], run_settings)}
         every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
-                 *paths["grey"].values()]
+                 *paths["grey"].values(), paths["record"]]
         present = sum(path.is_file() for path in every) if resumable and not overwrite else 0
         if present == len(every):
             skipped += 1  # done by an earlier run
@@ -361,9 +403,9 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         except BankError as error:
             errors.append(str(error))
             continue
-        tokens, pooled = stack_directions([t for _, _, t in chosen])
-        jobs.append(ImageJob(image, image_caption, [label for label, _, _ in chosen], tokens,
-                             {"paths": paths, "order": len(jobs), "overwrite": replace_ok}, pooled))
+        tokens, pooled = stack_directions([entry.parts for entry in chosen])
+        jobs.append(ImageJob(image, image_caption, [entry.label for entry in chosen], tokens,
+                             {"paths": paths, "order": len(jobs), "overwrite": replace_ok, "chosen": chosen}, pooled))
 
     _refuse_shared_outputs(jobs)
     if jobs:
@@ -390,6 +432,8 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                                "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
         try:
             written = write_pictures(pictures, result.job.extra["overwrite"])
+            written.append(write_record(paths["record"], _edit_record(result, run_settings),
+                                        result.job.extra["overwrite"]))
         except BankError as error:
             errors.append(str(error))
             return
@@ -401,7 +445,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                         "reconstruction": str(paths["reconstruction"]),
                         "attention_maps": {word: str(paths["attention"][word]) for word in result.maps},
                         "attention_maps_grey": {word: str(paths["grey"][word]) for word in result.maps},
-                        "files": written})
+                        "record": str(paths["record"]), "files": written})
 
     def failed(job, error):
         bar.update(1)
@@ -428,6 +472,26 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         warnings.append(f"skipped {skipped} images whose outputs exist (done before; --overwrite to redo them)")
     warnings += _cache_warnings(editor)
     _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
+
+
+def _edit_record(result, run: dict):
+    """The record of one image's edits (see edit_records), written beside them."""
+    from direction_bank.edit_records import EditEntry, EditRecord
+
+    paths = result.job.extra["paths"]
+    edits = [EditEntry(entry.label, paths["edits"][entry.label].name, entry.label, entry.source, entry.target,
+                       run["scale"] * entry.scale, run["xa_guidance"]) for entry in result.job.extra["chosen"]]
+    return EditRecord(str(Path(result.job.image).resolve()), result.caption, run["model"], run["size"], run["seed"],
+                      run["steps"], run["guidance_scale"], run["regularised"], paths["reconstruction"].name, edits,
+                      {word: paths["grey"][word].name for word in result.maps})
+
+
+def write_record(path: Path, record, overwrite: bool) -> str:
+    """Write an edit record safely (output_files.write_output); returns its path."""
+    from direction_bank.output_files import write_output
+
+    write_output(path, lambda temporary: temporary.write_text(record.as_json(), encoding="utf-8"), overwrite)
+    return str(path)
 
 
 def _thumbnail(picture, side: int = 256):
@@ -469,13 +533,16 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
 
     directions, errors = _resolve_directions(_direction_sources(ctx, names, sources, targets, files))
     out = _output_folder(out_dir)
+    directions, scale, xa_guidance, notes = apply_tuning(directions, scale, xa_guidance)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if directions:
         size = _size_for(model, size)
     stem = file_label(f"generated {seed} {size} {prompt}")
     results = []
     if directions:
         generated_path = out / f"{stem}.png"
-        edit_paths = {label: out / f"{stem}.{name}.png" for label, name, _ in directions}
+        edit_paths = {label: out / f"{stem}.{name}.png" for label, name, *_ in directions}
         for path in [generated_path, *edit_paths.values()] if out.is_dir() else []:
             check_output(path, overwrite)
         editor = _editor(model, device, dtype, None, True, compile_unet, vae=vae)
@@ -483,14 +550,14 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
     if directions:
         make_output_folder(out)
         start = Inversion(editor.generate_noise(size, seed), prompt, False)
-        tokens, pooled = stack_directions([t for _, _, t in directions])
+        tokens, pooled = stack_directions([entry.parts for entry in directions])
         edited, generated = editor.edit(start, tokens, EditSettings(steps, guidance_scale, xa_guidance, scale),
                                         negative_prompt="", max_batch=max_batch, pooled=pooled)
         pictures = {generated_path: generated,
-                    **{edit_paths[label]: picture for (label, _, _), picture in zip(directions, edited)}}
+                    **{edit_paths[label]: picture for (label, *_), picture in zip(directions, edited)}}
         written = write_pictures(pictures, overwrite)
         results.append({"prompt": prompt, "image": str(generated_path),
-                        "edits": {label: str(edit_paths[label]) for label, _, _ in directions}, "files": written})
+                        "edits": {label: str(edit_paths[label]) for label, *_ in directions}, "files": written})
     _report(results, errors, [], as_json)
 
 
@@ -502,9 +569,8 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
 @click.option("--xa-guidance", "guidances", type=FloatList(*SETTING_BOUNDS["xa_guidance"]), default="0.05,0.1,0.2", show_default=True,
               help="Cross-attention guidance steps: the grid's rows.")
 @click.option("--caption", default=None, help="The source prompt (default: a BLIP caption).")
-@click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True, help="DDIM steps.")
-@click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]), default=5.0, show_default=True,
-              help="Classifier-free guidance.")
+@steps_option
+@guidance_scale_option
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the inversion's shifts.")
 @size_option
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the grid.")
@@ -534,7 +600,7 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     (directions, errors) = _resolve_directions(_direction_sources(ctx, (name,), (), (), ()))
     if errors:
         raise BankError(errors[0])
-    label, file_name, tensor = directions[0]
+    label, file_name, tensor, *_ = directions[0]
     out = _output_folder(out_dir)
     size = _size_for(model, size)
     key = json.dumps([scales, guidances, caption, steps, guidance_scale, seed, size])

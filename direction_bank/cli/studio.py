@@ -5,7 +5,9 @@ import ipaddress
 
 import click
 
-from direction_bank.cli.app import cli, require_sd_model, sd_model_option, vae_option, with_device
+from direction_bank.cli.app import (
+    cli, eval_model_options, require_sd_model, sd_model_option, vae_option, with_device,
+)
 from direction_bank.errors import BankError
 
 LOOPBACK = "127.0.0.1"
@@ -70,14 +72,16 @@ def _is_loopback(host: str) -> bool:
 @click.option("--llm", "llms", multiple=True,
               help="A sentence model visitors may choose when adding a concept (repeatable; without it, "
               "only each generator's default). Visitors can name no other path or model id.")
+@eval_model_options
 @sd_model_option
 @vae_option
 @with_device
 @click.pass_context
-def studio(ctx, host, port, auth_text, caption_model, llms, model, vae, device, dtype):
+def studio(ctx, host, port, auth_text, caption_model, llms, dino_model, clip_model, model, vae, device, dtype):
     """Serve the studio: the bank's concepts and directions, and edits of uploaded or generated
     images, in a browser. One model is loaded (on first use) and kept; model work runs one job
-    at a time. Works offline: no CDN, no analytics, no update checks."""
+    at a time. Edits are scored (and directions can be tuned) when the CLIP and DINO models can
+    be had. Works offline: no CDN, no analytics, no update checks."""
     auth = _auth(auth_text)
     host, served = _host(host)
     _check_address(host, port)
@@ -95,6 +99,7 @@ def studio(ctx, host, port, auth_text, caption_model, llms, model, vae, device, 
     if not _is_loopback(host):
         click.echo(f"warning: serving on {host}: other machines can reach the studio"
                    + ("" if auth else " and change the bank (no --auth given)"), err=True)
-    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae, llms=llms)
+    actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae, llms=llms,
+                            clip_model=clip_model, dino_model=dino_model)
     actions.bank(read_only=False).close()  # make (or check) the bank before the page comes up
     serve(actions, served, port, auth)

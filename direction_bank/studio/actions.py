@@ -17,6 +17,8 @@ from direction_bank.errors import BankError
 from direction_bank.names import check_name, file_label
 
 MAX_DIRECTIONS_PER_EDIT = 16
+MAX_TUNE_PHOTOS = 16  # photos one Tune click may edit
+MAX_TUNE_VALUES = 8  # scales (and guidances) one Tune click may try
 MAX_COUNT = 100_000  # sentences one click may ask for
 REMEMBERED_IMAGES = 8  # inversions (with their reference passes) kept in memory
 FOLDER_AGE_S = 2 * 3600  # downloads and generated pictures are kept this long
@@ -41,6 +43,7 @@ class EditOutcome:
     reused: bool
     message: str
     notes: list = field(default_factory=list)
+    scores: dict = field(default_factory=dict)  # direction -> its scores (editor.evaluation.METRICS)
 
 
 @dataclass
@@ -68,14 +71,19 @@ class StudioActions:
 
     def __init__(self, database: str | None, model: str, device: str | None = None, dtype: str = "auto",
                  caption_model: str | None = None, work_dir: str | Path | None = None, vae: str | None = None,
-                 llms: tuple[str, ...] = ()):
+                 llms: tuple[str, ...] = (), clip_model: str | None = None, dino_model: str | None = None):
         """`work_dir` holds the files offered for download (a fresh temporary folder by default);
         `vae` replaces the model's VAE (see editor.pipeline.load_components); `llms` are the
         sentence models the owner lets visitors choose (besides each generator's default): a
-        visitor never names a path or a hub id that the server would load or download."""
+        visitor never names a path or a hub id that the server would load or download. `clip_model`
+        and `dino_model` score the edits (editor.evaluation), when they can be had."""
         import tempfile
 
         from editor.caption import DEFAULT_CAPTION_MODEL
+        from editor.evaluation import DEFAULT_CLIP, DEFAULT_DINO
+
+        self.clip_model, self.dino_model = clip_model or DEFAULT_CLIP, dino_model or DEFAULT_DINO
+        self._scorer, self.scores_off, self._told_scores_off = None, None, False
 
         self.database, self.model, self.device, self.dtype, self.vae = database, model, device, dtype, vae
         self.llms = tuple(llms)
@@ -134,6 +142,28 @@ class StudioActions:
                 require_model(self.model, "the Stable Diffusion text encoder", "start the studio with --model FOLDER")
                 self._encoder = TextEncoder.load(self.model, device=self.device, dtype=self.dtype)
             return self._encoder
+
+    def scorer(self, required: bool = False):
+        """The edit scorer (CLIP and DINO, loaded on first use, then kept), or None when the
+        models cannot be had (`scores_off` then says why) unless `required`."""
+        from direction_bank.model_check import ModelUnavailable, require_model
+
+        with self._loading:
+            if self._scorer is None and (self.scores_off is None or required):
+                try:
+                    require_model(self.clip_model, "the CLIP model", "start the studio with --clip-model FOLDER")
+                    require_model(self.dino_model, "the DINO model", "start the studio with --dino-model FOLDER")
+                except ModelUnavailable as error:
+                    self.scores_off = str(error)
+                    if required:
+                        raise
+                    return None
+                from editor.evaluation import EditScorer
+                from sd_models.precision import default_device
+
+                self._scorer = EditScorer.load(self.clip_model, self.dino_model, self.device or default_device())
+                self.scores_off = None
+            return self._scorer
 
     def _steps(self, steps, desc: str = "steps", **_):
         steps = list(steps)
@@ -327,6 +357,53 @@ class StudioActions:
 
         return token_norm_plot(direction.token_norms(), title=direction.plot_title())
 
+    def tune(self, name: str, photos: list[str], scales="0.5,1,1.5,2", guidances="0.05,0.1,0.2", margin=0.02,
+             caption: str | None = None, steps=50, size=512, seed=0, report=_no_report):
+        """(report text, trade-off plot) of jobs.tune.tune_direction on the uploaded photos; the
+        chosen setting is kept on the direction (the version tuned), as `dbank tune` keeps it.
+        Everything is checked before a model loads; the eval models must be had."""
+        from direction_bank.jobs.evaluate import summary_lines
+        from direction_bank.jobs.tune import RULE, tune_direction
+        from editor.pictures import tradeoff_plot
+        from sd_models.settings import SETTING_BOUNDS
+
+        if not name:
+            raise BankError("choose a saved direction to tune")
+        photos = [photo for photo in photos or [] if photo]
+        if not photos:
+            raise BankError("upload at least one photo to tune on")
+        if len(photos) > MAX_TUNE_PHOTOS:
+            raise BankError(f"{len(photos)} photos: at most {MAX_TUNE_PHOTOS} per tuning")
+        scales = _numbers(scales, "scales", *SETTING_BOUNDS["scale"])
+        guidances = _numbers(guidances, "cross-attention guidance", *SETTING_BOUNDS["xa_guidance"])
+        margin = _finite(margin, "the margin", 0.0, 100.0)
+        steps = _whole(steps, "steps", *SETTING_BOUNDS["steps"])
+        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        for photo in photos:
+            _photo(photo, size)
+        with self.bank(read_only=True) as bank:
+            direction = bank.direction(name)
+        scorer = self.scorer(required=True)
+        editor = self.editor()
+        self._report = report
+        try:
+            result = tune_direction(editor, scorer, direction, [(photo, (caption or "").strip() or None)
+                                                                for photo in photos], scales, guidances,
+                                    steps=steps, size=size, seed=seed, margin=margin)
+        finally:
+            self._report = _no_report
+        lines = summary_lines(result["summary"], scorer.models)
+        lines.append(f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})")
+        if result["tuning"] is None:
+            lines.append("no setting kept the structure within the margin; nothing kept (try smaller scales or a "
+                         "wider margin)")
+        else:
+            with self.bank() as bank:
+                bank.add_tuning(f"{direction.name}@{direction.version}", result["tuning"])
+            lines.append(f"kept on {direction.name} (version {direction.version}): scale "
+                         f"{result['tuning']['scale']:g}, cross-attention guidance {result['tuning']['xa_guidance']:g}")
+        return "\n".join(lines), tradeoff_plot(result["summary"], title=f"{direction.name}: tuning")
+
     # -- editing -----------------------------------------------------------------------------
 
     def suggest_caption(self, image: str) -> str:
@@ -368,10 +445,13 @@ class StudioActions:
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
              guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
-             report=_no_report) -> EditOutcome:
+             report=_no_report, use_tuned: bool = False) -> EditOutcome:
         """Invert `image` (or reuse its inversion from an earlier call) and edit it with saved
         directions; the second direction on the same image and settings reuses the inversion and
-        the reference pass, and the outcome says so."""
+        the reference pass, and the outcome says so. With `use_tuned`, each tuned direction gets
+        its tuned scale and guidance (dbank tune) instead of `scale` and `xa_guidance`, and the
+        notes say so. Each edit is scored when the eval models can be had."""
+        from direction_bank.jobs.tune import tuned_settings
 
         from editor.edit import SETTING_BOUNDS, EditSettings
         from editor.pipeline import stack_directions
@@ -389,10 +469,13 @@ class StudioActions:
             raise BankError(f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
         caption = (caption or "").strip() or None
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
+            found = [bank.direction(name) for name in names]
+        own, scale, xa_guidance, tuning_notes = tuned_settings(
+            [(d.name, d.tuning) for d in found], None if use_tuned else scale, None if use_tuned else xa_guidance)
         settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, xa_guidance, scale)
         word = (attention_word or "").strip()
-        with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
-            tensors = [(found.tensor, found.pooled) for found in map(bank.direction, names)]
+        tensors = [(factor * d.tensor, None if d.pooled is None else factor * d.pooled) for d, factor in zip(found, own)]
         pixels = _photo(image, size)
         editor = self.editor()
         for name, tensor in zip(names, tensors):
@@ -423,15 +506,38 @@ class StudioActions:
         maps = results[2] if len(results) > 2 else {}
         if remembered.first_seconds is None:
             remembered.first_seconds = seconds
-        return self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused)
+        outcome = self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted,
+                                reused, found)
+        outcome.notes[:0] = tuning_notes
+        return outcome
 
-    def _outcome(self, image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused):
+    def _scores(self, photo, caption: str, found: list, edits: list, reconstruction) -> tuple[dict, list]:
+        """({label: scores} of each edit whose direction names its concepts, and of the
+        reconstruction against the first of them; notes), when the eval models can be had."""
+        from direction_bank.jobs.evaluate import score_pair
+
+        scorer = self.scorer()
+        if scorer is None:  # said once a server, not at every edit
+            told, self._told_scores_off = self._told_scores_off, True
+            return {}, [] if told else [f"no scores: {self.scores_off}"]
+        known = [(d, picture) for d, picture in zip(found, edits) if d.source and d.target]
+        if not known:
+            return {}, []
+        first = known[0][0]
+        pairs = [score_pair(photo, picture, caption, d.source, d.target) for d, picture in known]
+        pairs.append(score_pair(photo, reconstruction, caption, first.source, first.target))
+        scores = scorer.score(pairs)
+        return {**{d.name: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, []
+
+    def _outcome(self, image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused,
+                 found):
         from editor.pictures import attention_overlay, photo_at
 
         caption = remembered.inversion.caption
         photo = photo_at(image, reconstruction.size)
+        scores, notes = self._scores(photo, caption, found, edits, reconstruction)
         pictures = [(photo, "input"), (reconstruction, "reconstruction"), *zip(edits, names)]
-        overlay, notes = None, []
+        overlay = None
         if word:
             if word in maps:
                 overlay = attention_overlay(photo, maps[word])
@@ -447,7 +553,8 @@ class StudioActions:
             message = f"{seconds:.1f} s: the inversion came from the disk cache; ran the reference pass (kept)"
         else:
             message = f"{seconds:.1f} s: inverted the image and ran the reference pass (both kept for the next edit)"
-        return EditOutcome(caption, pictures, overlay, self._archive(image, pictures), seconds, reused, message, notes)
+        return EditOutcome(caption, pictures, overlay, self._archive(image, pictures), seconds, reused, message, notes,
+                           scores)
 
     def _archive(self, image: str, pictures: list) -> str:
         """A zip of every picture of an edit, named STEM.LABEL.png inside."""
@@ -469,6 +576,14 @@ class StudioActions:
         self._remembered.move_to_end(key)
         while len(self._remembered) > REMEMBERED_IMAGES:
             self._remembered.popitem(last=False)
+
+
+def scored_label(name: str, scores: dict | None) -> str:
+    """A gallery caption: the picture's name, and its scores when it has some."""
+    if not scores:
+        return name
+    return (f"{name} · CLIP dir. {scores['clip_directional_similarity']:.3f} · structure "
+            f"{scores['structure_distance']:.4f} · change {scores['whole_image_change']:.3f}")
 
 
 def _file_digest(path) -> str:
@@ -515,3 +630,13 @@ def _size(value) -> int:
     if size % 8:
         raise BankError(f"size {size}: use a multiple of 8")
     return size
+
+
+def _numbers(text, what: str, low: float, high: float) -> list[float]:
+    """Comma-separated finite numbers in [low, high] (at most MAX_TUNE_VALUES), or one line."""
+    parts = [part.strip() for part in str(text or "").split(",") if part.strip()]
+    if not parts:
+        raise BankError(f"{what}: give comma-separated numbers")
+    if len(parts) > MAX_TUNE_VALUES:
+        raise BankError(f"{what}: {len(parts)} values; at most {MAX_TUNE_VALUES}")
+    return list(dict.fromkeys(_finite(part, what, low, high) for part in parts))

@@ -9,7 +9,7 @@ import os
 import sys
 
 from direction_bank.errors import BankError, first_line
-from direction_bank.studio.actions import FOLDER_AGE_S, MAX_UPLOAD, StudioActions
+from direction_bank.studio.actions import FOLDER_AGE_S, MAX_UPLOAD, StudioActions, scored_label
 from editor.pipeline import EditorError
 
 log = logging.getLogger("dbank.studio")
@@ -78,7 +78,7 @@ def build_app(actions: StudioActions):
         concept_rows, direction_rows = actions.concepts_table(), actions.directions_table()
         concepts, directions = [row[0] for row in concept_rows], [row[0] for row in direction_rows]
         return (concept_rows, direction_rows, *[gr.update(choices=concepts)] * 3,
-                *[gr.update(choices=directions)] * 2,
+                *[gr.update(choices=directions)] * 3,
                 gr.update(choices=directions + [c for c in concepts if c not in directions]), actions.trash_table())
 
     @_shown
@@ -141,12 +141,18 @@ def build_app(actions: StudioActions):
 
     @_shown
     def edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-             progress=gr.Progress()):
+             use_tuned=False, progress=gr.Progress()):
         outcome = actions.edit(_path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size,
-                               seed, word, report=reporter(progress))
+                               seed, word, report=reporter(progress), use_tuned=bool(use_tuned))
         for note in outcome.notes:
             gr.Warning(note)
-        return outcome.pictures, outcome.caption, outcome.message, outcome.archive
+        gallery = [(picture, scored_label(label, outcome.scores.get(label))) for picture, label in outcome.pictures]
+        return gallery, outcome.caption, outcome.message, outcome.archive
+
+    @_shown
+    def tune(name, photos, scales, guidances, margin, caption, steps, size, progress=gr.Progress()):
+        paths = [_path_of(photo) for photo in photos or []]
+        return actions.tune(name, paths, scales, guidances, margin, caption, steps, size, report=reporter(progress))
 
     # names made after the page was built (here or by another writer) are taken too: the bank checks them
     named = {"allow_custom_value": True, "value": None}
@@ -219,6 +225,23 @@ def build_app(actions: StudioActions):
                                       type="array", interactive=False, label="saved directions")
             with gr.Row():
                 plot_name = gr.Dropdown(label="plot a saved direction", choices=direction_names, **named)
+            gr.Markdown("### Tune: the scale and guidance a saved direction edits best with (kept on it)")
+            with gr.Row():
+                with gr.Column():
+                    tune_name = gr.Dropdown(label="direction", choices=direction_names, elem_id="tune-name", **named)
+                    tune_photos = gr.File(label="photos", file_count="multiple", file_types=["image"])
+                    with gr.Row():
+                        tune_scales = gr.Textbox(label="scales", value="0.5,1,1.5,2")
+                        tune_guidances = gr.Textbox(label="cross-attention guidance", value="0.05,0.1,0.2")
+                    with gr.Row():
+                        tune_margin = gr.Number(label="structure margin over the reconstruction", value=0.02,
+                                                minimum=0)
+                        tune_caption = gr.Textbox(label="caption of every photo (empty: BLIP)")
+                    tune_button = gr.Button("Tune", elem_id="tune")
+                with gr.Column():
+                    tune_text = gr.Textbox(label="tuning", lines=8, interactive=False, elem_id="tune-report")
+                    tune_plot = gr.Image(label="CLIP directional similarity against structure distance", type="pil",
+                                         interactive=False)
             gr.Markdown("### Compose: a weighted sum of saved directions")
             with gr.Row():
                 with gr.Column(scale=1):
@@ -250,6 +273,8 @@ def build_app(actions: StudioActions):
                         size = gr.Slider(64, 1024, value=actions.default_size(), step=8, label="size (longer side)", elem_id="size")
                         seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
                     word = gr.Textbox(label="attention map of a caption word (optional)", elem_id="word")
+                    use_tuned = gr.Checkbox(label="tuned directions use their tuned scale and guidance (dbank tune) "
+                                            "instead of the sliders", value=False, elem_id="use-tuned")
                     run_button = gr.Button("Run edit", variant="primary", elem_id="run")
                 with gr.Column():
                     gallery = gr.Gallery(label="input · reconstruction · edits", columns=3, elem_id="results",
@@ -257,7 +282,7 @@ def build_app(actions: StudioActions):
                     edit_status = gr.Markdown(elem_id="edit-status")
                     archive = gr.File(label="download all", interactive=False)
 
-        lists = [concepts, directions, concept, source, target, chosen, plot_name, export_name, trash]
+        lists = [concepts, directions, concept, source, target, chosen, plot_name, tune_name, export_name, trash]
         listing = {"fn": refresh, "outputs": lists, "api_name": False}
         refresh_button.click(refresh, outputs=lists, api_name="refresh")
         app.load(refresh, outputs=lists, api_name=False)
@@ -282,9 +307,12 @@ def build_app(actions: StudioActions):
                              preprocess=False)
         generate_button.click(generate, [prompt, size, steps, guidance_scale, seed], [image, caption],
                               api_name="generate", concurrency_id="model", concurrency_limit=1)
-        run_button.click(edit, [image, caption, chosen, scale, xa_guidance, guidance_scale, steps, size, seed, word],
-                         [gallery, caption, edit_status, archive], api_name="edit",
+        run_button.click(edit, [image, caption, chosen, scale, xa_guidance, guidance_scale, steps, size, seed, word,
+                                use_tuned], [gallery, caption, edit_status, archive], api_name="edit",
                          concurrency_id="model", concurrency_limit=1, preprocess=False)
+        tune_button.click(tune, [tune_name, tune_photos, tune_scales, tune_guidances, tune_margin, tune_caption, steps,
+                                 size], [tune_text, tune_plot], api_name="tune", concurrency_id="model",
+                          concurrency_limit=1, preprocess=False)
     app.queue(default_concurrency_limit=4)
     return app
 

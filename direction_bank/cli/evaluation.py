@@ -1,0 +1,393 @@
+"""`dbank eval`: how good are the edits? Scores an edit folder from its records, or runs the edits
+itself (directions × settings, with the word-swap baseline) and scores them; writes a report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from direction_bank.cli.app import (
+    cli, emit, eval_model_options, json_option, overwrite_option, sd_model_option, vae_option, with_device,
+)
+from direction_bank.cli.editing import (
+    RECONSTRUCTION, _check_shapes, bootstrap_seed_option, guidance_scale_option, steps_option, _direction_sources, _editor, _image_stems, _images_in, _output_folder,
+    _read_manifest, _require_captioner, _resolve_directions, _size_for, caption_model_option, make_output_folder,
+    no_cache_option, size_option, write_record,
+)
+from direction_bank.cli.params import SEED, FiniteFloat, FloatList
+from direction_bank.errors import BankError
+from editor.edit import SETTING_BOUNDS
+
+WORD_SWAP = "word-swap"
+BASELINES = (WORD_SWAP, RECONSTRUCTION)
+
+
+def _require_eval_models(clip_model: str, dino_model: str) -> None:
+    """One line, before any edit runs or model loads, when CLIP or DINO cannot be had."""
+    from direction_bank.model_check import require_model
+
+    require_model(clip_model, "the CLIP model", "set --clip-model or DBANK_CLIP_MODEL to a local CLIP folder")
+    require_model(dino_model, "the DINO model", "set --dino-model or DBANK_DINO_MODEL to a local DINO-ViT folder")
+
+
+def _eval_baselines(ctx, param, value):
+    chosen = tuple(dict.fromkeys(value))
+    if "none" in chosen and len(chosen) > 1:
+        raise click.BadParameter("'none' goes alone")
+    return () if chosen == ("none",) else chosen or BASELINES
+
+
+@cli.command("eval")
+@click.argument("inputs", nargs=-1, type=click.Path())
+@click.option("--manifest", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Run the edits of a CSV of image[,caption[,direction...]] rows (as dbank edit reads it).")
+@click.option("--direction", "names", multiple=True, help="A saved direction to edit with and score (repeatable).")
+@click.option("--from", "sources", multiple=True, help="Source concept of a direction made on the fly.")
+@click.option("--to", "targets", multiple=True, help="Target concept (pairs with --from).")
+@click.option("--direction-file", "files", multiple=True, type=click.Path(dir_okay=False),
+              help="A dbank direction file whose metadata names its concepts (repeatable).")
+@click.option("--scale", "scales", type=FloatList(*SETTING_BOUNDS["scale"]), default="1", show_default=True,
+              help="Scales of each direction to score (comma-separated).")
+@click.option("--xa-guidance", "guidances", type=FloatList(*SETTING_BOUNDS["xa_guidance"]), default="0.1",
+              show_default=True, help="Cross-attention guidance steps to score (comma-separated).")
+@click.option("--baseline", "baselines", multiple=True, type=click.Choice([*BASELINES, "none"]),
+              callback=_eval_baselines,
+              help="word-swap: also edit with 'a photo of a SOURCE' -> 'a photo of a TARGET' through the same text "
+              "encoder; reconstruction: also score the unedited reconstruction [default: both].")
+@click.option("--caption", default=None, help="The source prompt of every image (default: a BLIP caption).")
+@steps_option
+@guidance_scale_option
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the edits (inversion shifts).")
+@bootstrap_seed_option
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Edits scored per CLIP/DINO batch.")
+@size_option
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the edits (when eval runs them) and the report [default: the folder scored].")
+@overwrite_option
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the edits run, as for dbank edit (ray records no attention maps: no background change).")
+@click.option("--address", default=None, help="With --engine ray: an existing cluster (default: a local one).")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None, help="With --engine ray: editors in the pool.")
+@eval_model_options
+@caption_model_option
+@no_cache_option
+@sd_model_option
+@vae_option
+@with_device
+@json_option
+@click.pass_context
+def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,
+                 guidance_scale, seed, bootstrap_seed, batch_size, size, out_dir, overwrite, engine, address, workers,
+                 dino_model, clip_model, caption_model, no_cache, model, vae, device, dtype, as_json):
+    """Score edits: CLIP directional similarity and accuracy, DINO structure distance, and the
+    change outside the source word's attention region and over the whole image. Give an edit
+    output FOLDER (dbank edit wrote a record beside each image's edits), or IMAGES / a folder of
+    images / --manifest with --direction (eval runs the edits itself, every --scale and
+    --xa-guidance; a rerun skips the edits done). Prints per direction and setting the mean and a
+    95% bootstrap interval over the images, beside the word-swap and reconstruction baselines,
+    and writes eval-scores.csv, eval-summary.csv and eval-tradeoff.png (--overwrite replaces a
+    report that differs)."""
+    from direction_bank.edit_records import read_record, records_in
+    from direction_bank.jobs.evaluate import report_paths
+    from direction_bank.output_files import check_output
+
+    runs_edits = bool(names or sources or files or manifest)
+    if not runs_edits:
+        if len(inputs) != 1 or not Path(inputs[0]).is_dir():
+            raise click.UsageError("give one edit output folder to score, or images with --direction to edit and score")
+        folder = Path(inputs[0])
+        records, problems = records_in(folder)
+        report_folder = _output_folder(out_dir) if out_dir else folder
+    else:
+        report_folder = _output_folder(out_dir) if out_dir else None
+        if report_folder is None:
+            raise click.UsageError("-o is needed when eval runs the edits: the folder they go in")
+    for path in report_paths(report_folder).values() if report_folder.is_dir() else ():
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            check_output(path, overwrite)  # refused before any edit runs (a file is compared when written)
+    _require_eval_models(clip_model, dino_model)
+    warnings = []
+    if runs_edits:
+        record_paths, problems, warnings = _run_edits(
+            ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,
+            guidance_scale, seed, size, report_folder, engine, address, workers, caption_model,
+            no_cache, model, vae, device, dtype)
+        records = [read_record(path) for path in record_paths]
+    _score_and_report(records, problems, warnings, baselines, clip_model, dino_model, device, batch_size,
+                      bootstrap_seed, report_folder, overwrite, as_json)
+
+
+def _score_and_report(records, problems, warnings, baselines, clip_model, dino_model, device, batch_size, seed,
+                      folder, overwrite, as_json) -> None:
+    """Score the records, print the summary, write the report; exit 1 after any problem line."""
+    from direction_bank.jobs.evaluate import score_records, summarise, summary_lines, write_report
+    from direction_bank.progress import progress_counter
+    from editor.evaluation import EditScorer
+    from sd_models.precision import default_device
+
+    scorer = EditScorer.load(clip_model, dino_model, device or default_device())
+    bar = progress_counter(len(records), desc="scoring", unit="image")
+    scored, skipped = score_records(records, scorer, baselines, batch_size, progress=bar)
+    bar.close()
+    problems = [*problems, *skipped]
+    if not scored:
+        raise BankError("; ".join(problems[:3]) if problems else "nothing to score: no edit names its concepts")
+    summary = summarise(scored, seed)
+    make_output_folder(folder)
+    written = write_report(folder, scored, summary, overwrite)
+    models = scorer.models
+    emit(as_json, lambda: {"summary": summary, "edits": [edit.row() for edit in scored], "models": models,
+                           "report": written, "errors": problems, "warnings": warnings},
+         lambda: [*summary_lines(summary, models), *(f"{kind}: {path}" for kind, path in written.items())])
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,
+               guidance_scale, seed, size, out, engine, address, workers, caption_model, no_cache, model,
+               vae, device, dtype):
+    """Edit every image with every direction at every scale and guidance (and the word-swap
+    direction of each pair of concepts), writing pictures and a record per image and guidance;
+    an image whose record exists is done (resumable; the record is written last, so an image a
+    stopped run left part done is redone whole). Returns (record paths, problems, warnings)."""
+    import hashlib
+    import json
+
+    from direction_bank.cli.app import load_encoder
+    from direction_bank.jobs.evaluate import word_swap_direction
+    from direction_bank.names import file_label
+    from direction_bank.output_files import check_output, remove_stale_temporaries
+    from direction_bank.progress import progress_counter
+    from editor.edit import EditSettings
+    from editor.pipeline import stack_directions
+    from editor.runners.local import ImageJob
+
+    if engine == "ray":
+        from editor.runners.ray_address import check_ray_address, check_ray_installed
+
+        check_ray_installed()
+        if address:
+            check_ray_address(address, 10.0)
+    listed = [(str(image), caption, []) for arg in inputs
+              for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
+    listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
+    if not listed:
+        raise click.UsageError("give IMAGES, a folder of images, or --manifest")
+    if any(c is None for _, c, _ in listed):
+        _require_captioner(caption_model)
+    own_names = sorted({name for _, _, own in listed for name in own})
+    resolved, problems = _resolve_directions(_direction_sources(ctx, (*names, *own_names), sources, targets, files))
+    unknown = [entry.label for entry in resolved if not (entry.source and entry.target)]
+    problems += [f"{label}: its concepts are unknown (a sum of directions, or a file without them); eval needs a "
+                 "source and a target" for label in unknown]
+    resolved = [entry for entry in resolved if entry.source and entry.target]
+    if not resolved:
+        raise BankError("; ".join(problems) or "no direction to score")
+    size = _size_for(model, size)
+    if WORD_SWAP in baselines:
+        from direction_bank.cli.editing import Resolved
+
+        encoder = load_encoder(model, device, dtype)
+        pairs = list(dict.fromkeys((entry.source, entry.target) for entry in resolved))
+        resolved += [Resolved(f"{WORD_SWAP} {s}->{t}", file_label(f"{WORD_SWAP}-{s}-{t}", part=True),
+                              word_swap_direction(encoder, s, t), s, t) for s, t in pairs]
+        del encoder
+    if engine == "ray":  # the workers load the model; here its configs will do
+        from editor.pipeline import DirectionShape
+
+        editor = DirectionShape(model)
+    else:
+        editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
+    resolved = _check_shapes(editor, resolved, problems)
+    by_label = {entry.label: entry for entry in resolved}
+    words = tuple(sorted({entry.source for entry in resolved})) if engine == "local" else ()
+    shared = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
+              "regularised": True}
+    key = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
+    stems = _image_stems([image for image, _, _ in listed])
+    record_paths, warnings, done = [], [], 0
+    if engine == "ray":
+        warnings.append("--engine ray records no attention maps: no background change outside the source word "
+                        "(the whole-image change is scored)")
+    make_output_folder(out)
+    for guidance in guidances:
+        jobs = []
+        for (image, image_caption, wanted), stem in zip(listed, stems):
+            base = [entry for label, entry in by_label.items()
+                    if not label.startswith(WORD_SWAP) and (not wanted or label in wanted)]
+            swaps = [f"{WORD_SWAP} {s}->{t}" for s, t in dict.fromkeys((e.source, e.target) for e in base)]
+            chosen = base + [by_label[label] for label in swaps if label in by_label]
+            plan = [(entry, scale) for entry in chosen for scale in scales]
+            labels = [f"{entry.label} scale {scale:g} xa {guidance:g}" for entry, scale in plan]
+            record = out / f"{stem}.record-{hashlib.sha256(json.dumps([labels, shared]).encode()).hexdigest()[:10]}.json"
+            record_paths.append(record)
+            if record.is_file():  # edited by an earlier run (records are written last)
+                done += 1
+                continue
+            paths = {"edits": {label: out / f"{stem}.{entry.name}-s{scale:g}-xa{guidance:g}-{key}.png"
+                               for label, (entry, scale) in zip(labels, plan)},
+                     "reconstruction": out / f"{stem}.{RECONSTRUCTION}-{key}.png",
+                     "grey": {word: out / f"{stem}.attention-{file_label(word)}-{key}.grey.png" for word in words},
+                     "record": record}
+            every = [*paths["edits"].values(), record]
+            remove_stale_temporaries(every)
+            replace = any(path.is_file() for path in every)  # left by a run stopped part way: redone whole
+            try:
+                for path in every:
+                    check_output(path, replace)
+            except BankError as error:
+                problems.append(str(error))
+                continue
+            tokens, pooled = stack_directions([tuple(None if part is None else scale * part for part in entry.parts)
+                                               for entry, scale in plan])
+            jobs.append(ImageJob(image, image_caption, labels, tokens,
+                                 {"paths": paths, "plan": plan, "replace": replace}, pooled))
+        _edit_for_eval(jobs, editor, engine, model, device, dtype, caption_model, vae, address, workers,
+                       EditSettings(steps, guidance_scale, guidance, 1.0), size, seed, words, shared, problems, progress_counter(len(jobs), desc=f"editing (xa {guidance:g})", unit="img"))
+    if done:
+        warnings.append(f"{done} image edits were done by an earlier run (records found); scored as they are")
+    return [path for path in record_paths if path.is_file()], problems, warnings
+
+
+def _edit_for_eval(jobs, editor, engine, model, device, dtype, caption_model, vae, address, workers, settings, size,
+                   seed, words, shared, problems, bar) -> None:
+    """Run one guidance's jobs and write each image's pictures and record as it finishes."""
+    from direction_bank.cli.app import write_pictures
+    from direction_bank.edit_records import EditEntry, EditRecord
+    from editor.inversion import Regularisation
+
+    def finished(result):
+        paths, plan = result.job.extra["paths"], result.job.extra["plan"]
+        pictures = dict(zip(paths["edits"].values(), result.edits))
+        extra = {paths["reconstruction"]: result.reconstruction,
+                 **{paths["grey"][word]: grey for word, grey in result.maps.items()}}
+        # the same for every guidance of this image: written by the first, kept by the others
+        pictures.update({path: picture for path, picture in extra.items() if not path.is_file()})
+        entries = [EditEntry(label, paths["edits"][label].name,
+                             entry.label, entry.source, entry.target, scale, settings.xa_guidance,
+                             WORD_SWAP if entry.label.startswith(WORD_SWAP) else None)
+                   for label, (entry, scale) in zip(result.job.labels, plan)]
+        record = EditRecord(str(Path(result.job.image).resolve()), result.caption, shared["model"], shared["size"],
+                            shared["seed"], shared["steps"], shared["guidance_scale"], True,
+                            paths["reconstruction"].name, entries,
+                            {word: paths["grey"][word].name for word in result.maps})
+        try:
+            write_pictures(pictures, result.job.extra["replace"])
+            write_record(paths["record"], record, result.job.extra["replace"])
+        except BankError as error:
+            problems.append(str(error))
+        finally:
+            bar.update(1)
+
+    def failed(job, error):
+        bar.update(1)
+        problems.append(f"{job.image}: {error}")
+
+    if jobs and engine == "ray":
+        from editor.runners.ray_data import edit_images_on_ray
+
+        edit_images_on_ray(model, device, dtype, caption_model, jobs, settings, size=size, vae=vae,
+                           regularisation=Regularisation(), seed=seed, workers=workers, address=address,
+                           on_result=finished, on_error=failed)
+    elif jobs:
+        from editor.runners.local import edit_images
+
+        edit_images(editor, jobs, settings, size=size, regularisation=Regularisation(), seed=seed,
+                    on_result=finished, on_error=failed, attention_words=words)
+    bar.close()
+
+
+@cli.command("tune")
+@click.argument("name")
+@click.argument("photos", nargs=-1, required=True, type=click.Path())
+@click.option("--scale", "scales", type=FloatList(*SETTING_BOUNDS["scale"]), default="0.5,1,1.5,2", show_default=True,
+              help="Scales to try (comma-separated).")
+@click.option("--xa-guidance", "guidances", type=FloatList(*SETTING_BOUNDS["xa_guidance"]), default="0.05,0.1,0.2",
+              show_default=True, help="Cross-attention guidance steps to try (comma-separated).")
+@click.option("--margin", type=FiniteFloat(0.0, 100.0), default=None,
+              help="How far the chosen setting's mean structure distance may exceed the reconstruction's "
+              "[default: 0.02, on the structure distance's own scale].")
+@click.option("--caption", default=None, help="The source prompt of every photo (default: a BLIP caption).")
+@steps_option
+@guidance_scale_option
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the inversions' shifts.")
+@bootstrap_seed_option
+@click.option("--dry-run", is_flag=True, help="Report the choice without storing it on the direction.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Also write eval-scores.csv, eval-summary.csv and eval-tradeoff.png here.")
+@overwrite_option
+@size_option
+@eval_model_options
+@caption_model_option
+@no_cache_option
+@sd_model_option
+@vae_option
+@with_device
+@json_option
+@click.pass_context
+def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_scale, seed, bootstrap_seed, dry_run,
+         report_dir, overwrite, size, dino_model, clip_model, caption_model, no_cache, model, vae, device, dtype,
+         as_json):
+    """Find the settings a saved direction edits best with: edit PHOTOS (files or folders) at
+    every --scale x --xa-guidance (each photo inverted once, its reference pass kept), score each
+    setting against the reconstruction, and keep on the direction the one with the highest CLIP
+    directional similarity whose structure distance stays within --margin of the
+    reconstruction's. dbank edit then uses it when no --scale or --xa-guidance is given; show
+    prints it; exported files carry it."""
+    from direction_bank.cli.app import open_bank
+    from direction_bank.jobs.evaluate import summary_lines, write_report
+    from direction_bank.jobs.tune import DEFAULT_MARGIN, RULE, tune_direction
+    from direction_bank.progress import progress_counter
+    from editor.evaluation import EditScorer
+    from sd_models.precision import default_device
+
+    margin = DEFAULT_MARGIN if margin is None else margin
+    listed = [image for arg in photos for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
+    if not listed:
+        raise click.UsageError("no photos: give image files or folders holding some")
+    bank = open_bank(ctx, read_only=dry_run)
+    direction = bank.direction(name)
+    if not (direction.source and direction.target):
+        raise BankError(f"{name}: its concepts are unknown (a sum of directions, or a file without them); tune needs "
+                        "a source and a target to score against")
+    report_folder = _output_folder(report_dir) if report_dir else None
+    if caption is None:
+        _require_captioner(caption_model)
+    _require_eval_models(clip_model, dino_model)
+    size = _size_for(model, size)
+    editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
+    scorer = EditScorer.load(clip_model, dino_model, device or default_device())
+    bar = progress_counter(len(listed), desc="tuning", unit="photo")
+    result = tune_direction(editor, scorer, direction, [(path, caption) for path in listed], scales, guidances,
+                            steps=steps, guidance_scale=guidance_scale, seed=seed, size=size, margin=margin,
+                            bootstrap_seed=bootstrap_seed, progress=bar)
+    bar.close()
+    written = {}
+    if report_folder is not None:
+        make_output_folder(report_folder)
+        written = write_report(report_folder, result["scored"], result["summary"], overwrite)
+    tuning, stored = result["tuning"], False
+    if tuning is not None and not dry_run:
+        tuning = bank.add_tuning(f"{direction.name}@{direction.version}", tuning)
+        stored = True
+
+    def lines():
+        yield from summary_lines(result["summary"], scorer.models)
+        yield f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})"
+        if tuning is None:
+            yield "no setting kept the structure within the margin; nothing stored (try smaller scales or a wider --margin)"
+        else:
+            yield (f"{'chosen' if dry_run else 'stored on ' + name}: scale {tuning['scale']:g}, "
+                   f"xa-guidance {tuning['xa_guidance']:g}")
+        yield from (f"{kind}: {path}" for kind, path in written.items())
+
+    emit(as_json, lambda: {"direction": name, "summary": result["summary"], "rule": RULE, "margin": margin,
+                           "allowed_structure_distance": result["allowed_structure_distance"], "tuning": tuning,
+                           "stored": stored, "report": written}, lines)
+    if tuning is None:
+        raise SystemExit(1)

@@ -1,0 +1,209 @@
+"""`dbank eval` on tiny random SD, CLIP and DINO checkpoints: scores from an edit folder's records
+and from edits it runs itself, the word-swap and reconstruction baselines, the report files, and
+bad inputs as one line each. (Tiny random models: the numbers say nothing of edit quality.)"""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from direction_bank.edit_records import read_record
+from editor.evaluation import ClipScorer, DinoStructure
+
+STEPS = 2
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "photos" / "horse.png"
+    path.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def eval_cli(run_cli, tiny_sd, tiny_clip, tiny_dino, tmp_path, monkeypatch, horse_zebra_bank):
+    monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
+    models = {"DBANK_CLIP_MODEL": str(tiny_clip), "DBANK_DINO_MODEL": str(tiny_dino)}
+
+    def run(*args, env=None):
+        return run_cli(*args, "--steps", str(STEPS), "--size", "32", "--model", str(tiny_sd),
+                       env={**models, **(env or {})})
+
+    return run
+
+
+def _by(summary, kind, scale=None):
+    return [row for row in summary if row["kind"] == kind and (scale is None or row["scale"] == scale)]
+
+
+@pytest.mark.bank_agnostic
+def test_eval_scores_an_edit_folder_from_its_records(eval_cli, run_cli, image, tmp_path, tiny_clip, tiny_dino):
+    out = tmp_path / "edits"
+    edited = eval_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a photo of a horse",
+                      "--attention-map", "horse", "-o", str(out), "--json")
+    assert edited.exit_code == 0, edited.stderr
+    result = run_cli("eval", str(out), "--json", env={"DBANK_CLIP_MODEL": str(tiny_clip),
+                                                      "DBANK_DINO_MODEL": str(tiny_dino)})
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["errors"] == []
+    [direction], [reconstruction] = _by(report["summary"], "direction"), _by(report["summary"], "reconstruction")
+    assert (direction["direction"], direction["source"], direction["target"], direction["images"]) == (
+        "horse2zebra", "horse", "zebra", 1)
+    assert reconstruction["setting"] == "reconstruction"
+    [edit] = [row for row in report["edits"] if row["kind"] == "direction"]
+    # the caption names the source, so the text change is the caption with the word swapped
+    assert (edit["source_text"], edit["target_text"]) == ("a photo of a horse", "a photo of a zebra")
+    record = read_record(json.loads(edited.stdout)["results"][0]["record"])
+    picture = Image.open(out / edit["file"]).convert("RGB")
+    photo = Image.open(image).convert("RGB").resize(picture.size, Image.Resampling.LANCZOS)
+    clip, dino = ClipScorer.load(str(tiny_clip)), DinoStructure.load(str(tiny_dino))
+    [expected] = clip.directional_similarity([photo], [picture], ["a photo of a horse"], ["a photo of a zebra"])
+    assert edit["clip_directional_similarity"] == pytest.approx(expected, abs=1e-5)
+    assert direction["clip_directional_similarity"]["mean"] == pytest.approx(expected, abs=1e-5)
+    assert edit["structure_distance"] == pytest.approx(dino.distance([photo], [picture])[0], abs=1e-6)
+    assert edit["background_change"] is not None and record.masks == {"horse": Path(
+        json.loads(edited.stdout)["results"][0]["attention_maps_grey"]["horse"]).name}
+    assert report["models"]["clip_directional_similarity"] == str(tiny_clip)
+    paths = report["report"]
+    with open(paths["summary"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["kind"] for row in rows] == ["direction", "reconstruction"]
+    assert float(rows[0]["clip_directional_similarity"]) == pytest.approx(expected, abs=1e-5)
+    with open(paths["scores"], newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+    assert Image.open(paths["plot"]).size[0] >= 600
+    text = run_cli("eval", str(out), "--overwrite", env={"DBANK_CLIP_MODEL": str(tiny_clip),
+                                                         "DBANK_DINO_MODEL": str(tiny_dino)})
+    assert text.exit_code == 0, text.stderr
+    assert "horse2zebra" in text.stdout and "95% bootstrap interval" in text.stdout
+    models = {"DBANK_CLIP_MODEL": str(tiny_clip), "DBANK_DINO_MODEL": str(tiny_dino)}
+    assert run_cli("eval", str(out), env=models).exit_code == 0  # the same report again: nothing to replace
+    before = Path(paths["summary"]).read_bytes()
+    refused = run_cli("eval", str(out), "--baseline", "none", env=models)  # another report
+    assert refused.exit_code == 1 and refused.stderr.strip().endswith("exists; pass --overwrite to replace it")
+    assert Path(paths["summary"]).read_bytes() == before
+
+
+@pytest.mark.bank_agnostic
+def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tmp_path):
+    out = tmp_path / "eval"
+    args = ("eval", str(image.parent), "--direction", "horse2zebra", "--scale", "0.5,1", "--xa-guidance", "0.1,0.2",
+            "--caption", "a horse in a field", "-o", str(out), "--json")
+    result = eval_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    summary = report["summary"]
+    settings = [f"scale {s}, xa {g}" for s in ("0.5", "1") for g in ("0.1", "0.2")]
+    assert [(row["direction"], row["kind"], row["setting"]) for row in summary] == [
+        *[("horse2zebra", "direction", setting) for setting in settings],
+        *[("word-swap horse->zebra", "word-swap", setting) for setting in settings],
+        ("horse2zebra", "reconstruction", "reconstruction")]
+    assert all(row["images"] == 1 for row in summary)  # the reconstruction too, though two records name it
+    records = sorted(out.glob("horse.record-*.json"))
+    assert len(records) == 2  # one per guidance
+    record = next(r for r in map(read_record, records) if r.edits[0].xa_guidance == 0.1)
+    assert [(e.direction, e.scale, e.baseline) for e in record.edits] == [
+        ("horse2zebra", 0.5, None), ("horse2zebra", 1.0, None),
+        ("word-swap horse->zebra", 0.5, "word-swap"), ("word-swap horse->zebra", 1.0, "word-swap")]
+    assert list(record.masks) == ["horse"] and all(row["background_change"] is not None for row in report["edits"])
+    # the two scales are different edits: a direction scaled by 0.5 moves the picture less
+    half, whole = (Image.open(out / e.file) for e in record.edits[:2])
+    assert half.tobytes() != whole.tobytes()
+    files = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = eval_cli(*args)  # the records mark the edits done; the report is the same
+    assert again.exit_code == 0, again.stderr
+    assert "2 image edits were done by an earlier run" in again.stderr
+    assert json.loads(again.stdout)["summary"] == summary
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == files
+    # a run stopped after an image's pictures but before its record: that image is redone whole
+    records[0].unlink()
+    redone = eval_cli(*args, "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    assert "1 image edits were done by an earlier run" in redone.stderr
+    assert json.loads(redone.stdout)["summary"] == summary and records[0].is_file()
+
+
+@pytest.mark.bank_agnostic
+def test_eval_bad_inputs_are_one_line_each(eval_cli, run_cli, image, tmp_path, tiny_clip, tiny_dino):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = eval_cli("eval", str(empty))
+    assert result.exit_code == 1 and result.stderr.strip() == (
+        f"Error: {empty}: no edit records (STEM.record-*.json, which dbank edit writes beside its pictures); "
+        "edit into it first, or give images with --direction")
+    out = tmp_path / "eval"
+    missing = eval_cli("eval", str(image), "--direction", "horse2zebra", "--caption", "a horse", "-o", str(out),
+                       env={"DBANK_DINO_MODEL": str(tmp_path / "no-dino")})
+    assert missing.exit_code == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert "the DINO model" in missing.stderr and "no-dino" in missing.stderr and "--dino-model" in missing.stderr
+    assert not out.exists()  # refused before any edit ran
+    edits = tmp_path / "edits"
+    assert eval_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse", "-o",
+                    str(edits)).exit_code == 0
+    Image.new("RGB", (16, 16)).save(edits / "horse.horse2zebra.png")  # an image of another size
+    resized = eval_cli("eval", str(edits))
+    assert resized.exit_code == 1
+    assert resized.stderr.strip().splitlines()[-1] == (
+        f"Error: {edits / 'horse.horse2zebra.png'}: 16x16, but its reconstruction is 32x24; not an edit of this record")
+    (edits / "bad.record-0.json").write_text("{not json")
+    assert "bad.record-0.json: not JSON" in eval_cli("eval", str(edits)).stderr
+
+
+def _row(kind, scale, xa, similarity, structure):
+    stat = lambda value: {"mean": value, "low": value, "high": value}  # noqa: E731
+    return {"kind": kind, "scale": scale, "xa_guidance": xa, "clip_directional_similarity": stat(similarity),
+            "structure_distance": stat(structure)}
+
+
+def test_the_tuning_rule_takes_the_strongest_edit_that_keeps_the_structure():
+    from direction_bank.jobs.tune import choose_setting
+
+    summary = [_row("direction", 0.5, 0.1, 0.10, 0.11), _row("direction", 1.0, 0.1, 0.20, 0.12),
+               _row("direction", 2.0, 0.1, 0.40, 0.30), _row("word-swap", 1.0, 0.1, 0.9, 0.1),
+               _row("reconstruction", None, None, 0.0, 0.10)]
+    chosen, allowed = choose_setting(summary, margin=0.02)
+    assert (chosen["scale"], allowed) == (1.0, pytest.approx(0.12))  # 2.0 edits more but breaks the layout
+    assert choose_setting(summary, margin=0.5)[0]["scale"] == 2.0
+    assert choose_setting(summary, margin=0.0)[0] is None  # nothing keeps it: nothing is chosen
+
+
+def test_tune_stores_a_setting_that_show_edit_and_shared_files_use(eval_cli, run_cli, image, tmp_path):
+    tuned = eval_cli("tune", "horse2zebra", str(image), "--scale", "0.5,1.5", "--xa-guidance", "0.2",
+                     "--caption", "a horse", "--margin", "100", "--report", str(tmp_path / "report"), "--json")
+    assert tuned.exit_code == 0, tuned.stderr
+    report = json.loads(tuned.stdout)
+    rows = [row for row in report["summary"] if row["kind"] == "direction"]
+    best = max(rows, key=lambda row: row["clip_directional_similarity"]["mean"])
+    tuning = report["tuning"]
+    assert report["stored"] and (tuning["scale"], tuning["xa_guidance"]) == (best["scale"], 0.2)
+    assert tuning["scores"]["clip_directional_similarity"] == best["clip_directional_similarity"]["mean"]
+    assert (tmp_path / "report" / "eval-tradeoff.png").is_file()
+    shown = json.loads(run_cli("show", "horse2zebra", "--json").stdout)
+    assert shown["tuning"] == tuning
+    assert f"tuned: scale {tuning['scale']:g}, xa-guidance 0.2" in run_cli("show", "horse2zebra").stdout
+    # edit with no --scale or --xa-guidance: the tuned ones, said on stderr and kept in the record
+    untold = eval_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse",
+                      "-o", str(tmp_path / "tuned"), "--json")
+    assert untold.exit_code == 0, untold.stderr
+    assert f"its tuned scale {tuning['scale']:g}" in untold.stderr and "xa-guidance 0.2, as tuned" in untold.stderr
+    [entry] = read_record(json.loads(untold.stdout)["results"][0]["record"]).edits
+    assert (entry.scale, entry.xa_guidance) == (tuning["scale"], 0.2)
+    told = eval_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse", "--scale",
+                    f"{tuning['scale']:g}", "--xa-guidance", "0.2", "-o", str(tmp_path / "told"), "--json")
+    assert told.exit_code == 0 and "tuned" not in told.stderr
+    assert np.abs(np.asarray(Image.open(tmp_path / "tuned" / "horse.horse2zebra.png"), np.int16)
+                  - np.asarray(Image.open(tmp_path / "told" / "horse.horse2zebra.png"), np.int16)).max() <= 1
+    # a shared file carries the tuning, and an import keeps it
+    path = tmp_path / "h2z.safetensors"
+    assert run_cli("export", "horse2zebra", "-o", str(path)).exit_code == 0
+    assert run_cli("import", str(path), "--name", "shared").exit_code == 0
+    assert json.loads(run_cli("show", "shared", "--json").stdout)["tuning"] == tuning
+    # a dry run stores nothing: the tuning shown is still the first one
+    again = eval_cli("tune", "horse2zebra", str(image), "--scale", "0.25", "--xa-guidance", "0.1", "--caption",
+                     "a horse", "--margin", "100", "--dry-run", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["stored"] is False
+    assert json.loads(run_cli("show", "horse2zebra", "--json").stdout)["tuning"] == tuning
