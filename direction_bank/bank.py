@@ -778,6 +778,18 @@ class Bank:
                 })
         return history
 
+    def version_with_fingerprint(self, name: str, fingerprint: str | None) -> tuple[str, bool]:
+        """('NAME' or 'NAME@N', whether that is the current version): the newest version of a
+        direction whose tensor has `fingerprint` (any version when None). UnknownDirection in
+        one line when no version has it."""
+        versions = self.direction_history(name)
+        matching = [v for v in versions if fingerprint is None or v["fingerprint"] == fingerprint]
+        if not matching:
+            raise UnknownDirection(f"no version of the direction {name!r} in the bank is the one the edit used "
+                                   f"(fingerprint {fingerprint[:12]}); import that direction first")
+        newest = matching[-1]
+        return (name, True) if newest["current"] else (f"{name}@{newest['version']}", False)
+
     @staticmethod
     def _counts_now(session, source: str | None, target: str | None, encoder_id: int) -> dict:
         """How many sentences the source's and target's statistics under an encoder hold now

@@ -30,6 +30,7 @@ class EditEntry:
     scale: float
     xa_guidance: float
     baseline: str | None = None
+    fingerprint: str | None = None  # SHA-256 of the direction as the bank stores it (before the scale)
 
 
 @dataclass
@@ -132,3 +133,44 @@ def records_in(folder: str | Path) -> tuple[list[EditRecord], list[str]]:
         except BankError as error:
             errors.append(str(error))
     return records, errors
+
+
+PARAMETERS_FORMAT = "dbank-parameters"
+
+
+def parameters_of(record: EditRecord, entry: EditEntry) -> str:
+    """The 'parameters' text chunk of one edit's PNG: everything its record says about it (the
+    input, caption, model and settings, and this edit's direction, fingerprint, scale and
+    guidance) and the dbank that made it, as JSON."""
+    from direction_bank import __version__
+
+    data = {key: value for key, value in asdict(record).items() if key not in ("folder", "edits", "masks")}
+    return json.dumps({"format": PARAMETERS_FORMAT, "version": RECORD_VERSION, "dbank": __version__, **data,
+                       "input": Path(record.input).name, "edit": asdict(entry)}, sort_keys=True)
+
+
+def read_parameters(path: str | Path) -> tuple[dict, EditEntry]:
+    """(the settings, the edit) a dbank edit's PNG carries in its 'parameters' chunk; one line
+    naming the file when it is not such a picture."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as picture:
+            text = getattr(picture, "text", {}).get("parameters")
+    except FileNotFoundError:
+        raise BankError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise BankError(f"{path}: not an image ({error})") from None
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or data.get("format") != PARAMETERS_FORMAT:
+        raise BankError(f"{path}: carries no dbank edit settings (a PNG that dbank edit wrote does)")
+    entry = _entry(data.get("edit"), str(path))
+    for key, kind in (("caption", str), ("model", str), ("size", int), ("seed", int), ("steps", int),
+                      ("guidance_scale", (int, float))):
+        if isinstance(data.get(key), bool) or not isinstance(data.get(key), kind):
+            raise BankError(f"{path}: its settings' {key} is not {'text' if kind is str else 'a number'}")
+    return data, entry

@@ -1,6 +1,7 @@
 """Pictures for people: contact sheets (a row per image: input, reconstruction, each edit),
 settings grids (sweeps), attention maps laid over the photo, and per-token norm plots. Every
-picture carries its labels in the PNG's text chunks too (`labels`), so scripts can read them."""
+picture carries its labels in the PNG's text chunks too (`labels`), so scripts can read them, and
+an edit the settings that made it (`parameters`)."""
 from __future__ import annotations
 
 import json
@@ -167,12 +168,14 @@ def photo_at(path, size: tuple[int, int]):
 
 
 def save_png(picture, path) -> None:
-    """Save as PNG with the picture's labels in a text chunk."""
+    """Save as PNG with the picture's labels and, for an edit, the settings that made it
+    ('parameters', JSON, as A1111 keeps its own) in text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    if "labels" in picture.info:
-        info.add_text("labels", picture.info["labels"])
+    for key in ("labels", "parameters"):
+        if key in picture.info:
+            info.add_text(key, picture.info[key])
     picture.save(path, format="PNG", pnginfo=info)
 
 

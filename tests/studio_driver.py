@@ -105,6 +105,14 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
     seen["client"] = {"labels": [item["caption"] for item in gallery],
                       "files": [item["image"] for item in gallery], "caption": caption, "message": message,
                       "archive": archive}
+    import zipfile
+
+    with zipfile.ZipFile(archive) as opened:  # a downloaded edit, dropped back on the page
+        name = next(n for n in opened.namelist() if n.endswith(".zebra2horse.png"))
+        dropped = Path(image).with_name("dropped.png")
+        dropped.write_bytes(opened.read(name))
+    loaded = client.predict(handle_file(str(dropped)), api_name="/settings_from_png")
+    seen["loaded_settings"] = [loaded[0], loaded[1], *loaded[2:8], loaded[8]]
     try:
         client.predict(handle_file(image), "", ["no-such-direction"], 1.0, 0.1, 5.0, 3, 64, 0, "", api_name="/edit")
     except Exception as error:  # gradio_client's AppError carries the page's one line

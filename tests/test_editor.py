@@ -1075,3 +1075,34 @@ def test_max_batch_bounds_the_directions_of_a_batch_of_images(edit_cli, tmp_path
                       "--max-batch", "2", "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.stderr
     assert sizes == [2, 2]  # 2 images of 1 direction a batch; the fifth alone goes through Editor.edit
+
+
+def test_every_edit_carries_its_settings_and_like_repeats_the_edit(edit_cli, run_cli, image, tmp_path, tiny_sd):
+    from direction_bank.edit_records import read_parameters
+
+    first = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse in a field",
+                     "--scale", "1.5", "--xa-guidance", "0.2", "--seed", "3", "-o", str(tmp_path / "first"), "--json")
+    assert first.exit_code == 0, first.stderr
+    path = json.loads(first.stdout)["results"][0]["edits"]["horse2zebra"]
+    data, entry = read_parameters(path)
+    assert (data["caption"], data["seed"], data["steps"], data["size"], data["model"], data["input"]) == (
+        "a horse in a field", 3, STEPS, 32, str(tiny_sd), image.name)
+    assert (entry.direction, entry.scale, entry.xa_guidance, entry.source, entry.target) == (
+        "horse2zebra", 1.5, 0.2, "horse", "zebra")
+    [version] = json.loads(run_cli("direction", "history", "horse2zebra", "--json").stdout)
+    assert entry.fingerprint == version["fingerprint"]
+    # --like repeats it from the picture alone: the same pixels
+    again = run_cli("edit", str(image), "--like", path, "-o", str(tmp_path / "again"), "--json", model=tiny_sd)
+    assert again.exit_code == 0, again.stderr
+    repeated = json.loads(again.stdout)["results"][0]["edits"]["horse2zebra"]
+    assert np.array_equal(np.asarray(Image.open(repeated)), np.asarray(Image.open(path)))
+    # the direction changed since: --like takes the version the picture was made with, and says so
+    assert run_cli("diff", "zebra", "horse", "--save", "horse2zebra", "--overwrite").exit_code == 0
+    old = run_cli("edit", str(image), "--like", path, "-o", str(tmp_path / "old"), "--json", model=tiny_sd)
+    assert old.exit_code == 0, old.stderr
+    assert "'horse2zebra' has changed since; using version 1" in old.stderr
+    [made] = json.loads(old.stdout)["results"][0]["edits"].values()
+    assert np.array_equal(np.asarray(Image.open(made)), np.asarray(Image.open(path)))
+    plain = run_cli("edit", str(image), "--like", str(image), "-o", str(tmp_path / "plain"), model=tiny_sd)
+    assert plain.exit_code == 1 and plain.stderr.strip() == (
+        f"Error: {image}: carries no dbank edit settings (a PNG that dbank edit wrote does)")

@@ -273,6 +273,9 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert client["caption"] == "a photo of a horse" and "reused the inversion" in client["message"]
     assert all(Image.open(path).size == (64, 56) for path in client["files"])  # 48x40 at --size 64
     assert seen["client_error"] == "no direction named 'no-such-direction' in the bank"
+    assert seen["loaded_settings"][0] == "a photo of a horse"  # the settings inside a downloaded edit
+    assert seen["loaded_settings"][2:8] == [1.0, 0.1, 5.0, 3, 64, 0]
+    assert seen["loaded_settings"][8] == "loaded the settings of zebra2horse at scale 1"
     assert seen["not_an_image"].startswith("notes.png: not an image") and "\n" not in seen["not_an_image"]
     assert seen["text_steps"] == "steps 'lots': not a number"  # dbank's line, not Gradio's preprocessing error
     assert "exceeds the maximum file size of 104857600 bytes" in seen["too_large"]  # 100 MB, once unlimited
@@ -418,3 +421,22 @@ def test_without_the_eval_models_the_studio_edits_unscored_and_says_so_once(acti
     assert actions.edit(photo, "a photo of a horse", ["zebra2horse"], steps=STEPS, size=SIZE).notes == []
     with pytest.raises(ModelUnavailable, match="start the studio with --clip-model FOLDER"):
         actions.tune("horse2zebra", [photo], "1", "0.1", 0.02, "a photo of a horse", steps=STEPS, size=SIZE)
+
+
+def test_a_downloaded_edit_carries_its_settings_back_into_the_page(actions, photo, tmp_path):
+    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], scale=1.5, xa_guidance=0.2, steps=STEPS,
+                           size=SIZE, seed=4)
+    with zipfile.ZipFile(outcome.archive) as archive:
+        (tmp_path / "edited.png").write_bytes(archive.read("horse.horse2zebra.png"))
+    loaded = actions.settings_from_png(str(tmp_path / "edited.png"))
+    assert loaded == {"caption": "a photo of a horse", "directions": ["horse2zebra"], "scale": 1.5,
+                      "xa_guidance": 0.2, "guidance_scale": 5.0, "steps": STEPS, "size": SIZE, "seed": 4, "note": ""}
+    with actions.bank() as bank:  # the name moves on: the picture still names the version it used
+        bank.save_direction("horse2zebra", bank.diff("zebra", "horse"), overwrite=True)
+    moved = actions.settings_from_png(str(tmp_path / "edited.png"))
+    assert moved["directions"] == ["horse2zebra@1"] and "has changed since; loaded version 1" in moved["note"]
+    again = actions.edit(photo, moved["caption"], moved["directions"], moved["scale"], moved["xa_guidance"],
+                         steps=STEPS, size=SIZE, seed=4)
+    assert np.array_equal(np.asarray(again.pictures[2][0]), np.asarray(outcome.pictures[2][0]))
+    with pytest.raises(BankError, match="carries no dbank edit settings"):
+        actions.settings_from_png(photo)

@@ -17,7 +17,7 @@ from direction_bank.cli.app import (
     with_device, write_pictures,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
-from direction_bank.edit_records import record_path
+from direction_bank.edit_records import parameters_of, record_path
 from direction_bank.errors import BankError
 from direction_bank.names import file_label
 from direction_bank.output_files import remove_stale_temporaries
@@ -38,6 +38,18 @@ class Resolved(NamedTuple):
     target: str | None = None
     tuning: dict | None = None  # the settings dbank tune stored for it
     scale: float = 1.0  # what its parts were multiplied by (its tuned scale, when --scale is not given)
+    fingerprint: str | None = None  # SHA-256 of its unscaled parts as a bank stores them
+
+
+def parts_fingerprint(parts) -> str:
+    """SHA-256 of a direction's (tokens [1, 77, D], pooled [1, P] or None) as the bank stores
+    it (DirectionResult.fingerprint: float32 little-endian, the tokens, then any pooled part)."""
+    import hashlib
+
+    from direction_bank.stats import tensor_to_blob
+
+    tokens, pooled = parts
+    return hashlib.sha256(tensor_to_blob(tokens) + (b"" if pooled is None else tensor_to_blob(pooled))).hexdigest()
 
 
 def apply_tuning(entries: list[Resolved], scale: float | None, xa_guidance: float | None):
@@ -94,7 +106,7 @@ def _resolve_directions(wanted):
         if name in used:  # the same label twice (a saved direction and a file, say)
             name = file_label(f"{label}#{len(resolved)}", part=True)
         used.add(name)
-        resolved.append(Resolved(label, name, parts, source, target, tuning))
+        resolved.append(Resolved(label, name, parts, source, target, tuning, fingerprint=parts_fingerprint(parts)))
     return resolved, errors
 
 
@@ -311,18 +323,35 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
               help="With --address: seconds to wait for the cluster to answer.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
               help="With --engine ray: editors in the pool (default: one per GPU, else one).")
+@click.option("--like", type=click.Path(dir_okay=False),
+              help="Repeat the edit a dbank PNG carries: its direction (the same version, by fingerprint), caption, "
+              "scale, guidances, steps, size, seed and model, for each option not given here.")
 @caption_model_option
 @no_cache_option
 @edit_options
 @click.pass_context
 def edit_command(ctx, images, manifest, caption, no_regularise, attention_words, sheet, batch_images, engine, address,
-                 connect_timeout, workers, caption_model, no_cache, names, sources, targets, files, scale, steps,
+                 connect_timeout, workers, like, caption_model, no_cache, names, sources, targets, files, scale, steps,
                  xa_guidance, guidance_scale, seed, size, out_dir, overwrite, max_batch, compile_unet, model, vae,
                  device, dtype, as_json):
     """Edit IMAGES (files, or folders of images) or a --manifest with directions from the bank:
     invert each (cached), then guided editing, several images per batch. Writes
-    STEM.DIRECTION.png, STEM.reconstruction.png and STEM.attention-WORD.png per image. With a
-    folder or a manifest a rerun skips the images whose outputs all exist (resumable)."""
+    STEM.DIRECTION.png (the settings inside, as 'parameters'), STEM.reconstruction.png,
+    STEM.attention-WORD.png and a record per image. With a folder or a manifest a rerun skips the
+    images whose outputs all exist (resumable)."""
+    if like:
+        given = {name: ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT,
+                                                              click.core.ParameterSource.DEFAULT_MAP)
+                 for name in ("steps", "guidance_scale", "seed", "model")}
+        liked = _like(ctx, like, bool(names or sources or files))
+        names = names or liked["names"]
+        caption = caption if caption is not None else liked["caption"]
+        scale = scale if scale is not None else liked["scale"]
+        xa_guidance = xa_guidance if xa_guidance is not None else liked["xa_guidance"]
+        size = size or liked["size"]
+        steps, guidance_scale, seed, model = (
+            value if given[name] else liked[name] for name, value in
+            (("steps", steps), ("guidance_scale", guidance_scale), ("seed", seed), ("model", model)))
 
     from direction_bank.output_files import check_output
     from direction_bank.progress import progress_counter
@@ -430,10 +459,12 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                                "caption": result.caption, "input": _thumbnail(photo),
                                "reconstruction": _thumbnail(result.reconstruction),
                                "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
+        record = _edit_record(result, run_settings)
+        for entry, picture in zip(record.edits, result.edits):  # the settings inside every edit
+            picture.info["parameters"] = parameters_of(record, entry)
         try:
             written = write_pictures(pictures, result.job.extra["overwrite"])
-            written.append(write_record(paths["record"], _edit_record(result, run_settings),
-                                        result.job.extra["overwrite"]))
+            written.append(write_record(paths["record"], record, result.job.extra["overwrite"]))
         except BankError as error:
             errors.append(str(error))
             return
@@ -474,13 +505,37 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
 
 
+def _like(ctx, path: str, directions_given: bool) -> dict:
+    """The settings of the edit a dbank PNG carries (edit_records.read_parameters), its direction
+    found in the bank by name and fingerprint: the current version, or the older one that has it
+    (said on stderr); one line when no version of it is in the bank."""
+    from direction_bank.edit_records import read_parameters
+    from direction_bank.errors import UnknownDirection
+
+    data, entry = read_parameters(path)
+    liked = {key: data[key] for key in ("caption", "steps", "guidance_scale", "seed", "model", "size")}
+    liked.update(scale=entry.scale, xa_guidance=entry.xa_guidance, names=())
+    if directions_given:
+        return liked
+    try:
+        reference, current = open_bank(ctx, read_only=True).version_with_fingerprint(entry.direction, entry.fingerprint)
+    except UnknownDirection as error:
+        raise BankError(f"{path}: {error}") from None
+    if not current:
+        click.echo(f"note: {entry.direction!r} has changed since; using version {reference.rsplit('@', 1)[1]}, the "
+                   f"one {Path(path).name} was edited with", err=True)
+    liked["names"] = (reference,)
+    return liked
+
+
 def _edit_record(result, run: dict):
     """The record of one image's edits (see edit_records), written beside them."""
     from direction_bank.edit_records import EditEntry, EditRecord
 
     paths = result.job.extra["paths"]
     edits = [EditEntry(entry.label, paths["edits"][entry.label].name, entry.label, entry.source, entry.target,
-                       run["scale"] * entry.scale, run["xa_guidance"]) for entry in result.job.extra["chosen"]]
+                       run["scale"] * entry.scale, run["xa_guidance"], fingerprint=entry.fingerprint)
+             for entry in result.job.extra["chosen"]]
     return EditRecord(str(Path(result.job.image).resolve()), result.caption, run["model"], run["size"], run["seed"],
                       run["steps"], run["guidance_scale"], run["regularised"], paths["reconstruction"].name, edits,
                       {word: paths["grey"][word].name for word in result.maps})

@@ -504,12 +504,44 @@ class StudioActions:
         seconds = time.monotonic() - started
         edits, reconstruction = results[0], results[1]
         maps = results[2] if len(results) > 2 else {}
+        self._keep_settings(image, remembered.inversion.caption, settings, size, seed, found, own, edits)
         if remembered.first_seconds is None:
             remembered.first_seconds = seconds
         outcome = self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted,
                                 reused, found)
         outcome.notes[:0] = tuning_notes
         return outcome
+
+    def _keep_settings(self, image, caption, settings, size, seed, found, own, edits) -> None:
+        """Put each edit's settings inside its picture ('parameters', as dbank edit writes them),
+        so the downloaded PNGs carry them and can be dropped back on the page."""
+        from direction_bank.edit_records import EditEntry, EditRecord, parameters_of
+
+        record = EditRecord(str(image), caption, self.model, size, seed, settings.steps, settings.guidance_scale, True,
+                            "", [])
+        stem = file_label(Path(image).stem)
+        for direction, factor, picture in zip(found, own, edits):
+            entry = EditEntry(direction.name, f"{stem}.{file_label(direction.name)}.png", direction.name,
+                              direction.source, direction.target,
+                              settings.scale * factor, settings.xa_guidance, fingerprint=direction.fingerprint)
+            picture.info["parameters"] = parameters_of(record, entry)
+
+    def settings_from_png(self, path: str) -> dict:
+        """The settings a dbank edit's PNG carries, for the page's controls: caption, the
+        direction (the version it used, by fingerprint), scale, cross-attention guidance,
+        guidance scale, steps, size, seed; `note` says when an older version is used."""
+        from direction_bank.edit_records import read_parameters
+
+        if not path:
+            raise BankError("drop a PNG that dbank made")
+        data, entry = read_parameters(path)
+        with self.bank(read_only=True) as bank:
+            reference, current = bank.version_with_fingerprint(entry.direction, entry.fingerprint)
+        note = "" if current else (f"{entry.direction!r} has changed since; loaded version "
+                                   f"{reference.rsplit('@', 1)[1]}, the one this picture was made with")
+        return {"caption": data["caption"], "directions": [reference], "scale": entry.scale,
+                "xa_guidance": entry.xa_guidance, "guidance_scale": data["guidance_scale"], "steps": data["steps"],
+                "size": data["size"], "seed": data["seed"], "note": note}
 
     def _scores(self, photo, caption: str, found: list, edits: list, reconstruction) -> tuple[dict, list]:
         """({label: scores} of each edit whose direction names its concepts, and of the
@@ -557,15 +589,18 @@ class StudioActions:
                            scores)
 
     def _archive(self, image: str, pictures: list) -> str:
-        """A zip of every picture of an edit, named STEM.LABEL.png inside."""
+        """A zip of every picture of an edit, named STEM.LABEL.png inside (each edit with its
+        settings inside, see _keep_settings)."""
         import io
+
+        from editor.pictures import save_png
 
         stem = file_label(Path(image).stem)
         path = self._fresh_folder() / f"{stem}-edits.zip"
         with zipfile.ZipFile(path, "w") as archive:
             for picture, label in pictures:
                 data = io.BytesIO()
-                picture.save(data, format="PNG")
+                save_png(picture, data)
                 archive.writestr(f"{stem}.{file_label(label)}.png", data.getvalue())
         return str(path)
 

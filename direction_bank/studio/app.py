@@ -150,6 +150,15 @@ def build_app(actions: StudioActions):
         return gallery, outcome.caption, outcome.message, outcome.archive
 
     @_shown
+    def load_settings(upload):
+        found = actions.settings_from_png(_path_of(upload))
+        if found["note"]:
+            gr.Warning(found["note"])
+        return (found["caption"], gr.update(value=found["directions"]), found["scale"], found["xa_guidance"],
+                found["guidance_scale"], found["steps"], found["size"], found["seed"],
+                f"loaded the settings of {found['directions'][0]} at scale {found['scale']:g}")
+
+    @_shown
     def tune(name, photos, scales, guidances, margin, caption, steps, size, progress=gr.Progress()):
         paths = [_path_of(photo) for photo in photos or []]
         return actions.tune(name, paths, scales, guidances, margin, caption, steps, size, report=reporter(progress))
@@ -276,6 +285,8 @@ def build_app(actions: StudioActions):
                     use_tuned = gr.Checkbox(label="tuned directions use their tuned scale and guidance (dbank tune) "
                                             "instead of the sliders", value=False, elem_id="use-tuned")
                     run_button = gr.Button("Run edit", variant="primary", elem_id="run")
+                    settings_png = gr.File(label="load the settings of an edit dbank made (its PNG)",
+                                           file_types=[".png"], elem_id="settings-png")
                 with gr.Column():
                     gallery = gr.Gallery(label="input · reconstruction · edits", columns=3, elem_id="results",
                                          object_fit="contain", height="auto", format="png")
@@ -310,6 +321,9 @@ def build_app(actions: StudioActions):
         run_button.click(edit, [image, caption, chosen, scale, xa_guidance, guidance_scale, steps, size, seed, word,
                                 use_tuned], [gallery, caption, edit_status, archive], api_name="edit",
                          concurrency_id="model", concurrency_limit=1, preprocess=False)
+        settings_png.upload(load_settings, settings_png, [caption, chosen, scale, xa_guidance, guidance_scale, steps,
+                                                          size, seed, edit_status],
+                            api_name="settings_from_png", preprocess=False)
         tune_button.click(tune, [tune_name, tune_photos, tune_scales, tune_guidances, tune_margin, tune_caption, steps,
                                  size], [tune_text, tune_plot], api_name="tune", concurrency_id="model",
                           concurrency_limit=1, preprocess=False)
