@@ -103,6 +103,9 @@ def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tm
         *[("word-swap horse->zebra", "word-swap", setting) for setting in settings],
         ("horse2zebra", "reconstruction", "reconstruction")]
     assert all(row["images"] == 1 for row in summary)  # the reconstruction too, though two records name it
+    # the caption names the source: the text change is the caption to the caption with the word swapped
+    assert {(row["source_text"], row["target_text"]) for row in report["edits"]} == {
+        ("a horse in a field", "a zebra in a field")}
     records = sorted(out.glob("horse.record-*.json"))
     assert len(records) == 2  # one per guidance
     record = next(r for r in map(read_record, records) if r.edits[0].xa_guidance == 0.1)
@@ -207,3 +210,14 @@ def test_tune_stores_a_setting_that_show_edit_and_shared_files_use(eval_cli, run
                      "a horse", "--margin", "100", "--dry-run", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["stored"] is False
     assert json.loads(run_cli("show", "horse2zebra", "--json").stdout)["tuning"] == tuning
+
+
+def test_the_word_swap_direction_is_the_change_between_the_two_prompts(sd_model):
+    from direction_bank.encoder import TextEncoder
+    from direction_bank.jobs.evaluate import word_swap_direction
+
+    encoder = TextEncoder.load(str(sd_model), device="cpu")
+    tokens, pooled = word_swap_direction(encoder, "horse", "zebra")
+    embedded = encoder.embed(["a photo of a horse", "a photo of a zebra"])  # as the bank embeds sentences
+    assert tokens.shape == (1, 77, 32) and pooled is None
+    np.testing.assert_allclose(tokens[0], embedded[1] - embedded[0], atol=1e-6)
