@@ -68,19 +68,26 @@ class ClipScorer:
     def directional_similarity(self, inputs: list, edits: list, sources: list[str], targets: list[str]) -> list[float]:
         """Per edit, the cosine between the image change (edit - input) and the text change
         (target - source) in CLIP space, as diffusers' evaluation guide defines it."""
-        import torch
-
-        image_change = self.images(edits) - self.images(inputs)
-        text_change = self.texts(targets) - self.texts(sources)
-        return [float(v) for v in torch.nn.functional.cosine_similarity(image_change, text_change, dim=-1)]
+        similarity = changes_cosine(self.images(inputs), self.images(edits), self.texts(sources), self.texts(targets))
+        return [float(v) for v in similarity]
 
     def accuracy(self, edits: list, sources: list[str], targets: list[str]) -> list[bool]:
         """Per edit, whether it is closer in CLIP space to its target prompt than to its source
         prompt (zero-shot), as the paper's table counts."""
-        images = self.images(edits)
-        to_target = (images * self.texts(targets)).sum(-1)
-        to_source = (images * self.texts(sources)).sum(-1)
-        return [bool(t > s) for t, s in zip(to_target, to_source)]
+        return [bool(v) for v in nearer_target(self.images(edits), self.texts(sources), self.texts(targets))]
+
+
+def changes_cosine(inputs, edits, sources, targets):
+    """[n] cosine of each image change (edit - input) with its text change (target - source),
+    from unit CLIP embeddings [n, P]."""
+    import torch
+
+    return torch.nn.functional.cosine_similarity(edits - inputs, targets - sources, dim=-1)
+
+
+def nearer_target(edits, sources, targets):
+    """[n] bool: each edit's embedding has a larger dot product with its target than its source."""
+    return (edits * targets).sum(-1) > (edits * sources).sum(-1)
 
 
 @dataclass
@@ -242,9 +249,8 @@ class EditScorer:
         def embeds(attribute):
             return text_embeds[torch.tensor([index[getattr(pair, attribute)] for pair in pairs])]
 
-        direction = torch.nn.functional.cosine_similarity(
-            edit_images - photo_images, embeds("target_text") - embeds("source_text"), dim=-1)
-        nearer = (edit_images * embeds("target_prompt")).sum(-1) > (edit_images * embeds("source_prompt")).sum(-1)
+        direction = changes_cosine(photo_images, edit_images, embeds("source_text"), embeds("target_text"))
+        nearer = nearer_target(edit_images, embeds("source_prompt"), embeds("target_prompt"))
         similarity = self.dino.self_similarity(self.dino.keys(pictures))
         structure = ((similarity[edit_rows] - similarity[photo_rows]) ** 2).mean(dim=(1, 2))
         return [{"clip_directional_similarity": float(direction[i]), "clip_accuracy": bool(nearer[i]),

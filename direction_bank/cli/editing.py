@@ -269,6 +269,28 @@ def _images_in(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def listed_images(images, manifest: str | None, caption: str | None) -> list[tuple[str, str | None, list[str]]]:
+    """(image, caption or None, its own direction names) for each image file, each image in a
+    folder, and each --manifest row; a usage error when there are none."""
+    listed = [(str(image), caption, []) for arg in images
+              for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
+    listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
+    if not listed:
+        raise click.UsageError("give IMAGES, a folder of images, or --manifest")
+    return listed
+
+
+def check_engine(engine: str, address: str | None, timeout: float) -> None:
+    """With --engine ray: Ray installed, and a given --address answering, before anything
+    loads (a dead address never hangs)."""
+    if engine == "ray":
+        from editor.runners.ray_address import check_ray_address, check_ray_installed
+
+        check_ray_installed()
+        if address:
+            check_ray_address(address, timeout)
+
+
 MAX_MANIFEST_LINE = 65_536  # characters; a caption is 77 CLIP tokens, a few hundred characters
 
 
@@ -359,19 +381,10 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     from editor.inversion import NO_REGULARISATION, Regularisation
     from editor.runners.local import ImageJob, edit_images
 
-    if engine == "ray":
-        from editor.runners.ray_address import check_ray_address, check_ray_installed
-
-        check_ray_installed()
-        if address:
-            check_ray_address(address, connect_timeout)  # before anything loads: a dead address never hangs
+    check_engine(engine, address, connect_timeout)
     if engine == "ray" and attention_words:
         raise click.UsageError("--attention-map needs --engine local")
-    listed = [(str(image), caption, []) for arg in images
-              for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
-    listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
-    if not listed:
-        raise click.UsageError("give IMAGES, a folder of images, or --manifest")
+    listed = listed_images(images, manifest, caption)
     need_captions = any(c is None for _, c, _ in listed)
     if need_captions:
         _require_captioner(caption_model)

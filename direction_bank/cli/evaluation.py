@@ -10,15 +10,15 @@ from direction_bank.cli.app import (
     cli, emit, eval_model_options, json_option, overwrite_option, sd_model_option, vae_option, with_device,
 )
 from direction_bank.cli.editing import (
-    RECONSTRUCTION, _check_shapes, bootstrap_seed_option, guidance_scale_option, steps_option, _direction_sources, _editor, _image_stems, _images_in, _output_folder,
-    _read_manifest, _require_captioner, _resolve_directions, _size_for, caption_model_option, make_output_folder,
-    no_cache_option, size_option, write_record,
+    _check_shapes, _direction_sources, _editor, _image_stems, _images_in, _output_folder, _require_captioner,
+    _resolve_directions, _size_for, bootstrap_seed_option, caption_model_option, check_engine, guidance_scale_option,
+    listed_images, make_output_folder, no_cache_option, size_option, steps_option, write_record,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError
+from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
 from editor.edit import SETTING_BOUNDS
 
-WORD_SWAP = "word-swap"
 BASELINES = (WORD_SWAP, RECONSTRUCTION)
 
 
@@ -159,7 +159,7 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     import json
 
     from direction_bank.cli.app import load_encoder
-    from direction_bank.jobs.evaluate import word_swap_direction
+    from direction_bank.jobs.evaluate import unknown_concepts, word_swap_direction
     from direction_bank.names import file_label
     from direction_bank.output_files import check_output, remove_stale_temporaries
     from direction_bank.progress import progress_counter
@@ -167,24 +167,14 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     from editor.pipeline import stack_directions
     from editor.runners.local import ImageJob
 
-    if engine == "ray":
-        from editor.runners.ray_address import check_ray_address, check_ray_installed
-
-        check_ray_installed()
-        if address:
-            check_ray_address(address, 10.0)
-    listed = [(str(image), caption, []) for arg in inputs
-              for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
-    listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
-    if not listed:
-        raise click.UsageError("give IMAGES, a folder of images, or --manifest")
+    check_engine(engine, address, 10.0)
+    listed = listed_images(inputs, manifest, caption)
     if any(c is None for _, c, _ in listed):
         _require_captioner(caption_model)
     own_names = sorted({name for _, _, own in listed for name in own})
     resolved, problems = _resolve_directions(_direction_sources(ctx, (*names, *own_names), sources, targets, files))
     unknown = [entry.label for entry in resolved if not (entry.source and entry.target)]
-    problems += [f"{label}: its concepts are unknown (a sum of directions, or a file without them); eval needs a "
-                 "source and a target" for label in unknown]
+    problems += [unknown_concepts(label, "eval") for label in unknown]
     resolved = [entry for entry in resolved if entry.source and entry.target]
     if not resolved:
         raise BankError("; ".join(problems) or "no direction to score")
@@ -341,7 +331,7 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     prints it; exported files carry it."""
     from direction_bank.cli.app import open_bank
     from direction_bank.jobs.evaluate import summary_lines, write_report
-    from direction_bank.jobs.tune import DEFAULT_MARGIN, RULE, tune_direction
+    from direction_bank.jobs.tune import DEFAULT_MARGIN, RULE, check_tunable, tune_direction
     from direction_bank.progress import progress_counter
     from editor.evaluation import EditScorer
     from sd_models.precision import default_device
@@ -352,9 +342,7 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
         raise click.UsageError("no photos: give image files or folders holding some")
     bank = open_bank(ctx, read_only=dry_run)
     direction = bank.direction(name)
-    if not (direction.source and direction.target):
-        raise BankError(f"{name}: its concepts are unknown (a sum of directions, or a file without them); tune needs "
-                        "a source and a target to score against")
+    check_tunable(direction)
     report_folder = _output_folder(report_dir) if report_dir else None
     if caption is None:
         _require_captioner(caption_model)

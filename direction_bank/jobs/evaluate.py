@@ -16,6 +16,12 @@ SUMMARY_METRICS = ("clip_directional_similarity", "clip_accuracy", "structure_di
                    "whole_image_change")
 
 
+def unknown_concepts(label: str, job: str) -> str:
+    """The line for a direction whose concepts are unknown, which `job` cannot score."""
+    return (f"{label}: its concepts are unknown (a sum of directions, or a file without them); {job} needs a source "
+            "and a target to score against")
+
+
 def class_prompt(concept: str) -> str:
     """The zero-shot prompt of a concept: 'a photo of a horse'."""
     return f"a photo of a {concept}"
@@ -146,8 +152,7 @@ def score_records(records: list[EditRecord], scorer, baselines: tuple[str, ...] 
     for record in records:
         unknown = sorted({e.label for e in record.edits if not (e.source and e.target)})
         if unknown:
-            problems.append(f"{record.input}: {', '.join(unknown)}: the concepts are unknown (a sum of directions, "
-                            "or a file without them); not scored")
+            problems.append(f"{record.input}: {unknown_concepts(', '.join(unknown), 'eval')}; not scored")
         try:
             pairs = _pairs_of(record, baselines, seen)
         except BankError as error:

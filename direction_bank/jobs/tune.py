@@ -6,12 +6,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from direction_bank.errors import BankError
-from direction_bank.jobs.evaluate import RECONSTRUCTION, ScoredEdit, score_pair, summarise
+from direction_bank.jobs.evaluate import RECONSTRUCTION, ScoredEdit, score_pair, summarise, unknown_concepts
 
 DEFAULT_MARGIN = 0.02
 DEFAULT_SCALE, DEFAULT_XA_GUIDANCE = 1.0, 0.1
 RULE = ("the highest mean CLIP directional similarity among the settings whose mean structure distance stays "
         "within the margin of the reconstruction's")
+
+
+def check_tunable(direction) -> None:
+    """One line, before any model loads, for a direction tune cannot score (no source or target)."""
+    if not (direction.source and direction.target):
+        raise BankError(unknown_concepts(direction.name, "tune"))
 
 
 def choose_setting(summary: list[dict], margin: float) -> tuple[dict | None, float]:
@@ -43,9 +49,7 @@ def tune_direction(editor, scorer, direction, photos: list[tuple[str, str | None
     from editor.pictures import photo_at
     from editor.pipeline import stack_directions
 
-    if not (direction.source and direction.target):
-        raise BankError(f"{direction.name}: its concepts are unknown (a sum of directions, or a file without them); "
-                        "tune needs a source and a target to score against")
+    check_tunable(direction)
     editor.check_direction(direction.name, direction.tensor, direction.pooled)
     tokens, pooled = stack_directions([(scale * direction.tensor, None if direction.pooled is None
                                         else scale * direction.pooled) for scale in scales])

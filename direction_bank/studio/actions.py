@@ -363,7 +363,7 @@ class StudioActions:
         chosen setting is kept on the direction (the version tuned), as `dbank tune` keeps it.
         Everything is checked before a model loads; the eval models must be had."""
         from direction_bank.jobs.evaluate import summary_lines
-        from direction_bank.jobs.tune import RULE, tune_direction
+        from direction_bank.jobs.tune import RULE, check_tunable, tune_direction
         from editor.pictures import tradeoff_plot
         from sd_models.settings import SETTING_BOUNDS
 
@@ -383,6 +383,7 @@ class StudioActions:
             _photo(photo, size)
         with self.bank(read_only=True) as bank:
             direction = bank.direction(name)
+        check_tunable(direction)
         scorer = self.scorer(required=True)
         editor = self.editor()
         self._report = report
