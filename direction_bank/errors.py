@@ -37,3 +37,12 @@ class NameTaken(BankError):
 
 class UnknownVersion(UnknownDirection):
     """A version a direction name does not have."""
+
+
+class FieldError(BankError):
+    """A bad value of one input of a request: `field` names the input (a parameter of the
+    call), so a face can show the one line beside the control it came from."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field

@@ -2,6 +2,7 @@
 file and direction tensors in, images out."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from editor.cache import InversionCache, cache_key
@@ -9,7 +10,7 @@ from editor.caption import DEFAULT_CAPTION_MODEL
 from editor.edit import EditSettings, edit
 from editor.inversion import Regularisation, invert
 from editor.pipeline import (
-    EditorError, check_direction_shape, decode_latents, encode_image, encode_negative, encode_prompts,
+    Cancelled, EditorError, check_direction_shape, decode_latents, encode_image, encode_negative, encode_prompts,
     load_components, load_image,
 )
 
@@ -63,6 +64,17 @@ class Editor:
         self.caption_model = caption_model
         self._captioner = None
         self.progress_bar = progress_bar
+        # set from another thread (the studio's Cancel, the CLI's first Ctrl-C): the model loop
+        # stops at its next step with Cancelled, before anything of that job is kept
+        self.cancel = threading.Event()
+
+    def cancellable_steps(self, steps, desc: str = "steps", **kwargs):
+        """The model loop's steps through `progress_bar`, checking the cancel flag before each."""
+        steps = list(steps)
+        for number, step in enumerate(self.progress_bar(steps, desc=desc, **kwargs)):
+            if self.cancel.is_set():
+                raise Cancelled(f"cancelled at {desc} step {number + 1} of {len(steps)}; nothing of this job was kept")
+            yield step
 
     @property
     def hidden_size(self) -> int:
@@ -110,7 +122,7 @@ class Editor:
                 caption = self.caption(image.convert("RGB"))
         latents = invert(self.components, encode_image(self.components, pixels),
                          encode_prompts(self.components, [caption]), steps, regularisation, seed,
-                         self.progress_bar)
+                         self.cancellable_steps)
         if self.cache:
             self.cache.put(key, latents, caption)
         return Inversion(latents, caption, False)
@@ -149,7 +161,7 @@ class Editor:
             try:
                 latents, reconstruction, trace = edit(
                     self.components, inversion.latents, caption, part, settings, negative_embeds=negative,
-                    progress_bar=self.progress_bar, trace=trace, keep_trace=True,
+                    progress_bar=self.cancellable_steps, trace=trace, keep_trace=True,
                     attention=attention if start == 0 else None,
                     pooled_directions=None if pooled is None else pooled[start : start + chunk])
                 pictures += decode_latents(self.components, latents)

@@ -16,6 +16,11 @@ class EditorError(Exception):
     """A problem with the user's input to the editor, reported as one line."""
 
 
+class Cancelled(EditorError):
+    """A job stopped at a step by its cancel flag (Editor.cancel: the studio's Cancel, the
+    CLI's first Ctrl-C)."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (its class name when it has none)."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]

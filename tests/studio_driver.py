@@ -56,41 +56,201 @@ def drive_browser(url: str, image: str, out: Path, seen: dict) -> None:
     seen["requests"] = len(requests)
 
 
+def _shot(page, out: Path, name: str, seen: dict) -> None:
+    page.screenshot(path=str(out / name), full_page=True)
+    seen.setdefault("screenshots", []).append(name)
+
+
+def _choose(page, names: list[str]) -> None:
+    """Empty the directions box, then choose `names`."""
+    while page.locator("#directions .token-remove").count():
+        page.locator("#directions .token-remove").first.click()
+    box = page.locator("#directions input")
+    for name in names:
+        box.fill(name)
+        box.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def _run(page, wait_for: str, seen: dict, key: str) -> None:
+    """Click Run and wait for `wait_for` in the line beside it; the seconds go to seen[key]."""
+    started = time.monotonic()
+    page.locator("#run").click()
+    page.locator("#edit-status").get_by_text(wait_for).wait_for(timeout=120_000)
+    page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
+    seen[key] = time.monotonic() - started
+
+
 def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
-    page.goto(url, wait_until="networkidle")
+    page.goto(url, wait_until="load")
     page.locator("#concepts").get_by_text("zebra").first.wait_for(timeout=30_000)  # filled on load
     seen["concepts_table"] = page.locator("#concepts").inner_text()
+    _small_things(page, out, seen)
     page.get_by_role("tab", name="Edit").click()
+    seen["info_text"] = page.locator("#scale").inner_text()
+    # a .png that is not an image: dbank's line, and the photo box stays empty
+    not_an_image = Path(image).with_name("page-notes.png")
+    not_an_image.write_text("not a picture")
+    page.locator("#photo input[type=file]").set_input_files(str(not_an_image))
+    page.locator("#edit-status").get_by_text("not an image").wait_for(timeout=30_000)
+    seen["bad_upload_status"] = page.locator("#edit-status").inner_text()
+    seen["bad_upload_page"] = page.locator("body").inner_text()
+    _shot(page, out, "not-an-image.png", seen)
+    page.locator("#photo button").first.focus()  # where a person clicks to upload
     page.locator("#photo input[type=file]").set_input_files(image)
     page.locator("#photo img").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(800)
+    seen["focus_after_upload"] = page.evaluate(
+        "document.activeElement && document.activeElement.closest('#photo') ? 'photo' : "
+        "(document.activeElement ? document.activeElement.tagName : 'none')")
     page.locator("#caption textarea").fill("a photo of a horse")
-    directions = page.locator("#directions input")
-    directions.fill("horse2zebra")
-    directions.press("Enter")
-    page.keyboard.press("Escape")
-    page.locator("#steps input[type=number]").fill(STEPS)
-    page.locator("#size input[type=number]").fill(SIZE)
+    _choose(page, ["horse2zebra"])
+    page.locator("#steps input").fill(STEPS)
+    page.locator("#size input").fill(SIZE)
     page.locator("#word textarea, #word input").first.fill("horse")
-    started = time.monotonic()
+    # a typed value out of bounds is refused beside its box, and nothing runs
+    page.locator("#scale input").fill("999")
     page.locator("#run").click()
-    page.locator("#edit-status").get_by_text(" s: ").wait_for(timeout=120_000)
+    page.get_by_text("scale 999: use a finite number from -20 to 20").first.wait_for(timeout=30_000)
+    seen["refused_scale_box"] = page.locator("#scale").inner_text()
+    seen["refused_scale_value"] = page.locator("#scale input").input_value()
+    seen["refused_gallery_images"] = page.locator("#results img").count()
+    _shot(page, out, "refused-value.png", seen)
+    page.locator("#scale input").fill("1")
+    _run(page, " s: ", seen, "first_click_to_images_s")
     seen["first_status"] = page.locator("#edit-status").inner_text()
-    seen["first_click_to_images_s"] = time.monotonic() - started
     seen["gallery_images"] = page.locator("#results img").count()
     seen["gallery_labels"] = page.locator("#results").inner_text()
-    page.screenshot(path=str(out / "studio.png"), full_page=True)
-    # another direction on the same photo: the inversion and reference pass are reused
-    page.locator("#directions .token-remove[title='Remove 0']").click()
-    directions.fill("zebra2horse")
-    directions.press("Enter")
-    page.keyboard.press("Escape")
-    started = time.monotonic()
+    seen["gallery_alt"] = page.locator("#results img").evaluate_all("(imgs) => imgs.map((i) => i.alt)")
+    seen["status_live"] = page.locator("#edit-status").get_attribute("aria-live")
+    seen["compare_images"] = page.locator("#compare img").count()
+    _shot(page, out, "studio.png", seen)
+    # a mistake after results: the line beside its box, every result and input kept
+    _choose(page, [])
     page.locator("#run").click()
-    page.locator("#edit-status").get_by_text("reused").wait_for(timeout=120_000)
-    seen["second_click_to_images_s"] = time.monotonic() - started
+    page.get_by_text("choose at least one direction").first.wait_for(timeout=30_000)
+    seen["mistake_gallery_images"] = page.locator("#results img").count()
+    seen["mistake_caption"] = page.locator("#caption textarea").input_value()
+    seen["error_pills"] = page.get_by_text("Error", exact=True).count()
+    page.locator("#caption textarea").fill("a photo of a horse")  # still editable: no pill over it
+    _shot(page, out, "mistake-keeps-results.png", seen)
+    # another direction on the same photo: the inversion and reference pass are reused
+    _choose(page, ["zebra2horse"])
+    _run(page, "reused", seen, "second_click_to_images_s")
     seen["second_status"] = page.locator("#edit-status").inner_text()
     seen["second_gallery_labels"] = page.locator("#results").inner_text()
-    page.screenshot(path=str(out / "studio-second.png"), full_page=True)
+    seen["history_labels"] = page.locator("#history").inner_text()
+    _shot(page, out, "studio-second.png", seen)
+    _long_job_cancelled(page, out, seen)
+    # the first history entry brings back its settings and pictures
+    page.locator("#history img").first.click()
+    page.locator("#edit-status").get_by_text("brought back").wait_for(timeout=30_000)
+    seen["restored_directions"] = page.locator("#directions").inner_text()
+    seen["restored_gallery_labels"] = page.locator("#results").inner_text()
+    _shot(page, out, "history-restored.png", seen)
+    page.locator("#use-as-input").click()
+    page.locator("#edit-status").get_by_text("the compared edit is the photo now").wait_for(timeout=30_000)
+    seen["photo_now"] = page.locator("#photo img").first.get_attribute("src")
+    _lists_follow_the_bank(page, out, seen)
+    _first_run_example(page, out, seen)
+
+
+def _first_run_example(page, out: Path, seen: dict) -> None:
+    """One click: a generated picture of a direction's source concept, edited with it."""
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#example").click()
+    page.locator("#edit-status").get_by_text("generated picture").wait_for(timeout=120_000)
+    page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
+    seen["example_status"] = page.locator("#edit-status").inner_text()
+    seen["example_caption"] = page.locator("#caption textarea").input_value()
+    seen["example_directions"] = page.locator("#directions").inner_text()
+    seen["example_gallery_labels"] = page.locator("#results").inner_text()
+    _shot(page, out, "first-run-example.png", seen)
+
+
+def _pick(page, box: str, name: str) -> None:
+    page.locator(f"{box} input").fill(name)
+    page.locator(f"{box} input").press("Enter")
+    page.keyboard.press("Escape")
+
+
+def _small_things(page, out: Path, seen: dict) -> None:
+    """A clicked sentence row fills the id box; the export list says what each name is; the
+    compose grid takes saved names and loses its last row on request."""
+    _pick(page, "#concept", "horse")
+    page.wait_for_function("document.querySelector('#sentences').innerText.includes('horse')", timeout=30_000)
+    cells = page.locator("#sentences [role=gridcell]")  # row by row: id, sentence
+    seen["clicked_sentence_row"] = [cells.nth(2).inner_text(), cells.nth(3).inner_text()]
+    cells.nth(3).click()  # the second row's sentence
+    page.wait_for_function("document.querySelector('#sentence-id input').value !== '0'", timeout=30_000)
+    seen["sentence_id_box"] = page.locator("#sentence-id input").input_value()
+    _shot(page, out, "sentence-row-clicked.png", seen)
+    page.locator("#export-name input").click()
+    seen["export_choices"] = page.locator("[role=listbox]").inner_text()
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Directions").click()
+    for name, weight in (("horse2zebra", "0.5"), ("zebra2horse", "0.25"), ("horse2zebra", "2")):
+        _pick(page, "#compose-pick", name)
+        page.locator("#compose-weight input").fill(weight)
+        page.locator("#compose-add").click()
+        page.wait_for_timeout(300)
+    page.locator("#compose-drop").click()
+    page.wait_for_timeout(300)
+    cells = page.locator("#compose-rows [role=gridcell]")
+    seen["compose_rows"] = [cells.nth(i).inner_text() for i in range(cells.count())]
+    page.locator("#compose-name textarea, #compose-name input").first.fill("half-and-quarter")
+    page.locator("#compose-save").click()
+    page.wait_for_function("document.querySelector('#compose-status textarea').value.includes('half-and-quarter')",
+                           timeout=30_000)
+    seen["composed"] = page.locator("#compose-status textarea").input_value()
+    _shot(page, out, "composed.png", seen)
+    page.get_by_role("tab", name="Bank").click()
+
+
+def _long_job_cancelled(page, out: Path, seen: dict) -> None:
+    """A long job: one bar with its phase and time left, Run disabled; Cancel stops it, the
+    earlier results stay, and the next job runs."""
+    page.locator("#steps input").fill("400")
+    page.locator("#run").click()
+    page.get_by_text("inverting (1 of 2): step").first.wait_for(timeout=60_000)
+    page.get_by_text("s left").first.wait_for(timeout=60_000)
+    seen["run_disabled_while_running"] = page.locator("#run").is_disabled()
+    seen["progress_texts"] = page.get_by_text("inverting (1 of 2): step").count()
+    _shot(page, out, "progress.png", seen)
+    page.locator("#cancel").click()
+    page.locator("#edit-status").get_by_text("cancelled at").wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
+    seen["cancel_status"] = page.locator("#edit-status").inner_text()
+    seen["cancel_gallery_labels"] = page.locator("#results").inner_text()
+    _shot(page, out, "cancelled.png", seen)
+    page.locator("#steps input").fill(STEPS)
+
+
+def _cli(*args: str) -> list:
+    done = subprocess.run([sys.executable, "-m", "direction_bank.cli", *args], capture_output=True, text=True)
+    return [done.returncode, done.stderr[-300:]]
+
+
+def _lists_follow_the_bank(page, out: Path, seen: dict) -> None:
+    """What the CLI saves, adds and removes while the page is open shows at the next tab."""
+    seen["cli"] = [_cli("diff", "horse", "zebra", "--save", "from-the-cli"),
+                   _cli("add-concept", "cat", "-n", "4", "--generator", "template")]
+    page.get_by_role("tab", name="Directions").click()
+    page.wait_for_function("document.querySelector('#saved-directions').innerText.includes('from-the-cli')",
+                           timeout=30_000)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#directions input").click()
+    seen["direction_choices"] = page.locator("[role=listbox]").inner_text()
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Bank").click()
+    page.locator("#concepts").get_by_text("cat").first.wait_for(timeout=30_000)
+    seen["concepts_with_cat"] = page.locator("#concepts").inner_text()
+    seen["cli"].append(_cli("remove", "cat"))
+    page.get_by_role("tab", name="Directions").click()
+    page.get_by_role("tab", name="Bank").click()
+    page.wait_for_function("!document.querySelector('#concepts').innerText.includes('cat')", timeout=30_000)
+    seen["concepts_after_cli"] = page.locator("#concepts").inner_text()
+    _shot(page, out, "lists-follow.png", seen)
 
 
 def drive_client(url: str, image: str, seen: dict, auth) -> None:

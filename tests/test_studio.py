@@ -97,30 +97,39 @@ def test_a_word_not_in_the_caption_keeps_the_edit_and_says_why(actions, photo):
     assert outcome.notes[0].startswith("no scores: the CLIP model")  # (no eval models here)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"steps": 0}, "steps 0: use a whole number from 1 to 1000"),
-    ({"steps": 2.5}, "steps 2.5: use a whole number from 1 to 1000"),
-    ({"scale": float("nan")}, "scale nan: use a finite number from -20 to 20"),
-    ({"xa_guidance": float("inf")}, "xa_guidance inf: use a finite number from 0 to 10"),
-    ({"guidance_scale": "lots"}, "guidance_scale 'lots': not a number"),
-    ({"size": 12}, "size 12: use a multiple of 8"),
-    ({"size": 10**6}, "size 1000000: use a whole number from 8 to 4096"),
-    ({"seed": -1}, "seed -1: use a whole number from 0 to 4294967295"),
-    ({"directions": ["nope"]}, "no direction named 'nope' in the bank"),
-    ({"directions": []}, "choose at least one direction"),
-    ({"directions": ["horse2zebra"] * 17}, "17 directions: at most 16 per edit"),
-    ({"image": ""}, "upload or generate an image first"),
-    ({"image": "NOT_AN_IMAGE"}, "not an image, or a damaged one"),
+@pytest.mark.parametrize("change, field, message", [
+    ({"steps": 0}, "steps", "steps 0: use a whole number from 1 to 1000"),
+    ({"steps": 2.5}, "steps", "steps 2.5: use a whole number from 1 to 1000"),
+    ({"scale": float("nan")}, "scale", "scale nan: use a finite number from -20 to 20"),
+    ({"scale": 999}, "scale", "scale 999: use a finite number from -20 to 20"),  # once clamped to 3 and run
+    ({"scale": "abc"}, "scale", "scale 'abc': not a number; use a number from -20 to 20"),  # once 0 and run
+    ({"scale": None}, "scale", "scale (empty): not a number; use a number from -20 to 20"),
+    ({"xa_guidance": float("inf")}, "xa_guidance", "cross-attention guidance inf: use a finite number from 0 to 10"),
+    ({"guidance_scale": "lots"}, "guidance_scale", "guidance scale 'lots': not a number; use a number from 0 to 50"),
+    ({"size": 12}, "size", "size 12: use a multiple of 8 from 8 to 4096"),
+    ({"size": 13}, "size", "size 13: use a multiple of 8 from 8 to 4096"),  # once 64
+    ({"size": 10**6}, "size", "size 1000000: use a whole number from 8 to 4096"),
+    ({"seed": -1}, "seed", "seed -1: use a whole number from 0 to 4294967295"),
+    ({"directions": ["nope"]}, "directions", "no direction named 'nope' in the bank"),
+    ({"directions": []}, "directions", "choose at least one direction"),
+    ({"directions": ["horse2zebra"] * 17}, "directions", "17 directions: at most 16 per edit"),
+    ({"image": ""}, "image", "upload or generate a photo first"),
+    ({"image": "NOT_AN_IMAGE"}, "image", "notes.png: not an image, or a damaged one"),
 ])
-def test_bad_edit_input_is_one_line_and_loads_no_model(actions, photo, tmp_path, change, message):
+def test_bad_edit_input_is_one_line_naming_its_field_and_loads_no_model(actions, photo, tmp_path, change, field,
+                                                                        message):
+    from direction_bank.errors import FieldError
+
     arguments = {"image": photo, "caption": "a photo of a horse", "directions": ["horse2zebra"], "steps": STEPS,
                  "size": SIZE, **change}
     if arguments["image"] == "NOT_AN_IMAGE":
         arguments["image"] = str(tmp_path / "notes.png")
         Path(arguments["image"]).write_text("not a picture")
-    with pytest.raises((BankError, EditorError)) as caught:
-        actions.edit(**arguments)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
+    for call in (actions.check_edit, actions.edit):
+        with pytest.raises(FieldError) as caught:
+            call(**arguments)
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+        assert caught.value.field == field
     assert actions._editor is None  # checked before the model loads
 
 
@@ -174,7 +183,7 @@ def test_the_studio_asks_before_replacing_a_name_and_restores_from_its_trash(act
     with actions.bank(read_only=True) as bank:
         after = bank.statistics("zebra", bank.common_encoder("zebra", "zebra"))
     assert before.to_blobs() == after.to_blobs()
-    with pytest.raises(BankError, match="trash id 0: use a whole number"):
+    with pytest.raises(BankError, match="^trash id 0: not an id of the trash table; click a row there to fill it in$"):
         actions.restore(0)
 
 
@@ -187,10 +196,55 @@ def test_the_bank_tab_adds_a_concept_with_progress_and_removes_a_sentence(action
     assert len(rows) == 12
     assert actions.remove_sentence("cat", rows[0][0]) == f"moved #{rows[0][0]} of cat to the trash: {rows[0][1]}"
     assert len(actions.sentences_table("cat")) == 11
-    with pytest.raises(BankError, match="sentence id 'x': not a number"):
-        actions.remove_sentence("cat", "x")
+    for typed, shown in (("x", "'x'"), (0, "0"), (2**63, str(2**63))):  # once "from 1 to 9223372036854775807"
+        with pytest.raises(BankError) as caught:
+            actions.remove_sentence("cat", typed)
+        assert str(caught.value) == (f"sentence id {shown}: not an id of the sentences table; click a row there "
+                                     "to fill it in")
     with pytest.raises(BankError, match="target count 0: use a whole number"):
         actions.add_concept("dog", "template", "", 0)
+
+
+def test_a_concept_add_that_keeps_nothing_says_why_with_counts(actions, monkeypatch):
+    from tests.fake_openai import FakeOpenAI
+
+    class Unrelated(FakeOpenAI):  # captions that never name the concept, one of them a preamble
+        def answer(self, prompt, number):
+            return "1. A photo of a barn.\n2. Here are your captions:\n3. A photo of a barn."
+
+    with Unrelated() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        line = actions.add_concept("cat", "openai", "", 5)
+    stored, why = line.splitlines()
+    assert stored.startswith("cat: added 0; 0 sentences stored (stopped at 0 of 5 after trying ")
+    assert why == f"dropped: {stored.split('trying ')[1].split(';')[0]} no concept word"
+
+
+def test_messages_on_the_page_name_its_controls_not_cli_flags(actions, tmp_path, monkeypatch):
+    from direction_bank.studio.actions import StudioActions
+    from direction_bank.studio.app import page_words
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    no_blip = StudioActions(actions.database, actions.model, "cpu", caption_model=str(tmp_path / "no-blip"),
+                            work_dir=tmp_path / "work")
+    image = tmp_path / "p.png"
+    Image.new("RGB", (16, 16)).save(image)
+    shown = []
+    for attempt in (lambda: no_blip.suggest_caption(str(image)), lambda: actions.add_concept("cat", "openai", "", 5)):
+        with pytest.raises((BankError, EditorError)) as caught:
+            attempt()
+        assert "--" in str(caught.value)  # the CLI's words, as the bank and the editor say them
+        shown.append(page_words(str(caught.value)))
+    assert all("--" not in line for line in shown), shown
+    assert shown[0].endswith("type a caption in the 'caption' box (BLIP, which writes one, cannot be loaded on "
+                             "this server)")
+    assert shown[1].endswith("the server has no OpenAI key or server; choose 'local' or 'template' as the generator")
+    from direction_bank.bank import direction_name_taken
+
+    assert page_words(str(direction_name_taken("h2z"))) == (
+        "a direction named 'h2z' exists; tick 'replace' to store this one as its next version (the old one is kept)")
 
 
 def test_a_visitor_chooses_only_among_the_models_the_server_offers(actions, tmp_path):
@@ -258,14 +312,63 @@ def _drive(studio_bank, tiny_sd, tmp_path, photo, *extra):
 
 
 def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tiny_sd, tmp_path, photo):
+    """Clicked through in Chromium (tests/studio_driver.py), a screenshot of each state kept
+    (DBANK_TEST_ARTIFACTS=DIR copies them to DIR/studio)."""
     out, seen = _drive(studio_bank, tiny_sd, tmp_path, photo)
+    artifacts = os.environ.get("DBANK_TEST_ARTIFACTS")
+    if artifacts:  # the screenshots, to look at
+        (Path(artifacts) / "studio").mkdir(parents=True, exist_ok=True)
+        for name in seen["screenshots"]:
+            shutil.copy(out / name, Path(artifacts) / "studio" / name)
     assert "horse\n20" in seen["concepts_table"] and "zebra\n20" in seen["concepts_table"]
+    # a clicked sentence row fills the id box; the export list says what each name is
+    assert seen["sentence_id_box"] == seen["clicked_sentence_row"][0] != "0"
+    assert seen["export_choices"].splitlines() == ["horse2zebra (direction)", "zebra2horse (direction)",
+                                                   "horse (concept)", "zebra (concept)"]
+    # the compose grid takes saved names (three added, the last removed) and sums them
+    assert seen["compose_rows"] == ["horse2zebra", "0.5", "zebra2horse", "0.25"]
+    assert seen["composed"].endswith("sum of 0.5 x horse2zebra@1 + 0.25 x zebra2horse@1")
+    # a .png that is not an image: dbank's line (not Gradio's "could not preprocess" with server paths)
+    assert seen["bad_upload_status"].startswith("page-notes.png: not an image")
+    assert "preprocess" not in seen["bad_upload_page"] and "/tmp" not in seen["bad_upload_status"]
+    # a typed value out of bounds is refused beside its box, as typed, and nothing runs (once: clamped to 3)
+    assert "scale 999: use a finite number from -20 to 20" in seen["refused_scale_box"]
+    assert seen["refused_scale_value"] == "999" and seen["refused_gallery_images"] == 0
+    assert seen["info_text"].startswith("scale\nhow far along the direction")  # help under each setting
+    assert seen["focus_after_upload"] == "photo"  # once the page's body: a keyboard user lost their place
     assert seen["gallery_images"] == 4
     assert seen["gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "horse2zebra", "attention: horse"]
+    assert seen["gallery_alt"] == ["input", "reconstruction", "horse2zebra", "attention: horse"]
+    assert seen["status_live"] == "polite"
     assert "inverted the image" in seen["first_status"]
+    assert seen["compare_images"] == 2  # the before/after slider: the input and the first edit
+    # a mistake after results: its line, no Error pills, every result and the caption kept
+    assert seen["mistake_gallery_images"] == 4 and seen["error_pills"] == 0
+    assert seen["mistake_caption"] == "a photo of a horse"
     assert "reused the inversion and the reference pass" in seen["second_status"]
     assert seen["second_gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "zebra2horse",
                                                              "attention: horse"]
+    assert seen["history_labels"].splitlines()[1:] == ["1. horse2zebra · scale 1 · cross-attention 0.1 · seed 0",
+                                                       "2. zebra2horse · scale 1 · cross-attention 0.1 · seed 0"]
+    # a long job: one bar with its phase and time left, Run disabled; Cancel keeps the results
+    assert seen["run_disabled_while_running"] and seen["progress_texts"] == 1
+    assert seen["cancel_status"].startswith("cancelled at inverting step ")
+    assert seen["cancel_status"].endswith("of 400; nothing of this job was kept")
+    assert seen["cancel_gallery_labels"] == seen["second_gallery_labels"]
+    # the first history entry brings its settings and pictures back; its edit becomes the photo
+    assert seen["restored_directions"].splitlines()[1:] == ["horse2zebra"]
+    assert seen["restored_gallery_labels"] == seen["gallery_labels"]
+    assert seen["photo_now"].endswith("/horse.horse2zebra.png")
+    # what the CLI changed while the page was open shows at the next tab
+    assert [code for code, _ in seen["cli"]] == [0, 0, 0]
+    assert "from-the-cli" in seen["direction_choices"].splitlines()
+    assert "cat\n4" in seen["concepts_with_cat"] and "cat" not in seen["concepts_after_cli"]
+    # the first-run example: one click, a generated picture of a direction's source, edited with it
+    assert seen["example_status"].endswith("edited from the generated picture's own noise and pass (no inversion "
+                                           "needed)")
+    assert seen["example_caption"] == "a photo of a horse"
+    example = seen["example_directions"].splitlines()[1]
+    assert seen["example_gallery_labels"].splitlines()[1:] == ["input", "reconstruction", example]
     assert seen["request_hosts"] == ["127.0.0.1"]  # no CDN, no analytics, no update check
     assert "/edit" in seen["endpoints"] and "/add_concept" in seen["endpoints"]
     client = seen["client"]
@@ -277,16 +380,12 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["loaded_settings"][2:8] == [1.0, 0.1, 5.0, 3, 64, 0]
     assert seen["loaded_settings"][8] == "loaded the settings of zebra2horse at scale 1"
     assert seen["not_an_image"].startswith("notes.png: not an image") and "\n" not in seen["not_an_image"]
-    assert seen["text_steps"] == "steps 'lots': not a number"  # dbank's line, not Gradio's preprocessing error
+    assert seen["text_steps"] == "steps 'lots': not a number; use a whole number from 1 to 1000"
     assert "exceeds the maximum file size of 104857600 bytes" in seen["too_large"]  # 100 MB, once unlimited
     assert seen["unconfirmed_removal"] == "type the concept's name in the box beside the button to remove it"
     assert seen["concepts_after"] == ["horse", "zebra"]
     shot = Image.open(out / "studio.png")
     assert shot.size[0] == 1400 and shot.size[1] >= 1000
-    artifacts = os.environ.get("DBANK_TEST_ARTIFACTS")
-    if artifacts:  # the screenshot, to look at
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / "studio-second.png", Path(artifacts) / "studio.png")
 
 
 def test_the_studio_on_another_interface_warns_and_asks_for_the_password(studio_bank, tiny_sd, tmp_path, photo):
@@ -355,7 +454,8 @@ def test_a_generated_image_edits_without_inversion_like_generate_edit(actions, s
     assert Image.open(path).size == (SIZE, SIZE)
     actions.editor().invert_file = lambda *a, **k: pytest.fail("a generated image needs no inversion")
     outcome = actions.edit(path, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, seed=3)
-    assert outcome.reused
+    assert outcome.reused  # the generation's own pass; not claimed as an earlier edit's
+    assert outcome.message.endswith("s: edited from the generated picture's own noise and pass (no inversion needed)")
     result = CliRunner().invoke(cli, ["generate-edit", "a photo of a horse", "--direction", "horse2zebra", "--steps",
                                       str(STEPS), "--size", str(SIZE), "--seed", "3", "-o", str(tmp_path / "cli"),
                                       "--json"],

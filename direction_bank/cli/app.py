@@ -14,7 +14,7 @@ from direction_bank.bank import Bank
 from direction_bank.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError, first_line
 from direction_bank.progress import interactive
-from editor.pipeline import EditorError
+from editor.pipeline import Cancelled, EditorError
 from sd_models.precision import DTYPES
 
 DEBUG_HINT = "run with --debug for the traceback"
@@ -37,6 +37,34 @@ def _debugging() -> bool:
     return os.environ.get("DBANK_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+class _Stopped(click.ClickException):
+    """A job stopped by the first Ctrl-C at a step of its model loop (exit 130, as an interrupt)."""
+
+    exit_code = 130
+
+
+def cancel_on_ctrl_c(editor) -> None:
+    """Until the command ends, the first Ctrl-C stops the editor's model loop at its next step
+    (the path the studio's Cancel takes: nothing of the unfinished job is written, what finished
+    is kept); a second quits at once."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        if editor.cancel.is_set():
+            raise KeyboardInterrupt
+        editor.cancel.set()
+        print("stopping at the next step (Ctrl-C again quits at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
+
+
 class BankGroup(click.Group):
     """The one error boundary of the CLI. Known errors (the bank's, the editor's, the database's,
     bad text) are one line and exit 1; usage errors one line and exit 2; anything else is one
@@ -46,6 +74,8 @@ class BankGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except Cancelled as error:
+            raise _Stopped(first_line(error)) from None
         except (BankError, EditorError) as error:
             raise click.ClickException(first_line(error)) from None
         except (OperationalError, DatabaseError) as error:

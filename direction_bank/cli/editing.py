@@ -145,7 +145,7 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, vae=No
     import diffusers.utils.logging  # noqa: F401  (so that it can be quietened)
     import transformers.utils.logging  # noqa: F401
 
-    from direction_bank.cli.app import quiet_third_parties
+    from direction_bank.cli.app import cancel_on_ctrl_c, quiet_third_parties
     from direction_bank.model_check import require_model
     from direction_bank.progress import progress_bar
     from editor.cache import InversionCache
@@ -156,8 +156,10 @@ def _editor(model, device, dtype, caption_model, no_cache, compile=False, vae=No
     cache = None if no_cache else InversionCache(os.environ.get("DBANK_CACHE") or None)
     if vae:
         require_model(vae, "the VAE", "set --vae or DBANK_VAE to a local AutoencoderKL folder")
-    return Editor(model, device, dtype, cache, caption_model,
-                  progress_bar=lambda steps, **kw: progress_bar(steps, **kw), compile=compile, vae=vae)
+    editor = Editor(model, device, dtype, cache, caption_model,
+                    progress_bar=lambda steps, **kw: progress_bar(steps, **kw), compile=compile, vae=vae)
+    cancel_on_ctrl_c(editor)
+    return editor
 
 
 def _output_folder(out_dir: str) -> Path:

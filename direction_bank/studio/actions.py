@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from direction_bank.bank import Bank
-from direction_bank.errors import BankError
+from direction_bank.errors import BankError, FieldError
 from direction_bank.names import check_name, file_label
 
 MAX_DIRECTIONS_PER_EDIT = 16
@@ -21,12 +21,32 @@ MAX_TUNE_PHOTOS = 16  # photos one Tune click may edit
 MAX_TUNE_VALUES = 8  # scales (and guidances) one Tune click may try
 MAX_COUNT = 100_000  # sentences one click may ask for
 REMEMBERED_IMAGES = 8  # inversions (with their reference passes) kept in memory
+# the edit settings as the page labels them
+SETTING_LABELS = {"scale": "scale", "xa_guidance": "cross-attention guidance", "guidance_scale": "guidance scale",
+                  "steps": "steps"}
 FOLDER_AGE_S = 2 * 3600  # downloads and generated pictures are kept this long
 MAX_UPLOAD = "100mb"  # the largest file a visitor may upload (a photo, a dbank file)
 
 
 def _no_report(fraction: float, desc: str) -> None:
     pass
+
+
+class JobProgress:
+    """One progress bar for a whole model job: each of its `phases` (the model loops it runs, in
+    order: "inverting", "editing") an equal share, its text the phase, the step and the time left."""
+
+    def __init__(self, report, phases: list[str]):
+        self.report, self.phases, self.started = report, list(phases), time.monotonic()
+
+    def step(self, desc: str, number: int, total: int) -> None:
+        """Step `number` (from 0) of `total` of the loop `desc` is about to run."""
+        index = self.phases.index(desc) if desc in self.phases else max(len(self.phases) - 1, 0)
+        fraction = (index + number / max(total, 1)) / max(len(self.phases), 1)
+        elapsed = time.monotonic() - self.started
+        left = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if fraction >= 0.05 else ""
+        phase = f" ({index + 1} of {len(self.phases)})" if len(self.phases) > 1 else ""
+        self.report(fraction, f"{desc}{phase}: step {number + 1} of {total}{left}")
 
 
 @dataclass
@@ -44,6 +64,26 @@ class EditOutcome:
     message: str
     notes: list = field(default_factory=list)
     scores: dict = field(default_factory=dict)  # direction -> its scores (editor.evaluation.METRICS)
+    files: list = field(default_factory=list)  # (PNG path, label) per picture, beside the archive
+    names: list = field(default_factory=list)  # the directions, as chosen
+
+
+@dataclass
+class _EditRequest:
+    """An edit's inputs after StudioActions.check_edit: directions read, settings checked, the
+    photo's pixels at the edit size; `notes` say which tuned settings replace the page's."""
+
+    image: str
+    caption: str | None
+    names: list
+    found: list
+    own: list  # each direction's own scale factor (tuned / page scale), see jobs.tune.tuned_settings
+    settings: object
+    size: int
+    seed: int
+    word: str
+    pixels: object
+    notes: list
 
 
 @dataclass
@@ -99,7 +139,8 @@ class StudioActions:
         self._encoder = None
         self._loading = threading.Lock()
         self._remembered: OrderedDict = OrderedDict()
-        self._report = _no_report
+        self._progress = JobProgress(_no_report, [])
+        self._running = False
 
     # -- models, loaded once -----------------------------------------------------------------
 
@@ -168,8 +209,27 @@ class StudioActions:
     def _steps(self, steps, desc: str = "steps", **_):
         steps = list(steps)
         for number, step in enumerate(steps):
-            self._report(number / max(len(steps), 1), desc)
+            self._progress.step(desc, number, len(steps))
             yield step
+
+    @contextmanager
+    def _job(self, report, phases: list[str]):
+        """The editor for one model job: its progress one bar over `phases`, its cancel flag
+        cleared at the start (see cancel)."""
+        editor = self.editor()
+        editor.cancel.clear()
+        self._progress, self._running = JobProgress(report, phases), True
+        try:
+            yield editor
+        finally:
+            self._progress, self._running = JobProgress(_no_report, []), False
+
+    def cancel(self) -> str:
+        """Stop the running model job at its next step (it then keeps nothing); a line saying so."""
+        if self._editor is None or not self._running:
+            return "nothing is running"
+        self._editor.cancel.set()
+        return "stopping at the next step"
 
     # -- the bank ----------------------------------------------------------------------------
 
@@ -191,7 +251,7 @@ class StudioActions:
 
     def remove_sentence(self, concept: str, sentence_id) -> str:
         """Remove a sentence by id and take it out of the statistics."""
-        sentence_id = _whole(sentence_id, "sentence id", 1, 2**63 - 1)
+        sentence_id = _row_id(sentence_id, "sentence id", "sentences table")
         with self.bank() as bank:
             record = bank.remove_sentence(concept, lambda info: self._encoder_for(info), sentence_id=sentence_id)
         return f"moved #{record.id} of {concept} to the trash: {record.text}"
@@ -225,7 +285,7 @@ class StudioActions:
         """Put trash entry `entry_id` back (a concept or direction under `as_name` if given)."""
         from direction_bank.errors import NameTaken
 
-        entry_id = _whole(entry_id, "trash id", 1, 2**63 - 1)
+        entry_id = _row_id(entry_id, "trash id", "trash table")
         with self.bank() as bank:
             try:
                 restored = bank.restore(entry_id=entry_id, as_name=(as_name or "").strip() or None)
@@ -259,9 +319,13 @@ class StudioActions:
             cleaner = cleaning.cleaner(encoder, deduplicator)
             result = bank.fill_concept(name, writer, count, encoder, cleaner=cleaner,
                                        on_batch=lambda stored: report(stored / count, f"{stored}/{count} sentences"))
+        from direction_bank.cleaning import dropped_text
+
         line = f"{result.concept}: added {result.added}; {result.sentence_count} sentences stored"
         if result.sentence_count < count:
             line += f" (stopped at {result.sentence_count} of {count} after trying {result.tried}; run again to continue)"
+        if any(result.dropped.values()):  # why the others went, each reason with its count
+            line += f"\ndropped: {dropped_text(result.dropped)}"
         return line
 
     def import_file(self, path: str, name: str | None = None, replace: bool = False) -> str:
@@ -320,6 +384,16 @@ class StudioActions:
             return [[row["name"], row["source"] or "", row["target"] or "", round(row["norm"], 4),
                      None if row["snr"] is None else round(row["snr"], 2)] for row in bank.directions()]
 
+    def example(self) -> tuple[str, str]:
+        """(a saved direction made from two concepts, a prompt naming its source) for the first-run
+        example, or one line saying what to make first."""
+        with self.bank(read_only=True) as bank:
+            for row in bank.directions():
+                if row["source"] and row["target"]:
+                    return row["name"], f"a photo of a {row['source']}"
+        raise BankError("the bank holds no direction made from two concepts yet: add two concepts in the Bank tab, "
+                        "then save a direction from them in the Directions tab")
+
     def diff(self, source: str, target: str, save_as: str | None = None, replace: bool = False):
         """(text, per-token plot) of target minus source; saved as `save_as` when given (a name in
         use only with `replace`, as its next version: the old one is kept)."""
@@ -347,9 +421,14 @@ class StudioActions:
 
     def plot(self, name: str):
         """The per-token norm plot of a saved direction (PIL)."""
+        return self.describe(name)[1]
+
+    def describe(self, name: str):
+        """(text, per-token norm plot) of a saved direction: the same pair Preview shows, so the
+        text and the plot always speak of one direction."""
         with self.bank(read_only=True) as bank:
             direction = bank.direction(name)
-        return self._plot(direction)
+        return "\n".join(direction.summary_lines()), self._plot(direction)
 
     @staticmethod
     def _plot(direction):
@@ -385,14 +464,10 @@ class StudioActions:
             direction = bank.direction(name)
         check_tunable(direction)
         scorer = self.scorer(required=True)
-        editor = self.editor()
-        self._report = report
-        try:
+        with self._job(report, ["inverting", "editing"]) as editor:
             result = tune_direction(editor, scorer, direction, [(photo, (caption or "").strip() or None)
                                                                 for photo in photos], scales, guidances,
                                     steps=steps, size=size, seed=seed, margin=margin)
-        finally:
-            self._report = _no_report
         lines = summary_lines(result["summary"], scorer.models)
         lines.append(f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})")
         if result["tuning"] is None:
@@ -406,6 +481,15 @@ class StudioActions:
         return "\n".join(lines), tradeoff_plot(result["summary"], title=f"{direction.name}: tuning")
 
     # -- editing -----------------------------------------------------------------------------
+
+    def check_photo(self, image: str) -> None:
+        """Refuse an upload that is not an image (or a bomb) as soon as it lands: a FieldError."""
+        from editor.pipeline import EditorError
+
+        try:
+            _photo(image, 64)
+        except EditorError as error:
+            raise FieldError("image", str(error)) from None
 
     def suggest_caption(self, image: str) -> str:
         """BLIP's caption of an image file."""
@@ -430,19 +514,60 @@ class StudioActions:
             raise BankError("write a prompt to generate from")
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
         settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, 0.0, 1.0)
-        editor = self.editor()
-        self._report = report
-        try:
+        with self._job(report, ["generating"]) as editor:
             start = Inversion(editor.generate_noise(size, seed), prompt, False)
             zero = np.zeros((1, editor.components.max_length, editor.hidden_size), np.float32)
             _, generated = editor.edit(start, zero, settings, negative_prompt="", keep_reference=True,
                                        pooled=np.zeros((1, editor.pooled_size), np.float32) if editor.pooled_size else None)
-        finally:
-            self._report = _no_report
         path = self._fresh_folder() / f"{file_label(f'generated {seed} {size} {prompt}')}.png"
         generated.save(path)
         self._remember((_file_digest(path), prompt, size, settings.steps, seed), _Remembered(start, ""))
         return str(path)
+
+    def check_edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
+                   guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
+                   use_tuned: bool = False) -> "_EditRequest":
+        """Every input of an edit checked, the directions read from the bank and the photo opened,
+        before any model loads; a bad one is a FieldError naming its parameter, in the page's words."""
+        from direction_bank.jobs.tune import tuned_settings
+        from editor.edit import EditSettings
+        from editor.pipeline import EditorError
+        from sd_models.settings import SETTING_BOUNDS
+
+        if not image:
+            raise FieldError("image", "upload or generate a photo first")
+        if isinstance(directions, str):  # one name, not a list of its letters
+            directions = [directions]
+        if not isinstance(directions, (list, tuple)) or not all(isinstance(n, str) for n in directions):
+            raise FieldError("directions", "directions: give a list of direction names")
+        names = [name for name in directions if name]
+        if not names:
+            raise FieldError("directions", "choose at least one direction")
+        if len(names) > MAX_DIRECTIONS_PER_EDIT:
+            raise FieldError("directions", f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
+        typed = {}
+        for name, value in (("scale", scale), ("xa_guidance", xa_guidance), ("guidance_scale", guidance_scale)):
+            typed[name] = _finite(value, SETTING_LABELS[name], *SETTING_BOUNDS[name], field=name)
+        steps = _whole(steps, "steps", *SETTING_BOUNDS["steps"])
+        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        caption = (caption or "").strip() or None
+        try:
+            pixels = _photo(image, size)
+        except EditorError as error:  # the same line check_photo gives at the upload
+            raise FieldError("image", str(error)) from None
+        with self.bank(read_only=True) as bank:
+            found = []
+            for name in names:
+                try:
+                    found.append(bank.direction(name))
+                except BankError as error:
+                    raise FieldError("directions", str(error)) from None
+        own, chosen_scale, chosen_guidance, notes = tuned_settings(
+            [(d.name, d.tuning) for d in found], None if use_tuned else typed["scale"],
+            None if use_tuned else typed["xa_guidance"])
+        settings = EditSettings(steps, typed["guidance_scale"], chosen_guidance, chosen_scale)
+        return _EditRequest(image, caption, names, found, own, settings, size, seed,
+                            (attention_word or "").strip(), pixels, notes)
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
              guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
@@ -451,46 +576,26 @@ class StudioActions:
         directions; the second direction on the same image and settings reuses the inversion and
         the reference pass, and the outcome says so. With `use_tuned`, each tuned direction gets
         its tuned scale and guidance (dbank tune) instead of `scale` and `xa_guidance`, and the
-        notes say so. Each edit is scored when the eval models can be had."""
-        from direction_bank.jobs.tune import tuned_settings
-
-        from editor.edit import SETTING_BOUNDS, EditSettings
+        notes say so. Each edit is scored when the eval models can be had. Inputs are checked
+        first (check_edit)."""
         from editor.pipeline import stack_directions
 
-        if not image:
-            raise BankError("upload or generate an image first")
-        if isinstance(directions, str):  # one name, not a list of its letters
-            directions = [directions]
-        if not isinstance(directions, (list, tuple)) or not all(isinstance(n, str) for n in directions):
-            raise BankError("directions: give a list of direction names")
-        names = [name for name in directions if name]
-        if not names:
-            raise BankError("choose at least one direction")
-        if len(names) > MAX_DIRECTIONS_PER_EDIT:
-            raise BankError(f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
-        caption = (caption or "").strip() or None
-        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
-        with self.bank(read_only=True) as bank:  # every direction is read and checked before the model is touched
-            found = [bank.direction(name) for name in names]
-        own, scale, xa_guidance, tuning_notes = tuned_settings(
-            [(d.name, d.tuning) for d in found], None if use_tuned else scale, None if use_tuned else xa_guidance)
-        settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, xa_guidance, scale)
-        word = (attention_word or "").strip()
+        request = self.check_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
+                                  attention_word, use_tuned)
+        caption, names, found, own = request.caption, request.names, request.found, request.own
+        settings, size, seed, word, pixels = request.settings, request.size, request.seed, request.word, request.pixels
         tensors = [(factor * d.tensor, None if d.pooled is None else factor * d.pooled) for d, factor in zip(found, own)]
-        pixels = _photo(image, size)
-        editor = self.editor()
-        for name, tensor in zip(names, tensors):
-            editor.check_direction(name, *tensor)
+        digest = _file_digest(image)
+        key = (digest, caption, size, settings.steps, seed)
+        remembered = self._remembered.get(key)
+        if remembered is None and caption is not None:  # BLIP's caption, now typed in the box
+            blip = self._remembered.get((digest, None, size, settings.steps, seed))
+            remembered = blip if blip is not None and blip.inversion.caption == caption else None
+        inverted = remembered is None
         started = time.monotonic()
-        self._report = report
-        try:
-            digest = _file_digest(image)
-            key = (digest, caption, size, settings.steps, seed)
-            remembered = self._remembered.get(key)
-            if remembered is None and caption is not None:  # BLIP's caption, now typed in the box
-                blip = self._remembered.get((digest, None, size, settings.steps, seed))
-                remembered = blip if blip is not None and blip.inversion.caption == caption else None
-            inverted = remembered is None
+        with self._job(report, ["inverting", "editing"] if inverted else ["editing"]) as editor:
+            for name, tensor in zip(names, tensors):
+                editor.check_direction(name, *tensor)
             if inverted:
                 remembered = _Remembered(editor.invert_file(image, caption, size, settings.steps, seed=seed,
                                                             pixels=pixels), None)
@@ -500,17 +605,16 @@ class StudioActions:
             results = editor.edit(remembered.inversion, stacked, settings, pooled=pooled,
                                   negative_prompt=remembered.negative_prompt, keep_reference=True,
                                   attention_words=(word,) if word else ())
-        finally:
-            self._report = _no_report
         seconds = time.monotonic() - started
         edits, reconstruction = results[0], results[1]
         maps = results[2] if len(results) > 2 else {}
         self._keep_settings(image, remembered.inversion.caption, settings, size, seed, found, own, edits)
-        if remembered.first_seconds is None:
+        first = remembered.first_seconds is None
+        if first:
             remembered.first_seconds = seconds
         outcome = self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted,
-                                reused, found)
-        outcome.notes[:0] = tuning_notes
+                                reused, found, first)
+        outcome.notes[:0] = request.notes
         return outcome
 
     def _keep_settings(self, image, caption, settings, size, seed, found, own, edits) -> None:
@@ -563,7 +667,7 @@ class StudioActions:
         return {**{d.name: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, []
 
     def _outcome(self, image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused,
-                 found):
+                 found, first):
         from editor.pictures import attention_overlay, photo_at
 
         caption = remembered.inversion.caption
@@ -577,7 +681,9 @@ class StudioActions:
                 pictures.append((overlay, f"attention: {word}"))
             else:
                 notes.append(f"{word!r} is not in the caption {caption!r}; no attention map")
-        if reused:
+        if reused and first:  # a generated picture: its own noise and pass, nothing of an earlier edit
+            message = f"{seconds:.1f} s: edited from the generated picture's own noise and pass (no inversion needed)"
+        elif reused:
             message = (f"{seconds:.1f} s: reused the inversion and the reference pass "
                        f"(the first edit of this image took {remembered.first_seconds:.1f} s)")
         elif not inverted:
@@ -586,24 +692,31 @@ class StudioActions:
             message = f"{seconds:.1f} s: the inversion came from the disk cache; ran the reference pass (kept)"
         else:
             message = f"{seconds:.1f} s: inverted the image and ran the reference pass (both kept for the next edit)"
-        return EditOutcome(caption, pictures, overlay, self._archive(image, pictures), seconds, reused, message, notes,
-                           scores)
+        archive, files = self._archive(image, pictures)
+        return EditOutcome(caption, pictures, overlay, archive, seconds, reused, message, notes, scores, files,
+                           list(names))
 
-    def _archive(self, image: str, pictures: list) -> str:
-        """A zip of every picture of an edit, named STEM.LABEL.png inside (each edit with its
-        settings inside, see _keep_settings)."""
+    def _archive(self, image: str, pictures: list) -> tuple[str, list]:
+        """(a zip of every picture of an edit, [(PNG path, label)] of each beside it), named
+        STEM.LABEL.png (each edit with its settings inside, see _keep_settings)."""
         import io
 
         from editor.pictures import save_png
 
         stem = file_label(Path(image).stem)
-        path = self._fresh_folder() / f"{stem}-edits.zip"
+        folder = self._fresh_folder()
+        path, files = folder / f"{stem}-edits.zip", []
         with zipfile.ZipFile(path, "w") as archive:
             for picture, label in pictures:
                 data = io.BytesIO()
                 save_png(picture, data)
-                archive.writestr(f"{stem}.{file_label(label)}.png", data.getvalue())
-        return str(path)
+                name = f"{stem}.{file_label(label)}.png"
+                if any(Path(kept).name == name for kept, _ in files):  # a direction named "input", say
+                    name = f"{stem}.{file_label(label)}-{len(files)}.png"
+                archive.writestr(name, data.getvalue())
+                (folder / name).write_bytes(data.getvalue())
+                files.append((str(folder / name), label))
+        return str(path), files
 
     # -- the memory of recent images ------------------------------------------------------------
 
@@ -638,33 +751,52 @@ def _photo(image: str, size: int):
         raise EditorError(str(error).replace(str(image), Path(image).name)) from None
 
 
-def _whole(value, what: str, low: int, high: int) -> int:
-    """`value` as an int in [low, high], or a one-line BankError."""
+def _whole(value, what: str, low: int, high: int, field: str | None = None) -> int:
+    """`value` as an int in [low, high], or a one-line FieldError of `field` (`what` by default)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise BankError(f"{what} {value!r}: not a number") from None
+        raise FieldError(field or what, f"{what} {_shown_value(value)}: not a number; use a whole number from "
+                                        f"{low} to {high}") from None
     if not number.is_integer() or not low <= number <= high:
-        raise BankError(f"{what} {value!r}: use a whole number from {low} to {high}")
+        raise FieldError(field or what, f"{what} {_shown_value(value)}: use a whole number from {low} to {high}")
     return int(number)
 
 
-def _finite(value, what: str, low: float, high: float) -> float:
+def _finite(value, what: str, low: float, high: float, field: str | None = None) -> float:
+    """`value` as a finite float in [low, high], or a one-line FieldError of `field`."""
     import math
 
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise BankError(f"{what} {value!r}: not a number") from None
+        raise FieldError(field or what, f"{what} {_shown_value(value)}: not a number; use a number from "
+                                        f"{low:g} to {high:g}") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise BankError(f"{what} {value!r}: use a finite number from {low:g} to {high:g}")
+        raise FieldError(field or what, f"{what} {_shown_value(value)}: use a finite number from {low:g} to {high:g}")
     return number
+
+
+def _row_id(value, what: str, table: str) -> int:
+    """A row's id as typed (or filled by clicking the row), or one line that points at the table."""
+    try:
+        return _whole(value, what, 1, 2**63 - 1)
+    except FieldError:
+        raise FieldError(what, f"{what} {_shown_value(value)}: not an id of the {table}; click a row there to "
+                               "fill it in") from None
+
+
+def _shown_value(value) -> str:
+    """A typed value as a message quotes it: empty says so, a long one is cut."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "(empty)"
+    return repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
 
 
 def _size(value) -> int:
     size = _whole(value, "size", 8, 4096)
     if size % 8:
-        raise BankError(f"size {size}: use a multiple of 8")
+        raise FieldError("size", f"size {size}: use a multiple of 8 from 8 to 4096")
     return size
 
 

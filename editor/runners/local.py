@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from editor.edit import EditSettings, edit
 from editor.inversion import Regularisation
-from editor.pipeline import EditorError, decode_latents, encode_prompts, load_image
+from editor.pipeline import Cancelled, EditorError, decode_latents, encode_prompts, load_image
 
 
 @dataclass
@@ -75,6 +75,8 @@ def edit_images(editor, jobs: Iterable[ImageJob], settings: EditSettings, *, siz
                 pixels = loads.pop(index).result()
                 inversion = editor.invert_file(job.image, job.caption, size, settings.steps, regularisation, seed,
                                                pixels=pixels)
+            except Cancelled:  # the whole run stops, not this image alone
+                raise
             except EditorError as error:
                 on_error(job, error)
                 continue
@@ -94,6 +96,8 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
         try:
             edits, reconstruction, *maps = editor.edit(inversion, job.directions, settings, pooled=job.pooled,
                                                        **single)
+        except Cancelled:
+            raise
         except EditorError as error:
             on_error(job, error)
             return
@@ -107,7 +111,7 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
         pooled = None if group[0][0].pooled is None else torch.cat(
             [torch.as_tensor(job.pooled, dtype=torch.float32) for job, _ in group])
         edited, reconstructions = edit(components, latents, captions, directions, settings,
-                                       progress_bar=editor.progress_bar, pooled_directions=pooled)
+                                       progress_bar=editor.cancellable_steps, pooled_directions=pooled)
     except torch.OutOfMemoryError:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
