@@ -781,7 +781,11 @@ class Bank:
     def version_with_fingerprint(self, name: str, fingerprint: str | None) -> tuple[str, bool]:
         """('NAME' or 'NAME@N', whether that is the current version): the newest version of a
         direction whose tensor has `fingerprint` (any version when None). UnknownDirection in
-        one line when no version has it."""
+        one line when no version has it. A NAME@N (an edit made with an older version) looks
+        among all versions of NAME."""
+        import re
+
+        name = re.sub(r"@\d+$", "", name)
         versions = self.direction_history(name)
         matching = [v for v in versions if fingerprint is None or v["fingerprint"] == fingerprint]
         if not matching:

@@ -131,7 +131,9 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     page.get_by_text("choose at least one direction").first.wait_for(timeout=30_000)
     seen["mistake_gallery_images"] = page.locator("#results img").count()
     seen["mistake_caption"] = page.locator("#caption textarea").input_value()
-    seen["error_pills"] = page.get_by_text("Error", exact=True).count()
+    # on the outputs and inputs (a toast from another tab may still be fading)
+    seen["error_pills"] = sum(page.locator(box).get_by_text("Error", exact=True).count()
+                              for box in ("#results", "#caption", "#edit-status", "#photo", "#compare", "#history"))
     page.locator("#caption textarea").fill("a photo of a horse")  # still editable: no pill over it
     _shot(page, out, "mistake-keeps-results.png", seen)
     # another direction on the same photo: the inversion and reference pass are reused
@@ -204,6 +206,18 @@ def _small_things(page, out: Path, seen: dict) -> None:
                            timeout=30_000)
     seen["composed"] = page.locator("#compose-status textarea").input_value()
     _shot(page, out, "composed.png", seen)
+    page.locator("#compose-drop").click()  # another sum under the same name: asked, not replaced
+    page.wait_for_timeout(300)
+    page.locator("#compose-save").click()
+    page.get_by_text("tick 'replace'").first.wait_for(timeout=30_000)
+    seen["save_over_asks"] = page.get_by_text("tick 'replace'").first.inner_text()
+    _shot(page, out, "save-over-asks.png", seen)
+    page.locator("#compose-replace input").check()
+    page.locator("#compose-save").click()
+    page.wait_for_function("document.querySelector('#compose-status textarea').value.includes('(version 2)')",
+                           timeout=30_000)
+    replaced = page.locator("#compose-status textarea").input_value().splitlines()
+    seen["replaced"], seen["replaced_sum"] = replaced[0], replaced[-1].strip()
     page.get_by_role("tab", name="Bank").click()
 
 

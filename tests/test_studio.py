@@ -328,6 +328,10 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     # the compose grid takes saved names (three added, the last removed) and sums them
     assert seen["compose_rows"] == ["horse2zebra", "0.5", "zebra2horse", "0.25"]
     assert seen["composed"].endswith("sum of 0.5 x horse2zebra@1 + 0.25 x zebra2horse@1")
+    # saving over the name asks (the box beside the button), then stores a new version
+    assert "a direction named 'half-and-quarter' exists; tick 'replace'" in seen["save_over_asks"]
+    assert seen["replaced"].startswith("half-and-quarter (version 2)")
+    assert seen["replaced_sum"] == "sum of 0.5 x horse2zebra@1"
     # a .png that is not an image: dbank's line (not Gradio's "could not preprocess" with server paths)
     assert seen["bad_upload_status"].startswith("page-notes.png: not an image")
     assert "preprocess" not in seen["bad_upload_page"] and "/tmp" not in seen["bad_upload_status"]

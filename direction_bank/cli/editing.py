@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import click
 
@@ -17,50 +16,18 @@ from direction_bank.cli.app import (
     with_device, write_pictures,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
-from direction_bank.edit_records import parameters_of, record_path
+from direction_bank.edit_records import record_path
 from direction_bank.errors import BankError
+from direction_bank.jobs.evaluate import RECONSTRUCTION
+from direction_bank.jobs.edit import (
+    apply_tuning, check_shapes, direction_parts, edit_record, resolve_directions, saved_directions, settings_inside,
+)
 from direction_bank.names import file_label
 from direction_bank.output_files import remove_stale_temporaries
 from editor.edit import SETTING_BOUNDS
 from editor.pipeline import stack_directions
 
-RECONSTRUCTION = "reconstruction"
 
-
-class Resolved(NamedTuple):
-    """A direction asked for: its label, its file-name part, (tokens [1, 77, D], pooled [1, P]
-    or None), and the concepts it goes from and to where known (for edit records and eval)."""
-
-    label: str
-    name: str
-    parts: tuple
-    source: str | None = None
-    target: str | None = None
-    tuning: dict | None = None  # the settings dbank tune stored for it
-    scale: float = 1.0  # what its parts were multiplied by (its tuned scale, when --scale is not given)
-    fingerprint: str | None = None  # SHA-256 of its unscaled parts as a bank stores them
-
-
-def parts_fingerprint(parts) -> str:
-    """SHA-256 of a direction's (tokens [1, 77, D], pooled [1, P] or None) as the bank stores
-    it (DirectionResult.fingerprint: float32 little-endian, the tokens, then any pooled part)."""
-    import hashlib
-
-    from direction_bank.stats import tensor_to_blob
-
-    tokens, pooled = parts
-    return hashlib.sha256(tensor_to_blob(tokens) + (b"" if pooled is None else tensor_to_blob(pooled))).hexdigest()
-
-
-def apply_tuning(entries: list[Resolved], scale: float | None, xa_guidance: float | None):
-    """(entries, settings scale, xa guidance, notes) after jobs.tune.tuned_settings: each entry's
-    parts multiplied by its own scale (its tuned one when --scale is not given)."""
-    from direction_bank.jobs.tune import tuned_settings
-
-    scales, scale, xa_guidance, notes = tuned_settings([(e.label, e.tuning) for e in entries], scale, xa_guidance)
-    entries = [entry._replace(parts=tuple(None if part is None else own * part for part in entry.parts), scale=own)
-               if own != 1.0 else entry for entry, own in zip(entries, scales)]
-    return entries, scale, xa_guidance, notes
 
 
 def _direction_sources(ctx, names, sources, targets, files):
@@ -73,12 +40,8 @@ def _direction_sources(ctx, names, sources, targets, files):
     if not (names or sources or files):
         raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
     bank = open_bank(ctx, read_only=True) if (names or sources) else None
-
-    def parts(direction):
-        return (direction.tensor, direction.pooled), direction.source, direction.target, direction.tuning
-
-    wanted = [(name, lambda name=name: parts(bank.direction(name))) for name in names]
-    wanted += [(f"{s}2{t}", lambda s=s, t=t: parts(bank.diff(s, t))) for s, t in zip(sources, targets)]
+    wanted = saved_directions(bank, names)
+    wanted += [(f"{s}2{t}", lambda s=s, t=t: direction_parts(bank.diff(s, t))) for s, t in zip(sources, targets)]
 
     def from_file(path):
         shared = read_shared_file(path)
@@ -90,38 +53,6 @@ def _direction_sources(ctx, names, sources, targets, files):
 
     wanted += [(Path(path).stem, lambda path=path: from_file(path)) for path in files]
     return wanted
-
-
-def _resolve_directions(wanted):
-    """([Resolved], errors): the directions that could be read, before any model loads; each
-    file label is distinct and never a reserved output name."""
-    resolved, errors, used = [], [], set()
-    for label, load in wanted:
-        try:
-            parts, source, target, tuning = load()
-        except BankError as error:  # reported; the other directions still run
-            errors.append(f"{label}: {error}")
-            continue
-        name = file_label(label, reserved=(RECONSTRUCTION,), part=True)
-        if name in used:  # the same label twice (a saved direction and a file, say)
-            name = file_label(f"{label}#{len(resolved)}", part=True)
-        used.add(name)
-        resolved.append(Resolved(label, name, parts, source, target, tuning, fingerprint=parts_fingerprint(parts)))
-    return resolved, errors
-
-
-def _check_shapes(editor, resolved, errors):
-    """The directions that fit the model's text encoder; the others are reported."""
-    from editor.pipeline import EditorError
-
-    fitting = []
-    for entry in resolved:
-        try:
-            editor.check_direction(entry.label, *entry.parts)
-            fitting.append(entry)
-        except EditorError as error:
-            errors.append(f"{entry.label}: {error}")
-    return fitting
 
 
 def _size_for(model: str, size: int | None) -> int:
@@ -392,10 +323,10 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         _require_captioner(caption_model)
     resumable = bool(manifest) or any(Path(arg).is_dir() for arg in images)
     given = names or sources or files
-    common, errors = (_resolve_directions(_direction_sources(ctx, names, sources, targets, files)) if given
+    common, errors = (resolve_directions(_direction_sources(ctx, names, sources, targets, files)) if given
                       else ([], []))
     own_names = sorted({name for _, _, own in listed for name in own})
-    own, own_errors = (_resolve_directions(_direction_sources(ctx, own_names, (), (), ())) if own_names
+    own, own_errors = (resolve_directions(_direction_sources(ctx, own_names, (), (), ())) if own_names
                        else ([], []))
     errors += own_errors
     if not given and not own_names:
@@ -416,8 +347,8 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         editor = DirectionShape(model)
     elif common or own:
         editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet, vae=vae)
-        common = _check_shapes(editor, common, errors)
-        by_name = {entry[0]: entry for entry in _check_shapes(editor, list(by_name.values()), errors)}
+        common = check_shapes(editor, common, errors)
+        by_name = {entry[0]: entry for entry in check_shapes(editor, list(by_name.values()), errors)}
     results, warnings, jobs, skipped = [], [], [], 0
     run_settings = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
                     "xa_guidance": xa_guidance, "scale": scale, "regularised": not no_regularise}
@@ -475,8 +406,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                                "reconstruction": _thumbnail(result.reconstruction),
                                "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
         record = _edit_record(result, run_settings)
-        for entry, picture in zip(record.edits, result.edits):  # the settings inside every edit
-            picture.info["parameters"] = parameters_of(record, entry)
+        settings_inside(record, result.edits)
         try:
             written = write_pictures(pictures, result.job.extra["overwrite"])
             written.append(write_record(paths["record"], record, result.job.extra["overwrite"]))
@@ -544,16 +474,15 @@ def _like(ctx, path: str, directions_given: bool) -> dict:
 
 
 def _edit_record(result, run: dict):
-    """The record of one image's edits (see edit_records), written beside them."""
-    from direction_bank.edit_records import EditEntry, EditRecord
+    """The record of one image's edits (jobs.edit.edit_record), written beside them."""
+    from editor.edit import EditSettings
 
     paths = result.job.extra["paths"]
-    edits = [EditEntry(entry.label, paths["edits"][entry.label].name, entry.label, entry.source, entry.target,
-                       run["scale"] * entry.scale, run["xa_guidance"], fingerprint=entry.fingerprint)
-             for entry in result.job.extra["chosen"]]
-    return EditRecord(str(Path(result.job.image).resolve()), result.caption, run["model"], run["size"], run["seed"],
-                      run["steps"], run["guidance_scale"], run["regularised"], paths["reconstruction"].name, edits,
-                      {word: paths["grey"][word].name for word in result.maps})
+    chosen = result.job.extra["chosen"]
+    settings = EditSettings(run["steps"], run["guidance_scale"], run["xa_guidance"], run["scale"])
+    return edit_record(str(Path(result.job.image).resolve()), result.caption, run["model"], run["size"], run["seed"],
+                       settings, run["regularised"], chosen, [paths["edits"][entry.label].name for entry in chosen],
+                       paths["reconstruction"].name, {word: paths["grey"][word].name for word in result.maps})
 
 
 def write_record(path: Path, record, overwrite: bool) -> str:
@@ -601,7 +530,7 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
     from editor.edit import EditSettings
     from editor.editor import Inversion
 
-    directions, errors = _resolve_directions(_direction_sources(ctx, names, sources, targets, files))
+    directions, errors = resolve_directions(_direction_sources(ctx, names, sources, targets, files))
     out = _output_folder(out_dir)
     directions, scale, xa_guidance, notes = apply_tuning(directions, scale, xa_guidance)
     for note in notes:
@@ -616,7 +545,7 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
         for path in [generated_path, *edit_paths.values()] if out.is_dir() else []:
             check_output(path, overwrite)
         editor = _editor(model, device, dtype, None, True, compile_unet, vae=vae)
-        directions = _check_shapes(editor, directions, errors)
+        directions = check_shapes(editor, directions, errors)
     if directions:
         make_output_folder(out)
         start = Inversion(editor.generate_noise(size, seed), prompt, False)
@@ -667,7 +596,7 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
 
     if caption is None:
         _require_captioner(caption_model)
-    (directions, errors) = _resolve_directions(_direction_sources(ctx, (name,), (), (), ()))
+    (directions, errors) = resolve_directions(_direction_sources(ctx, (name,), (), (), ()))
     if errors:
         raise BankError(errors[0])
     label, file_name, tensor, *_ = directions[0]
@@ -678,7 +607,7 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     if out.is_dir():
         check_output(path, overwrite)
     editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
-    _check_shapes(editor, directions, errors)
+    check_shapes(editor, directions, errors)
     if errors:
         raise BankError(errors[0])
     inversion = editor.invert_file(image, caption, size, steps, Regularisation(), seed)

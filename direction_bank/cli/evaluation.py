@@ -10,12 +10,13 @@ from direction_bank.cli.app import (
     cli, emit, eval_model_options, json_option, overwrite_option, sd_model_option, vae_option, with_device,
 )
 from direction_bank.cli.editing import (
-    _check_shapes, _direction_sources, _editor, _image_stems, _images_in, _output_folder, _require_captioner,
-    _resolve_directions, _size_for, bootstrap_seed_option, caption_model_option, check_engine, guidance_scale_option,
+    _direction_sources, _editor, _image_stems, _images_in, _output_folder, _require_captioner, _size_for,
+    bootstrap_seed_option, caption_model_option, check_engine, guidance_scale_option,
     listed_images, make_output_folder, no_cache_option, size_option, steps_option, write_record,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError
+from direction_bank.jobs.edit import Resolved, check_shapes, resolve_directions
 from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
 from editor.edit import SETTING_BOUNDS
 
@@ -172,7 +173,7 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     if any(c is None for _, c, _ in listed):
         _require_captioner(caption_model)
     own_names = sorted({name for _, _, own in listed for name in own})
-    resolved, problems = _resolve_directions(_direction_sources(ctx, (*names, *own_names), sources, targets, files))
+    resolved, problems = resolve_directions(_direction_sources(ctx, (*names, *own_names), sources, targets, files))
     unknown = [entry.label for entry in resolved if not (entry.source and entry.target)]
     problems += [unknown_concepts(label, "eval") for label in unknown]
     resolved = [entry for entry in resolved if entry.source and entry.target]
@@ -180,8 +181,6 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
         raise BankError("; ".join(problems) or "no direction to score")
     size = _size_for(model, size)
     if WORD_SWAP in baselines:
-        from direction_bank.cli.editing import Resolved
-
         encoder = load_encoder(model, device, dtype)
         pairs = list(dict.fromkeys((entry.source, entry.target) for entry in resolved))
         resolved += [Resolved(f"{WORD_SWAP} {s}->{t}", file_label(f"{WORD_SWAP}-{s}-{t}", part=True),
@@ -193,7 +192,7 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
         editor = DirectionShape(model)
     else:
         editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
-    resolved = _check_shapes(editor, resolved, problems)
+    resolved = check_shapes(editor, resolved, problems)
     by_label = {entry.label: entry for entry in resolved}
     words = tuple(sorted({entry.source for entry in resolved})) if engine == "local" else ()
     shared = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,

@@ -75,9 +75,7 @@ class _EditRequest:
 
     image: str
     caption: str | None
-    names: list
-    found: list
-    own: list  # each direction's own scale factor (tuned / page scale), see jobs.tune.tuned_settings
+    entries: list  # jobs.edit.Resolved, each scaled by its own (tuned) scale
     settings: object
     size: int
     seed: int
@@ -529,7 +527,7 @@ class StudioActions:
                    use_tuned: bool = False) -> "_EditRequest":
         """Every input of an edit checked, the directions read from the bank and the photo opened,
         before any model loads; a bad one is a FieldError naming its parameter, in the page's words."""
-        from direction_bank.jobs.tune import tuned_settings
+        from direction_bank.jobs.edit import apply_tuning, resolve_directions, saved_directions
         from editor.edit import EditSettings
         from editor.pipeline import EditorError
         from sd_models.settings import SETTING_BOUNDS
@@ -556,18 +554,14 @@ class StudioActions:
         except EditorError as error:  # the same line check_photo gives at the upload
             raise FieldError("image", str(error)) from None
         with self.bank(read_only=True) as bank:
-            found = []
-            for name in names:
-                try:
-                    found.append(bank.direction(name))
-                except BankError as error:
-                    raise FieldError("directions", str(error)) from None
-        own, chosen_scale, chosen_guidance, notes = tuned_settings(
-            [(d.name, d.tuning) for d in found], None if use_tuned else typed["scale"],
-            None if use_tuned else typed["xa_guidance"])
+            try:
+                entries, _ = resolve_directions(saved_directions(bank, names), strict=True)
+            except BankError as error:
+                raise FieldError("directions", str(error)) from None
+        entries, chosen_scale, chosen_guidance, notes = apply_tuning(
+            entries, None if use_tuned else typed["scale"], None if use_tuned else typed["xa_guidance"])
         settings = EditSettings(steps, typed["guidance_scale"], chosen_guidance, chosen_scale)
-        return _EditRequest(image, caption, names, found, own, settings, size, seed,
-                            (attention_word or "").strip(), pixels, notes)
+        return _EditRequest(image, caption, entries, settings, size, seed, (attention_word or "").strip(), pixels, notes)
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
              guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
@@ -578,13 +572,13 @@ class StudioActions:
         its tuned scale and guidance (dbank tune) instead of `scale` and `xa_guidance`, and the
         notes say so. Each edit is scored when the eval models can be had. Inputs are checked
         first (check_edit)."""
+        from direction_bank.jobs.edit import check_shapes
         from editor.pipeline import stack_directions
 
         request = self.check_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
                                   attention_word, use_tuned)
-        caption, names, found, own = request.caption, request.names, request.found, request.own
-        settings, size, seed, word, pixels = request.settings, request.size, request.seed, request.word, request.pixels
-        tensors = [(factor * d.tensor, None if d.pooled is None else factor * d.pooled) for d, factor in zip(found, own)]
+        caption, entries, settings = request.caption, request.entries, request.settings
+        size, seed, word, pixels = request.size, request.seed, request.word, request.pixels
         digest = _file_digest(image)
         key = (digest, caption, size, settings.steps, seed)
         remembered = self._remembered.get(key)
@@ -594,42 +588,37 @@ class StudioActions:
         inverted = remembered is None
         started = time.monotonic()
         with self._job(report, ["inverting", "editing"] if inverted else ["editing"]) as editor:
-            for name, tensor in zip(names, tensors):
-                editor.check_direction(name, *tensor)
+            check_shapes(editor, entries)
             if inverted:
                 remembered = _Remembered(editor.invert_file(image, caption, size, settings.steps, seed=seed,
                                                             pixels=pixels), None)
                 self._remember(key, remembered)
             reused = (settings.steps, settings.guidance_scale, remembered.negative_prompt) in remembered.inversion.traces
-            stacked, pooled = stack_directions(tensors)
+            stacked, pooled = stack_directions([entry.parts for entry in entries])
             results = editor.edit(remembered.inversion, stacked, settings, pooled=pooled,
                                   negative_prompt=remembered.negative_prompt, keep_reference=True,
                                   attention_words=(word,) if word else ())
         seconds = time.monotonic() - started
         edits, reconstruction = results[0], results[1]
         maps = results[2] if len(results) > 2 else {}
-        self._keep_settings(image, remembered.inversion.caption, settings, size, seed, found, own, edits)
+        self._keep_settings(image, remembered.inversion.caption, settings, size, seed, entries, edits)
         first = remembered.first_seconds is None
         if first:
             remembered.first_seconds = seconds
-        outcome = self._outcome(image, remembered, names, edits, reconstruction, maps, word, seconds, inverted,
-                                reused, found, first)
+        outcome = self._outcome(image, remembered, entries, edits, reconstruction, maps, word, seconds, inverted,
+                                reused, first)
         outcome.notes[:0] = request.notes
         return outcome
 
-    def _keep_settings(self, image, caption, settings, size, seed, found, own, edits) -> None:
+    def _keep_settings(self, image, caption, settings, size, seed, entries, edits) -> None:
         """Put each edit's settings inside its picture ('parameters', as dbank edit writes them),
         so the downloaded PNGs carry them and can be dropped back on the page."""
-        from direction_bank.edit_records import EditEntry, EditRecord, parameters_of
+        from direction_bank.jobs.edit import edit_record, settings_inside
 
-        record = EditRecord(str(image), caption, self.model, size, seed, settings.steps, settings.guidance_scale, True,
-                            "", [])
         stem = file_label(Path(image).stem)
-        for direction, factor, picture in zip(found, own, edits):
-            entry = EditEntry(direction.name, f"{stem}.{file_label(direction.name)}.png", direction.name,
-                              direction.source, direction.target,
-                              settings.scale * factor, settings.xa_guidance, fingerprint=direction.fingerprint)
-            picture.info["parameters"] = parameters_of(record, entry)
+        record = edit_record(str(image), caption, self.model, size, seed, settings, True, entries,
+                             [f"{stem}.{entry.name}.png" for entry in entries])
+        settings_inside(record, edits)
 
     def settings_from_png(self, path: str) -> dict:
         """The settings a dbank edit's PNG carries, for the page's controls: caption, the
@@ -648,7 +637,7 @@ class StudioActions:
                 "xa_guidance": entry.xa_guidance, "guidance_scale": data["guidance_scale"], "steps": data["steps"],
                 "size": data["size"], "seed": data["seed"], "note": note}
 
-    def _scores(self, photo, caption: str, found: list, edits: list, reconstruction) -> tuple[dict, list]:
+    def _scores(self, photo, caption: str, entries: list, edits: list, reconstruction) -> tuple[dict, list]:
         """({label: scores} of each edit whose direction names its concepts, and of the
         reconstruction against the first of them; notes), when the eval models can be had."""
         from direction_bank.jobs.evaluate import score_pair
@@ -657,22 +646,23 @@ class StudioActions:
         if scorer is None:  # said once a server, not at every edit
             told, self._told_scores_off = self._told_scores_off, True
             return {}, [] if told else [f"no scores: {self.scores_off}"]
-        known = [(d, picture) for d, picture in zip(found, edits) if d.source and d.target]
+        known = [(d, picture) for d, picture in zip(entries, edits) if d.source and d.target]
         if not known:
             return {}, []
         first = known[0][0]
         pairs = [score_pair(photo, picture, caption, d.source, d.target) for d, picture in known]
         pairs.append(score_pair(photo, reconstruction, caption, first.source, first.target))
         scores = scorer.score(pairs)
-        return {**{d.name: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, []
+        return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, []
 
-    def _outcome(self, image, remembered, names, edits, reconstruction, maps, word, seconds, inverted, reused,
-                 found, first):
+    def _outcome(self, image, remembered, entries, edits, reconstruction, maps, word, seconds, inverted, reused,
+                 first):
         from editor.pictures import attention_overlay, photo_at
 
         caption = remembered.inversion.caption
         photo = photo_at(image, reconstruction.size)
-        scores, notes = self._scores(photo, caption, found, edits, reconstruction)
+        names = [entry.label for entry in entries]
+        scores, notes = self._scores(photo, caption, entries, edits, reconstruction)
         pictures = [(photo, "input"), (reconstruction, "reconstruction"), *zip(edits, names)]
         overlay = None
         if word:

@@ -474,6 +474,10 @@ def build_app(actions: StudioActions):
             directions = gr.Dataframe(headers=["direction", "source", "target", "norm", "signal-to-noise"],
                                       type="array", interactive=False, label="saved directions",
                                       elem_id="saved-directions")
+            gr.Markdown("**norm**: the direction's length. **signal-to-noise**: that length over the error its two "
+                        "means still carry from the sentences sampled; under about 3 the direction is mostly noise "
+                        "(add sentences: four times as many halve the noise), above 10 it is well measured; empty "
+                        "when the statistics cannot tell (a composed or imported mean).", elem_id="snr-help")
             with gr.Row():
                 plot_name = gr.Dropdown(label="plot a saved direction", choices=direction_names, **named)
             gr.Markdown("### Tune: the scale and guidance a saved direction edits best with (kept on it)")
@@ -508,7 +512,7 @@ def build_app(actions: StudioActions):
                                                 label="parts (edit a weight in place)", elem_id="compose-rows")
                 with gr.Column(scale=1):
                     compose_name = gr.Textbox(label="name", elem_id="compose-name")
-                    compose_replace = gr.Checkbox(label="replace (the old version is kept)")
+                    compose_replace = gr.Checkbox(label="replace (the old version is kept)", elem_id="compose-replace")
                     compose_button = gr.Button("Save sum", elem_id="compose-save")
             compose_text = gr.Textbox(label="composed", interactive=False, elem_id="compose-status")
         with gr.Tab("Edit", id="edit") as edit_tab:
