@@ -189,8 +189,8 @@ def test_the_studio_asks_before_replacing_a_name_and_restores_from_its_trash(act
 
 def test_the_bank_tab_adds_a_concept_with_progress_and_removes_a_sentence(actions):
     seen = []
-    line = actions.add_concept("cat", "template", "", 12, report=lambda fraction, text: seen.append((fraction, text)))
-    assert line == "cat: added 12; 12 sentences stored"
+    lines = actions.add_concept("cat", "template", "", 12, report=lambda fraction, text: seen.append((fraction, text)))
+    assert lines.splitlines()[0] == "cat: added 12, skipped 0 duplicates; 12 sentences stored"  # as the CLI says it
     assert seen[-1] == (1.0, "12/12 sentences") and [f for f, _ in seen] == sorted(f for f, _ in seen)
     rows = actions.sentences_table("cat")
     assert len(rows) == 12
@@ -215,10 +215,11 @@ def test_a_concept_add_that_keeps_nothing_says_why_with_counts(actions, monkeypa
     with Unrelated() as server:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        line = actions.add_concept("cat", "openai", "", 5)
-    stored, why = line.splitlines()
-    assert stored.startswith("cat: added 0; 0 sentences stored (stopped at 0 of 5 after trying ")
-    assert why == f"dropped: {stored.split('trying ')[1].split(';')[0]} no concept word"
+        lines = actions.add_concept("cat", "openai", "", 5).splitlines()
+    assert lines[0] == "cat: added 0, skipped 0 duplicates; 0 sentences stored"
+    tried = lines[1].split()[1]
+    assert lines[1] == f"tried {tried} generated sentences; dropped: {tried} no concept word"
+    assert lines[-1] == f"stopped at 0 of 5 sentences after trying {tried} candidates; run again to continue"
 
 
 def test_messages_on_the_page_name_its_controls_not_cli_flags(actions, tmp_path, monkeypatch):

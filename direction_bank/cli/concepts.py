@@ -88,6 +88,7 @@ def generator_options(func):
 def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, preview, require_concept, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device,
                 dtype, as_json):
     """Add sentences about NAME and fold their embeddings into its statistics."""
+    from direction_bank.jobs.concepts import fill_concept, fill_lines, sentence_writer, stopped_line
     from direction_bank.names import check_name
 
     name = check_name(name)
@@ -100,13 +101,9 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
         sentences = [line for line in read_text(sentences_file).splitlines() if line.strip()]
         if not sentences:
             raise click.ClickException(f"no sentences in {sentences_file}")
-    else:
-        from direction_bank.generators import make_generator
-
-        writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
-                                timeout_s=request_timeout, deadline_s=deadline)
-        # every model loads before the bank is opened, so a failed load leaves no bank behind
-        deduplicator = cleaning.deduplicator(writer.provenance.generator, device)
+    else:  # every model loads before the bank is opened, so a failed load leaves no bank behind
+        writer, deduplicator = sentence_writer(generator, llm, seed, device, cleaning, base_url, request_timeout,
+                                               deadline)
     encoder = load_encoder(model, device, dtype)
     if preview:
         _preview(name, writer, cleaning.cleaner(encoder, deduplicator, record=True), preview, batch_size,
@@ -122,34 +119,15 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
                        + (" and were left out" if require_concept else " (--require-concept leaves them out)"),
                        err=True)
     else:
-        cleaner = cleaning.cleaner(encoder, deduplicator)
-        report = bank.fill_concept(name, writer, count, encoder, batch_size=batch_size,
-                                   cleaner=cleaner, max_candidates=max_candidates, progress=True)
+        report = fill_concept(bank, name, writer, deduplicator, cleaning, encoder, count, batch_size=batch_size,
+                              max_candidates=max_candidates, progress=True)
     for text in report.truncated:
         click.echo(f"warning: longer than {encoder.max_length} tokens, truncated: {text}", err=True)
     if report.refused:
         click.echo(f"warning: {report.refused} lines with control characters were not stored", err=True)
-    if report.target is not None and report.sentence_count < report.target:
-        click.echo(
-            f"warning: stopped at {report.sentence_count} of {report.target} sentences after "
-            f"trying {report.tried} candidates; run again to continue", err=True,
-        )
-
-    def lines():
-        yield (
-            f"{report.concept}: added {report.added}, skipped {report.skipped} duplicates"
-            + (f", embedded {report.backfilled} stored sentences" if report.backfilled else "")
-            + f"; {report.sentence_count} sentences stored"
-        )
-        if report.dropped:
-            from direction_bank.cleaning import dropped_text
-
-            yield f"tried {report.tried} generated sentences; dropped: {dropped_text(report.dropped)}"
-        if report.usage:
-            yield (f"LLM usage: {report.usage['requests']} requests, {report.usage['prompt_tokens']} "
-                   f"prompt + {report.usage['completion_tokens']} completion tokens")
-
-    emit(as_json, report.as_dict, lines)
+    if stopped_line(report):
+        click.echo(f"warning: {stopped_line(report)}", err=True)
+    emit(as_json, report.as_dict, lambda: fill_lines(report))
 
 
 def _preview(name, writer, cleaner, count, batch_size, max_candidates, as_json) -> None:

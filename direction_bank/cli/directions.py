@@ -88,6 +88,7 @@ def _plot_token_norms(direction, path, overwrite: bool) -> None:
 def diff(ctx, source, target, model, paired, save_as, output, overwrite, device, dtype, as_json):
     """The direction from SOURCE to TARGET: mean(TARGET) - mean(SOURCE), [1, 77, D]."""
     from direction_bank.bank import check_direction_name
+    from direction_bank.jobs.directions import make_direction
     from direction_bank.output_files import check_output
 
     if save_as:
@@ -99,14 +100,11 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
         refuse_taken_direction(bank, save_as)  # before the encoder loads
     if save_as:
         warn_of_lookalike(bank, "direction", save_as)
-    if paired:
-        encoder = load_encoder(model or default_model(ctx.obj["database"]), device, dtype)
-        direction = bank.paired_diff(source, target, encoder, progress=True)
-    else:  # --model names the encoder; DBANK_MODEL only picks one when the concepts share several
-        from_env = ctx.get_parameter_source("model") == click.core.ParameterSource.ENVIRONMENT
-        direction = bank.diff(source, target, None if from_env else model, model if from_env else None)
-    if save_as:
-        direction = bank.save_direction(save_as, direction, overwrite)
+    # --model names the encoder; DBANK_MODEL only picks one when the concepts share several
+    from_env = ctx.get_parameter_source("model") == click.core.ParameterSource.ENVIRONMENT
+    encoder = load_encoder(model or default_model(ctx.obj["database"]), device, dtype) if paired else None
+    direction = make_direction(bank, source, target, save_as, overwrite, encoder, None if from_env else model,
+                               model if from_env else None)
     if output:
         bank.export_direction(direction, output, overwrite)
 

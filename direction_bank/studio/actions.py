@@ -295,10 +295,13 @@ class StudioActions:
 
     def add_concept(self, name: str, generator: str | None, llm: str | None, count, seed=0,
                     report=_no_report) -> str:
-        """Generate, clean, embed and store sentences until `name` holds `count`; report(fraction,
-        text) after every stored batch. Returns the summary line."""
+        """Generate, clean, embed and store sentences until `name` holds `count`
+        (jobs.concepts.fill_concept); report(fraction, text) after every stored batch. Returns
+        the lines dbank add-concept prints (jobs.concepts.fill_lines), and a stop short of the
+        count."""
         from direction_bank.cleaning import CleaningSettings
-        from direction_bank.generators import GENERATORS, make_generator
+        from direction_bank.generators import GENERATORS
+        from direction_bank.jobs.concepts import fill_concept, fill_lines, sentence_writer, stopped_line
 
         name = check_name(name)
         count = _whole(count, "target count", 1, MAX_COUNT)
@@ -309,22 +312,14 @@ class StudioActions:
             offered = ", ".join(self.llms) if self.llms else "none besides the default"
             raise BankError(f"this server does not offer the LLM {str(llm)[:60]!r} (offered: {offered}); "
                             "leave it empty for the generator's default")
-        writer = make_generator(generator or None, llm=llm or None, seed=seed, device=self.device)
         cleaning = CleaningSettings()
-        deduplicator = cleaning.deduplicator(writer.provenance.generator, self.device)
+        writer, deduplicator = sentence_writer(generator or None, llm or None, seed, self.device, cleaning)
         encoder = self.encoder()
         with self.bank() as bank:
-            cleaner = cleaning.cleaner(encoder, deduplicator)
-            result = bank.fill_concept(name, writer, count, encoder, cleaner=cleaner,
-                                       on_batch=lambda stored: report(stored / count, f"{stored}/{count} sentences"))
-        from direction_bank.cleaning import dropped_text
-
-        line = f"{result.concept}: added {result.added}; {result.sentence_count} sentences stored"
-        if result.sentence_count < count:
-            line += f" (stopped at {result.sentence_count} of {count} after trying {result.tried}; run again to continue)"
-        if any(result.dropped.values()):  # why the others went, each reason with its count
-            line += f"\ndropped: {dropped_text(result.dropped)}"
-        return line
+            filled = fill_concept(bank, name, writer, deduplicator, cleaning, encoder, count,
+                                  on_batch=lambda stored: report(stored / count, f"{stored}/{count} sentences"))
+        stopped = stopped_line(filled)
+        return "\n".join([*fill_lines(filled), *([stopped] if stopped else [])])
 
     def import_file(self, path: str, name: str | None = None, replace: bool = False) -> str:
         """Import an uploaded dbank file or pix2pix-zero .pt, checked against the server's model.
@@ -397,10 +392,10 @@ class StudioActions:
         use only with `replace`, as its next version: the old one is kept)."""
         if not source or not target:
             raise BankError("choose a source and a target concept")
+        from direction_bank.jobs.directions import make_direction
+
         with self.bank(read_only=not save_as) as bank, _replace_asked("save as"):
-            direction = bank.diff(source, target)
-            if save_as:
-                direction = bank.save_direction(save_as, direction, overwrite=replace)
+            direction = make_direction(bank, source, target, save_as, replace)
         saved = f"\nsaved as {direction.name}, version {direction.version}" if save_as else ""
         text = "\n".join(direction.summary_lines()) + saved
         return text, self._plot(direction)
