@@ -21,9 +21,8 @@ MAX_TUNE_PHOTOS = 16  # photos one Tune click may edit
 MAX_TUNE_VALUES = 8  # scales (and guidances) one Tune click may try
 MAX_COUNT = 100_000  # sentences one click may ask for
 REMEMBERED_IMAGES = 8  # inversions (with their reference passes) kept in memory
-# the edit settings as the page labels them
-SETTING_LABELS = {"scale": "scale", "xa_guidance": "cross-attention guidance", "guidance_scale": "guidance scale",
-                  "steps": "steps"}
+# the number settings of an edit as the page labels them (steps, size and seed are named as they are)
+SETTING_LABELS = {"scale": "scale", "xa_guidance": "cross-attention guidance", "guidance_scale": "guidance scale"}
 FOLDER_AGE_S = 2 * 3600  # downloads and generated pictures are kept this long
 MAX_UPLOAD = "100mb"  # the largest file a visitor may upload (a photo, a dbank file)
 

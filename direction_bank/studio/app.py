@@ -81,6 +81,11 @@ def status_line(message: str, notes=()) -> str:
     return "  \n".join(re.sub(r"([\\`*_{}\[\]()#+!<>|~-])", r"\\\1", line) for line in lines if line)
 
 
+def gallery_of(outcome) -> list:
+    """(PNG path, caption with its scores) per picture of a studio edit, for the gallery."""
+    return [(path, scored_label(label, outcome.scores.get(label))) for path, label in outcome.files]
+
+
 def history_label(outcome, scale, xa_guidance, seed) -> str:
     """A history entry's caption: the directions and the settings that tell it from the others."""
     return (f"{', '.join(outcome.names)} · scale {float(scale):g} · cross-attention {float(xa_guidance):g} · "
@@ -270,8 +275,7 @@ def build_app(actions: StudioActions):
                                seed, word, report=reporter(progress), use_tuned=bool(use_tuned))
         for note in outcome.notes:
             gr.Warning(note)
-        gallery = [(picture, scored_label(label, outcome.scores.get(label))) for picture, label in outcome.files]
-        return gallery, outcome.caption, outcome.message, outcome.archive
+        return gallery_of(outcome), outcome.caption, outcome.message, outcome.archive
 
     def validate_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
                       use_tuned):
@@ -314,7 +318,7 @@ def build_app(actions: StudioActions):
         """An edit on the page: gallery, caption, archive, before/after pair, history strip and
         its state, the pair's state, the line beside Run."""
         scale, xa_guidance, seed = settings[2], settings[3], settings[7]
-        gallery = [(path, scored_label(label, outcome.scores.get(label))) for path, label in outcome.files]
+        gallery = gallery_of(outcome)
         entry = {"files": gallery, "archive": outcome.archive, "settings": settings,
                  "label": history_label(outcome, scale, xa_guidance, seed)}
         kept = [*(kept or []), entry][-MAX_HISTORY:]
