@@ -32,12 +32,14 @@ def _no_bar(steps, **_):
 
 @dataclass
 class Inversion:
-    """An image's inverted noise latents x_T, the caption they were conditioned on, and whether
-    they came from the cache."""
+    """An image's inverted noise latents x_T, the caption they were conditioned on, whether
+    they came from the cache, and the negative prompt its passes take by default (None: the
+    empty-prompt embedding's usual place; "" for a generated picture, as its generation used)."""
 
     latents: object
     caption: str
     cached: bool
+    negative_prompt: str | None = None
     # reference passes kept in memory, by (steps, guidance scale, negative prompt)
     traces: dict = field(default_factory=dict)
 
@@ -136,7 +138,7 @@ class Editor:
              negative_prompt: str | None = None, keep_reference: bool = False,
              attention_words: tuple[str, ...] = (), max_batch: int | None = None, pooled=None):
         """(edited PIL images, one per direction [N, 77, D] (SDXL: with its `pooled` part
-        [N, P]); the reconstruction). The directions
+        [N, P]); the reconstruction), with `negative_prompt` (default: the inversion's). The directions
         run in chunks of `max_batch` (default: all at once); a chunk that runs out of GPU memory
         is halved and run again, so many directions never fail for memory alone. Chunks after
         the first reuse its reference latents. With `keep_reference` those are kept with the
@@ -146,6 +148,8 @@ class Editor:
         caption are left out)."""
         import torch
 
+        if negative_prompt is None:
+            negative_prompt = inversion.negative_prompt
         caption = encode_prompts(self.components, [inversion.caption])
         negative = None if negative_prompt is None else encode_negative(self.components, negative_prompt)
         stacked = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, *caption.states.shape[1:])

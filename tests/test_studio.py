@@ -3,6 +3,7 @@ Chromium and through gradio_client, in a loopback-only network namespace."""
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,11 @@ def test_a_second_direction_reuses_the_inversion_and_the_reference_pass(actions,
     assert np.array_equal(np.asarray(second.pictures[2][0]), np.asarray(edited[0]))
     assert np.array_equal(np.asarray(second.pictures[1][0]), np.asarray(reconstruction))
     with zipfile.ZipFile(second.archive) as archive:
-        assert archive.namelist() == ["horse.input.png", "horse.reconstruction.png", "horse.zebra2horse.png"]
+        names = archive.namelist()
+        assert names[:3] == ["horse.input.png", "horse.zebra2horse.png", "horse.reconstruction.png"]
+        [record] = names[3:]  # the record dbank edit writes beside its pictures
+        assert re.fullmatch(r"horse\.record-[0-9a-f]{10}\.json", record)
+        assert json.loads(archive.read(record))["edits"][0]["file"] == "horse.zebra2horse.png"
         stored = Image.open(io.BytesIO(archive.read("horse.zebra2horse.png")))
         assert np.array_equal(np.asarray(stored), np.asarray(edited[0]))
 
@@ -545,3 +550,34 @@ def test_a_downloaded_edit_carries_its_settings_back_into_the_page(actions, phot
     assert np.array_equal(np.asarray(again.pictures[2][0]), np.asarray(outcome.pictures[2][0]))
     with pytest.raises(BankError, match="carries no dbank edit settings"):
         actions.settings_from_png(photo)
+
+
+def test_the_studio_and_dbank_edit_write_the_same_edit(actions, photo, studio_bank, tiny_sd, tmp_path):
+    """Both faces call jobs.edit.run_edit: the studio's download holds exactly the files dbank edit
+    writes for the same photo and settings (names, pixels, the settings inside each edit, the
+    record), plus the photo itself."""
+    from direction_bank.cli import cli
+
+    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], scale=1.5, xa_guidance=0.2, steps=STEPS,
+                           size=SIZE, seed=4, attention_word="horse")
+    out = tmp_path / "cli-out"
+    result = CliRunner().invoke(cli, ["edit", photo, "--direction", "horse2zebra", "--caption", "a photo of a horse",
+                                      "--scale", "1.5", "--xa-guidance", "0.2", "--steps", str(STEPS), "--size",
+                                      str(SIZE), "--seed", "4", "--attention-map", "horse", "-o", str(out)],
+                                env={"DBANK_DB": studio_bank, "DBANK_MODEL": str(tiny_sd)})
+    assert result.exit_code == 0, result.output
+    written = sorted(path.name for path in out.iterdir())
+    with zipfile.ZipFile(outcome.archive) as archive:
+        downloaded = archive.namelist()
+        assert sorted(downloaded) == sorted(["horse.input.png", *written])
+        assert len(written) == 5 and any(name.startswith("horse.record-") for name in written)
+        for name in written:
+            ours = archive.read(name)
+            if name.endswith(".json"):
+                assert json.loads(ours) == json.loads((out / name).read_text())
+                continue
+            theirs = Image.open(out / name)
+            stored = Image.open(io.BytesIO(ours))
+            assert np.array_equal(np.asarray(stored), np.asarray(theirs)), name
+            assert stored.info.get("parameters") == theirs.info.get("parameters"), name
+    assert json.loads(Image.open(out / "horse.horse2zebra.png").info["parameters"])["edit"]["scale"] == 1.5

@@ -219,19 +219,6 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace output files that exist.")
 
 
-def write_pictures(pictures: dict, overwrite: bool) -> list[str]:
-    """Write each PIL image (path -> picture) as PNG, safely (output_files.write_output), its
-    labels in a text chunk; returns the paths written."""
-    from direction_bank.output_files import write_output
-    from editor.pictures import save_png
-
-    written = []
-    for path, picture in pictures.items():
-        write_output(path, lambda temporary, picture=picture: save_png(picture, temporary), overwrite)
-        written.append(str(path))
-    return written
-
-
 def eval_model_options(func):
     """--clip-model and --dino-model (shared by eval and tune)."""
     from editor.evaluation import DEFAULT_CLIP, DEFAULT_DINO

@@ -7,10 +7,11 @@ import click
 
 from direction_bank.cli.app import (
     cli, default_model, emit, encoder_model_option, json_option, load_encoder, open_bank, overwrite_option,
-    warn_of_lookalike, with_device, write_pictures,
+    warn_of_lookalike, with_device,
 )
 from direction_bank.cli.params import count_range
 from direction_bank.errors import BankError, UnknownConcept, UnknownDirection, UnknownVersion
+from direction_bank.jobs.outputs import write_pictures
 from direction_bank.storage import describe_recipe
 
 

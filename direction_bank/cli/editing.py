@@ -12,18 +12,13 @@ from pathlib import Path
 import click
 
 from direction_bank.cli.app import (
-    cli, emit, json_option, open_bank, overwrite_option, require_sd_model, sd_model_option, vae_option,
-    with_device, write_pictures,
+    cli, emit, json_option, open_bank, overwrite_option, require_sd_model, sd_model_option, vae_option, with_device,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
-from direction_bank.edit_records import record_path
 from direction_bank.errors import BankError
-from direction_bank.jobs.evaluate import RECONSTRUCTION
-from direction_bank.jobs.edit import (
-    apply_tuning, check_shapes, direction_parts, edit_record, resolve_directions, saved_directions, settings_inside,
-)
+from direction_bank.jobs.edit import apply_tuning, check_shapes, direction_parts, resolve_directions, saved_directions
+from direction_bank.jobs.outputs import make_output_folder, write_pictures
 from direction_bank.names import file_label
-from direction_bank.output_files import remove_stale_temporaries
 from editor.edit import SETTING_BOUNDS
 from editor.pipeline import stack_directions
 
@@ -110,16 +105,6 @@ def _output_folder(out_dir: str) -> Path:
     return out
 
 
-def make_output_folder(out: Path) -> None:
-    """Make the -o folder checked by _output_folder."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise BankError(f"-o {out}: not a folder") from None
-    except OSError as error:
-        raise BankError(f"cannot make the folder {out}: {error.strerror or error}") from None
-
-
 size_option = click.option("--size", type=ImageSize(), default=None,
                            help="Longer image side, a multiple of 8 up to 4096 [default: the model's own, its UNet's sample "
                            "size times the VAE's factor: 512 for SD 1.x, 768 for SD 2.x, 1024 for SDXL].")
@@ -181,18 +166,6 @@ def _image_stems(images) -> list[str]:
             else file_label(str(Path(image)), part=True) if image_counts[image] == 1
             else file_label(f"{image}#{row}", part=True)
             for row, (image, stem) in enumerate(zip(images, stems), 1)]
-
-
-def _refuse_shared_outputs(jobs) -> None:
-    """One line, before any edit runs, when two outputs of this run would be one file."""
-    owners = {}
-    for job in jobs:
-        paths = job.extra["paths"]
-        for path in [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
-                     *paths["grey"].values(), paths["record"]]:
-            if path in owners and owners[path] is not job:
-                raise BankError(f"{job.image} and {owners[path].image} would both write {path}; rename one of them")
-            owners[path] = job
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -308,11 +281,9 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
             value if given[name] else liked[name] for name, value in
             (("steps", steps), ("guidance_scale", guidance_scale), ("seed", seed), ("model", model)))
 
-    from direction_bank.output_files import check_output
+    from direction_bank.jobs.edit import Engine, EditRun, PhotoToEdit, run_edit
     from direction_bank.progress import progress_counter
     from editor.edit import EditSettings
-    from editor.inversion import NO_REGULARISATION, Regularisation
-    from editor.runners.local import ImageJob, edit_images
 
     check_engine(engine, address, connect_timeout)
     if engine == "ray" and attention_words:
@@ -336,7 +307,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     common, own = tuned[: len(common)], tuned[len(common) :]
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    by_name = {entry[0]: entry for entry in own}
+    by_name = {entry.label: entry for entry in own}
     editor = None
     if common or own:
         size = _size_for(model, size)
@@ -348,104 +319,44 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     elif common or own:
         editor = _editor(model, device, dtype, caption_model, no_cache, compile_unet, vae=vae)
         common = check_shapes(editor, common, errors)
-        by_name = {entry[0]: entry for entry in check_shapes(editor, list(by_name.values()), errors)}
-    results, warnings, jobs, skipped = [], [], [], 0
-    run_settings = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
-                    "xa_guidance": xa_guidance, "scale": scale, "regularised": not no_regularise}
-    for (image, image_caption, wanted), stem in zip(listed, _image_stems([image for image, _, _ in listed])):
-        chosen = [by_name[name] for name in wanted if name in by_name] if wanted else common
-        if not chosen or editor is None:
-            continue
-        paths = {"edits": {label: out / f"{stem}.{name}.png" for label, name, *_ in chosen},
-                 "reconstruction": out / f"{stem}.{RECONSTRUCTION}.png",
-                 "attention": {word: out / f"{stem}.attention-{file_label(word)}.png" for word in attention_words},
-                 "grey": {word: out / f"{stem}.attention-{file_label(word)}.grey.png" for word in attention_words},
-                 "record": record_path(out, stem, [[entry.label, entry.scale] for entry in chosen], run_settings)}
-        every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
-                 *paths["grey"].values(), paths["record"]]
-        present = sum(path.is_file() for path in every) if resumable and not overwrite else 0
-        if present == len(every):
-            skipped += 1  # done by an earlier run
-            continue
-        if present:  # an earlier run was stopped part way through this image: redo it whole
-            warnings.append(f"{image}: an earlier run left {present} of its {len(every)} outputs; redone")
-        if resumable:
-            remove_stale_temporaries(every)
-        replace_ok = overwrite or bool(present)
-        try:
-            for path in every if out.is_dir() else []:  # a folder yet to be made holds nothing
-                check_output(path, replace_ok)  # before the work, not after
-        except BankError as error:
-            errors.append(str(error))
-            continue
-        tokens, pooled = stack_directions([entry.parts for entry in chosen])
-        jobs.append(ImageJob(image, image_caption, [entry.label for entry in chosen], tokens,
-                             {"paths": paths, "order": len(jobs), "overwrite": replace_ok, "chosen": chosen}, pooled))
+        by_name = {entry.label: entry for entry in check_shapes(editor, list(by_name.values()), errors)}
+    photos = [PhotoToEdit(image, image_caption,
+                          [by_name[name] for name in wanted if name in by_name] if wanted else common, stem)
+              for (image, image_caption, wanted), stem in zip(listed, _image_stems([image for image, _, _ in listed]))]
+    run = EditRun(model, EditSettings(steps, guidance_scale, xa_guidance, scale), size, seed, out,
+                  not no_regularise, tuple(attention_words), overwrite, resumable)
+    results, sheet_rows = [], []
 
-    _refuse_shared_outputs(jobs)
-    if jobs:
-        make_output_folder(out)
-    bar = progress_counter(len(jobs), desc="images", unit="img")
-    sheet_rows = []
+    def edited(image):
+        from editor.pictures import photo_at
 
-    def finished(result):
-        from editor.pictures import attention_overlay, photo_at
-
-        paths = result.job.extra["paths"]
-        for word in attention_words:
-            if word not in result.maps:
-                warnings.append(f"{result.job.image}: {word!r} is not in the caption {result.caption!r}; no map")
-        photo = photo_at(result.job.image, result.reconstruction.size) if result.maps or sheet else None
-        pictures = {**{paths["edits"][label]: picture for label, picture in zip(result.job.labels, result.edits)},
-                    paths["reconstruction"]: result.reconstruction,
-                    **{paths["attention"][word]: attention_overlay(photo, grey) for word, grey in result.maps.items()},
-                    **{paths["grey"][word]: grey for word, grey in result.maps.items()}}
+        results.append({"order": image.order, "image": image.image, "caption": image.caption,
+                        "inversion_cached": image.cached,
+                        "edits": {label: str(path) for label, path, _ in image.edits},
+                        "reconstruction": str(image.reconstruction[0]),
+                        "attention_maps": {word: str(maps[0]) for word, maps in image.attention.items()},
+                        "attention_maps_grey": {word: str(maps[2]) for word, maps in image.attention.items()},
+                        "record": str(image.record), "files": image.files})
         if sheet:
-            sheet_rows.append({"order": result.job.extra["order"], "name": Path(result.job.image).name,
-                               "caption": result.caption, "input": _thumbnail(photo),
-                               "reconstruction": _thumbnail(result.reconstruction),
-                               "edits": {label: _thumbnail(p) for label, p in zip(result.job.labels, result.edits)}})
-        record = _edit_record(result, run_settings)
-        settings_inside(record, result.edits)
-        try:
-            written = write_pictures(pictures, result.job.extra["overwrite"])
-            written.append(write_record(paths["record"], record, result.job.extra["overwrite"]))
-        except BankError as error:
-            errors.append(str(error))
-            return
-        finally:
-            bar.update(1)
-        results.append({"order": result.job.extra["order"], "image": result.job.image, "caption": result.caption,
-                        "inversion_cached": result.inversion_cached,
-                        "edits": {label: str(path) for label, path in paths["edits"].items()},
-                        "reconstruction": str(paths["reconstruction"]),
-                        "attention_maps": {word: str(paths["attention"][word]) for word in result.maps},
-                        "attention_maps_grey": {word: str(paths["grey"][word]) for word in result.maps},
-                        "record": str(paths["record"]), "files": written})
+            sheet_rows.append({"order": image.order, "name": Path(image.image).name, "caption": image.caption,
+                               "input": _thumbnail(photo_at(image.image, image.reconstruction[1].size)),
+                               "reconstruction": _thumbnail(image.reconstruction[1]),
+                               "edits": {label: _thumbnail(picture) for label, _, picture in image.edits}})
 
-    def failed(job, error):
-        bar.update(1)
-        errors.append(str(error))
-
-    settings = EditSettings(steps, guidance_scale, xa_guidance, scale)
-    regularisation = NO_REGULARISATION if no_regularise else Regularisation()
-    if jobs and engine == "ray":
-        from editor.runners.ray_data import edit_images_on_ray
-
-        edit_images_on_ray(model, device, dtype, caption_model, jobs, settings, size=size, vae=vae,
-                           regularisation=regularisation, seed=seed, batch_images=batch_images, workers=workers,
-                           address=address, on_result=finished, on_error=failed)
-    elif jobs:
-        edit_images(editor, jobs, settings, size=size, regularisation=regularisation, seed=seed,
-                    batch_images=batch_images, on_result=finished, on_error=failed,
-                    attention_words=attention_words, max_batch=max_batch)
+    bar = progress_counter(sum(bool(photo.directions) for photo in photos) if editor is not None else 0,
+                           desc="images", unit="img")
+    report = run_edit(editor, run, photos if editor is not None else [],
+                      Engine(engine, batch_images, max_batch, address, workers, device, dtype, caption_model, vae),
+                      on_image=edited, counter=bar)
     bar.close()
+    errors += report.errors
+    warnings = report.warnings
     results.sort(key=lambda result: result.pop("order"))  # batches finish by size, not in input order
     written_sheet = None
     if sheet and sheet_rows:
         written_sheet = _write_sheet(out, sheet_rows, overwrite, errors)
-    if skipped:
-        warnings.append(f"skipped {skipped} images whose outputs exist (done before; --overwrite to redo them)")
+    if report.skipped:
+        warnings.append(f"skipped {report.skipped} images whose outputs exist (done before; --overwrite to redo them)")
     warnings += _cache_warnings(editor)
     _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
 
@@ -471,26 +382,6 @@ def _like(ctx, path: str, directions_given: bool) -> dict:
                    f"one {Path(path).name} was edited with", err=True)
     liked["names"] = (reference,)
     return liked
-
-
-def _edit_record(result, run: dict):
-    """The record of one image's edits (jobs.edit.edit_record), written beside them."""
-    from editor.edit import EditSettings
-
-    paths = result.job.extra["paths"]
-    chosen = result.job.extra["chosen"]
-    settings = EditSettings(run["steps"], run["guidance_scale"], run["xa_guidance"], run["scale"])
-    return edit_record(str(Path(result.job.image).resolve()), result.caption, run["model"], run["size"], run["seed"],
-                       settings, run["regularised"], chosen, [paths["edits"][entry.label].name for entry in chosen],
-                       paths["reconstruction"].name, {word: paths["grey"][word].name for word in result.maps})
-
-
-def write_record(path: Path, record, overwrite: bool) -> str:
-    """Write an edit record safely (output_files.write_output); returns its path."""
-    from direction_bank.output_files import write_output
-
-    write_output(path, lambda temporary: temporary.write_text(record.as_json(), encoding="utf-8"), overwrite)
-    return str(path)
 
 
 def _thumbnail(picture, side: int = 256):

@@ -12,12 +12,13 @@ from direction_bank.cli.app import (
 from direction_bank.cli.editing import (
     _direction_sources, _editor, _image_stems, _images_in, _output_folder, _require_captioner, _size_for,
     bootstrap_seed_option, caption_model_option, check_engine, guidance_scale_option,
-    listed_images, make_output_folder, no_cache_option, size_option, steps_option, write_record,
+    listed_images, no_cache_option, size_option, steps_option,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError
 from direction_bank.jobs.edit import Resolved, check_shapes, resolve_directions
 from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
+from direction_bank.jobs.outputs import make_output_folder, write_pictures, write_record
 from editor.edit import SETTING_BOUNDS
 
 BASELINES = (WORD_SWAP, RECONSTRUCTION)
@@ -246,8 +247,8 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
 def _edit_for_eval(jobs, editor, engine, model, device, dtype, caption_model, vae, address, workers, settings, size,
                    seed, words, shared, problems, bar) -> None:
     """Run one guidance's jobs and write each image's pictures and record as it finishes."""
-    from direction_bank.cli.app import write_pictures
     from direction_bank.edit_records import EditEntry, EditRecord
+    from direction_bank.jobs.edit import Engine, run_images
     from editor.inversion import Regularisation
 
     def finished(result):
@@ -277,17 +278,10 @@ def _edit_for_eval(jobs, editor, engine, model, device, dtype, caption_model, va
         bar.update(1)
         problems.append(f"{job.image}: {error}")
 
-    if jobs and engine == "ray":
-        from editor.runners.ray_data import edit_images_on_ray
-
-        edit_images_on_ray(model, device, dtype, caption_model, jobs, settings, size=size, vae=vae,
-                           regularisation=Regularisation(), seed=seed, workers=workers, address=address,
-                           on_result=finished, on_error=failed)
-    elif jobs:
-        from editor.runners.local import edit_images
-
-        edit_images(editor, jobs, settings, size=size, regularisation=Regularisation(), seed=seed,
-                    on_result=finished, on_error=failed, attention_words=words)
+    run_images(editor, jobs, settings, Engine(engine, address=address, workers=workers, device=device, dtype=dtype,
+                                              caption_model=caption_model, vae=vae),
+               model=model, size=size, seed=seed, regularisation=Regularisation(), on_result=finished,
+               on_error=failed, attention_words=words)
     bar.close()
 
 

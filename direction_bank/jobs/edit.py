@@ -1,14 +1,19 @@
-"""The edit job's application-level pieces both faces call (cli/editing.py, cli/evaluation.py
-and studio/actions.py): which directions an edit uses (read from the bank or files, each with its
-fingerprint and any tuned setting), their shapes checked against the model, and the record of
-an edit that goes inside every picture. A face only parses its input and renders the outcome."""
+"""The edit job both faces call (cli/editing.py, cli/evaluation.py and studio/actions.py): which
+directions an edit uses (read from the bank or files, each with its fingerprint and any tuned
+setting), their shapes checked against the model, the record of an edit that goes inside every
+picture, and run_edit, the run itself (output names, inversion, editing here or on Ray, pictures
+and records written). A face only parses its input, opens its editor and renders the outcome."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 from direction_bank.errors import BankError
 from direction_bank.jobs.evaluate import RECONSTRUCTION
 from direction_bank.names import file_label
+
+INPUT = "input"  # STEM.input.png: the photo itself, beside its edits (the studio's downloads)
 
 
 class Resolved(NamedTuple):
@@ -60,7 +65,7 @@ def resolve_directions(wanted, strict: bool = False) -> tuple[list[Resolved], li
                 raise
             errors.append(f"{label}: {error}")
             continue
-        name = file_label(label, reserved=(RECONSTRUCTION,), part=True)
+        name = file_label(label, reserved=(RECONSTRUCTION, INPUT), part=True)
         if name in used:  # the same label twice (a saved direction and a file, say)
             name = file_label(f"{label}#{len(resolved)}", part=True)
         used.add(name)
@@ -116,3 +121,229 @@ def settings_inside(record, pictures) -> None:
 
     for entry, picture in zip(record.edits, pictures):
         picture.info["parameters"] = parameters_of(record, entry)
+
+
+@dataclass
+class EditRun:
+    """What every image of an edit job shares: the model and settings (kept in each record and
+    hashed into its name), the attention words, the output folder, and whether outputs there
+    may be replaced (`overwrite`) or an earlier run's finished images skipped (`resumable`)."""
+
+    model: str
+    settings: object  # editor.edit.EditSettings
+    size: int
+    seed: int
+    out: Path
+    regularised: bool = True
+    attention_words: tuple = ()
+    overwrite: bool = False
+    resumable: bool = False
+
+    def record_settings(self) -> dict:
+        """The settings a record's file name is hashed from (edit_records.record_path)."""
+        s = self.settings
+        return {"model": self.model, "size": self.size, "seed": self.seed, "steps": s.steps,
+                "guidance_scale": s.guidance_scale, "xa_guidance": s.xa_guidance, "scale": s.scale,
+                "regularised": self.regularised}
+
+
+@dataclass
+class Engine:
+    """Where the model loops run: "local" (the editor given, `batch_images` images a UNet
+    batch, at most `max_batch` directions) or "ray" (an actor pool of `workers` editors, each
+    loading the model with `device`, `dtype`, `caption_model` and `vae`, at `address`)."""
+
+    kind: str = "local"
+    batch_images: int = 4
+    max_batch: int | None = None
+    address: str | None = None
+    workers: int | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    caption_model: str | None = None
+    vae: str | None = None
+
+
+class PhotoToEdit(NamedTuple):
+    """One input row: the image file, its caption (None: BLIP writes one), the directions it
+    gets, the stem of its output names, and an inversion made before (None: made now)."""
+
+    image: str
+    caption: str | None
+    directions: list
+    stem: str
+    inversion: object = None
+
+
+@dataclass
+class EditedImage:
+    """One image's finished edit, its pictures written: its directions (Resolved), (label, path,
+    picture) per direction, the reconstruction's (path, picture), per attention word (overlay
+    path, overlay, grey path, grey), the record's path, every file written, and the inversion
+    (with its reference pass, for a next edit of the image; None from Ray)."""
+
+    order: int
+    image: str
+    caption: str
+    cached: bool
+    directions: list
+    edits: list
+    reconstruction: tuple
+    attention: dict
+    record: Path
+    files: list
+    inversion: object = None
+
+
+@dataclass
+class EditReport:
+    """An edit job's outcome: how many images were edited, one line per problem (the other
+    images still ran), warnings, and how many images an earlier run had finished."""
+
+    edited: int = 0
+    errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    skipped: int = 0
+
+
+def run_images(editor, jobs, settings, engine: Engine, *, model: str, size: int, seed: int, regularisation,
+               on_result, on_error, attention_words: tuple = (), on_inverted=None) -> None:
+    """Edit editor.runners ImageJobs on `engine` (on_result / on_error as each image finishes,
+    on_inverted(job, inversion) as each is inverted in this process); the one place edit and
+    eval choose between this process and Ray."""
+    if not jobs:
+        return
+    if engine.kind == "ray":
+        from editor.runners.ray_data import edit_images_on_ray
+
+        edit_images_on_ray(model, engine.device, engine.dtype, engine.caption_model, jobs, settings, size=size,
+                           vae=engine.vae, regularisation=regularisation, seed=seed, batch_images=engine.batch_images,
+                           workers=engine.workers, address=engine.address, on_result=on_result, on_error=on_error)
+    else:
+        from editor.runners.local import edit_images
+
+        edit_images(editor, jobs, settings, size=size, regularisation=regularisation, seed=seed,
+                    batch_images=engine.batch_images, on_result=on_result, on_error=on_error,
+                    attention_words=attention_words, max_batch=engine.max_batch, on_inverted=on_inverted)
+
+
+def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = Engine(),
+             on_image: Callable[[EditedImage], None] | None = None, counter=None,
+             on_inverted: Callable[[object], None] | None = None) -> EditReport:
+    """The edit job both faces call (`dbank edit`, the studio's Run): each photo's output names
+    checked before any model work (taken ones refused unless `run.overwrite`; with
+    `run.resumable` a photo whose outputs all exist is skipped and one left part done is redone
+    whole), then the photos inverted (unless their inversion is given) and edited on `engine`,
+    and each one's pictures, settings inside each edit, and record written as it finishes;
+    on_image(EditedImage) then (in the order batches finish, `order` gives the input's), and
+    `counter.update(1)` after each photo (skipped and refused ones too); on_inverted(inversion)
+    as soon as a photo is inverted here (the studio remembers it, even when the edit is then
+    cancelled). Cancelled (editor.cancel) passes through, keeping
+    nothing of the photo it stopped in."""
+    from direction_bank.edit_records import record_path
+    from direction_bank.jobs.outputs import make_output_folder, write_pictures, write_record
+    from direction_bank.output_files import check_output, remove_stale_temporaries
+    from editor.inversion import NO_REGULARISATION, Regularisation
+    from editor.pipeline import stack_directions
+    from editor.runners.local import ImageJob
+
+    report, jobs, out, words = EditReport(), [], run.out, tuple(run.attention_words)
+    for photo in photos:
+        if not photo.directions:
+            continue
+        stem = photo.stem
+        paths = {"edits": {entry.label: out / f"{stem}.{entry.name}.png" for entry in photo.directions},
+                 "reconstruction": out / f"{stem}.{RECONSTRUCTION}.png",
+                 "attention": {word: out / f"{stem}.attention-{file_label(word)}.png" for word in words},
+                 "grey": {word: out / f"{stem}.attention-{file_label(word)}.grey.png" for word in words},
+                 "record": record_path(out, stem, [[entry.label, entry.scale] for entry in photo.directions],
+                                       run.record_settings())}
+        every = [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
+                 *paths["grey"].values(), paths["record"]]
+        present = sum(path.is_file() for path in every) if run.resumable and not run.overwrite else 0
+        if present == len(every):
+            report.skipped += 1  # done by an earlier run
+            if counter is not None:
+                counter.update(1)
+            continue
+        if present:  # an earlier run was stopped part way through this image: redo it whole
+            report.warnings.append(f"{photo.image}: an earlier run left {present} of its {len(every)} outputs; redone")
+        if run.resumable:
+            remove_stale_temporaries(every)
+        replace_ok = run.overwrite or bool(present)
+        try:
+            for path in every if out.is_dir() else []:  # a folder yet to be made holds nothing
+                check_output(path, replace_ok)  # before the work, not after
+        except BankError as error:
+            report.errors.append(str(error))
+            if counter is not None:
+                counter.update(1)
+            continue
+        tokens, pooled = stack_directions([entry.parts for entry in photo.directions])
+        jobs.append(ImageJob(photo.image, photo.caption, [entry.label for entry in photo.directions], tokens,
+                             {"paths": paths, "order": len(jobs), "overwrite": replace_ok, "photo": photo}, pooled,
+                             inversion=photo.inversion))
+    _refuse_shared_outputs(jobs)
+    if jobs:
+        make_output_folder(out)
+
+    def finished(result):
+        from editor.pictures import attention_overlay, photo_at
+
+        paths, photo = result.job.extra["paths"], result.job.extra["photo"]
+        for word in words:
+            if word not in result.maps:
+                report.warnings.append(f"{photo.image}: {word!r} is not in the caption {result.caption!r}; "
+                                       "no attention map")
+        photo_pixels = photo_at(photo.image, result.reconstruction.size) if result.maps else None
+        overlays = {word: attention_overlay(photo_pixels, grey) for word, grey in result.maps.items()}
+        record = edit_record(str(Path(photo.image).resolve()), result.caption, run.model, run.size, run.seed,
+                             run.settings, run.regularised, photo.directions,
+                             [paths["edits"][entry.label].name for entry in photo.directions],
+                             paths["reconstruction"].name, {word: paths["grey"][word].name for word in result.maps})
+        settings_inside(record, result.edits)
+        pictures = {**{paths["edits"][label]: picture for label, picture in zip(result.job.labels, result.edits)},
+                    paths["reconstruction"]: result.reconstruction,
+                    **{paths["attention"][word]: overlay for word, overlay in overlays.items()},
+                    **{paths["grey"][word]: grey for word, grey in result.maps.items()}}
+        try:
+            written = write_pictures(pictures, result.job.extra["overwrite"])
+            written.append(write_record(paths["record"], record, result.job.extra["overwrite"]))
+        except BankError as error:
+            report.errors.append(str(error))
+            return
+        finally:
+            if counter is not None:
+                counter.update(1)
+        report.edited += 1
+        if on_image is not None:
+            on_image(EditedImage(
+                result.job.extra["order"], photo.image, result.caption, result.inversion_cached, photo.directions,
+                [(label, paths["edits"][label], picture) for label, picture in zip(result.job.labels, result.edits)],
+                (paths["reconstruction"], result.reconstruction),
+                {word: (paths["attention"][word], overlays[word], paths["grey"][word], grey)
+                 for word, grey in result.maps.items()},
+                paths["record"], written, result.inversion))
+
+    def failed(job, error):
+        if counter is not None:
+            counter.update(1)
+        report.errors.append(str(error))
+
+    run_images(editor, jobs, run.settings, engine, model=run.model, size=run.size, seed=run.seed,
+               regularisation=Regularisation() if run.regularised else NO_REGULARISATION,
+               on_result=finished, on_error=failed, attention_words=words,
+               on_inverted=None if on_inverted is None else lambda job, inversion: on_inverted(inversion))
+    return report
+
+
+def _refuse_shared_outputs(jobs) -> None:
+    """One line, before any edit runs, when two outputs of this run would be one file."""
+    owners = {}
+    for job in jobs:
+        paths = job.extra["paths"]
+        for path in [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
+                     *paths["grey"].values(), paths["record"]]:
+            if path in owners and owners[path] is not job:
+                raise BankError(f"{job.image} and {owners[path].image} would both write {path}; rename one of them")
+            owners[path] = job

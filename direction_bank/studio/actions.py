@@ -70,7 +70,7 @@ class EditOutcome:
 @dataclass
 class _EditRequest:
     """An edit's inputs after StudioActions.check_edit: directions read, settings checked, the
-    photo's pixels at the edit size; `notes` say which tuned settings replace the page's."""
+    photo checked at the edit size; `notes` say which tuned settings replace the page's."""
 
     image: str
     caption: str | None
@@ -79,14 +79,12 @@ class _EditRequest:
     size: int
     seed: int
     word: str
-    pixels: object
     notes: list
 
 
 @dataclass
 class _Remembered:
     inversion: object
-    negative_prompt: str | None  # "" for a generated image, as generate-edit
     first_seconds: float | None = None
 
 
@@ -507,13 +505,13 @@ class StudioActions:
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
         settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, 0.0, 1.0)
         with self._job(report, ["generating"]) as editor:
-            start = Inversion(editor.generate_noise(size, seed), prompt, False)
+            start = Inversion(editor.generate_noise(size, seed), prompt, False, negative_prompt="")
             zero = np.zeros((1, editor.components.max_length, editor.hidden_size), np.float32)
-            _, generated = editor.edit(start, zero, settings, negative_prompt="", keep_reference=True,
+            _, generated = editor.edit(start, zero, settings, keep_reference=True,
                                        pooled=np.zeros((1, editor.pooled_size), np.float32) if editor.pooled_size else None)
         path = self._fresh_folder() / f"{file_label(f'generated {seed} {size} {prompt}')}.png"
         generated.save(path)
-        self._remember((_file_digest(path), prompt, size, settings.steps, seed), _Remembered(start, ""))
+        self._remember((_file_digest(path), prompt, size, settings.steps, seed), _Remembered(start))
         return str(path)
 
     def check_edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
@@ -544,7 +542,7 @@ class StudioActions:
         size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
         caption = (caption or "").strip() or None
         try:
-            pixels = _photo(image, size)
+            _photo(image, size)
         except EditorError as error:  # the same line check_photo gives at the upload
             raise FieldError("image", str(error)) from None
         with self.bank(read_only=True) as bank:
@@ -555,7 +553,7 @@ class StudioActions:
         entries, chosen_scale, chosen_guidance, notes = apply_tuning(
             entries, None if use_tuned else typed["scale"], None if use_tuned else typed["xa_guidance"])
         settings = EditSettings(steps, typed["guidance_scale"], chosen_guidance, chosen_scale)
-        return _EditRequest(image, caption, entries, settings, size, seed, (attention_word or "").strip(), pixels, notes)
+        return _EditRequest(image, caption, entries, settings, size, seed, (attention_word or "").strip(), notes)
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
              guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
@@ -566,13 +564,12 @@ class StudioActions:
         its tuned scale and guidance (dbank tune) instead of `scale` and `xa_guidance`, and the
         notes say so. Each edit is scored when the eval models can be had. Inputs are checked
         first (check_edit)."""
-        from direction_bank.jobs.edit import check_shapes
-        from editor.pipeline import stack_directions
+        from direction_bank.jobs.edit import Engine, EditRun, PhotoToEdit, check_shapes, run_edit
 
         request = self.check_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
                                   attention_word, use_tuned)
         caption, entries, settings = request.caption, request.entries, request.settings
-        size, seed, word, pixels = request.size, request.seed, request.word, request.pixels
+        size, seed, word = request.size, request.seed, request.word
         digest = _file_digest(image)
         key = (digest, caption, size, settings.steps, seed)
         remembered = self._remembered.get(key)
@@ -580,39 +577,28 @@ class StudioActions:
             blip = self._remembered.get((digest, None, size, settings.steps, seed))
             remembered = blip if blip is not None and blip.inversion.caption == caption else None
         inverted = remembered is None
+        reused = not inverted and (settings.steps, settings.guidance_scale,
+                                   remembered.inversion.negative_prompt) in remembered.inversion.traces
+        folder, done = self._fresh_folder(), []
         started = time.monotonic()
         with self._job(report, ["inverting", "editing"] if inverted else ["editing"]) as editor:
             check_shapes(editor, entries)
-            if inverted:
-                remembered = _Remembered(editor.invert_file(image, caption, size, settings.steps, seed=seed,
-                                                            pixels=pixels), None)
-                self._remember(key, remembered)
-            reused = (settings.steps, settings.guidance_scale, remembered.negative_prompt) in remembered.inversion.traces
-            stacked, pooled = stack_directions([entry.parts for entry in entries])
-            results = editor.edit(remembered.inversion, stacked, settings, pooled=pooled,
-                                  negative_prompt=remembered.negative_prompt, keep_reference=True,
-                                  attention_words=(word,) if word else ())
+            outcome = run_edit(editor, EditRun(self.model, settings, size, seed, folder, True, (word,) if word else ()),
+                               [PhotoToEdit(image, caption, entries, file_label(Path(image).stem),
+                                            None if inverted else remembered.inversion)],
+                               Engine(batch_images=1), on_image=done.append,
+                               on_inverted=lambda inversion: self._remember(key, _Remembered(inversion)))
+        if outcome.errors:
+            raise BankError(outcome.errors[0].replace(str(image), Path(image).name))
+        [edited] = done
+        remembered = self._remembered.get(key, remembered)
         seconds = time.monotonic() - started
-        edits, reconstruction = results[0], results[1]
-        maps = results[2] if len(results) > 2 else {}
-        self._keep_settings(image, remembered.inversion.caption, settings, size, seed, entries, edits)
         first = remembered.first_seconds is None
         if first:
             remembered.first_seconds = seconds
-        outcome = self._outcome(image, remembered, entries, edits, reconstruction, maps, word, seconds, inverted,
-                                reused, first)
-        outcome.notes[:0] = request.notes
-        return outcome
-
-    def _keep_settings(self, image, caption, settings, size, seed, entries, edits) -> None:
-        """Put each edit's settings inside its picture ('parameters', as dbank edit writes them),
-        so the downloaded PNGs carry them and can be dropped back on the page."""
-        from direction_bank.jobs.edit import edit_record, settings_inside
-
-        stem = file_label(Path(image).stem)
-        record = edit_record(str(image), caption, self.model, size, seed, settings, True, entries,
-                             [f"{stem}.{entry.name}.png" for entry in entries])
-        settings_inside(record, edits)
+        warnings = [warning.removeprefix(f"{image}: ") for warning in outcome.warnings]
+        return self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
+                             warnings)
 
     def settings_from_png(self, path: str) -> dict:
         """The settings a dbank edit's PNG carries, for the page's controls: caption, the
@@ -649,22 +635,24 @@ class StudioActions:
         scores = scorer.score(pairs)
         return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, []
 
-    def _outcome(self, image, remembered, entries, edits, reconstruction, maps, word, seconds, inverted, reused,
-                 first):
-        from editor.pictures import attention_overlay, photo_at
+    def _outcome(self, image, remembered, edited, folder: Path, seconds, inverted, reused, first, notes, warnings):
+        """The EditOutcome of jobs.edit.run_edit's EditedImage: the pictures the page shows (input,
+        reconstruction, each direction, the attention overlay) with their scores, and a zip of
+        every file the job wrote into `folder`, the photo saved beside them as STEM.input.png."""
+        from direction_bank.jobs.edit import INPUT
+        from editor.pictures import photo_at, save_png
 
-        caption = remembered.inversion.caption
+        caption = edited.caption
+        reconstruction_path, reconstruction = edited.reconstruction
         photo = photo_at(image, reconstruction.size)
-        names = [entry.label for entry in entries]
-        scores, notes = self._scores(photo, caption, entries, edits, reconstruction)
-        pictures = [(photo, "input"), (reconstruction, "reconstruction"), *zip(edits, names)]
-        overlay = None
-        if word:
-            if word in maps:
-                overlay = attention_overlay(photo, maps[word])
-                pictures.append((overlay, f"attention: {word}"))
-            else:
-                notes.append(f"{word!r} is not in the caption {caption!r}; no attention map")
+        photo_path = folder / f"{file_label(Path(image).stem)}.{INPUT}.png"
+        save_png(photo, photo_path)
+        scores, score_notes = self._scores(photo, caption, edited.directions,
+                                           [picture for _, _, picture in edited.edits], reconstruction)
+        shown = [(photo, photo_path, "input"), (reconstruction, reconstruction_path, "reconstruction"),
+                 *((picture, path, label) for label, path, picture in edited.edits),
+                 *((maps[1], maps[0], f"attention: {word}") for word, maps in edited.attention.items())]
+        overlay = next((maps[1] for maps in edited.attention.values()), None)
         if reused and first:  # a generated picture: its own noise and pass, nothing of an earlier edit
             message = f"{seconds:.1f} s: edited from the generated picture's own noise and pass (no inversion needed)"
         elif reused:
@@ -676,31 +664,13 @@ class StudioActions:
             message = f"{seconds:.1f} s: the inversion came from the disk cache; ran the reference pass (kept)"
         else:
             message = f"{seconds:.1f} s: inverted the image and ran the reference pass (both kept for the next edit)"
-        archive, files = self._archive(image, pictures)
-        return EditOutcome(caption, pictures, overlay, archive, seconds, reused, message, notes, scores, files,
-                           list(names))
-
-    def _archive(self, image: str, pictures: list) -> tuple[str, list]:
-        """(a zip of every picture of an edit, [(PNG path, label)] of each beside it), named
-        STEM.LABEL.png (each edit with its settings inside, see _keep_settings)."""
-        import io
-
-        from editor.pictures import save_png
-
-        stem = file_label(Path(image).stem)
-        folder = self._fresh_folder()
-        path, files = folder / f"{stem}-edits.zip", []
-        with zipfile.ZipFile(path, "w") as archive:
-            for picture, label in pictures:
-                data = io.BytesIO()
-                save_png(picture, data)
-                name = f"{stem}.{file_label(label)}.png"
-                if any(Path(kept).name == name for kept, _ in files):  # a direction named "input", say
-                    name = f"{stem}.{file_label(label)}-{len(files)}.png"
-                archive.writestr(name, data.getvalue())
-                (folder / name).write_bytes(data.getvalue())
-                files.append((str(folder / name), label))
-        return str(path), files
+        archive = folder / f"{file_label(Path(image).stem)}-edits.zip"
+        with zipfile.ZipFile(archive, "w") as opened:
+            for path in [photo_path, *map(Path, edited.files)]:
+                opened.write(path, path.name)
+        return EditOutcome(caption, [(picture, label) for picture, _, label in shown], overlay, str(archive), seconds,
+                           reused, message, [*notes, *score_notes, *warnings], scores,
+                           [(str(path), label) for _, path, label in shown], [label for label, _, _ in edited.edits])
 
     # -- the memory of recent images ------------------------------------------------------------
 

@@ -24,11 +24,13 @@ class ImageJob:
     directions: object
     extra: dict = field(default_factory=dict)  # the caller's own, handed back with the result
     pooled: object = None
+    inversion: object = None  # one made before (the studio's memory): used as it is, not made again
 
 
 @dataclass
 class ImageResult:
-    """A finished image: PIL edits (one per label), the reconstruction, the caption used."""
+    """A finished image: PIL edits (one per label), the reconstruction, the caption used, and
+    the inversion (an image edited alone keeps its reference pass with it, for a next edit)."""
 
     job: ImageJob
     edits: list
@@ -36,16 +38,19 @@ class ImageResult:
     caption: str
     inversion_cached: bool
     maps: dict = field(default_factory=dict)  # attention maps by caption word
+    inversion: object = None
 
 
 def edit_images(editor, jobs: Iterable[ImageJob], settings: EditSettings, *, size: int = 512,
                 regularisation: Regularisation = Regularisation(), seed: int = 0, batch_images: int = 4,
                 on_result: Callable[[ImageResult], None], on_error: Callable[[ImageJob, Exception], None],
-                attention_words: tuple[str, ...] = (), max_batch: int | None = None, loaders: int = 2) -> None:
+                attention_words: tuple[str, ...] = (), max_batch: int | None = None, loaders: int = 2,
+                on_inverted: Callable[[ImageJob, object], None] | None = None) -> None:
     """Edit every job's image with its directions, `batch_images` images per UNet batch (one
-    when attention maps are asked for); calls on_result as each image finishes and on_error
-    (one line) for an image that cannot be edited, and goes on with the others. Loading runs
-    ahead on `loaders` CPU threads. `max_batch` bounds the directions in one batch."""
+    when attention maps are asked for); calls on_inverted(job, inversion) as soon as an image
+    is inverted (so a later stop keeps it), on_result as each image finishes and on_error (one
+    line) for an image that cannot be edited, and goes on with the others. Loading runs ahead
+    on `loaders` CPU threads. `max_batch` bounds the directions in one batch."""
     jobs = list(jobs)
     if attention_words:
         batch_images = 1
@@ -56,10 +61,11 @@ def edit_images(editor, jobs: Iterable[ImageJob], settings: EditSettings, *, siz
     def flush():
         groups: dict = {}
         for job, inversion in pending:
-            key = (tuple(inversion.latents.shape), len(job.labels))
+            key = (tuple(inversion.latents.shape), len(job.labels),
+                   id(job) if job.inversion is not None else None)  # a given one keeps its own passes: alone
             groups.setdefault(key, []).append((job, inversion))
         pending.clear()
-        for (_, directions), group in groups.items():
+        for (_, directions, _), group in groups.items():
             # --max-batch bounds the directions in one batch, whichever images they belong to
             size = max(1, max_batch // directions) if max_batch else len(group)
             for start in range(0, len(group), size):
@@ -69,17 +75,18 @@ def edit_images(editor, jobs: Iterable[ImageJob], settings: EditSettings, *, siz
         loads = {}
         for index, job in enumerate(jobs):
             for ahead in range(index, min(index + window, len(jobs))):
-                if ahead not in loads:
+                if ahead not in loads and jobs[ahead].inversion is None:
                     loads[ahead] = pool.submit(load_image, jobs[ahead].image, size)
             try:
-                pixels = loads.pop(index).result()
-                inversion = editor.invert_file(job.image, job.caption, size, settings.steps, regularisation, seed,
-                                               pixels=pixels)
+                inversion = job.inversion or editor.invert_file(job.image, job.caption, size, settings.steps,
+                                                                regularisation, seed, pixels=loads.pop(index).result())
             except Cancelled:  # the whole run stops, not this image alone
                 raise
             except EditorError as error:
                 on_error(job, error)
                 continue
+            if on_inverted is not None and job.inversion is None:
+                on_inverted(job, inversion)
             pending.append((job, inversion))
             if len(pending) >= batch_images:
                 flush()
@@ -95,13 +102,14 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
         job, inversion = group[0]
         try:
             edits, reconstruction, *maps = editor.edit(inversion, job.directions, settings, pooled=job.pooled,
-                                                       **single)
+                                                       keep_reference=True, **single)
         except Cancelled:
             raise
         except EditorError as error:
             on_error(job, error)
             return
-        on_result(ImageResult(job, edits, reconstruction, inversion.caption, inversion.cached, *maps))
+        on_result(ImageResult(job, edits, reconstruction, inversion.caption, inversion.cached, *(maps or [{}]),
+                              inversion=inversion))
         return
     components = editor.components
     try:
@@ -123,4 +131,5 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
     for index, (job, inversion) in enumerate(group):
         pictures = decode_latents(components, edited[index * per_image : (index + 1) * per_image])
         reconstruction = decode_latents(components, reconstructions[index : index + 1])[0]
-        on_result(ImageResult(job, pictures, reconstruction, inversion.caption, inversion.cached))
+        on_result(ImageResult(job, pictures, reconstruction, inversion.caption, inversion.cached,
+                              inversion=inversion))
