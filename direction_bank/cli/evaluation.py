@@ -18,7 +18,7 @@ from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError
 from direction_bank.jobs.edit import Resolved, check_shapes, resolve_directions
 from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
-from direction_bank.jobs.outputs import make_output_folder, write_pictures, write_record
+from direction_bank.jobs.outputs import make_output_folder
 from editor.edit import SETTING_BOUNDS
 
 BASELINES = (WORD_SWAP, RECONSTRUCTION)
@@ -153,21 +153,15 @@ def _score_and_report(records, problems, warnings, baselines, clip_model, dino_m
 def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,
                guidance_scale, seed, size, out, engine, address, workers, caption_model, no_cache, model,
                vae, device, dtype):
-    """Edit every image with every direction at every scale and guidance (and the word-swap
-    direction of each pair of concepts), writing pictures and a record per image and guidance;
-    an image whose record exists is done (resumable; the record is written last, so an image a
-    stopped run left part done is redone whole). Returns (record paths, problems, warnings)."""
-    import hashlib
-    import json
-
+    """Resolve the directions eval edits with (each must name its concepts; the word-swap ones
+    added), open the editor, and run jobs.eval_edits.run_eval_edits. Returns (record paths,
+    problems, warnings)."""
     from direction_bank.cli.app import load_encoder
+    from direction_bank.jobs.edit import Engine, PhotoToEdit
+    from direction_bank.jobs.eval_edits import run_eval_edits
     from direction_bank.jobs.evaluate import unknown_concepts, word_swap_direction
     from direction_bank.names import file_label
-    from direction_bank.output_files import check_output, remove_stale_temporaries
     from direction_bank.progress import progress_counter
-    from editor.edit import EditSettings
-    from editor.pipeline import stack_directions
-    from editor.runners.local import ImageJob
 
     check_engine(engine, address, 10.0)
     listed = listed_images(inputs, manifest, caption)
@@ -194,95 +188,16 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     else:
         editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
     resolved = check_shapes(editor, resolved, problems)
-    by_label = {entry.label: entry for entry in resolved}
-    words = tuple(sorted({entry.source for entry in resolved})) if engine == "local" else ()
+    photos = [PhotoToEdit(image, image_caption, wanted, stem)
+              for (image, image_caption, wanted), stem in zip(listed, _image_stems([image for image, _, _ in listed]))]
     shared = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
               "regularised": True}
-    key = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
-    stems = _image_stems([image for image, _, _ in listed])
-    record_paths, warnings, done = [], [], 0
-    if engine == "ray":
-        warnings.append("--engine ray records no attention maps: no background change outside the source word "
-                        "(the whole-image change is scored)")
-    make_output_folder(out)
-    for guidance in guidances:
-        jobs = []
-        for (image, image_caption, wanted), stem in zip(listed, stems):
-            base = [entry for label, entry in by_label.items()
-                    if not label.startswith(WORD_SWAP) and (not wanted or label in wanted)]
-            swaps = [f"{WORD_SWAP} {s}->{t}" for s, t in dict.fromkeys((e.source, e.target) for e in base)]
-            chosen = base + [by_label[label] for label in swaps if label in by_label]
-            plan = [(entry, scale) for entry in chosen for scale in scales]
-            labels = [f"{entry.label} scale {scale:g} xa {guidance:g}" for entry, scale in plan]
-            record = out / f"{stem}.record-{hashlib.sha256(json.dumps([labels, shared]).encode()).hexdigest()[:10]}.json"
-            record_paths.append(record)
-            if record.is_file():  # edited by an earlier run (records are written last)
-                done += 1
-                continue
-            paths = {"edits": {label: out / f"{stem}.{entry.name}-s{scale:g}-xa{guidance:g}-{key}.png"
-                               for label, (entry, scale) in zip(labels, plan)},
-                     "reconstruction": out / f"{stem}.{RECONSTRUCTION}-{key}.png",
-                     "grey": {word: out / f"{stem}.attention-{file_label(word)}-{key}.grey.png" for word in words},
-                     "record": record}
-            every = [*paths["edits"].values(), record]
-            remove_stale_temporaries(every)
-            replace = any(path.is_file() for path in every)  # left by a run stopped part way: redone whole
-            try:
-                for path in every:
-                    check_output(path, replace)
-            except BankError as error:
-                problems.append(str(error))
-                continue
-            tokens, pooled = stack_directions([tuple(None if part is None else scale * part for part in entry.parts)
-                                               for entry, scale in plan])
-            jobs.append(ImageJob(image, image_caption, labels, tokens,
-                                 {"paths": paths, "plan": plan, "replace": replace}, pooled))
-        _edit_for_eval(jobs, editor, engine, model, device, dtype, caption_model, vae, address, workers,
-                       EditSettings(steps, guidance_scale, guidance, 1.0), size, seed, words, shared, problems, progress_counter(len(jobs), desc=f"editing (xa {guidance:g})", unit="img"))
-    if done:
-        warnings.append(f"{done} image edits were done by an earlier run (records found); scored as they are")
-    return [path for path in record_paths if path.is_file()], problems, warnings
-
-
-def _edit_for_eval(jobs, editor, engine, model, device, dtype, caption_model, vae, address, workers, settings, size,
-                   seed, words, shared, problems, bar) -> None:
-    """Run one guidance's jobs and write each image's pictures and record as it finishes."""
-    from direction_bank.edit_records import EditEntry, EditRecord
-    from direction_bank.jobs.edit import Engine, run_images
-    from editor.inversion import Regularisation
-
-    def finished(result):
-        paths, plan = result.job.extra["paths"], result.job.extra["plan"]
-        pictures = dict(zip(paths["edits"].values(), result.edits))
-        extra = {paths["reconstruction"]: result.reconstruction,
-                 **{paths["grey"][word]: grey for word, grey in result.maps.items()}}
-        # the same for every guidance of this image: written by the first, kept by the others
-        pictures.update({path: picture for path, picture in extra.items() if not path.is_file()})
-        entries = [EditEntry(label, paths["edits"][label].name,
-                             entry.label, entry.source, entry.target, scale, settings.xa_guidance,
-                             WORD_SWAP if entry.label.startswith(WORD_SWAP) else None)
-                   for label, (entry, scale) in zip(result.job.labels, plan)]
-        record = EditRecord(str(Path(result.job.image).resolve()), result.caption, shared["model"], shared["size"],
-                            shared["seed"], shared["steps"], shared["guidance_scale"], True,
-                            paths["reconstruction"].name, entries,
-                            {word: paths["grey"][word].name for word in result.maps})
-        try:
-            write_pictures(pictures, result.job.extra["replace"])
-            write_record(paths["record"], record, result.job.extra["replace"])
-        except BankError as error:
-            problems.append(str(error))
-        finally:
-            bar.update(1)
-
-    def failed(job, error):
-        bar.update(1)
-        problems.append(f"{job.image}: {error}")
-
-    run_images(editor, jobs, settings, Engine(engine, address=address, workers=workers, device=device, dtype=dtype,
-                                              caption_model=caption_model, vae=vae),
-               model=model, size=size, seed=seed, regularisation=Regularisation(), on_result=finished,
-               on_error=failed, attention_words=words)
-    bar.close()
+    paths, run_problems, warnings = run_eval_edits(
+        editor, photos, resolved, scales, guidances, shared, out,
+        Engine(engine, address=address, workers=workers, device=device, dtype=dtype, caption_model=caption_model,
+               vae=vae),
+        counter=lambda guidance, total: progress_counter(total, desc=f"editing (xa {guidance:g})", unit="img"))
+    return paths, problems + run_problems, warnings
 
 
 @cli.command("tune")
