@@ -69,6 +69,8 @@ def test_a_second_direction_reuses_the_inversion_and_the_reference_pass(actions,
     assert second.reused and inversions == []
     assert second.message.startswith(f"{second.seconds:.1f} s: reused the inversion and the reference pass")
     assert [label for _, label in first.pictures] == ["input", "reconstruction", "horse2zebra", "attention: horse"]
+    # the controls a history entry brings back, in the page's order, as checked
+    assert first.controls == ["a photo of a horse", ["horse2zebra"], 1.0, 0.1, 5.0, STEPS, SIZE, 0, "horse", False]
     assert [label for _, label in second.pictures] == ["input", "reconstruction", "zebra2horse"]
     assert all(picture.size == (32, 24) for picture, _ in first.pictures)
     # what the studio shows is what a fresh editor gives for that direction alone

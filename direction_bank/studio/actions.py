@@ -64,7 +64,9 @@ class EditOutcome:
     notes: list = field(default_factory=list)
     scores: dict = field(default_factory=dict)  # direction -> its scores (editor.evaluation.METRICS)
     files: list = field(default_factory=list)  # (PNG path, label) per picture, beside the archive
-    names: list = field(default_factory=list)  # the directions, as chosen
+    # the page's edit controls as this edit ran (caption used, directions, scale, cross-attention
+    # guidance, guidance scale, steps, size, seed, attention word, use tuned): a history entry's
+    controls: list = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class _EditRequest:
     seed: int
     word: str
     notes: list
+    controls: list  # the checked inputs in the page's order (EditOutcome.controls, less the caption used)
 
 
 @dataclass
@@ -553,7 +556,10 @@ class StudioActions:
         entries, chosen_scale, chosen_guidance, notes = apply_tuning(
             entries, None if use_tuned else typed["scale"], None if use_tuned else typed["xa_guidance"])
         settings = EditSettings(steps, typed["guidance_scale"], chosen_guidance, chosen_scale)
-        return _EditRequest(image, caption, entries, settings, size, seed, (attention_word or "").strip(), notes)
+        word = (attention_word or "").strip()
+        controls = [names, typed["scale"], typed["xa_guidance"], typed["guidance_scale"], steps, size, seed, word,
+                    bool(use_tuned)]
+        return _EditRequest(image, caption, entries, settings, size, seed, word, notes, controls)
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
              guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
@@ -597,8 +603,10 @@ class StudioActions:
         if first:
             remembered.first_seconds = seconds
         warnings = [warning.removeprefix(f"{image}: ") for warning in outcome.warnings]
-        return self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
-                             warnings)
+        outcome = self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
+                                warnings)
+        outcome.controls = [outcome.caption, *request.controls]
+        return outcome
 
     def settings_from_png(self, path: str) -> dict:
         """The settings a dbank edit's PNG carries, for the page's controls: caption, the
@@ -670,7 +678,7 @@ class StudioActions:
                 opened.write(path, path.name)
         return EditOutcome(caption, [(picture, label) for picture, _, label in shown], overlay, str(archive), seconds,
                            reused, message, [*notes, *score_notes, *warnings], scores,
-                           [(str(path), label) for _, path, label in shown], [label for label, _, _ in edited.edits])
+                           [(str(path), label) for _, path, label in shown])
 
     # -- the memory of recent images ------------------------------------------------------------
 

@@ -86,10 +86,10 @@ def gallery_of(outcome) -> list:
     return [(path, scored_label(label, outcome.scores.get(label))) for path, label in outcome.files]
 
 
-def history_label(outcome, scale, xa_guidance, seed) -> str:
+def history_label(outcome) -> str:
     """A history entry's caption: the directions and the settings that tell it from the others."""
-    return (f"{', '.join(outcome.names)} · scale {float(scale):g} · cross-attention {float(xa_guidance):g} · "
-            f"seed {int(float(seed))}")
+    _, names, scale, xa_guidance, _, _, _, seed, *_ = outcome.controls
+    return f"{', '.join(names)} · scale {scale:g} · cross-attention {xa_guidance:g} · seed {seed}"
 
 
 def history_strip(kept: list) -> list:
@@ -314,13 +314,12 @@ def build_app(actions: StudioActions):
             line = f"failed: unexpected {type(error).__name__} (the server log has the details); earlier results are kept"
         return *[gr.skip()] * unchanged, status_line(line)
 
-    def shown(outcome, settings: list, kept: list):
+    def shown(outcome, kept: list):
         """An edit on the page: gallery, caption, archive, before/after pair, history strip and
-        its state, the pair's state, the line beside Run."""
-        scale, xa_guidance, seed = settings[2], settings[3], settings[7]
+        its state (the entry keeps the controls it ran with), the pair's state, the line beside Run."""
         gallery = gallery_of(outcome)
-        entry = {"files": gallery, "archive": outcome.archive, "settings": settings,
-                 "label": history_label(outcome, scale, xa_guidance, seed)}
+        entry = {"files": gallery, "archive": outcome.archive, "settings": outcome.controls,
+                 "label": history_label(outcome)}
         kept = [*(kept or []), entry][-MAX_HISTORY:]
         pair = (outcome.files[0][0], outcome.files[2][0])
         return (gallery, outcome.caption, outcome.archive, pair, history_strip(kept), kept, pair,
@@ -332,9 +331,7 @@ def build_app(actions: StudioActions):
         def run():
             outcome = actions.edit(_path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps,
                                    size, seed, word, report=reporter(progress), use_tuned=bool(use_tuned))
-            return shown(outcome, [outcome.caption, outcome.names, float(scale), float(xa_guidance),
-                                   float(guidance_scale), int(float(steps)), int(float(size)), int(float(seed)),
-                                   word or "", bool(use_tuned)], kept)
+            return shown(outcome, kept)
 
         return on_page(run, 7)
 
@@ -346,8 +343,7 @@ def build_app(actions: StudioActions):
             path = actions.generate(prompt, size, steps, 5.0, seed, report=reporter(progress))
             outcome = actions.edit(path, prompt, [name], 1.0, 0.1, 5.0, steps, size, seed,
                                    report=reporter(progress))
-            return (path, [name], *shown(outcome, [prompt, [name], 1.0, 0.1, 5.0, int(float(steps)),
-                                                   int(float(size)), int(float(seed)), "", False], kept))
+            return (path, [name], *shown(outcome, kept))
 
         return on_page(run, 9)
 
