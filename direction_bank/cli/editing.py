@@ -1,5 +1,6 @@
-"""`dbank edit` and `dbank generate-edit`: directions from the bank (or files) applied to images
-by the editor. The only place the bank and the editor meet.
+"""`dbank edit`, `dbank generate-edit` and `dbank sweep`: directions from the bank (or files)
+applied to images by the editor. `dbank edit` parses, opens the editor and renders; the run is
+jobs.edit.run_edit, the one the studio's Run calls.
 
 Cheap checks come first (numbers, directions, output names), then the models load. Output names
 never collide: see names.file_label."""

@@ -569,7 +569,7 @@ class StudioActions:
         the reference pass, and the outcome says so. With `use_tuned`, each tuned direction gets
         its tuned scale and guidance (dbank tune) instead of `scale` and `xa_guidance`, and the
         notes say so. Each edit is scored when the eval models can be had. Inputs are checked
-        first (check_edit)."""
+        first (check_edit); the run is jobs.edit.run_edit, as dbank edit's, into a fresh folder."""
         from direction_bank.jobs.edit import Engine, EditRun, PhotoToEdit, check_shapes, run_edit
 
         request = self.check_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
