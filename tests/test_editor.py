@@ -458,6 +458,13 @@ def test_cli_generate_edit(edit_cli, tmp_path):
     assert all(stem.startswith("generated-0-32-a-photo-of-a-") for stem in stems)
     written = json.loads(other.stdout)["results"][0]["files"]
     assert len(written) == 2 and all("cat" in Path(f).name for f in written)
+    # the edit carries its settings, as dbank edit's do; the generated picture is its input
+    from direction_bank.edit_records import read_parameters
+
+    data, entry = read_parameters(next(f for f in written if f.endswith(".horse2zebra.png")))
+    assert (data["caption"], data["input"], data["seed"], data["size"], data["regularised"]) == (
+        "a photo of a cat", Path(written[0]).name, 0, 32, False)
+    assert (entry.direction, entry.scale, entry.xa_guidance) == ("horse2zebra", 1.0, 0.1)
 
 
 def test_a_kept_reference_pass_is_reused_and_gives_the_same_edit(editor, image, monkeypatch):

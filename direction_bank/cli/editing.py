@@ -17,7 +17,9 @@ from direction_bank.cli.app import (
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
 from direction_bank.errors import BankError
-from direction_bank.jobs.edit import apply_tuning, check_shapes, direction_parts, resolve_directions, saved_directions
+from direction_bank.jobs.edit import (
+    apply_tuning, check_shapes, direction_parts, edit_record, resolve_directions, saved_directions, settings_inside,
+)
 from direction_bank.jobs.outputs import make_output_folder, write_pictures
 from direction_bank.names import file_label
 from editor.edit import SETTING_BOUNDS
@@ -416,7 +418,8 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
                   seed, size, out_dir, overwrite, max_batch, compile_unet, model, vae, device, dtype, as_json):
     """Generate an image from PROMPT, then edit it with directions (no inversion needed). Writes
     generated-SEED-SIZE-PROMPT.png and generated-SEED-SIZE-PROMPT.DIRECTION.png per direction
-    (the stem shortened, with ~ and a hash, when the prompt is not a plain file name)."""
+    (the stem shortened, with ~ and a hash, when the prompt is not a plain file name), each edit
+    with its settings inside (dbank edit --like repeats them on a photo)."""
 
     from direction_bank.output_files import check_output
     from editor.edit import EditSettings
@@ -442,8 +445,13 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
         make_output_folder(out)
         start = Inversion(editor.generate_noise(size, seed), prompt, False)
         tokens, pooled = stack_directions([entry.parts for entry in directions])
-        edited, generated = editor.edit(start, tokens, EditSettings(steps, guidance_scale, xa_guidance, scale),
-                                        negative_prompt="", max_batch=max_batch, pooled=pooled)
+        settings = EditSettings(steps, guidance_scale, xa_guidance, scale)
+        edited, generated = editor.edit(start, tokens, settings, negative_prompt="", max_batch=max_batch,
+                                        pooled=pooled)
+        # each edit carries its settings, as dbank edit's do (the generated picture is its input)
+        settings_inside(edit_record(str(generated_path.resolve()), prompt, model, size, seed, settings, False,
+                                    directions, [edit_paths[entry.label].name for entry in directions],
+                                    generated_path.name), edited)
         pictures = {generated_path: generated,
                     **{edit_paths[label]: picture for (label, *_), picture in zip(directions, edited)}}
         written = write_pictures(pictures, overwrite)
