@@ -26,8 +26,6 @@ from editor.edit import SETTING_BOUNDS
 from editor.pipeline import stack_directions
 
 
-
-
 def _direction_sources(ctx, names, sources, targets, files):
     """[(label, load)] for every direction asked for; load() gives ((tokens [1, 77, D], pooled
     [1, P] for SDXL or None), source concept, target concept, tuning or None)."""

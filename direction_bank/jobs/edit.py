@@ -197,10 +197,9 @@ class EditedImage:
 
 @dataclass
 class EditReport:
-    """An edit job's outcome: how many images were edited, one line per problem (the other
-    images still ran), warnings, and how many images an earlier run had finished."""
+    """An edit job's outcome: one line per problem (the other images still ran), warnings, and
+    how many images an earlier run had finished."""
 
-    edited: int = 0
     errors: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     skipped: int = 0
@@ -248,6 +247,7 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
     from editor.runners.local import ImageJob
 
     report, jobs, out, words = EditReport(), [], run.out, tuple(run.attention_words)
+    tick = counter.update if counter is not None else lambda count: None
     for photo in photos:
         if not photo.directions:
             continue
@@ -263,8 +263,7 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
         present = sum(path.is_file() for path in every) if run.resumable and not run.overwrite else 0
         if present == len(every):
             report.skipped += 1  # done by an earlier run
-            if counter is not None:
-                counter.update(1)
+            tick(1)
             continue
         if present:  # an earlier run was stopped part way through this image: redo it whole
             report.warnings.append(f"{photo.image}: an earlier run left {present} of its {len(every)} outputs; redone")
@@ -276,12 +275,12 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
                 check_output(path, replace_ok)  # before the work, not after
         except BankError as error:
             report.errors.append(str(error))
-            if counter is not None:
-                counter.update(1)
+            tick(1)
             continue
         tokens, pooled = stack_directions([entry.parts for entry in photo.directions])
         jobs.append(ImageJob(photo.image, photo.caption, [entry.label for entry in photo.directions], tokens,
-                             {"paths": paths, "order": len(jobs), "overwrite": replace_ok, "photo": photo}, pooled,
+                             {"paths": paths, "every": every, "order": len(jobs), "overwrite": replace_ok,
+                              "photo": photo}, pooled,
                              inversion=photo.inversion))
     _refuse_shared_outputs(jobs)
     if jobs:
@@ -313,9 +312,7 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
             report.errors.append(str(error))
             return
         finally:
-            if counter is not None:
-                counter.update(1)
-        report.edited += 1
+            tick(1)
         if on_image is not None:
             on_image(EditedImage(
                 result.job.extra["order"], photo.image, result.caption, result.inversion_cached, photo.directions,
@@ -326,8 +323,7 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
                 paths["record"], written, result.inversion))
 
     def failed(job, error):
-        if counter is not None:
-            counter.update(1)
+        tick(1)
         report.errors.append(str(error))
 
     run_images(editor, jobs, run.settings, engine, model=run.model, size=run.size, seed=run.seed,
@@ -341,9 +337,7 @@ def _refuse_shared_outputs(jobs) -> None:
     """One line, before any edit runs, when two outputs of this run would be one file."""
     owners = {}
     for job in jobs:
-        paths = job.extra["paths"]
-        for path in [*paths["edits"].values(), paths["reconstruction"], *paths["attention"].values(),
-                     *paths["grey"].values(), paths["record"]]:
+        for path in job.extra["every"]:
             if path in owners and owners[path] is not job:
                 raise BankError(f"{job.image} and {owners[path].image} would both write {path}; rename one of them")
             owners[path] = job

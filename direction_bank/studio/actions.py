@@ -589,20 +589,20 @@ class StudioActions:
         started = time.monotonic()
         with self._job(report, ["inverting", "editing"] if inverted else ["editing"]) as editor:
             check_shapes(editor, entries)
-            outcome = run_edit(editor, EditRun(self.model, settings, size, seed, folder, True, (word,) if word else ()),
-                               [PhotoToEdit(image, caption, entries, file_label(Path(image).stem),
-                                            None if inverted else remembered.inversion)],
-                               Engine(batch_images=1), on_image=done.append,
-                               on_inverted=lambda inversion: self._remember(key, _Remembered(inversion)))
-        if outcome.errors:
-            raise BankError(outcome.errors[0].replace(str(image), Path(image).name))
+            ran = run_edit(editor, EditRun(self.model, settings, size, seed, folder, True, (word,) if word else ()),
+                           [PhotoToEdit(image, caption, entries, file_label(Path(image).stem),
+                                        None if inverted else remembered.inversion)],
+                           Engine(batch_images=1), on_image=done.append,
+                           on_inverted=lambda inversion: self._remember(key, _Remembered(inversion)))
+        if ran.errors:
+            raise BankError(ran.errors[0].replace(str(image), Path(image).name))
         [edited] = done
         remembered = self._remembered.get(key, remembered)
         seconds = time.monotonic() - started
         first = remembered.first_seconds is None
         if first:
             remembered.first_seconds = seconds
-        warnings = [warning.removeprefix(f"{image}: ") for warning in outcome.warnings]
+        warnings = [warning.removeprefix(f"{image}: ") for warning in ran.warnings]
         outcome = self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
                                 warnings)
         outcome.controls = [outcome.caption, *request.controls]

@@ -92,6 +92,11 @@ def history_label(outcome) -> str:
     return f"{', '.join(names)} · scale {scale:g} · cross-attention {xa_guidance:g} · seed {seed}"
 
 
+def before_after(files: list) -> tuple:
+    """The slider's first pair of an edit's (path, caption) pictures: the input and the first edit."""
+    return files[0][0], files[2][0]
+
+
 def history_strip(kept: list) -> list:
     """(picture, caption) per history entry, oldest first: its first edit stands for it."""
     return [(entry["files"][2][0], f"{number}. {entry['label']}") for number, entry in enumerate(kept, 1)]
@@ -321,7 +326,7 @@ def build_app(actions: StudioActions):
         entry = {"files": gallery, "archive": outcome.archive, "settings": outcome.controls,
                  "label": history_label(outcome)}
         kept = [*(kept or []), entry][-MAX_HISTORY:]
-        pair = (outcome.files[0][0], outcome.files[2][0])
+        pair = before_after(outcome.files)
         return (gallery, outcome.caption, outcome.archive, pair, history_strip(kept), kept, pair,
                 status_line(outcome.message, outcome.notes))
 
@@ -362,7 +367,7 @@ def build_app(actions: StudioActions):
         if not kept or event.index is None or not 0 <= event.index < len(kept):
             return [gr.skip()] * 16
         entry = kept[event.index]
-        pair = (entry["files"][0][0], entry["files"][2][0])  # the input and the first edit
+        pair = before_after(entry["files"])
         return (entry["files"][0][0], *entry["settings"], entry["files"], entry["archive"], pair, pair,
                 status_line(f"brought back: {entry['label']}"))
 

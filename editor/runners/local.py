@@ -108,7 +108,7 @@ def _edit_group(editor, group, settings, on_result, on_error, single) -> None:
         except EditorError as error:
             on_error(job, error)
             return
-        on_result(ImageResult(job, edits, reconstruction, inversion.caption, inversion.cached, *(maps or [{}]),
+        on_result(ImageResult(job, edits, reconstruction, inversion.caption, inversion.cached, *maps,
                               inversion=inversion))
         return
     components = editor.components
