@@ -33,6 +33,7 @@ from direction_bank.cleaning import (
 )
 from direction_bank.errors import (
     BankError,
+    DirectionChanged,
     EncoderMismatch,
     NameTaken,
     UnknownConcept,
@@ -45,7 +46,7 @@ from direction_bank.generators.base import (
     Provenance,
     SentenceGenerator,
 )
-from direction_bank.names import check_name
+from direction_bank.names import check_direction_name, check_name
 from direction_bank.progress import progress_bar, progress_counter
 from direction_bank.storage import (
     DirectionResult,
@@ -53,6 +54,7 @@ from direction_bank.storage import (
     add_direction,
     latest_direction_version,
     lock_concept,
+    lock_direction_names,
     read_statistics,
     write_statistics,
 )
@@ -77,17 +79,6 @@ def round_seed(concept: str, stored_hashes) -> int:
         return 0
     digest = hashlib.sha256("\n".join([concept, *sorted(stored_hashes)]).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def check_direction_name(name: str) -> str:
-    """A name a direction may be saved under (see names.check_name); '@' and a number at its
-    end would name a version, so a new name may not end so."""
-    import re
-
-    name = check_name(name, "direction")
-    if re.search(r"@\d+$", name):
-        raise BankError(f"a direction name cannot end in @NUMBER ({name!r}): that names a version")
-    return name
 
 
 def direction_name_taken(name: str) -> NameTaken:
@@ -717,17 +708,24 @@ class Bank:
                 tuning=(row.tuning or [None])[-1],
             )
 
-    def add_tuning(self, name: str, tuning: dict) -> dict:
+    def add_tuning(self, direction: DirectionResult, tuning: dict) -> dict:
         """Keep `tuning` (dbank tune's chosen scale and xa_guidance, with its scores and rule) on
-        the direction `name` ('NAME@N': that version; else the current one), after the earlier
-        ones: the newest is the one edits use. Returns it as stored (checked; see
-        file_metadata.Tuning)."""
+        the very version of a saved direction it measured, after that version's earlier tunings
+        (the newest is the one edits use). The version must still hold the measured tensor (by
+        fingerprint): else DirectionChanged and nothing is stored. Returns it as stored (checked;
+        see file_metadata.Tuning), with the version and fingerprint it was measured on."""
         from direction_bank.file_metadata import checked_tuning
 
-        tuning = checked_tuning(tuning)
+        tuning = checked_tuning({**tuning, "version": direction.version, "fingerprint": direction.fingerprint})
 
         def store(session) -> None:
-            row = _direction_row(session, name)
+            lock_direction_names(session, direction.name)
+            row = session.scalar(select(Direction).where(Direction.name == direction.name,
+                                                         Direction.version == direction.version))
+            if row is None or row.fingerprint != direction.fingerprint:
+                raise DirectionChanged(
+                    f"the direction {direction.name!r} changed while it was tuned (version {direction.version} "
+                    f"{'is gone' if row is None else 'now holds another tensor'}); nothing stored: tune it again")
             row.tuning = [*(row.tuning or []), tuning]
 
         self.db.write(store)
@@ -808,8 +806,8 @@ class Bank:
         name = check_name(name, "direction")
 
         def store(session) -> int:
-            old = _direction_row(session, f"{name}@{version}")
             latest = latest_direction_version(session, name)
+            old = _direction_row(session, f"{name}@{version}")
             if latest == version:
                 return latest
             session.add(Direction(
@@ -842,6 +840,13 @@ class Bank:
         total = sum(weight * d.sample().astype(np.float64) for d, weight in loaded)
         recipe = {"sum": [[_reference(d), weight] for d, weight in loaded]}
         return self.save_direction(name, DirectionResult.of_sample(total, encoder, recipe=recipe), overwrite)
+
+    def rename_direction(self, old: str, new: str) -> int:
+        """Give every version of the direction named exactly `old` the name `new` (see
+        histories.rename_direction); returns the versions renamed."""
+        from direction_bank.histories import rename_direction
+
+        return self.db.write(lambda session: rename_direction(session, old, new))
 
     def remove_direction(self, name: str) -> int:
         """Move a saved direction, every version of it, to the trash; returns the versions moved."""

@@ -46,3 +46,8 @@ class FieldError(BankError):
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field = field
+
+
+class DirectionChanged(BankError):
+    """A direction version that no longer holds the tensor a job measured (removed, or another
+    direction saved under its name meanwhile): what the job found is not stored on it."""

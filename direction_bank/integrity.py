@@ -14,6 +14,7 @@ from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEn
 from direction_bank.cleaning import content_hash
 from direction_bank.errors import BankError
 from direction_bank.files import MAX_ABS_VALUE
+from direction_bank.histories import history_problems, repair_histories
 from direction_bank.output_files import write_output
 from direction_bank.stats import DamagedData
 from direction_bank.storage import EncoderInfo, lock_concept, read_statistics, write_statistics
@@ -128,7 +129,14 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
                 problems.append(f"direction {name}: NaN or infinite values")
             elif (np.abs(tensor) > 2 * MAX_ABS_VALUE).any():
                 problems.append(f"direction {name}: values past {2 * MAX_ABS_VALUE:g}: not a difference of means")
+        problems.extend(history_problems(session))
     return problems
+
+
+def repair_direction_histories(bank: Bank) -> list[str]:
+    """Mend split and orphaned direction histories without losing a version (see
+    histories.repair_histories); returns what was done."""
+    return bank.db.write(repair_histories)
 
 
 def repair_statistics(bank: Bank, load_encoder: Callable[[EncoderInfo], TextEncoder],

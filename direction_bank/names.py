@@ -14,6 +14,8 @@ MAX_NAME_LENGTH = 200  # characters; the columns hold 256 on every engine
 # private-use and unassigned characters
 _REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 _UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+# 'NAME@N' names version N of a direction, so no direction name may end so (see check_direction_name)
+VERSION_SUFFIX = re.compile(r"@\d+$")
 
 
 def check_name(name: str, what: str = "concept") -> str:
@@ -32,6 +34,18 @@ def check_name(name: str, what: str = "concept") -> str:
             f"a {what} name cannot hold control or invisible characters (found U+{ord(bad):04X})"
         )
     return normalised
+
+
+def check_direction_name(name: str) -> str:
+    """A name a direction may be stored under: check_name's rule, and not ending in '@' and
+    digits, which would read as a version reference ('h2z@1' is version 1 of 'h2z'). Every door
+    that names a direction (save, compose, import, restore, rename; CLI, studio, file metadata)
+    calls this; `dbank check` lists older names that break it."""
+    name = check_name(name, "direction")
+    if VERSION_SUFFIX.search(name):
+        raise BankError(f"a direction name cannot end in @NUMBER ({name!r}): that names a version; "
+                        "choose another name")
+    return name
 
 
 def file_label(name: str, reserved: tuple[str, ...] = (), part: bool = False) -> str:

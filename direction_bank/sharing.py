@@ -13,7 +13,7 @@ from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncodi
 from direction_bank.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError, NameTaken
 from direction_bank.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
-from direction_bank.names import check_name
+from direction_bank.names import check_direction_name, check_name
 from direction_bank.stats import RunningStats
 from direction_bank.storage import (
     DirectionResult, EncoderInfo, add_direction, latest_direction_version, read_statistics, write_statistics,
@@ -171,16 +171,24 @@ def _check_encoder(shared: SharedFile, encoder: EncoderInfo, strict: bool, repor
         report.warnings.append(message)
 
 
+def import_name(shared: SharedFile, name: str | None = None) -> str:
+    """The name a file is imported under: `name`, else the name in its metadata, else its stem;
+    checked by the rule of its kind (check_direction_name, check_name), one line if refused."""
+    if shared.kind != "direction":
+        return check_name(name or shared.meta.get("name") or shared.path.stem)
+    try:
+        return check_direction_name(name or shared.meta.get("name") or shared.path.stem)
+    except BankError as error:
+        raise BankError(f"{error}{'' if name else f' (the name {shared.path.name} gives itself: pass --name)'}") from None
+
+
 def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str | None = None,
                 strict: bool = False, count: int = PIX2PIX_ZERO_SENTENCES, overwrite: bool = False) -> ImportReport:
     """Store a validated file as a direction or concept under `encoder`, all or nothing.
     A file imported before (same bytes, same name) is a no-op. A name in use is refused unless
     `overwrite`: a direction then becomes the name's next version, a concept's old holder goes
     to the trash; nothing is lost either way."""
-    path = shared.path
-    default = shared.meta.get("name") or path.stem
-    what = "direction" if shared.kind == "direction" else "concept"
-    report = ImportReport(str(path), shared.kind, check_name(name or default, what))
+    report = ImportReport(str(shared.path), shared.kind, import_name(shared, name))
     earlier = earlier_import(bank, shared, name)
     if earlier is not None:
         report.name, report.already_imported = earlier, True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from db.models import Concept, Direction, Encoder, Moments, Statistics
 from direction_bank.layout import sample_shape
@@ -242,11 +242,28 @@ def trash_name(entry_id: int) -> str:
     return f"{TRASH_NAME_PREFIX}{entry_id}"
 
 
+def lock_direction_names(session, *names: str) -> None:
+    """Make every writer of these direction names take turns, for the rest of the transaction.
+    SQLite's write transaction already excludes other writers. PostgreSQL locks rows, not
+    names: a remover's row locks miss the version a racing saver is inserting, which left a new
+    version live while the older ones went to the trash. So each name takes a transaction-level
+    advisory lock (names in sorted order, so two writers of two names cannot deadlock); every
+    statement after it sees what the previous holder committed."""
+    import hashlib
+
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for name in sorted(set(names)):
+        digest = hashlib.sha256(b"dbank direction name\0" + name.encode("utf-8", "surrogatepass")).digest()
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": int.from_bytes(digest[:8], "big", signed=True)})
+
+
 def latest_direction_version(session, name: str) -> int:
-    """The highest version stored under a direction name (0: none), rows locked on PostgreSQL so
-    two writers saving one name take turns."""
-    versions = session.scalars(select(Direction.version).where(Direction.name == name).with_for_update()).all()
-    return max(versions, default=0)
+    """The highest version stored under a direction name (0: none), the name locked first
+    (lock_direction_names) so two writers of one name take turns."""
+    lock_direction_names(session, name)
+    return session.scalar(select(func.max(Direction.version)).where(Direction.name == name)) or 0
 
 
 def add_direction(session, name: str, direction: DirectionResult, version: int = 1) -> int:

@@ -15,8 +15,10 @@ from sqlalchemy import delete, func, select, update
 
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics, TrashEntry
 from direction_bank.errors import BankError, NameTaken, UnknownConcept, UnknownDirection
-from direction_bank.names import check_name
-from direction_bank.storage import EncoderInfo, lock_concept, read_statistics, trash_name, write_statistics
+from direction_bank.names import check_direction_name, check_name
+from direction_bank.storage import (
+    EncoderInfo, lock_concept, lock_direction_names, read_statistics, trash_name, write_statistics,
+)
 
 EMPTY = "empty"  # the digest of statistics that hold nothing (no row)
 
@@ -62,8 +64,8 @@ def trash_concept(session, name: str) -> int:
 
 def trash_direction(session, name: str) -> int:
     """Move a direction name, every version of it, to the trash; returns the versions moved."""
-    rows = session.scalars(select(Direction).where(Direction.name == name).order_by(Direction.version)
-                           .with_for_update()).all()
+    lock_direction_names(session, name)
+    rows = session.scalars(select(Direction).where(Direction.name == name).order_by(Direction.version)).all()
     if not rows:
         raise UnknownDirection(f"no direction named {name!r} in the bank")
     latest = rows[-1]
@@ -153,6 +155,9 @@ def restore_entry(session, entry: TrashEntry, as_name: str | None = None) -> dic
     returns what was restored. A name now in use is refused; nothing changes."""
     kind = entry.kind
     name = check_name(as_name, kind if kind != "sentence" else "concept") if as_name else entry.name
+    if kind == "direction":
+        name = _restorable_direction_name(name, as_name)
+        lock_direction_names(session, name)
     result = {"id": entry.id, "kind": kind, "name": name}
     if kind == "concept":
         if session.scalar(select(Concept.id).where(Concept.name == name)) is not None:
@@ -171,6 +176,17 @@ def restore_entry(session, entry: TrashEntry, as_name: str | None = None) -> dic
     _flush_stale(session)
     session.delete(entry)
     return result
+
+
+def _restorable_direction_name(name: str, as_name: str | None) -> str:
+    """The name a direction comes back under, by check_direction_name: a name from before that
+    rule ('h2z@1', which would read as version 1 of 'h2z') comes back only under another one."""
+    try:
+        return check_direction_name(name)
+    except BankError as error:
+        if as_name:
+            raise
+        raise BankError(f"{error} (restore it with --as NAME)") from None
 
 
 def _restore_sentence(session, entry: TrashEntry) -> dict:
@@ -216,7 +232,11 @@ def empty_trash(session, older_than: timedelta | None = None) -> int:
     returns the entries deleted."""
     query = select(TrashEntry.id)
     if older_than is not None:
-        query = query.where(TrashEntry.trashed_at < datetime.now(timezone.utc) - older_than)
+        try:
+            cutoff = datetime.now(timezone.utc) - older_than
+        except OverflowError:  # before the year 1: nothing went in that long ago
+            return 0
+        query = query.where(TrashEntry.trashed_at < cutoff)
     ids = list(session.scalars(query.with_for_update()))
     if ids:
         session.execute(delete(Concept).where(Concept.trash_id.in_(ids)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from editor.cache import InversionCache, cache_key
+from editor.cache import InversionCache, cache_key, settings_text
 from editor.caption import DEFAULT_CAPTION_MODEL
 from editor.edit import EditSettings, edit
 from editor.inversion import Regularisation, invert
@@ -110,13 +110,14 @@ class Editor:
         # a caption BLIP writes depends on which BLIP wrote it
         captioner = self.caption_model if caption is None else None
         # the weights themselves, not their path: other weights in the same folder miss
-        key = cache_key(data, weights=self.components.weights_fingerprint(),
+        settings = dict(weights=self.components.weights_fingerprint(),
                         caption=caption, captioner=captioner, size=size, steps=steps,
                         regularisation=regularisation.as_dict(), seed=seed,
                         dtype=str(self.components.dtype), device=self.components.device)
+        key = cache_key(data, **settings)
         factor = self.components.latent_factor
         shape = (1, int(self.components.unet.config.in_channels), pixels.shape[-2] // factor, pixels.shape[-1] // factor)
-        hit = self.cache.get(key, shape) if self.cache else None
+        hit = self.cache.get(key, shape, settings_text(**settings), caption) if self.cache else None
         if hit is not None:
             return Inversion(hit[0].to(self.components.device, torch.float32), hit[1], True)
         if caption is None:
@@ -126,7 +127,7 @@ class Editor:
                          encode_prompts(self.components, [caption]), steps, regularisation, seed,
                          self.cancellable_steps)
         if self.cache:
-            self.cache.put(key, latents, caption)
+            self.cache.put(key, latents, caption, settings_text(**settings))
         return Inversion(latents, caption, False)
 
     def check_direction(self, label: str, tensor, pooled=None) -> None:

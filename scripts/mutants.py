@@ -38,6 +38,7 @@ class Mutant:
 
 E = "tests/test_editor.py"
 X = "tests/test_sdxl.py"
+H = "tests/test_histories.py"
 MUTANTS = [
     # -- this round (#21) -----------------------------------------------------------------
     Mutant("kl-log-var", "editor/inversion.py", "return (var + mean**2 - 1 - (var + 1e-7).log()).sum()",
@@ -85,6 +86,34 @@ MUTANTS = [
     Mutant("backup-onto-itself", "direction_bank/integrity.py", "if any(target.resolve() == path.resolve()",
            "if False and any(target.resolve() == path.resolve()",
            ("tests/test_bad_input.py", "-k", "bad_output_paths and sqlite")),
+    # -- one history per direction, tunings on the version tuned, one name rule (#30) ----------
+    Mutant("direction-names-not-locked", "direction_bank/storage.py",
+           'if session.get_bind().dialect.name != "postgresql":', "if True:",
+           (H, "-k", "(racing or pair) and postgresql")),
+    Mutant("history-check-blind", "direction_bank/histories.py",
+           "return sorted(versions) == list(range(1, len(versions) + 1))", "return True",
+           (H, "-k", "split_history and sqlite")),
+    Mutant("repair-renumbers-instead-of-filling", "direction_bank/histories.py", "if filler is not None:", "if False:",
+           (H, "-k", "takes_back and sqlite")),
+    Mutant("tuning-on-any-tensor", "direction_bank/bank.py",
+           "if row is None or row.fingerprint != direction.fingerprint:", "if row is None:",
+           (H, "-k", "lands_on_the_version and sqlite")),
+    Mutant("restore-drops-tunings", "direction_bank/bank.py", "fingerprint=old.fingerprint, tuning=old.tuning,",
+           "fingerprint=old.fingerprint, tuning=None,", (H, "-k", "keeps_the_tunings and sqlite")),
+    Mutant("restore-oldest-entry", "direction_bank/trash.py",
+           ".order_by(TrashEntry.trashed_at.desc(), TrashEntry.id.desc()).limit(1))",
+           ".order_by(TrashEntry.trashed_at, TrashEntry.id).limit(1))", (H, "-k", "newest_trash_entry and sqlite")),
+    Mutant("import-name-unchecked", "direction_bank/sharing.py",
+           'return check_direction_name(name or shared.meta.get("name") or shared.path.stem)',
+           'return check_name(name or shared.meta.get("name") or shared.path.stem)', (H, "-k", "no_door and sqlite")),
+    Mutant("restore-as-unchecked", "direction_bank/trash.py", "name = _restorable_direction_name(name, as_name)",
+           "pass", (H, "-k", "no_door and sqlite")),
+    Mutant("cache-huge-latents-trusted", "editor/cache.py", "if latents.abs().max() > MAX_LATENT_MAGNITUDE:",
+           "if False:", (E, "-k", "tampered_cache_entry and huge")),
+    Mutant("cache-caption-unchecked", "editor/cache.py", "if caption is not None and stored_caption != caption:",
+           "if False:", (E, "-k", "tampered_cache_entry and caption")),
+    Mutant("trash-cutoff-overflows", "direction_bank/trash.py", "except OverflowError:", "except ZeroDivisionError:",
+           ("tests/test_trash.py", "-k", "emptying_the_trash and sqlite")),
     # -- killed before, kept killed --------------------------------------------------------
     Mutant("direction-sign", "direction_bank/bank.py", "b.mean - a.mean, encoder, source, target,",
            "a.mean - b.mean, encoder, source, target,", ("tests/test_bank.py", "-k", "sqlite")),

@@ -298,27 +298,50 @@ def test_other_weights_in_the_same_folder_miss_the_cache(tiny_sd, clip_tokenizer
     assert Editor(str(folder), device="cpu", cache=cache).invert_file(image, "a horse", 32, 2).cached is False
 
 
-@pytest.mark.parametrize("tamper", ["nan", "shape", "float16", "extra", "garbage"])
+@pytest.mark.parametrize("tamper", ["nan", "shape", "float16", "extra", "garbage", "huge", "caption", "settings",
+                                    "no-settings"])
 def test_a_tampered_cache_entry_is_dropped_with_a_warning_and_recomputed(tiny_sd, image, tmp_path, tamper):
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
     cache = InversionCache(tmp_path / "cache")
     editor = Editor(str(tiny_sd), device="cpu", cache=cache)
     first = editor.invert_file(image, "a horse", 32, 2)
     [entry] = (tmp_path / "cache").glob("*.safetensors")
+    with safe_open(str(entry), "pt") as handle:
+        meta = handle.metadata()
+    assert meta["caption"] == "a horse" and '"steps": 2' in meta["settings"]
     bad = {"nan": {"latents": torch.full_like(first.latents, float("nan"))},
            "shape": {"latents": torch.zeros(1, 4, 3, 5)},
            "float16": {"latents": first.latents.half()},
-           "extra": {"latents": first.latents, "more": torch.zeros(1)}}.get(tamper)
-    if bad is None:
+           "extra": {"latents": first.latents, "more": torch.zeros(1)},
+           "huge": {"latents": first.latents * 1e30}}.get(tamper, {"latents": first.latents})
+    reason = {"huge": "values past 10000", "caption": "another caption", "settings": "other settings",
+              "no-settings": "recorded no settings"}.get(tamper, "")
+    meta = {"nan": meta, "huge": meta, "caption": {**meta, "caption": "a zebra"},
+            "settings": {**meta, "settings": meta["settings"].replace('"steps": 2', '"steps": 3')},
+            "no-settings": {"caption": "a horse"}}.get(tamper, meta)
+    if tamper == "garbage":
         entry.write_bytes(b"not a safetensors file")
     else:
-        save_file(bad, str(entry), metadata={"caption": "a horse"})
+        save_file(bad, str(entry), metadata=meta)
     again = editor.invert_file(image, "a horse", 32, 2)
     assert again.cached is False and len(cache.dropped) == 1
-    assert "dropped and inverted again" in cache.dropped[0]
+    assert "dropped and inverted again" in cache.dropped[0] and reason in cache.dropped[0]
     torch.testing.assert_close(again.latents, first.latents, rtol=0, atol=0)
     assert editor.invert_file(image, "a horse", 32, 2).cached is True  # the recomputed entry is good
+
+
+def test_a_folder_in_place_of_a_cache_entry_is_one_line_and_leaves_no_temporary(tiny_sd, image, tmp_path):
+    cache = InversionCache(tmp_path / "cache")
+    editor = Editor(str(tiny_sd), device="cpu", cache=cache)
+    editor.invert_file(image, "a horse", 32, 2)
+    [entry] = (tmp_path / "cache").glob("*.safetensors")
+    entry.unlink()
+    entry.mkdir()
+    with pytest.raises(EditorError, match=r"holds something other than a file at .*; remove it, or pass --no-cache"):
+        editor.invert_file(image, "a horse", 32, 2)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [entry.name]  # nothing hidden left
 
 
 def test_the_cli_warns_of_a_tampered_cache_entry(edit_cli, image, tmp_path):

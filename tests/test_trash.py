@@ -206,6 +206,8 @@ def test_emptying_the_trash(filled, database):
     run_cli("remove", "h2z")
     kept = run_cli("trash", "empty", "--older-than", "1")
     assert "deleted 0 trash entries" in kept.stdout
+    kept = run_cli("trash", "empty", "--older-than", "1000000")  # 2738 years: before the year 1
+    assert kept.exit_code == 0 and "deleted 0 trash entries" in kept.stdout
     assert len(json.loads(run_cli("trash", "--json").stdout)) == 2
     assert "deleted 2 trash entries" in run_cli("trash", "empty").stdout
     assert run_cli("trash").stdout.strip() == "the trash is empty"

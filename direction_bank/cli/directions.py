@@ -88,7 +88,7 @@ def _plot_token_norms(direction, path, overwrite: bool) -> None:
 @click.pass_context
 def diff(ctx, source, target, model, paired, save_as, output, overwrite, device, dtype, as_json):
     """The direction from SOURCE to TARGET: mean(TARGET) - mean(SOURCE), [1, 77, D]."""
-    from direction_bank.bank import check_direction_name
+    from direction_bank.names import check_direction_name
     from direction_bank.jobs.directions import make_direction
     from direction_bank.output_files import check_output
 
@@ -227,6 +227,17 @@ def direction_restore(ctx, name, version, as_json):
          lambda: [f"{name}: version {version} is current again, as version {direction.version}"])
 
 
+@direction_group.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def direction_rename(ctx, old, new):
+    """Give the direction OLD, every version of it, the name NEW (OLD is taken as written: a name
+    like 'h2z@1' from before dbank refused them can be renamed)."""
+    versions = open_bank(ctx).rename_direction(old, new)
+    click.echo(f"renamed direction {old} to {new} ({versions} version{'s' * (versions != 1)})")
+
+
 @direction_group.command("remove")
 @click.argument("name")
 @click.pass_context
@@ -279,11 +290,11 @@ def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_
     """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt)."""
     from direction_bank.errors import NameTaken
     from direction_bank.files import read_shared_file
-    from direction_bank.names import check_name
+    from direction_bank.sharing import import_name
 
     shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
     kind = "direction" if shared.kind == "direction" else "concept"
-    target = check_name(name or shared.meta.get("name") or shared.path.stem, kind)
+    target = import_name(shared, name)
     try:
         existing = open_bank(ctx, read_only=True)
     except BankError:  # no bank yet (or none to open: the write below says why)

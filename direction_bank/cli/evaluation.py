@@ -15,7 +15,7 @@ from direction_bank.cli.editing import (
     listed_images, no_cache_option, size_option, steps_option,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
-from direction_bank.errors import BankError
+from direction_bank.errors import BankError, DirectionChanged
 from direction_bank.jobs.edit import Resolved, check_shapes, resolve_directions
 from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
 from direction_bank.jobs.outputs import make_output_folder
@@ -267,10 +267,12 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     if report_folder is not None:
         make_output_folder(report_folder)
         written = write_report(report_folder, result["scored"], result["summary"], overwrite)
-    tuning, stored = result["tuning"], False
+    tuning, stored, changed = result["tuning"], False, None
     if tuning is not None and not dry_run:
-        tuning = bank.add_tuning(f"{direction.name}@{direction.version}", tuning)
-        stored = True
+        try:
+            tuning, stored = bank.add_tuning(direction, tuning), True
+        except DirectionChanged as error:
+            changed = str(error)
 
     def lines():
         yield from summary_lines(result["summary"], scorer.models)
@@ -278,12 +280,14 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
         if tuning is None:
             yield "no setting kept the structure within the margin; nothing stored (try smaller scales or a wider --margin)"
         else:
-            yield (f"{'chosen' if dry_run else 'stored on ' + name}: scale {tuning['scale']:g}, "
-                   f"xa-guidance {tuning['xa_guidance']:g}")
+            yield (f"{'stored on ' + name + ' version ' + str(direction.version) if stored else 'chosen'}: "
+                   f"scale {tuning['scale']:g}, xa-guidance {tuning['xa_guidance']:g}")
+        if changed:
+            yield changed
         yield from (f"{kind}: {path}" for kind, path in written.items())
 
     emit(as_json, lambda: {"direction": name, "summary": result["summary"], "rule": RULE, "margin": margin,
                            "allowed_structure_distance": result["allowed_structure_distance"], "tuning": tuning,
-                           "stored": stored, "report": written}, lines)
-    if tuning is None:
+                           "stored": stored, "not_stored_because": changed, "report": written}, lines)
+    if tuning is None or changed:
         raise SystemExit(1)

@@ -112,13 +112,14 @@ def queue(ctx, as_json):
 @click.option("--deep", is_flag=True, help="Also re-embed a sample of each concept's sentences.")
 @click.option("--sample", type=count_range(), default=64, show_default=True,
               help="Sentences per concept for --deep.")
-@click.option("--repair", is_flag=True, help="Recompute statistics from the stored sentences first.")
+@click.option("--repair", is_flag=True, help="First mend split or orphaned direction histories (no version is "
+              "lost) and recompute statistics from the stored sentences.")
 @with_device
 @json_option
 @click.pass_context
 def check(ctx, deep, sample, repair, device, dtype, as_json):
     """Verify the bank: schema version, counts, hashes, finite statistics (exit 1 on problems)."""
-    from direction_bank.integrity import check_bank, repair_statistics
+    from direction_bank.integrity import check_bank, repair_direction_histories, repair_statistics
 
     bank = open_bank(ctx, read_only=not repair)
     encoders = {}
@@ -130,7 +131,7 @@ def check(ctx, deep, sample, repair, device, dtype, as_json):
                 raise click.ClickException(f"the weights at {info.model!r} changed since they were used")
         return encoders[info.id]
 
-    repaired = repair_statistics(bank, load) if repair else []
+    repaired = [*repair_direction_histories(bank), *repair_statistics(bank, load)] if repair else []
     problems = check_bank(bank, deep, sample, load)
     emit(as_json, lambda: {"ok": not problems, "problems": list(problems), "repaired": repaired,
                            "checked": problems.checked},

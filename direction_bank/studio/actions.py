@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from direction_bank.bank import Bank
-from direction_bank.errors import BankError, FieldError
+from direction_bank.errors import BankError, DirectionChanged, FieldError
 from direction_bank.names import check_name, file_label
 
 MAX_DIRECTIONS_PER_EDIT = 16
@@ -324,11 +324,16 @@ class StudioActions:
     def import_file(self, path: str, name: str | None = None, replace: bool = False) -> str:
         """Import an uploaded dbank file or pix2pix-zero .pt, checked against the server's model.
         A name in use is refused unless `replace` (nothing is lost: see Bank.import_file)."""
+        from direction_bank.files import read_shared_file
+        from direction_bank.sharing import import_name
+
         if not path:
             raise BankError("choose a file to import")
+        shared = read_shared_file(path)
+        import_name(shared, (name or "").strip() or None)  # before the model loads
         encoder = self.encoder()
         with self.bank() as bank, _replace_asked("import as"):
-            report = bank.import_file(path, encoder, name=name or None, overwrite=replace)
+            report = bank.import_file(shared, encoder, name=(name or "").strip() or None, overwrite=replace)
         return "\n".join([report.summary(Path(path).name), *(f"warning: {w}" for w in report.warnings)])
 
     def export(self, name: str) -> str:
@@ -467,10 +472,14 @@ class StudioActions:
             lines.append("no setting kept the structure within the margin; nothing kept (try smaller scales or a "
                          "wider margin)")
         else:
-            with self.bank() as bank:
-                bank.add_tuning(f"{direction.name}@{direction.version}", result["tuning"])
-            lines.append(f"kept on {direction.name} (version {direction.version}): scale "
-                         f"{result['tuning']['scale']:g}, cross-attention guidance {result['tuning']['xa_guidance']:g}")
+            try:
+                with self.bank() as bank:
+                    bank.add_tuning(direction, result["tuning"])
+                lines.append(f"kept on {direction.name} (version {direction.version}): scale "
+                             f"{result['tuning']['scale']:g}, cross-attention guidance "
+                             f"{result['tuning']['xa_guidance']:g}")
+            except DirectionChanged as error:
+                lines.append(str(error))
         return "\n".join(lines), tradeoff_plot(result["summary"], title=f"{direction.name}: tuning")
 
     # -- editing -----------------------------------------------------------------------------
