@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -149,28 +150,104 @@ def parameters_of(record: EditRecord, entry: EditEntry) -> str:
                        "input": Path(record.input).name, "edit": asdict(entry)}, sort_keys=True)
 
 
+MAX_PARAMETERS_CHARS = 65_536  # a 'parameters' chunk is about a kilobyte
+MAX_PARAMETERS_DEPTH = 6  # it nests two levels (the settings, the edit)
+
+
+def _depth(value) -> int:
+    """How deeply a JSON value nests (a number: 0, a list of numbers: 1), counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _whole_in(value, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} {value!r}: not a whole number")
+    if not low <= value <= high:
+        raise ValueError(f"{what} {value}: use a whole number from {low} to {high}")
+    return value
+
+
+def _number_in(value, what: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} {value!r}: not a number")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{what} {value}: use a finite number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _checked_settings(data: dict, entry: EditEntry) -> None:
+    """The settings a PNG carries, by the bounds every face's options share (sd_models.settings);
+    ValueError naming the first one out of them."""
+    from sd_models.settings import SEED_RANGE, SETTING_BOUNDS, SIZE_RANGE
+
+    for key in ("caption", "model"):
+        if not isinstance(data.get(key), str) or len(data[key]) > 4096:
+            raise ValueError(f"{key}: not text")
+    _whole_in(data.get("seed"), "seed", *SEED_RANGE)
+    _whole_in(data.get("steps"), "steps", *SETTING_BOUNDS["steps"])
+    if _whole_in(data.get("size"), "size", *SIZE_RANGE) % 8:
+        raise ValueError(f"size {data['size']}: use a multiple of 8 from {SIZE_RANGE[0]} to {SIZE_RANGE[1]}")
+    _number_in(data.get("guidance_scale"), "guidance scale", *SETTING_BOUNDS["guidance_scale"])
+    _number_in(entry.scale, "scale", *SETTING_BOUNDS["scale"])
+    _number_in(entry.xa_guidance, "xa-guidance", *SETTING_BOUNDS["xa_guidance"])
+    if entry.fingerprint is not None and not (isinstance(entry.fingerprint, str)
+                                              and re.fullmatch(r"[0-9a-f]{64}", entry.fingerprint)):
+        raise ValueError(f"fingerprint {str(entry.fingerprint)[:70]!r}: not a SHA-256")
+    if not isinstance(data.get("input"), str):
+        raise ValueError("input: not a file name")
+
+
 def read_parameters(path: str | Path) -> tuple[dict, EditEntry]:
-    """(the settings, the edit) a dbank edit's PNG carries in its 'parameters' chunk; one line
-    naming the file when it is not such a picture."""
+    """(the settings, the edit) a dbank edit's PNG carries in its 'parameters' chunk, checked
+    before anything is loaded: a regular file, at most MAX_INPUT_PIXELS (as photos), a chunk of
+    at most MAX_PARAMETERS_CHARS nesting at most MAX_PARAMETERS_DEPTH, each field of its type and
+    within the bounds the options have. One line naming the file and the fault otherwise."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from sd_models.settings import MAX_INPUT_PIXELS
+
     path = Path(path)
+    if not path.exists():
+        raise BankError(f"{path}: no such file")
+    if not path.is_file():
+        raise BankError(f"{path}: not a regular file")
     try:
-        with Image.open(path) as picture:
-            text = getattr(picture, "text", {}).get("parameters")
-    except FileNotFoundError:
-        raise BankError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise BankError(f"{path}: not an image ({error})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            with Image.open(path) as picture:
+                width, height = picture.size
+                if width * height > MAX_INPUT_PIXELS:
+                    raise BankError(f"{path}: {width}x{height} pixels, over the limit of "
+                                    f"{MAX_INPUT_PIXELS // 1_000_000} megapixels")
+                text = getattr(picture, "text", {}).get("parameters")
+    except BankError:
+        raise
+    except Image.DecompressionBombError:
+        raise BankError(f"{path}: over the limit of {MAX_INPUT_PIXELS // 1_000_000} megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise BankError(f"{path}: not an image, or a damaged one ({type(error).__name__})") from None
+    if isinstance(text, str) and len(text) > MAX_PARAMETERS_CHARS:
+        raise BankError(f"{path}: its settings chunk holds {len(text)} characters, over "
+                        f"{MAX_PARAMETERS_CHARS}; not dbank's")
     try:
-        data = json.loads(text) if text else None
-    except json.JSONDecodeError:
+        data = json.loads(text) if isinstance(text, str) and text else None
+    except (json.JSONDecodeError, RecursionError):
         data = None
     if not isinstance(data, dict) or data.get("format") != PARAMETERS_FORMAT:
         raise BankError(f"{path}: carries no dbank edit settings (a PNG that dbank edit wrote does)")
+    if _depth(data) > MAX_PARAMETERS_DEPTH:
+        raise BankError(f"{path}: its settings nest deeper than {MAX_PARAMETERS_DEPTH} levels; not dbank's")
     entry = _entry(data.get("edit"), str(path))
-    for key, kind in (("caption", str), ("model", str), ("size", int), ("seed", int), ("steps", int),
-                      ("guidance_scale", (int, float))):
-        if isinstance(data.get(key), bool) or not isinstance(data.get(key), kind):
-            raise BankError(f"{path}: its settings' {key} is not {'text' if kind is str else 'a number'}")
+    try:
+        _checked_settings(data, entry)
+    except ValueError as error:
+        raise BankError(f"{path}: its settings' {error}") from None
     return data, entry

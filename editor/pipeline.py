@@ -10,6 +10,7 @@ from pathlib import Path
 from sd_models.family import has_second_text_encoder, model_kind, model_source
 from sd_models.precision import default_device, torch_dtype as dtype_named
 from sd_models.prompts import encode_text, token_limit
+from sd_models.settings import MAX_INPUT_PIXELS
 
 
 class EditorError(Exception):
@@ -317,7 +318,6 @@ def image_size(width: int, height: int, longer: int) -> tuple[int, int]:
     return max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8)
 
 
-MAX_INPUT_PIXELS = 80_000_000  # the largest photos are about 60 megapixels; past this, a bomb
 
 
 def load_image(path: str | Path, longer: int):

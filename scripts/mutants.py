@@ -114,6 +114,12 @@ MUTANTS = [
            "if False:", (E, "-k", "tampered_cache_entry and caption")),
     Mutant("trash-cutoff-overflows", "direction_bank/trash.py", "except OverflowError:", "except ZeroDivisionError:",
            ("tests/test_trash.py", "-k", "emptying_the_trash and sqlite")),
+    Mutant("like-seed-unbounded", "direction_bank/edit_records.py", '_whole_in(data.get("seed"), "seed", *SEED_RANGE)',
+           'data.get("seed")', (E, "-k", "never_takes_charge and sqlite")),
+    Mutant("like-picks-the-model", "direction_bank/cli/editing.py", "    if not named:", "    if False:",
+           (E, "-k", "never_takes_charge and sqlite")),
+    Mutant("like-depth-unchecked", "direction_bank/edit_records.py", "if _depth(data) > MAX_PARAMETERS_DEPTH:",
+           "if False:", (E, "-k", "never_takes_charge and sqlite")),
     # -- killed before, kept killed --------------------------------------------------------
     Mutant("direction-sign", "direction_bank/bank.py", "b.mean - a.mean, encoder, source, target,",
            "a.mean - b.mean, encoder, source, target,", ("tests/test_bank.py", "-k", "sqlite")),

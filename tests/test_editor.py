@@ -1136,3 +1136,77 @@ def test_every_edit_carries_its_settings_and_like_repeats_the_edit(edit_cli, run
     plain = run_cli("edit", str(image), "--like", str(image), "-o", str(tmp_path / "plain"), model=tiny_sd)
     assert plain.exit_code == 1 and plain.stderr.strip() == (
         f"Error: {image}: carries no dbank edit settings (a PNG that dbank edit wrote does)")
+
+
+def _with_parameters(source, target, change=None, text=None, size=None):
+    """A copy of a dbank PNG whose 'parameters' chunk is changed by `change(data)` (or is
+    `text`), optionally at another pixel size (mode '1': tiny files however large)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    with Image.open(source) as picture:
+        data = json.loads(picture.text["parameters"])
+        copy = picture.copy() if size is None else Image.new("1", size)
+    if change is not None:
+        change(data)
+    info = PngInfo()
+    info.add_text("parameters", text if text is not None else json.dumps(data))
+    copy.save(target, pnginfo=info)
+    return target
+
+
+def test_a_picture_never_takes_charge_of_like(edit_cli, run_cli, image, tmp_path, tiny_sd):
+    """edit --like reads a PNG through the same bounds as the options, before any model loads,
+    refuses hostile ones in one line, never loads a model the user did not name, and says when
+    it captions another photo with the picture's caption."""
+    import os
+
+    first = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse in a field",
+                     "-o", str(tmp_path / "first"), "--json")
+    path = json.loads(first.stdout)["results"][0]["edits"]["horse2zebra"]
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    nested = '{"format": "dbank-parameters", "x": ' + "[" * 50 + "]" * 50 + "}"
+    hostile = {
+        "fifo": (fifo, "not a regular file"),
+        "long": (_with_parameters(path, tmp_path / "long.png", text="x" * 70_000),
+                 "settings chunk holds 70000 characters, over 65536"),
+        "nested": (_with_parameters(path, tmp_path / "nested.png", text=nested), "nest deeper than 6 levels"),
+        "fingerprint": (_with_parameters(path, tmp_path / "fp.png", lambda d: d["edit"].update(fingerprint=7)),
+                        "its settings' fingerprint '7': not a SHA-256"),
+        "seed": (_with_parameters(path, tmp_path / "seed.png", lambda d: d.update(seed=2**70)),
+                 f"its settings' seed {2**70}: use a whole number from 0 to 4294967295"),
+        "negative": (_with_parameters(path, tmp_path / "neg.png", lambda d: d.update(seed=-1)),
+                     "its settings' seed -1: use a whole number from 0 to 4294967295"),
+        "steps": (_with_parameters(path, tmp_path / "steps.png", lambda d: d.update(steps=5000)),
+                  "its settings' steps 5000: use a whole number from 1 to 1000"),
+        "scale": (_with_parameters(path, tmp_path / "scale.png", lambda d: d["edit"].update(scale=1e300)),
+                  "its settings' scale 1e+300: use a finite number from -20 to 20"),
+        "size": (_with_parameters(path, tmp_path / "size.png", lambda d: d.update(size=12)),
+                 "its settings' size 12: use a multiple of 8 from 8 to 4096"),
+        "bomb": (_with_parameters(path, tmp_path / "bomb.png", size=(9000, 9000)),
+                 "9000x9000 pixels, over the limit of 80 megapixels"),
+    }
+    for case, (picture, message) in hostile.items():
+        result = run_cli("edit", str(image), "--like", str(picture), "-o", str(tmp_path / case), model=tiny_sd)
+        assert result.exit_code == 1, (case, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, (case, result.stderr)
+        assert not (tmp_path / case).exists()
+    # a picture made with a model the user did not name: one line, nothing loaded
+    other = _with_parameters(path, tmp_path / "other.png", lambda d: d.update(model="someone/other-model"))
+    unnamed = run_cli("edit", str(image), "--like", str(other), "-o", str(tmp_path / "unnamed"),
+                      env={"DBANK_MODEL": None})
+    assert unnamed.exit_code == 1 and unnamed.stderr.count("\n") == 1
+    assert "was made with the model 'someone/other-model', and this edit would use" in unnamed.stderr
+    assert "name the model with --model" in unnamed.stderr
+    named = run_cli("edit", str(image), "--like", str(other), "-o", str(tmp_path / "named"), "--json", model=tiny_sd)
+    assert named.exit_code == 0, named.stderr
+    assert f"was made with the model 'someone/other-model'; editing with '{tiny_sd}' (--model)" in named.stderr
+    # another photo: the picture's caption is used, and said
+    photo = tmp_path / "elsewhere.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photo)
+    moved = run_cli("edit", str(photo), "--like", path, "-o", str(tmp_path / "moved"), model=tiny_sd)
+    assert moved.exit_code == 0, moved.stderr
+    assert (f"captioning with {Path(path).name}'s caption 'a horse in a field', written for {image.name}; "
+            "pass --caption to caption this photo") in moved.stderr
+    same = run_cli("edit", str(image), "--like", path, "-o", str(tmp_path / "same"), model=tiny_sd)
+    assert same.exit_code == 0 and "captioning with" not in same.stderr

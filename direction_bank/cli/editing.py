@@ -273,14 +273,17 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
                                                               click.core.ParameterSource.DEFAULT_MAP)
                  for name in ("steps", "guidance_scale", "seed", "model")}
         liked = _like(ctx, like, bool(names or sources or files))
+        _check_liked_model(like, liked["model"], model, given["model"])
+        if caption is None:
+            _say_liked_caption(like, liked, images, manifest)
         names = names or liked["names"]
         caption = caption if caption is not None else liked["caption"]
         scale = scale if scale is not None else liked["scale"]
         xa_guidance = xa_guidance if xa_guidance is not None else liked["xa_guidance"]
         size = size or liked["size"]
-        steps, guidance_scale, seed, model = (
+        steps, guidance_scale, seed = (
             value if given[name] else liked[name] for name, value in
-            (("steps", steps), ("guidance_scale", guidance_scale), ("seed", seed), ("model", model)))
+            (("steps", steps), ("guidance_scale", guidance_scale), ("seed", seed)))
 
     from direction_bank.jobs.edit import Engine, EditRun, PhotoToEdit, run_edit
     from direction_bank.progress import progress_counter
@@ -362,6 +365,27 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
 
 
+def _check_liked_model(path: str, liked: str, model: str, named: bool) -> None:
+    """A PNG never chooses the model: one the user did not name (--model, DBANK_MODEL) is never
+    loaded or downloaded because a picture names it. Another model than the picture's is one line
+    when it is only the default, and a note when the user named it."""
+    if liked == model:
+        return
+    if not named:
+        raise BankError(f"{path} was made with the model {liked!r}, and this edit would use {model!r}: name "
+                        f"the model with --model ({liked} repeats the edit)")
+    click.echo(f"note: {Path(path).name} was made with the model {liked!r}; editing with {model!r} (--model)",
+               err=True)
+
+
+def _say_liked_caption(path: str, liked: dict, images, manifest) -> None:
+    """A note on stderr when the picture's caption is used for another photo than its own."""
+    own = liked["input"]
+    if manifest or any(Path(image).name != own for image in images):
+        click.echo(f"note: captioning with {Path(path).name}'s caption {liked['caption']!r}, written for "
+                   f"{own}; pass --caption to caption this photo", err=True)
+
+
 def _like(ctx, path: str, directions_given: bool) -> dict:
     """The settings of the edit a dbank PNG carries (edit_records.read_parameters), its direction
     found in the bank by name and fingerprint: the current version, or the older one that has it
@@ -370,7 +394,7 @@ def _like(ctx, path: str, directions_given: bool) -> dict:
     from direction_bank.errors import UnknownDirection
 
     data, entry = read_parameters(path)
-    liked = {key: data[key] for key in ("caption", "steps", "guidance_scale", "seed", "model", "size")}
+    liked = {key: data[key] for key in ("caption", "steps", "guidance_scale", "seed", "model", "size", "input")}
     liked.update(scale=entry.scale, xa_guidance=entry.xa_guidance, names=())
     if directions_given:
         return liked

@@ -628,8 +628,12 @@ class StudioActions:
         data, entry = read_parameters(path)
         with self.bank(read_only=True) as bank:
             reference, current = bank.version_with_fingerprint(entry.direction, entry.fingerprint)
-        note = "" if current else (f"{entry.direction!r} has changed since; loaded version "
-                                   f"{reference.rsplit('@', 1)[1]}, the one this picture was made with")
+        notes = [] if current else [f"{entry.direction!r} has changed since; loaded version "
+                                    f"{reference.rsplit('@', 1)[1]}, the one this picture was made with"]
+        if data["model"] != self.model:  # a picture never chooses the server's model
+            notes.append(f"the picture was made with another model ({Path(data['model']).name}); "
+                         "this studio edits with its own")
+        note = "; ".join(notes)
         return {"caption": data["caption"], "directions": [reference], "scale": entry.scale,
                 "xa_guidance": entry.xa_guidance, "guidance_scale": data["guidance_scale"], "steps": data["steps"],
                 "size": data["size"], "seed": data["seed"], "note": note}
