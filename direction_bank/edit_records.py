@@ -14,6 +14,7 @@ from pathlib import Path
 from direction_bank.errors import BankError
 
 RECORD_FORMAT = "dbank-edit-record"
+BASELINES = (None, "word-swap")  # an edit's baseline: None for a bank direction
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 4_000_000  # a record lists an image's edits: kilobytes, not megabytes
 
@@ -76,8 +77,15 @@ def _entry(data, where: str) -> EditEntry:
     except TypeError as error:
         raise BankError(f"{where}: {error}") from None
     for key in ("label", "file", "direction"):
-        if not isinstance(getattr(entry, key), str) or not getattr(entry, key):
+        if not isinstance(getattr(entry, key), str) or not getattr(entry, key) or "\0" in getattr(entry, key):
             raise BankError(f"{where}: the edit's {key} is not a name")
+    for key in ("source", "target"):
+        value = getattr(entry, key)
+        if value is not None and (not isinstance(value, str) or not value or "\0" in value):
+            raise BankError(f"{where}: the edit's {key} {str(value)[:40]!r} is not a concept name")
+    if entry.baseline not in BASELINES:
+        raise BankError(f"{where}: the edit's baseline {str(entry.baseline)[:40]!r} is none dbank knows "
+                        f"({', '.join(b for b in BASELINES if b)})")
     for key in ("scale", "xa_guidance"):
         value = getattr(entry, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -107,12 +115,14 @@ def read_record(path: Path) -> EditRecord:
     if not isinstance(edits, list):
         raise BankError(f"{path}: no list of edits")
     masks = data.get("masks") or {}
-    if not isinstance(masks, dict) or not all(isinstance(v, str) and Path(v).name == v for v in masks.values()):
+    if not isinstance(masks, dict) or not all(isinstance(v, str) and "\0" not in v and Path(v).name == v
+                                              for v in masks.values()):
         raise BankError(f"{path}: masks must map words to file names in the record's folder")
     fields = {key: data.get(key) for key in EditRecord.__dataclass_fields__ if key not in ("edits", "masks", "folder")}
-    if not isinstance(fields["input"], str) or not isinstance(fields["caption"], str):
+    if not isinstance(fields["input"], str) or not isinstance(fields["caption"], str) or "\0" in fields["input"]:
         raise BankError(f"{path}: no input image or caption")
-    if not isinstance(fields["reconstruction"], str) or Path(fields["reconstruction"]).name != fields["reconstruction"]:
+    if (not isinstance(fields["reconstruction"], str) or "\0" in fields["reconstruction"]
+            or Path(fields["reconstruction"]).name != fields["reconstruction"]):
         raise BankError(f"{path}: the reconstruction is not a file name in the record's folder")
     return EditRecord(**fields, edits=[_entry(e, str(path)) for e in edits], masks=masks, folder=path.parent)
 

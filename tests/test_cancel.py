@@ -72,6 +72,33 @@ def test_a_cancelled_studio_edit_keeps_nothing_and_the_next_edit_runs(actions, p
     assert np.array_equal(np.asarray(outcome.pictures[2][0]), np.asarray(edited[0]))
 
 
+def test_one_visitor_cannot_cancel_another_visitors_job(actions, photo):
+    import contextvars
+
+    from direction_bank.studio.actions import VISITOR
+
+    answers = []
+
+    def cancel_as(visitor):
+        def cancel():
+            VISITOR.set(visitor)
+            return actions.cancel()
+
+        return contextvars.copy_context().run(cancel)
+
+    def report(fraction, text):
+        if text.startswith("editing (2 of 2): step 2 ") and not answers:
+            answers.extend([cancel_as("a-stranger"), cancel_as(""), cancel_as("the-owner")])
+
+    def edit_as_the_owner():
+        VISITOR.set("the-owner")
+        return actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, report=report)
+
+    with pytest.raises(Cancelled, match="^cancelled at editing step 2 of 3"):
+        contextvars.copy_context().run(edit_as_the_owner)
+    assert answers == ["another visitor's job is running; only they can cancel it"] * 2 + ["stopping at the next step"]
+
+
 def test_one_bar_runs_over_the_phases_of_a_job_with_the_time_left(actions, photo):
     seen = []
     actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE,

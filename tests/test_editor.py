@@ -908,7 +908,10 @@ def test_a_malformed_manifest_is_refused_with_its_line_number(edit_cli, tmp_path
     cases = [("img0.png,a horse,horse2zebra\nimg1.png,\"a horse,horse2zebra\nimg2.png,a horse,horse2zebra\n",
               "line 2: not a CSV row"),
              ("img0.png,a horse,horse2zebra\nimg1.png,\"a horse\" here,horse2zebra\n", "line 2: not a CSV row"),
-             (f"img0.png,{'a horse ' * 20000},horse2zebra\n", "line 1: 160021 characters (at most 65536 per row)")]
+             (f"img0.png,{'a horse ' * 20000},horse2zebra\n", "line 1: 160021 characters (at most 65536 per row)"),
+             ("img0.png,a horse,horse2zebra\nimg1.png,a horse\n",  # once silently left unedited
+              "line 2: img1.png names no direction, and the command gives none; add one to the row, or give "
+              "--direction")]
     for text, fragment in cases:
         manifest = folder / "list.csv"
         manifest.write_text(text)

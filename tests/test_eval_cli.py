@@ -88,6 +88,37 @@ def test_eval_scores_an_edit_folder_from_its_records(eval_cli, run_cli, image, t
     assert Path(paths["summary"]).read_bytes() == before
 
 
+def test_bad_records_in_a_folder_are_skipped_with_their_reasons(eval_cli, run_cli, image, tmp_path, tiny_clip,
+                                                                tiny_dino):
+    """A number as a source, an unknown baseline, a NUL byte in a file name: each record is one
+    line with its reason (once 'unexpected AttributeError' for the whole folder), and the rest
+    is scored."""
+    out = tmp_path / "edits"
+    edited = eval_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a photo of a horse",
+                      "-o", str(out), "--json")
+    assert edited.exit_code == 0, edited.stderr
+    good = Path(json.loads(edited.stdout)["results"][0]["record"])
+    data = json.loads(good.read_text())
+    for name, change, reason in (
+            ("number", lambda edit: edit.update(source=7), "the edit's source '7' is not a concept name"),
+            ("baseline", lambda edit: edit.update(baseline="hand-made"),
+             "the edit's baseline 'hand-made' is none dbank knows (word-swap)"),
+            ("nul", lambda edit: edit.update(file="horse\x00.png"), "the edit's file is not a name")):
+        bad = json.loads(json.dumps(data))
+        change(bad["edits"][0])
+        (out / f"horse.record-{name}.json").write_text(json.dumps(bad))
+    result = run_cli("eval", str(out), "--json", env={"DBANK_CLIP_MODEL": str(tiny_clip),
+                                                      "DBANK_DINO_MODEL": str(tiny_dino)})
+    assert result.exit_code == 1
+    errors = json.loads(result.stdout)["errors"]
+    assert len(errors) == 4 and errors[-1] == f"skipped 3 of 4 edit records in {out} (each said above); scored the rest"
+    assert "baseline 'hand-made' is none dbank knows" in errors[0]  # in the order of their file names
+    assert "the edit's file is not a name" in errors[1] and "the edit's source '7' is not a concept name" in errors[2]
+    [direction] = _by(json.loads(result.stdout)["summary"], "direction")
+    assert direction["images"] == 1
+    assert "unexpected" not in result.stderr
+
+
 @pytest.mark.bank_agnostic
 def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tmp_path):
     out = tmp_path / "eval"

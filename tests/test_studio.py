@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -405,6 +406,8 @@ def test_the_studio_on_another_interface_warns_and_asks_for_the_password(studio_
     assert seen["server_stderr"].startswith("warning: serving on 0.0.0.0: other machines can reach the studio\n")
     assert seen["config_without_login"] == 401
     assert seen["client"]["labels"] == ["input", "reconstruction", "horse2zebra", "zebra2horse"]
+    # eleven wrong passwords from 127.0.0.1 lock out that address, not the owner at 127.0.0.2
+    assert seen["logins"]["right_after"] >= 400 and seen["logins"]["right_from_elsewhere"] == 200
 
 
 def test_the_studio_serves_ipv6_loopback_and_slows_password_guessing(studio_bank, tiny_sd, tmp_path, photo):
@@ -424,12 +427,22 @@ def test_the_login_limiter_locks_out_guessing_for_a_while():
 
     from direction_bank.studio.app import LoginLimiter
 
+    from direction_bank.studio.app import _CLIENT
+
     now = [0.0]
     limiter = LoginLimiter("ana", "s3cret", attempts=10, lockout_s=60, pause_s=0, clock=lambda: now[0])
-    check = lambda user, password: asyncio.run(limiter.check(user, password))  # noqa: E731
+
+    def check(user, password, client="203.0.113.9"):
+        async def from_client():
+            _CLIENT.set(client)
+            return await limiter.check(user, password)
+
+        return asyncio.run(from_client())
+
     assert check("ana", "s3cret")
     assert not any(check("ana", f"guess{i}") for i in range(10))
     assert not check("ana", "s3cret")  # locked: not even the right password is checked
+    assert check("ana", "s3cret", client="127.0.0.1")  # ...from that address only: the owner gets in
     now[0] = 61.0
     assert check("ana", "s3cret") and not check("ana", "s3cre") and not check("anna", "s3cret")
 
@@ -569,17 +582,87 @@ def test_the_studio_and_dbank_edit_write_the_same_edit(actions, photo, studio_ba
                                 env={"DBANK_DB": studio_bank, "DBANK_MODEL": str(tiny_sd)})
     assert result.exit_code == 0, result.output
     written = sorted(path.name for path in out.iterdir())
+    public = {"model": Path(tiny_sd).name, "input": Path(photo).name}  # a visitor's download names no server path
     with zipfile.ZipFile(outcome.archive) as archive:
         downloaded = archive.namelist()
-        assert sorted(downloaded) == sorted(["horse.input.png", *written])
-        assert len(written) == 5 and any(name.startswith("horse.record-") for name in written)
+        [record] = [name for name in downloaded if name.startswith("horse.record-")]
+        [cli_record] = [name for name in written if name.startswith("horse.record-")]
+        assert sorted(downloaded) == sorted(["horse.input.png", record, *(n for n in written if n != cli_record)])
+        assert len(written) == 5
+        assert json.loads(archive.read(record)) == {**json.loads((out / cli_record).read_text()), **public}
+        for name in downloaded:
+            assert str(Path(tiny_sd).parent) not in archive.read(name).decode("latin-1"), name
+            assert str(Path(photo).parent) not in archive.read(name).decode("latin-1"), name
         for name in written:
-            ours = archive.read(name)
             if name.endswith(".json"):
-                assert json.loads(ours) == json.loads((out / name).read_text())
                 continue
             theirs = Image.open(out / name)
-            stored = Image.open(io.BytesIO(ours))
+            stored = Image.open(io.BytesIO(archive.read(name)))
             assert np.array_equal(np.asarray(stored), np.asarray(theirs)), name
-            assert stored.info.get("parameters") == theirs.info.get("parameters"), name
+            ours, cli = (json.loads(p["parameters"]) if "parameters" in p else None
+                         for p in (stored.info, theirs.info))
+            assert ours == (cli and {**cli, "model": public["model"]}), name
     assert json.loads(Image.open(out / "horse.horse2zebra.png").info["parameters"])["edit"]["scale"] == 1.5
+
+
+@pytest.mark.parametrize("loopback", [True, False])
+def test_the_page_header_names_no_server_folder_off_loopback(actions, studio_bank, tiny_sd, loopback):
+    from direction_bank.studio.app import build_app
+
+    config = json.dumps(build_app(actions, loopback=loopback).get_config_file(), default=str, ensure_ascii=False)
+    header = f"model `{tiny_sd}` · bank `{studio_bank}`" if loopback else \
+        f"model `{Path(tiny_sd).name}` · bank `{Path(studio_bank).name}`"
+    assert header in config
+    assert (str(Path(studio_bank).parent) in config) is loopback
+    assert (str(Path(tiny_sd).parent) in config) is loopback
+
+
+def test_a_postgresql_bank_is_named_without_host_or_password(tmp_path):
+    from direction_bank.studio.actions import StudioActions
+
+    actions = StudioActions("postgresql+psycopg://ana:s3cret@db.internal:5432/team_bank", "some/model",
+                            work_dir=tmp_path / "work")
+    assert actions.bank_name() == "postgresql bank team_bank" and actions.model_name == "some/model"
+
+
+_SIGNAL_A_SERVER = r"""
+import json, os, signal, subprocess, sys
+from pathlib import Path
+
+import httpx
+
+from tests.studio_driver import wait_for_port
+
+temporary, name, photo = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+server = subprocess.Popen([sys.executable, "-m", "direction_bank.cli", "studio", "--port", "7862"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+wait_for_port("127.0.0.1", 7862, server)
+with open(photo, "rb") as handle:
+    answer = httpx.post("http://127.0.0.1:7862/gradio_api/upload", files={"files": ("horse.png", handle, "image/png")},
+                        timeout=60)
+during = sorted(str(p.relative_to(temporary)) for p in temporary.rglob("*") if p.is_file())
+server.send_signal(getattr(signal, name))
+code = server.wait(timeout=60)
+after = sorted(str(p.relative_to(temporary)) for p in temporary.rglob("*"))
+print(json.dumps({"uploaded": answer.json(), "during": during, "code": code, "after": after}))
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_the_studio_removes_its_downloads_and_upload_copies_when_stopped(studio_bank, tiny_sd, tmp_path, photo, name):
+    from tests.network import loopback_only
+
+    cut = loopback_only()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "DBANK_DB": studio_bank, "DBANK_MODEL": str(tiny_sd), "DBANK_DEBUG": "0", "TMPDIR": str(temporary),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("GRADIO_TEMP_DIR", None)
+    done = subprocess.run([*cut, sys.executable, "-c", _SIGNAL_A_SERVER, str(temporary), name, photo], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    [copy] = seen["uploaded"]
+    assert copy.startswith(str(temporary)) and "/uploads/" in copy  # Gradio's copy, in the server's own folder
+    assert any(path.endswith("horse.png") for path in seen["during"])
+    assert seen["after"] == [] and seen["code"] in (0, 128 + getattr(signal, name))

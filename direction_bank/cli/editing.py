@@ -176,12 +176,14 @@ def _images_in(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def listed_images(images, manifest: str | None, caption: str | None) -> list[tuple[str, str | None, list[str]]]:
+def listed_images(images, manifest: str | None, caption: str | None,
+                  directions_given: bool = True) -> list[tuple[str, str | None, list[str]]]:
     """(image, caption or None, its own direction names) for each image file, each image in a
-    folder, and each --manifest row; a usage error when there are none."""
+    folder, and each --manifest row (see _read_manifest); a usage error when there are none."""
     listed = [(str(image), caption, []) for arg in images
               for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
-    listed += [(image, own or caption, wanted) for image, own, wanted in (_read_manifest(manifest) if manifest else [])]
+    rows = _read_manifest(manifest, directions_given) if manifest else []
+    listed += [(image, own or caption, wanted) for image, own, wanted in rows]
     if not listed:
         raise click.UsageError("give IMAGES, a folder of images, or --manifest")
     return listed
@@ -201,11 +203,12 @@ def check_engine(engine: str, address: str | None, timeout: float) -> None:
 MAX_MANIFEST_LINE = 65_536  # characters; a caption is 77 CLIP tokens, a few hundred characters
 
 
-def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
+def _read_manifest(path: str, directions_given: bool = True) -> list[tuple[str, str | None, list[str]]]:
     """(image, caption or None, direction names) per CSV row 'image[,caption[,direction...]]';
     image paths are relative to the manifest's folder; a first row starting 'image' is a header.
-    Each line is one row: a quote left open, or a line past MAX_MANIFEST_LINE characters, is
-    refused with its line number (it would otherwise swallow the rows after it)."""
+    Each line is one row: a quote left open, a line past MAX_MANIFEST_LINE characters, or a row
+    naming no direction when the command gives none, is refused with its line number before any
+    work (never skipped without a word); a missing image is the run's error, naming it."""
     import csv
 
     from direction_bank.text_input import read_text
@@ -225,7 +228,11 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, list[str]]]:
             continue
         image = Path(path).parent / row[0].strip()
         caption = row[1].strip() if len(row) > 1 and row[1].strip() else None
-        rows.append((str(image), caption, [name.strip() for name in row[2:] if name.strip()]))
+        names = [name.strip() for name in row[2:] if name.strip()]
+        if not names and not directions_given:
+            raise BankError(f"{path}, line {number}: {row[0].strip()} names no direction, and the command gives "
+                            "none; add one to the row, or give --direction")
+        rows.append((str(image), caption, names))
     if not rows:
         raise BankError(f"{path}: no images listed")
     return rows
@@ -292,7 +299,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     check_engine(engine, address, connect_timeout)
     if engine == "ray" and attention_words:
         raise click.UsageError("--attention-map needs --engine local")
-    listed = listed_images(images, manifest, caption)
+    listed = listed_images(images, manifest, caption, bool(names or sources or files))
     need_captions = any(c is None for _, c, _ in listed)
     if need_captions:
         _require_captioner(caption_model)

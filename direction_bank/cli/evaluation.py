@@ -100,6 +100,9 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
             raise click.UsageError("give one edit output folder to score, or images with --direction to edit and score")
         folder = Path(inputs[0])
         records, problems = records_in(folder)
+        if problems and records:
+            problems.append(f"skipped {len(problems)} of {len(problems) + len(records)} edit records in {folder} "
+                            "(each said above); scored the rest")
         report_folder = _output_folder(out_dir) if out_dir else folder
     else:
         report_folder = _output_folder(out_dir) if out_dir else None
@@ -164,7 +167,7 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     from direction_bank.progress import progress_counter
 
     check_engine(engine, address, 10.0)
-    listed = listed_images(inputs, manifest, caption)
+    listed = listed_images(inputs, manifest, caption, bool(names or sources or files))
     if any(c is None for _, c, _ in listed):
         _require_captioner(caption_model)
     own_names = sorted({name for _, _, own in listed for name in own})

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 
 import click
 
@@ -52,6 +54,21 @@ def _check_address(host: str, port: int) -> None:
         raise BankError(f"cannot serve the studio on {host}:{port} ({reason}); choose another --host or --port") from None
 
 
+def _temporary_folder() -> Path:
+    """The server's own temporary folder (downloads, Gradio's upload copies), removed when it
+    exits: cleanly, on Ctrl-C (SIGINT) or on SIGTERM, which exits as SIGINT does."""
+    import atexit
+    import shutil
+    import signal
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="dbank-studio-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    return folder
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -85,10 +102,12 @@ def studio(ctx, host, port, auth_text, caption_model, llms, dino_model, clip_mod
     auth = _auth(auth_text)
     host, served = _host(host)
     _check_address(host, port)
+    work = _temporary_folder()
     try:
         from direction_bank.studio.app import offline_environment
 
         offline_environment()
+        os.environ["GRADIO_TEMP_DIR"] = str(work / "uploads")  # read when gradio is imported
         import gradio  # noqa: F401
     except ImportError:
         raise BankError("the studio needs Gradio: pip install 'dbank[studio]'") from None
@@ -100,6 +119,6 @@ def studio(ctx, host, port, auth_text, caption_model, llms, dino_model, clip_mod
         click.echo(f"warning: serving on {host}: other machines can reach the studio"
                    + ("" if auth else " and change the bank (no --auth given)"), err=True)
     actions = StudioActions(ctx.obj["database"], model, device, dtype, caption_model, vae=vae, llms=llms,
-                            clip_model=clip_model, dino_model=dino_model)
+                            clip_model=clip_model, dino_model=dino_model, work_dir=work / "downloads")
     actions.bank(read_only=False).close()  # make (or check) the bank before the page comes up
-    serve(actions, served, port, auth)
+    serve(actions, served, port, auth, loopback=_is_loopback(host))

@@ -138,6 +138,8 @@ class EditRun:
     attention_words: tuple = ()
     overwrite: bool = False
     resumable: bool = False
+    # records name the photo by its file name alone (the studio's downloads name no server path)
+    photo_by_name: bool = False
 
     def record_settings(self) -> dict:
         """The settings a record's file name is hashed from (edit_records.record_path)."""
@@ -296,7 +298,8 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
                                        "no attention map")
         photo_pixels = photo_at(photo.image, result.reconstruction.size) if result.maps else None
         overlays = {word: attention_overlay(photo_pixels, grey) for word, grey in result.maps.items()}
-        record = edit_record(str(Path(photo.image).resolve()), result.caption, run.model, run.size, run.seed,
+        record = edit_record(Path(photo.image).name if run.photo_by_name else str(Path(photo.image).resolve()),
+                             result.caption, run.model, run.size, run.seed,
                              run.settings, run.regularised, photo.directions,
                              [paths["edits"][entry.label].name for entry in photo.directions],
                              paths["reconstruction"].name, {word: paths["grey"][word].name for word in result.maps})

@@ -3,6 +3,7 @@ file paths out, BankError / EditorError (one line) for bad input. The Gradio pag
 these out; gradio_client and the tests call the same functions through it."""
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 import time
@@ -25,6 +26,9 @@ REMEMBERED_IMAGES = 8  # inversions (with their reference passes) kept in memory
 SETTING_LABELS = {"scale": "scale", "xa_guidance": "cross-attention guidance", "guidance_scale": "guidance scale"}
 FOLDER_AGE_S = 2 * 3600  # downloads and generated pictures are kept this long
 MAX_UPLOAD = "100mb"  # the largest file a visitor may upload (a photo, a dbank file)
+# the visitor (the page's Gradio session) an action runs for; a job keeps its own, and only that
+# visitor may cancel it
+VISITOR = contextvars.ContextVar("dbank_studio_visitor", default="")
 
 
 def _no_report(fraction: float, desc: str) -> None:
@@ -124,6 +128,8 @@ class StudioActions:
         self._scorer, self.scores_off, self._told_scores_off = None, None, False
 
         self.database, self.model, self.device, self.dtype, self.vae = database, model, device, dtype, vae
+        # what visitors see and download of the model: a local folder by its name, a hub id as it is
+        self.model_name = Path(model).name if model and Path(model).exists() else model
         self.llms = tuple(llms)
         self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dbank-studio-"))
@@ -138,9 +144,25 @@ class StudioActions:
         self._loading = threading.Lock()
         self._remembered: OrderedDict = OrderedDict()
         self._progress = JobProgress(_no_report, [])
-        self._running = False
+        self._running, self._owner = False, ""
 
     # -- models, loaded once -----------------------------------------------------------------
+
+    def bank_name(self) -> str:
+        """The bank as a visitor may see it: a SQLite file by its name, a PostgreSQL bank by its
+        database name (no folder, host or password)."""
+        from sqlalchemy.engine import make_url
+
+        if not self.database:
+            return "the default bank"
+        text = str(self.database)
+        if "://" not in text:
+            return Path(text).name
+        try:
+            url = make_url(text)
+        except Exception:  # noqa: BLE001 - an odd URL is named by its scheme alone
+            return text.split("://", 1)[0] + " bank"
+        return f"{url.get_backend_name()} bank {Path(url.database or '').name}".strip()
 
     def bank(self, read_only: bool = False) -> Bank:
         """The bank, opened for one call (close it after)."""
@@ -216,7 +238,7 @@ class StudioActions:
         cleared at the start (see cancel)."""
         editor = self.editor()
         editor.cancel.clear()
-        self._progress, self._running = JobProgress(report, phases), True
+        self._progress, self._running, self._owner = JobProgress(report, phases), True, VISITOR.get()
         try:
             yield editor
         finally:
@@ -226,6 +248,8 @@ class StudioActions:
         """Stop the running model job at its next step (it then keeps nothing); a line saying so."""
         if self._editor is None or not self._running:
             return "nothing is running"
+        if VISITOR.get() != self._owner:
+            return "another visitor's job is running; only they can cancel it"
         self._editor.cancel.set()
         return "stopping at the next step"
 
@@ -598,7 +622,8 @@ class StudioActions:
         started = time.monotonic()
         with self._job(report, ["inverting", "editing"] if inverted else ["editing"]) as editor:
             check_shapes(editor, entries)
-            ran = run_edit(editor, EditRun(self.model, settings, size, seed, folder, True, (word,) if word else ()),
+            ran = run_edit(editor, EditRun(self.model_name, settings, size, seed, folder, True, (word,) if word else (),
+                                           photo_by_name=True),
                            [PhotoToEdit(image, caption, entries, file_label(Path(image).stem),
                                         None if inverted else remembered.inversion)],
                            Engine(batch_images=1), on_image=done.append,
@@ -630,7 +655,7 @@ class StudioActions:
             reference, current = bank.version_with_fingerprint(entry.direction, entry.fingerprint)
         notes = [] if current else [f"{entry.direction!r} has changed since; loaded version "
                                     f"{reference.rsplit('@', 1)[1]}, the one this picture was made with"]
-        if data["model"] != self.model:  # a picture never chooses the server's model
+        if data["model"] not in (self.model, self.model_name):  # a picture never chooses the server's model
             notes.append(f"the picture was made with another model ({Path(data['model']).name}); "
                          "this studio edits with its own")
         note = "; ".join(notes)

@@ -3,13 +3,14 @@ Every handler is a call into StudioActions; a BankError or EditorError shows as 
 page (and in gradio_client) instead of a traceback."""
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
 import sys
 
 from direction_bank.errors import BankError, FieldError, first_line
-from direction_bank.studio.actions import FOLDER_AGE_S, MAX_UPLOAD, StudioActions, scored_label
+from direction_bank.studio.actions import FOLDER_AGE_S, MAX_UPLOAD, VISITOR, StudioActions, scored_label
 from editor.pipeline import EditorError
 
 log = logging.getLogger("dbank.studio")
@@ -158,6 +159,12 @@ def _shown(handler):
     return wrapper
 
 
+def visit(request) -> None:
+    """Run the rest of this event as the visitor (Gradio's session) that sent `request`: a job
+    remembers who started it, and only they may cancel it (actions.VISITOR)."""
+    VISITOR.set(getattr(request, "session_hash", None) or "")
+
+
 def _path_of(upload) -> str:
     """The server path of an uploaded or generated file as an event without Gradio's
     preprocessing receives it (FileData, after Gradio's own check that the file is its upload or
@@ -176,7 +183,7 @@ def theme():
     return gr.themes.Default(font=SANS, font_mono=MONO)
 
 
-def build_app(actions: StudioActions):
+def build_app(actions: StudioActions, loopback: bool = True):
     """The studio's gr.Blocks. Model work (add, import, caption, generate, edit) runs one job at
     a time through the queue (concurrency id 'model'); reading the bank does not wait for it."""
     offline_environment()
@@ -273,12 +280,14 @@ def build_app(actions: StudioActions):
         return actions.suggest_caption(_path_of(image))
 
     @_shown
-    def generate(prompt, size, steps, guidance_scale, seed, progress=gr.Progress()):
+    def generate(prompt, size, steps, guidance_scale, seed, progress=gr.Progress(), request=None):
+        visit(request)
         return actions.generate(prompt, size, steps, guidance_scale, seed, report=reporter(progress)), prompt
 
     @_shown
     def edit_api(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-                 use_tuned=False, progress=gr.Progress()):
+                 use_tuned=False, progress=gr.Progress(), request=None):
+        visit(request)
         outcome = actions.edit(_path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size,
                                seed, word, report=reporter(progress), use_tuned=bool(use_tuned))
         for note in outcome.notes:
@@ -334,8 +343,10 @@ def build_app(actions: StudioActions):
                 status_line(outcome.message, outcome.notes))
 
     def edit_on_page(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-                     use_tuned, kept, progress=gr.Progress()):
+                     use_tuned, kept, progress=gr.Progress(), request=None):
         """The Run button: the edit's pictures, the before/after pair and a history entry."""
+        visit(request)
+
         def run():
             outcome = actions.edit(_path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps,
                                    size, seed, word, report=reporter(progress), use_tuned=bool(use_tuned))
@@ -343,9 +354,11 @@ def build_app(actions: StudioActions):
 
         return on_page(run, 7)
 
-    def try_example(steps, size, seed, kept, progress=gr.Progress()):
+    def try_example(steps, size, seed, kept, progress=gr.Progress(), request=None):
         """The first-run example: a picture the model generates from a saved direction's source
         concept, edited with that direction, in one click."""
+        visit(request)
+
         def run():
             name, prompt = actions.example()
             path = actions.generate(prompt, size, steps, 5.0, seed, report=reporter(progress))
@@ -376,6 +389,11 @@ def build_app(actions: StudioActions):
 
     # Gradio hands the clicked item to a parameter annotated with its class (a string annotation,
     # as this module's future import makes them, is not resolved)
+    def cancel(request=None):
+        """Cancel: the running job stops at its next step, when this visitor started it."""
+        visit(request)
+        return status_line(actions.cancel())
+
     for handler in (compare_with, restore_entry, row_id):
         handler.__annotations__["event"] = gr.SelectData
 
@@ -405,16 +423,22 @@ def build_app(actions: StudioActions):
                 f"loaded the settings of {found['directions'][0]} at scale {found['scale']:g}")
 
     @_shown
-    def tune(name, photos, scales, guidances, margin, caption, steps, size, progress=gr.Progress()):
+    def tune(name, photos, scales, guidances, margin, caption, steps, size, progress=gr.Progress(), request=None):
+        visit(request)
         paths = [_path_of(photo) for photo in photos or []]
         return actions.tune(name, paths, scales, guidances, margin, caption, steps, size, report=reporter(progress))
+
+    for handler in (generate, edit_api, edit_on_page, try_example, tune, cancel):
+        handler.__annotations__["request"] = gr.Request  # Gradio hands each its request
 
     # names made after the page was built (here or by another writer) are taken too: the bank checks them
     named = {"allow_custom_value": True, "value": None}
     concept_names, direction_names = actions.concept_names(), actions.direction_names()
     # Gradio's own copies of uploads and outputs: swept every 10 minutes of what is over two hours old, and at exit
     with gr.Blocks(title="dbank studio", analytics_enabled=False, delete_cache=(600, FOLDER_AGE_S)) as app:
-        gr.Markdown(f"# dbank studio\nmodel `{actions.model}` · bank `{actions.database or 'the default bank'}`")
+        model, bank = ((actions.model, actions.database or "the default bank") if loopback
+                       else (actions.model_name, actions.bank_name()))  # no server folder for other machines
+        gr.Markdown(f"# dbank studio\nmodel `{model}` · bank `{bank}`")
         with gr.Tab("Bank", id="bank") as bank_tab:
             with gr.Row():
                 concepts = gr.Dataframe(headers=["concept", "sentences", "encoders"], type="array",
@@ -627,7 +651,7 @@ def build_app(actions: StudioActions):
                                                          history_gallery, history, compared, edit_status],
             api_name=False, concurrency_id="model", concurrency_limit=1, show_progress_on=[gallery]).then(
             job_finished, None, [run_button, cancel_button], api_name=False, queue=False)
-        cancel_button.click(lambda: status_line(actions.cancel()), None, edit_status, api_name=False, queue=False)
+        cancel_button.click(cancel, None, edit_status, api_name=False, queue=False)
         gallery.select(compare_with, compared, [compare, compared], api_name=False, queue=False)
         history_gallery.select(restore_entry, history, [image, *edit_inputs[1:], gallery, archive, compare, compared,
                                                         edit_status], api_name=False, queue=False)
@@ -644,10 +668,32 @@ def build_app(actions: StudioActions):
     return app
 
 
+# the peer address of the request being served (ClientAddress sets it), for LoginLimiter
+_CLIENT = contextvars.ContextVar("dbank_studio_client", default="")
+
+
+class ClientAddress:
+    """ASGI middleware that makes each HTTP request's peer address known to the code serving it
+    (Gradio hands a login check the user name and password only)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        token = _CLIENT.set((scope.get("client") or ("",))[0])
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            _CLIENT.reset(token)
+
+
 class LoginLimiter:
     """The studio's password check: constant-time comparison, a pause after each wrong
     password, and no check at all (every login refused) for `lockout_s` once `attempts` wrong
-    passwords came within that time, so a password cannot be guessed at speed. `check` is a
+    passwords came within that time from one client address, so a password cannot be guessed at
+    speed, and strangers guessing cannot lock the owner out from another address. `check` is a
     coroutine: Gradio awaits it on its event loop, which a blocking pause would stall for all."""
 
     def __init__(self, user: str, password: str, attempts: int = 10, lockout_s: float = 60.0,
@@ -657,33 +703,37 @@ class LoginLimiter:
         self.user, self.password = user, password
         self.attempts, self.lockout_s, self.pause_s = attempts, lockout_s, pause_s
         self.clock = clock or time.monotonic
-        self.failures: list[float] = []
+        self.failures: dict[str, list[float]] = {}  # client address -> times of its wrong passwords
 
     async def check(self, user: str, password: str) -> bool:
-        """Whether this login is let in."""
+        """Whether this login (from the client address being served) is let in."""
         import asyncio
         import hmac
 
-        now = self.clock()
-        self.failures = [t for t in self.failures if now - t < self.lockout_s]
-        if len(self.failures) >= self.attempts:
+        now, client = self.clock(), _CLIENT.get()
+        self.failures = {address: recent for address, times in self.failures.items()
+                         if (recent := [t for t in times if now - t < self.lockout_s])}
+        if len(self.failures.get(client, [])) >= self.attempts:
             return False
         good = hmac.compare_digest(f"{user}\0{password}".encode(), f"{self.user}\0{self.password}".encode())
         if not good:
-            self.failures.append(now)
+            self.failures.setdefault(client, []).append(now)
             await asyncio.sleep(self.pause_s)
         return good
 
 
 def serve(actions: StudioActions, host: str, port: int, auth: tuple[str, str] | None = None,
-          block: bool = True):
+          block: bool = True, loopback: bool = True):
     """Build the page and serve it on host:port (an IPv6 address in brackets; no share links,
-    no server-side rendering); a login, when asked for, is rate-limited (LoginLimiter)."""
-    app = build_app(actions)
+    no server-side rendering); a login, when asked for, is rate-limited (LoginLimiter). Off
+    `loopback`, the page names the model and the bank without server folders."""
+    from starlette.middleware import Middleware
+
+    app = build_app(actions, loopback)
     print(f"dbank studio: http://{host}:{port}", file=sys.stderr, flush=True)
     app.launch(server_name=host, server_port=port, auth=LoginLimiter(*auth).check if auth else None, share=False,
                inbrowser=False, quiet=True,
                ssr_mode=False, mcp_server=False, pwa=False, show_error=True, theme=theme(),
                js=PAGE_JS, allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block, max_file_size=MAX_UPLOAD,
-               footer_links=["api", "settings"])
+               footer_links=["api", "settings"], app_kwargs={"middleware": [Middleware(ClientAddress)]})
     return app
