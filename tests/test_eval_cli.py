@@ -159,6 +159,15 @@ def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tm
     assert redone.exit_code == 0, redone.stderr
     assert "1 image edits were done by an earlier run" in redone.stderr
     assert json.loads(redone.stdout)["summary"] == summary and records[0].is_file()
+    # killed while writing the report (a half-written temporary, the plot not yet there); the
+    # rerun finishes it, byte-identical, exits 0 and leaves nothing hidden
+    plot = out / "eval-tradeoff.png"
+    before = plot.read_bytes()
+    plot.unlink()
+    (out / ".eval-summary.csv.k1ll3d.tmp").write_text("half a summ")
+    finished = eval_cli(*args)
+    assert finished.exit_code == 0, finished.stderr
+    assert plot.read_bytes() == before and not list(out.glob(".*"))
 
 
 @pytest.mark.bank_agnostic

@@ -246,10 +246,11 @@ def write_report(folder: Path, scored: list[ScoredEdit], summary: list[dict], ov
     any is written. Returns the paths, by kind."""
     import io
 
-    from direction_bank.output_files import check_output, write_output
+    from direction_bank.output_files import check_output, remove_stale_temporaries, write_output
     from editor.pictures import save_png, tradeoff_plot
 
     paths = report_paths(folder)
+    remove_stale_temporaries(paths.values())  # what a killed eval left half written
     plot = io.BytesIO()
     save_png(tradeoff_plot(summary), plot)
     contents = {"scores": csv_text([edit.row() for edit in scored]).encode(),
