@@ -6,7 +6,7 @@ imported inside the functions that need them."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_DINO = "facebook/dino-vitb8"
@@ -37,6 +37,8 @@ class ClipScorer:
     model: object
     processor: object
     device: str = "cpu"
+    # the texts longer than CLIP's context, scored on their first tokens (see texts)
+    truncated: set = field(default_factory=set)
 
     @classmethod
     def load(cls, model: str = DEFAULT_CLIP, device: str = "cpu") -> ClipScorer:
@@ -56,14 +58,25 @@ class ClipScorer:
         return embeds / embeds.norm(dim=-1, keepdim=True)
 
     def texts(self, prompts: list[str]):
-        """[n, P] unit text embeddings."""
+        """[n, P] unit text embeddings. A text longer than CLIP's context (77 tokens) is cut to
+        it exactly as the editor's text encoder cuts a caption (start token, the first 75, end
+        token), and kept in `truncated`."""
         import torch
 
-        ids = self.processor(text=prompts, return_tensors="pt", padding=True).to(self.device)
+        limit = self.context_length
+        lengths = [len(ids) for ids in self.processor.tokenizer(list(prompts))["input_ids"]]
+        self.truncated.update(prompt for prompt, length in zip(prompts, lengths) if length > limit)
+        ids = self.processor(text=prompts, return_tensors="pt", padding=True, truncation=True,
+                             max_length=limit).to(self.device)
         with torch.inference_mode():
             embeds = _features(self.model.get_text_features(input_ids=ids["input_ids"],
                                                             attention_mask=ids["attention_mask"])).float()
         return embeds / embeds.norm(dim=-1, keepdim=True)
+
+    @property
+    def context_length(self) -> int:
+        """The most tokens CLIP's text tower reads (77), start and end tokens included."""
+        return int(self.model.config.text_config.max_position_embeddings)
 
     def directional_similarity(self, inputs: list, edits: list, sources: list[str], targets: list[str]) -> list[float]:
         """Per edit, the cosine between the image change (edit - input) and the text change
@@ -207,6 +220,15 @@ class EditScorer:
         """Both models by id or folder (one line naming the one that cannot be loaded)."""
         return cls(ClipScorer.load(clip_model, device), DinoStructure.load(dino_model, device), clip_model, dino_model)
 
+    def truncation_note(self) -> str | None:
+        """One line when texts longer than CLIP's context were scored on their first tokens."""
+        count = len(self.clip.truncated)
+        if not count:
+            return None
+        return (f"{count} text{'s' * (count != 1)} longer than CLIP's {self.clip.context_length} tokens "
+                f"{'were' if count != 1 else 'was'} scored on the first {self.clip.context_length}, as the "
+                "editor's text encoder reads a caption")
+
     @property
     def models(self) -> dict[str, str]:
         """Metric name -> the model that computes it ('' for pixel metrics)."""
@@ -260,18 +282,37 @@ class EditScorer:
                 for i, pair in enumerate(pairs)]
 
 
+FEW_IMAGES = 10  # an interval over fewer images than this is said to be wide for that reason
+
+
 def bootstrap_interval(values, seed: int = 0, resamples: int = 2000, level: float = 0.95) -> tuple:
-    """(mean, low, high): the mean of `values` (None and NaN left out; booleans count as 0/1)
-    and its `level` percentile bootstrap interval over `resamples` resamples, the same for the
-    same seed. (None, None, None) without values."""
+    """(mean, low, high, n): the mean of the n usable `values` (None and NaN left out; booleans
+    count as 0/1) and its `level` bias-corrected and accelerated (BCa) bootstrap interval over
+    `resamples` resamples (scipy.stats.bootstrap), the same for the same seed. Values that are
+    all equal give that value as both ends; a single value has no interval (None, None);
+    no values, (None, None, None, 0). Where BCa cannot be computed (its acceleration undefined)
+    the percentile interval is given."""
+    import warnings
+
     import numpy as np
+    from scipy.stats import bootstrap
 
     data = np.array([float(v) for v in values if v is not None], np.float64)
     data = data[np.isfinite(data)]
-    if not len(data):
-        return None, None, None
-    generator = np.random.default_rng(seed)
-    means = data[generator.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(data.mean()), float(low), float(high)
+    n = len(data)
+    if not n:
+        return None, None, None, 0
+    mean = float(data.mean())
+    if n == 1:
+        return mean, None, None, 1
+    if np.ptp(data) == 0:
+        return mean, mean, mean, n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate BCa warns, then gives NaN: handled below
+        low, high = bootstrap((data,), np.mean, n_resamples=resamples, confidence_level=level, method="BCa",
+                              rng=np.random.default_rng(seed), vectorized=True).confidence_interval
+        if not (np.isfinite(low) and np.isfinite(high)):
+            low, high = bootstrap((data,), np.mean, n_resamples=resamples, confidence_level=level,
+                                  method="percentile", rng=np.random.default_rng(seed),
+                                  vectorized=True).confidence_interval
+    return mean, float(low), float(high), n

@@ -183,7 +183,9 @@ def tradeoff_plot(summary: list[dict], title: str = "Edit strength against struc
     """The paper's trade-off picture (PIL image): per direction and setting, CLIP directional
     similarity (up: the edit goes where the text says) against DINO structure distance (right:
     the layout changes), with 95% intervals; a colour per direction, word-swap baselines as open
-    squares, reconstructions as black stars. `summary` rows as jobs.evaluate.summarise makes them."""
+    squares, and each direction's reconstruction in its colour and a shape of its own (a star,
+    then smaller plus, cross, diamond...), labelled in the legend (two reconstructions once looked the same, their labels on top of
+    each other). `summary` rows as jobs.evaluate.summarise makes them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,28 +194,40 @@ def tradeoff_plot(summary: list[dict], title: str = "Edit strength against struc
     markers = {"direction": "o", "word-swap": "s", "reconstruction": "*"}
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=100)
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    names = list(dict.fromkeys(row["direction"] for row in summary if row["kind"] != "reconstruction"))
+    names = list(dict.fromkeys(row["direction"] for row in summary))
 
     def colour(row):
-        return "#222222" if row["kind"] == "reconstruction" else cycle[names.index(row["direction"]) % len(cycle)]
+        return cycle[names.index(row["direction"]) % len(cycle)]
 
+    def error(stat):
+        if stat["low"] is None:  # one image: no interval
+            return [[0.0], [0.0]]
+        return [[stat["mean"] - stat["low"]], [stat["high"] - stat["mean"]]]
+
+    # each direction's reconstruction a shape of its own, smaller in turn, so two at one point both show
+    rebuilt = [row["direction"] for row in summary if row["kind"] == "reconstruction"]
+    shapes = ["*", "P", "X", "D", "h", "p"]
     plotted = 0
     for row in summary:
         x, y = row["structure_distance"], row["clip_directional_similarity"]
         if x["mean"] is None or y["mean"] is None:
             continue
-        name = f"{row['direction']} reconstruction" if row["kind"] == "reconstruction" else row["direction"]
-        axes.errorbar(x["mean"], y["mean"], xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
-                      yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]], fmt=markers[row["kind"]],
+        kind = row["kind"]
+        order = rebuilt.index(row["direction"]) if kind == "reconstruction" else 0
+        name = {"reconstruction": f"reconstruction ({row['direction']})",
+                "word-swap": f"word-swap ({row['source']} -> {row['target']})"}.get(kind, row["direction"])
+        axes.errorbar(x["mean"], y["mean"], xerr=error(x), yerr=error(y),
+                      fmt=shapes[order % len(shapes)] if kind == "reconstruction" else markers[kind],
                       color=colour(row), ecolor=colour(row), elinewidth=0.8, capsize=2, alpha=0.9,
-                      markersize=13 if row["kind"] == "reconstruction" else 7, label=name,
-                      markerfacecolor="none" if row["kind"] == "word-swap" else colour(row), zorder=3)
-        if row["kind"] != "reconstruction":
+                      markersize=max(16 - 6 * order, 5) if kind == "reconstruction" else 7, label=name,
+                      markeredgecolor="#111111" if kind == "reconstruction" else colour(row),
+                      markerfacecolor="none" if kind == "word-swap" else colour(row), zorder=3)
+        if kind == "direction":
             axes.annotate(row["setting"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(5, 4),
                           fontsize=7, color=colour(row))
         plotted += 1
     for direction in names:  # one direction's settings in scale order: its trade-off curve
-        rows = [row for row in summary if row["direction"] == direction and row["kind"] != "reconstruction"
+        rows = [row for row in summary if row["direction"] == direction and row["kind"] == "direction"
                 and row["structure_distance"]["mean"] is not None]
         if len(rows) > 1:
             axes.plot([r["structure_distance"]["mean"] for r in rows],
@@ -223,11 +237,11 @@ def tradeoff_plot(summary: list[dict], title: str = "Edit strength against struc
     unique = dict(zip(labels, handles))
     if unique:
         axes.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
-    axes.set_xlabel("structure distance to the input (DINO-ViT; lower keeps the layout)")
-    axes.set_ylabel("CLIP directional similarity (higher: the intended change)")
+    axes.set_xlabel("structure distance to the input (DINO-ViT)  ← better: keeps the layout")
+    axes.set_ylabel("CLIP directional similarity  ↑ better: the intended change")
     axes.axhline(0, color="#999999", linewidth=0.6)
     axes.set_title(title)
     axes.grid(alpha=0.3)
     picture = _figure_picture(figure)
-    picture.info["labels"] = json.dumps({"title": title, "points": plotted})
+    picture.info["labels"] = json.dumps({"title": title, "points": plotted, "legend": list(unique)})
     return picture

@@ -522,7 +522,10 @@ def test_a_kept_reference_gives_the_same_latents_under_strong_guidance(editor, i
     assert float((fresh - weak).abs().max()) > 0.05  # the guidance matters at this strength
     for part in (directions, directions[1:]):  # the kept trace, alone and as a later chunk reuses it
         reused, reconstruction = edit(editor.components, inversion.latents, caption, part, settings, trace=trace)
-        torch.testing.assert_close(reused, fresh[-len(part):], rtol=0, atol=2e-4)  # batch-size rounding: 4e-5
+        # the same batch: exactly equal (a trace read one step early moved them by 1.6e-5); a
+        # smaller chunk rounds differently in its batch (4e-5)
+        atol = 0 if len(part) == len(directions) else 2e-4
+        torch.testing.assert_close(reused, fresh[-len(part):], rtol=0, atol=atol)
         torch.testing.assert_close(reconstruction, fresh_reconstruction, rtol=0, atol=0)
 
 

@@ -70,16 +70,18 @@ def test_eval_scores_an_edit_folder_from_its_records(eval_cli, run_cli, image, t
     assert report["models"]["clip_directional_similarity"] == str(tiny_clip)
     paths = report["report"]
     with open(paths["summary"], newline="") as handle:
+        assert handle.readline().startswith("# better: higher clip_directional_similarity")
         rows = list(csv.DictReader(handle))
     assert [row["kind"] for row in rows] == ["direction", "reconstruction"]
     assert float(rows[0]["clip_directional_similarity"]) == pytest.approx(expected, abs=1e-5)
     with open(paths["scores"], newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == 2
+        assert len(list(csv.DictReader(line for line in handle if not line.startswith("#")))) == 2
     assert Image.open(paths["plot"]).size[0] >= 600
     text = run_cli("eval", str(out), "--overwrite", env={"DBANK_CLIP_MODEL": str(tiny_clip),
                                                          "DBANK_DINO_MODEL": str(tiny_dino)})
     assert text.exit_code == 0, text.stderr
-    assert "horse2zebra" in text.stdout and "95% bootstrap interval" in text.stdout
+    assert "horse2zebra" in text.stdout and "95% BCa bootstrap interval] over the n images" in text.stdout
+    assert "(1 image: no interval)" in text.stdout  # one photo: no bare "95%"
     models = {"DBANK_CLIP_MODEL": str(tiny_clip), "DBANK_DINO_MODEL": str(tiny_dino)}
     assert run_cli("eval", str(out), env=models).exit_code == 0  # the same report again: nothing to replace
     before = Path(paths["summary"]).read_bytes()
@@ -120,7 +122,7 @@ def test_bad_records_in_a_folder_are_skipped_with_their_reasons(eval_cli, run_cl
 
 
 @pytest.mark.bank_agnostic
-def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tmp_path):
+def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tmp_path, tiny_sd):
     out = tmp_path / "eval"
     args = ("eval", str(image.parent), "--direction", "horse2zebra", "--scale", "0.5,1", "--xa-guidance", "0.1,0.2",
             "--caption", "a horse in a field", "-o", str(out), "--json")
@@ -144,6 +146,13 @@ def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tm
         ("horse2zebra", 0.5, None), ("horse2zebra", 1.0, None),
         ("word-swap horse->zebra", 0.5, "word-swap"), ("word-swap horse->zebra", 1.0, "word-swap")]
     assert list(record.masks) == ["horse"] and all(row["background_change"] is not None for row in report["edits"])
+    # the word-swap edits went from horse to zebra: 'a photo of a zebra' minus 'a photo of a horse'
+    from direction_bank.encoder import TextEncoder
+    from direction_bank.jobs.edit import parts_fingerprint
+    from direction_bank.jobs.evaluate import word_swap_direction
+
+    forward = parts_fingerprint(word_swap_direction(TextEncoder.load(str(tiny_sd), device="cpu"), "horse", "zebra"))
+    assert {e.fingerprint for e in record.edits if e.baseline == "word-swap"} == {forward}
     # the two scales are different edits: a direction scaled by 0.5 moves the picture less
     half, whole = (Image.open(out / e.file) for e in record.edits[:2])
     assert half.tobytes() != whole.tobytes()
@@ -196,8 +205,8 @@ def test_eval_bad_inputs_are_one_line_each(eval_cli, run_cli, image, tmp_path, t
     assert "bad.record-0.json: not JSON" in eval_cli("eval", str(edits)).stderr
 
 
-def _row(kind, scale, xa, similarity, structure):
-    stat = lambda value: {"mean": value, "low": value, "high": value}  # noqa: E731
+def _row(kind, scale, xa, similarity, structure, width=0.0):
+    stat = lambda value: {"mean": value, "low": value - width, "high": value + width, "n": 5}  # noqa: E731
     return {"kind": kind, "scale": scale, "xa_guidance": xa, "clip_directional_similarity": stat(similarity),
             "structure_distance": stat(structure)}
 
@@ -214,6 +223,41 @@ def test_the_tuning_rule_takes_the_strongest_edit_that_keeps_the_structure():
     assert choose_setting(summary, margin=0.0)[0] is None  # nothing keeps it: nothing is chosen
 
 
+def test_a_setting_wins_only_when_its_interval_clears_the_runner_ups():
+    from direction_bank.jobs.tune import choose_setting
+
+    reconstruction = _row("reconstruction", None, None, 0.0, 0.10)
+    overlapping = [_row("direction", 2.0, 0.1, 0.30, 0.11, width=0.05), _row("direction", 1.0, 0.2, 0.28, 0.11, 0.05),
+                   _row("direction", 0.5, 0.1, 0.10, 0.11, 0.01)]
+    chosen, _ = choose_setting([*overlapping, reconstruction], margin=0.02)
+    assert (chosen["scale"], chosen["xa_guidance"]) == (1.0, 0.2)  # 0.30 does not clear 0.28: the smaller scale
+    clear = [_row("direction", 2.0, 0.1, 0.30, 0.11, width=0.005), _row("direction", 1.0, 0.2, 0.28, 0.11, 0.005)]
+    assert choose_setting([*clear, reconstruction], margin=0.02)[0]["scale"] == 2.0
+    tie = [_row("direction", 1.0, 0.2, 0.30, 0.11), _row("direction", -0.5, 0.1, 0.30, 0.11),
+           _row("direction", 1.0, 0.1, 0.30, 0.11)]  # equal: the smaller |scale|, then the smaller guidance
+    assert choose_setting([*tie, reconstruction], margin=0.02)[0]["scale"] == -0.5
+    assert choose_setting([tie[0], tie[2], reconstruction], margin=0.02)[0]["xa_guidance"] == 0.1
+
+
+def test_photos_held_out_of_the_choice():
+    from direction_bank.jobs.tune import held_out_photos
+
+    assert held_out_photos(3, None) == [] and held_out_photos(1, 0.5) == []  # too few: in-sample
+    held = held_out_photos(6, None, seed=2)
+    assert len(held) == 3 and held == held_out_photos(6, None, seed=2) and set(held) <= set(range(6))
+    assert len(held_out_photos(4, 0.9)) == 3 and len(held_out_photos(10, 0.05)) == 1  # never all, never none
+
+
+def test_a_note_names_the_guidance_used_when_tunings_differ():
+    from direction_bank.jobs.tune import tuned_settings
+
+    own, scale, xa, notes = tuned_settings([("a", {"scale": 2.0, "xa_guidance": 0.2}),
+                                            ("b", {"scale": 0.5, "xa_guidance": 0.05}), ("c", None)], None, None)
+    assert (own, scale, xa) == ([2.0, 0.5, 1.0], 1.0, 0.1)
+    assert notes[-1] == "the directions were tuned to different xa-guidance (0.05, 0.2); using 0.1"
+    assert tuned_settings([("a", {"scale": 2.0, "xa_guidance": 0.2})], None, None)[2] == 0.2
+
+
 def test_tune_stores_a_setting_that_show_edit_and_shared_files_use(eval_cli, run_cli, image, tmp_path):
     tuned = eval_cli("tune", "horse2zebra", str(image), "--scale", "0.5,1.5", "--xa-guidance", "0.2",
                      "--caption", "a horse", "--margin", "100", "--report", str(tmp_path / "report"), "--json")
@@ -224,6 +268,9 @@ def test_tune_stores_a_setting_that_show_edit_and_shared_files_use(eval_cli, run
     tuning = report["tuning"]
     assert report["stored"] and (tuning["scale"], tuning["xa_guidance"]) == (best["scale"], 0.2)
     assert tuning["scores"]["clip_directional_similarity"] == best["clip_directional_similarity"]["mean"]
+    # the source word's attention region ('horse', which the caption names) masks the background change
+    assert tuning["scores"]["background_change"] is not None
+    assert tuning["scores_on"].startswith("in-sample: the 1 photo ")
     assert (tmp_path / "report" / "eval-tradeoff.png").is_file()
     shown = json.loads(run_cli("show", "horse2zebra", "--json").stdout)
     assert shown["tuning"] == tuning
@@ -252,6 +299,54 @@ def test_tune_stores_a_setting_that_show_edit_and_shared_files_use(eval_cli, run
     assert json.loads(run_cli("show", "horse2zebra", "--json").stdout)["tuning"] == tuning
 
 
+@pytest.mark.bank_agnostic
+def test_tune_chooses_on_some_photos_and_reports_the_others(eval_cli, run_cli, tmp_path):
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for index in range(4):
+        pixels = np.random.default_rng(10 + index).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"horse{index}.png")
+    tuned = eval_cli("tune", "horse2zebra", str(folder), "--scale", "0.5,1.5", "--xa-guidance", "0.1",
+                     "--caption", "a horse", "--margin", "100", "--json")
+    assert tuned.exit_code == 0, tuned.stderr
+    report = json.loads(tuned.stdout)
+    assert report["scores_on"] == "held-out: 2 of 4 photos, not used to choose"
+    chose_on = {row["images"] for row in report["summary"]} | {row["images"] for row in report["held_out"]}
+    assert chose_on == {2}
+    tuning = report["tuning"]
+    [graded] = [row for row in report["held_out"] if row["kind"] == "direction" and row["scale"] == tuning["scale"]]
+    assert tuning["scores"]["clip_directional_similarity"] == graded["clip_directional_similarity"]["mean"]
+    assert tuning["scores_on"] == report["scores_on"] and tuning["held_out_photos"] == 2
+    text = eval_cli("tune", "horse2zebra", str(folder / "horse0.png"), "--scale", "0.5", "--xa-guidance", "0.1",
+                    "--caption", "a horse", "--margin", "100", "--dry-run")
+    assert "the stored scores are in-sample: the 1 photo the setting was chosen on (hold some out with 4" in text.stdout
+
+
+def test_the_text_change_of_a_caption_that_does_not_name_the_source():
+    """'a brown animal' (as BLIP may say it) names no horse: the text change is then the class
+    prompts, from the source's to the target's."""
+    from direction_bank.jobs.evaluate import score_pair
+
+    pair = score_pair(None, None, "a brown animal in a field", "horse", "zebra")
+    assert (pair.source_text, pair.target_text) == ("a photo of a horse", "a photo of a zebra")
+    assert (pair.source_prompt, pair.target_prompt) == ("a photo of a horse", "a photo of a zebra")
+    named = score_pair(None, None, "a Horse in a field", "horse", "zebra")
+    assert (named.source_text, named.target_text) == ("a Horse in a field", "a zebra in a field")
+
+
+def test_an_sdxl_fingerprint_covers_the_pooled_part():
+    """An edit record names its direction by the SHA-256 of the bytes the bank stores: the
+    tokens, then the pooled part (SDXL), as little-endian float32."""
+    import hashlib
+
+    from direction_bank.jobs.edit import parts_fingerprint
+
+    rng = np.random.default_rng(0)
+    tokens, pooled = rng.normal(size=(1, 77, 32)).astype(np.float32), rng.normal(size=(1, 16)).astype(np.float32)
+    by_hand = hashlib.sha256(tokens.astype("<f4").tobytes() + pooled.astype("<f4").tobytes()).hexdigest()
+    assert parts_fingerprint((tokens, pooled)) == by_hand != parts_fingerprint((tokens, None))
+
+
 def test_the_word_swap_direction_is_the_change_between_the_two_prompts(sd_model):
     from direction_bank.encoder import TextEncoder
     from direction_bank.jobs.evaluate import word_swap_direction
@@ -261,3 +356,48 @@ def test_the_word_swap_direction_is_the_change_between_the_two_prompts(sd_model)
     embedded = encoder.embed(["a photo of a horse", "a photo of a zebra"])  # as the bank embeds sentences
     assert tokens.shape == (1, 77, 32) and pooled is None
     np.testing.assert_allclose(tokens[0], embedded[1] - embedded[0], atol=1e-6)
+
+
+LONG_CAPTION = " ".join(["a", "photo", "of", "a", "horse", "standing"]
+                        + ["in", "a", "field", "with", "tall", "grass", "and", "flowers"] * 10)  # 86 words
+
+
+@pytest.mark.bank_agnostic
+def test_a_caption_past_clips_context_goes_through_edit_eval_tune_and_the_studio(
+        eval_cli, run_cli, image, tmp_path, tiny_sd, tiny_clip, tiny_dino, database):
+    """An ordinary 86-word caption (more than CLIP's 77 tokens) once failed eval, tune and the
+    studio's scores after the edit had run. Scoring cuts it as the editor's text encoder does,
+    and says so once."""
+    import torch
+
+    from direction_bank.studio.actions import StudioActions
+
+    clip = ClipScorer.load(str(tiny_clip))
+    ids = clip.processor.tokenizer(LONG_CAPTION)["input_ids"]
+    assert len(LONG_CAPTION.split()) == 86 and len(ids) > 77
+    # the rule by hand: the start token, the first 75 of the caption, the end token
+    with torch.inference_mode():
+        by_hand = clip.model.get_text_features(input_ids=torch.tensor([ids[:76] + [ids[-1]]]))
+    by_hand = getattr(by_hand, "pooler_output", by_hand)
+    torch.testing.assert_close(clip.texts([LONG_CAPTION])[0], (by_hand / by_hand.norm(dim=-1, keepdim=True))[0])
+    assert clip.truncated == {LONG_CAPTION}
+
+    out = tmp_path / "edits"
+    edited = eval_cli("edit", str(image), "--direction", "horse2zebra", "--caption", LONG_CAPTION, "-o", str(out))
+    assert edited.exit_code == 0, edited.stderr
+    scored = run_cli("eval", str(out), "--json", env={"DBANK_CLIP_MODEL": str(tiny_clip),
+                                                      "DBANK_DINO_MODEL": str(tiny_dino)})
+    assert scored.exit_code == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    note = "texts longer than CLIP's 77 tokens were scored on the first 77, as the editor's text encoder reads a caption"
+    assert report["errors"] == [] and any(note in warning for warning in report["warnings"])
+    assert all(row["clip_directional_similarity"] is not None for row in report["edits"])
+    tuned = eval_cli("tune", "horse2zebra", str(image), "--caption", LONG_CAPTION, "--scale", "0.5,1",
+                     "--xa-guidance", "0.1", "--margin", "10")
+    assert tuned.exit_code == 0, tuned.stderr
+    assert note in tuned.stderr and "stored on horse2zebra version 1" in tuned.stdout
+    actions = StudioActions(database, str(tiny_sd), device="cpu", work_dir=tmp_path / "work",
+                            clip_model=str(tiny_clip), dino_model=str(tiny_dino))
+    outcome = actions.edit(str(image), LONG_CAPTION, ["horse2zebra"], steps=STEPS, size=32)
+    assert any(note in line for line in outcome.notes)
+    assert set(outcome.scores) == {"horse2zebra", "reconstruction"}

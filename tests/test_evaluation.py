@@ -1,5 +1,7 @@
 """Scores of edits (editor/evaluation.py) on tiny random CLIP and DINO checkpoints written to disk
 in the real layout: each metric equals an independent computation on the same tensors."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -132,18 +134,71 @@ def test_the_scorer_batches_and_equals_each_metric_alone(clip, dino):
         scorer.score([ScorePair(photos[0], edits[0].resize((24, 20)), *SOURCES, *TARGETS)])
 
 
-def test_the_bootstrap_interval_is_seeded_and_holds_the_mean():
+def _bca_by_hand(values, resamples=400_000, level=0.95, seed=0):
+    """Efron's BCa interval of a mean, written out: bias correction z0 from the bootstrap means,
+    acceleration from the jackknife, the percentiles they shift to."""
+    from scipy.stats import norm
+
+    x = np.asarray(values, np.float64)
+    means = x[np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))].mean(1)
+    z0 = norm.ppf((means < x.mean()).mean())
+    jack = np.array([np.delete(x, i).mean() for i in range(len(x))])
+    d = jack.mean() - jack
+    a = (d**3).sum() / (6 * ((d**2).sum()) ** 1.5)
+    ends = [norm.ppf((1 - level) / 2), norm.ppf(1 - (1 - level) / 2)]
+    return [float(np.percentile(means, 100 * norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))))) for z in ends]
+
+
+def test_the_bootstrap_interval_is_bca_seeded_and_counts_its_images():
     from editor.evaluation import bootstrap_interval
 
     values = list(np.random.default_rng(0).normal(0.2, 0.1, 30)) + [None, float("nan")]
-    mean, low, high = bootstrap_interval(values, seed=3)
-    assert mean == pytest.approx(np.mean(values[:30])) and low < mean < high
-    assert bootstrap_interval(values, seed=3) == (mean, low, high)
-    assert bootstrap_interval(values, seed=4) != (mean, low, high)
-    # the interval of a mean of 30 values with sd 0.1: about +-1.96 * 0.1 / sqrt(30)
-    assert high - low == pytest.approx(2 * 1.96 * np.std(values[:30]) / np.sqrt(30), rel=0.15)
-    assert bootstrap_interval([True, False, True, True]) [0] == 0.75
-    assert bootstrap_interval([None]) == (None, None, None)
+    mean, low, high, n = bootstrap_interval(values, seed=3)
+    assert n == 30 and mean == pytest.approx(np.mean(values[:30])) and low < mean < high
+    assert bootstrap_interval(values, seed=3) == (mean, low, high, n)
+    assert bootstrap_interval(values, seed=4) != (mean, low, high, n)
+    # skewed scores: BCa's ends (hand-written, 400,000 resamples) and not the percentile ones,
+    # which sit 0.08 and 0.25 lower here
+    skewed = np.random.default_rng(1).exponential(1.0, 20)
+    _, low, high, _ = bootstrap_interval(skewed, seed=0, resamples=20_000)
+    by_hand = _bca_by_hand(skewed)
+    assert low == pytest.approx(by_hand[0], abs=0.02) and high == pytest.approx(by_hand[1], abs=0.03)
+    assert bootstrap_interval([True, False, True, True])[0] == 0.75
+    assert bootstrap_interval([0.3]) == (0.3, None, None, 1)  # one image: no interval
+    assert bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5, 3)
+    assert bootstrap_interval([None]) == (None, None, None, 0)
+
+
+def test_the_summary_csv_takes_each_bound_from_its_own_end():
+    from direction_bank.jobs.evaluate import csv_text, summary_csv_rows
+
+    stat = {"mean": 0.5, "low": 0.1, "high": 0.9, "n": 7}
+    row = {"direction": "h2z", "kind": "direction", "images": 7,
+           **{metric: dict(stat) for metric in ("clip_directional_similarity", "clip_accuracy", "structure_distance",
+                                                 "background_change", "whole_image_change")}}
+    [flat] = summary_csv_rows([row])
+    assert (flat["structure_distance_low"], flat["structure_distance"], flat["structure_distance_high"],
+            flat["structure_distance_n"]) == (0.1, 0.5, 0.9, 7)
+    first = csv_text([flat]).splitlines()[0]
+    assert first == ("# better: higher clip_directional_similarity, clip_accuracy; lower structure_distance, "
+                     "background_change, whole_image_change")
+
+
+def test_the_tradeoff_plot_tells_its_baselines_apart():
+    from editor.pictures import tradeoff_plot
+
+    def row(direction, kind, x, y, source="horse", target="zebra"):
+        stat = lambda v: {"mean": v, "low": v - 0.01, "high": v + 0.01, "n": 3}  # noqa: E731
+        return {"direction": direction, "kind": kind, "source": source, "target": target, "setting": "scale 1, xa 0.1",
+                "structure_distance": stat(x), "clip_directional_similarity": stat(y)}
+
+    summary = [row("h2z", "direction", 0.2, 0.3), row("d2n", "direction", 0.25, 0.2, "day", "night"),
+               row("word-swap horse->zebra", "word-swap", 0.3, 0.1),
+               row("h2z", "reconstruction", 0.05, 0.0), row("d2n", "reconstruction", 0.05, 0.0, "day", "night")]
+    labels = json.loads(tradeoff_plot(summary).info["labels"])
+    assert labels["points"] == 5
+    assert labels["legend"] == ["h2z", "d2n", "word-swap (horse -> zebra)", "reconstruction (h2z)",
+                                "reconstruction (d2n)"]
 
 
 def test_attention_mask_is_the_word_region():

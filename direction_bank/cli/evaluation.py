@@ -16,7 +16,7 @@ from direction_bank.cli.editing import (
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError, DirectionChanged
-from direction_bank.jobs.edit import Resolved, check_shapes, resolve_directions
+from direction_bank.jobs.edit import Resolved, check_shapes, parts_fingerprint, resolve_directions
 from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
 from direction_bank.jobs.outputs import make_output_folder
 from editor.edit import SETTING_BOUNDS
@@ -87,7 +87,7 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
     output FOLDER (dbank edit wrote a record beside each image's edits), or IMAGES / a folder of
     images / --manifest with --direction (eval runs the edits itself, every --scale and
     --xa-guidance; a rerun skips the edits done). Prints per direction and setting the mean and a
-    95% bootstrap interval over the images, beside the word-swap and reconstruction baselines,
+    95% BCa bootstrap interval over the images (with n; fewer than 10 is said), beside the word-swap and reconstruction baselines,
     and writes eval-scores.csv, eval-summary.csv and eval-tradeoff.png (--overwrite replaces a
     report that differs)."""
     from direction_bank.edit_records import read_record, records_in
@@ -136,6 +136,7 @@ def _score_and_report(records, problems, warnings, baselines, clip_model, dino_m
     scored, skipped = score_records(records, scorer, baselines, batch_size, progress=bar)
     bar.close()
     problems = [*problems, *skipped]
+    warnings = [*warnings, *filter(None, [scorer.truncation_note()])]
     if not scored:
         raise BankError("; ".join(problems[:3]) if problems else "nothing to score: no edit names its concepts")
     summary = summarise(scored, seed)
@@ -181,8 +182,9 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     if WORD_SWAP in baselines:
         encoder = load_encoder(model, device, dtype)
         pairs = list(dict.fromkeys((entry.source, entry.target) for entry in resolved))
-        resolved += [Resolved(f"{WORD_SWAP} {s}->{t}", file_label(f"{WORD_SWAP}-{s}-{t}", part=True),
-                              word_swap_direction(encoder, s, t), s, t) for s, t in pairs]
+        swaps = [(s, t, word_swap_direction(encoder, s, t)) for s, t in pairs]
+        resolved += [Resolved(f"{WORD_SWAP} {s}->{t}", file_label(f"{WORD_SWAP}-{s}-{t}", part=True), parts, s, t,
+                              fingerprint=parts_fingerprint(parts)) for s, t, parts in swaps]
         del encoder
     if engine == "ray":  # the workers load the model; here its configs will do
         from editor.pipeline import DirectionShape
@@ -218,6 +220,9 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
 @guidance_scale_option
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the inversions' shifts.")
 @bootstrap_seed_option
+@click.option("--holdout", type=FiniteFloat(0.0, 0.9), default=None, metavar="FRACTION",
+              help="Share of the photos kept out of the choice and used to score it [default: 0.5 with 4 photos "
+              "or more, else 0: the scores are then in-sample, and said so].")
 @click.option("--dry-run", is_flag=True, help="Report the choice without storing it on the direction.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
               help="Also write eval-scores.csv, eval-summary.csv and eval-tradeoff.png here.")
@@ -231,7 +236,8 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
 @with_device
 @json_option
 @click.pass_context
-def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_scale, seed, bootstrap_seed, dry_run,
+def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_scale, seed, bootstrap_seed, holdout,
+         dry_run,
          report_dir, overwrite, size, dino_model, clip_model, caption_model, no_cache, model, vae, device, dtype,
          as_json):
     """Find the settings a saved direction edits best with: edit PHOTOS (files or folders) at
@@ -264,8 +270,10 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     bar = progress_counter(len(listed), desc="tuning", unit="photo")
     result = tune_direction(editor, scorer, direction, [(path, caption) for path in listed], scales, guidances,
                             steps=steps, guidance_scale=guidance_scale, seed=seed, size=size, margin=margin,
-                            bootstrap_seed=bootstrap_seed, progress=bar)
+                            bootstrap_seed=bootstrap_seed, holdout=holdout, progress=bar)
     bar.close()
+    if scorer.truncation_note():
+        click.echo(f"note: {scorer.truncation_note()}", err=True)
     written = {}
     if report_folder is not None:
         make_output_folder(report_folder)
@@ -280,6 +288,10 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     def lines():
         yield from summary_lines(result["summary"], scorer.models)
         yield f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})"
+        if result["held_out"] is not None:
+            yield "the held-out photos, which the choice never saw:"
+            yield from summary_lines(result["held_out"], scorer.models)[:-2]
+        yield f"the stored scores are {result['scores_on']}"
         if tuning is None:
             yield "no setting kept the structure within the margin; nothing stored (try smaller scales or a wider --margin)"
         else:
@@ -289,7 +301,8 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
             yield changed
         yield from (f"{kind}: {path}" for kind, path in written.items())
 
-    emit(as_json, lambda: {"direction": name, "summary": result["summary"], "rule": RULE, "margin": margin,
+    emit(as_json, lambda: {"direction": name, "summary": result["summary"], "held_out": result["held_out"],
+                           "scores_on": result["scores_on"], "rule": RULE, "margin": margin,
                            "allowed_structure_distance": result["allowed_structure_distance"], "tuning": tuning,
                            "stored": stored, "not_stored_because": changed, "report": written}, lines)
     if tuning is None or changed:

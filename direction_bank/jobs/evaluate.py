@@ -9,11 +9,18 @@ from pathlib import Path
 
 from direction_bank.edit_records import EditRecord
 from direction_bank.errors import BankError
+from editor.evaluation import FEW_IMAGES
 
 WORD_SWAP = "word-swap"
 RECONSTRUCTION = "reconstruction"
 SUMMARY_METRICS = ("clip_directional_similarity", "clip_accuracy", "structure_distance", "background_change",
                    "whole_image_change")
+# which way each score is better: the edit goes where the text says (higher), keeps the layout
+# and the background (lower)
+HIGHER_IS_BETTER = {"clip_directional_similarity": True, "clip_accuracy": True, "structure_distance": False,
+                    "background_change": False, "whole_image_change": False}
+BETTER_LINE = (f"higher {', '.join(m for m, up in HIGHER_IS_BETTER.items() if up)}; "
+               f"lower {', '.join(m for m, up in HIGHER_IS_BETTER.items() if not up)}")
 
 
 def unknown_concepts(label: str, job: str) -> str:
@@ -183,8 +190,8 @@ def summarise(scored: list[ScoredEdit], seed: int = 0, resamples: int = 2000) ->
         row = {"direction": direction, "kind": kind, "source": source, "target": target, "scale": scale,
                "xa_guidance": xa, "setting": edits[0].setting, "images": len(edits)}
         for metric in SUMMARY_METRICS:
-            mean, low, high = bootstrap_interval([e.scores.get(metric) for e in edits], seed, resamples)
-            row[metric] = {"mean": mean, "low": low, "high": high}
+            mean, low, high, n = bootstrap_interval([e.scores.get(metric) for e in edits], seed, resamples)
+            row[metric] = {"mean": mean, "low": low, "high": high, "n": n}
         summary.append(row)
     return summary
 
@@ -196,36 +203,45 @@ def summary_lines(summary: list[dict], models: dict) -> list[str]:
                ("whole_image_change", "whole image")]
 
     def cell(stat):
-        return "-" if stat["mean"] is None else f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+        if stat["mean"] is None:
+            return "-"
+        if stat["low"] is None:
+            return f"{stat['mean']:.3f} (1 image: no interval)"
+        few = f" (n={stat['n']}: wide)" if stat["n"] < FEW_IMAGES else ""
+        return f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]{few}"
 
     header = ["direction", "kind", "setting", "n", *[title for _, title in columns]]
     rows = [[row["direction"], row["kind"], row["setting"], str(row["images"]),
              *[cell(row[metric]) for metric, _ in columns]] for row in summary]
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in [header, *rows]]
-    lines.append("mean [95% bootstrap interval] over the images; CLIP: "
-                 f"{models['clip_directional_similarity']}, structure: DINO {models['structure_distance']}")
+    lines.append("mean [95% BCa bootstrap interval] over the n images; an interval over fewer than "
+                 f"{FEW_IMAGES} images rests on that few and is wide for that reason")
+    lines.append(f"better: {BETTER_LINE}; CLIP: {models['clip_directional_similarity']}, structure: DINO "
+                 f"{models['structure_distance']}")
     return lines
 
 
 def summary_csv_rows(summary: list[dict]) -> list[dict]:
-    """The summary flattened for a CSV: METRIC, METRIC_low, METRIC_high columns."""
+    """The summary flattened for a CSV: METRIC, METRIC_low, METRIC_high, METRIC_n columns."""
     rows = []
     for row in summary:
         flat = {key: value for key, value in row.items() if key not in SUMMARY_METRICS}
         for metric in SUMMARY_METRICS:
             flat.update({metric: row[metric]["mean"], f"{metric}_low": row[metric]["low"],
-                         f"{metric}_high": row[metric]["high"]})
+                         f"{metric}_high": row[metric]["high"], f"{metric}_n": row[metric]["n"]})
         rows.append(flat)
     return rows
 
 
 def csv_text(rows: list[dict]) -> str:
-    """Rows (dicts with the same keys) as CSV text."""
+    """Rows (dicts with the same keys) as CSV text, after a '#' line saying which way each
+    score is better (pandas: read_csv(comment='#'); csv: skip lines starting '#')."""
     import csv
     import io
 
     buffer = io.StringIO()
+    buffer.write(f"# better: {BETTER_LINE}\n")
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()

@@ -491,7 +491,12 @@ class StudioActions:
                                                                 for photo in photos], scales, guidances,
                                     steps=steps, size=size, seed=seed, margin=margin)
         lines = summary_lines(result["summary"], scorer.models)
+        lines += filter(None, [scorer.truncation_note()])
         lines.append(f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})")
+        if result["held_out"] is not None:
+            lines += ["the held-out photos, which the choice never saw:",
+                      *summary_lines(result["held_out"], scorer.models)[:-2]]
+        lines.append(f"the kept scores are {result['scores_on']}")
         if result["tuning"] is None:
             lines.append("no setting kept the structure within the margin; nothing kept (try smaller scales or a "
                          "wider margin)")
@@ -678,8 +683,10 @@ class StudioActions:
         first = known[0][0]
         pairs = [score_pair(photo, picture, caption, d.source, d.target) for d, picture in known]
         pairs.append(score_pair(photo, reconstruction, caption, first.source, first.target))
+        told = len(scorer.clip.truncated)
         scores = scorer.score(pairs)
-        return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, []
+        notes = [scorer.truncation_note()] if len(scorer.clip.truncated) > told else []
+        return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, notes
 
     def _outcome(self, image, remembered, edited, folder: Path, seconds, inverted, reused, first, notes, warnings):
         """The EditOutcome of jobs.edit.run_edit's EditedImage: the pictures the page shows (input,
