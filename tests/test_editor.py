@@ -480,7 +480,7 @@ def test_cli_generate_edit(edit_cli, tmp_path):
     assert len(stems) == 2  # one per prompt: the second did not overwrite the first
     assert all(stem.startswith("generated-0-32-a-photo-of-a-") for stem in stems)
     written = json.loads(other.stdout)["results"][0]["files"]
-    assert len(written) == 2 and all("cat" in Path(f).name for f in written)
+    assert len(written) == 3 and all("cat" in Path(f).name for f in written)  # the picture, its edit, the record
     # the edit carries its settings, as dbank edit's do; the generated picture is its input
     from direction_bank.edit_records import read_parameters
 
@@ -999,7 +999,8 @@ def test_ray_data_gives_the_same_bytes_as_one_process(edit_cli, tiny_sd, databas
 
     cut = loopback_only()
     folder = _folder_of_images(tmp_path / "photos", [(48, 40), (48, 40), (40, 40)])
-    common = [str(folder), "--direction", "horse2zebra", "--caption", "a horse", "--batch-images", "2"]
+    common = [str(folder), "--direction", "horse2zebra", "--caption", "a horse", "--batch-images", "2",
+              "--attention-map", "horse"]  # the maps come back from Ray too (eval's background change needs them)
     local = edit_cli("edit", *common, "-o", str(tmp_path / "local"))
     assert local.exit_code == 0, local.stderr
     env = {**os.environ, "DBANK_DB": str(database), "DBANK_DEBUG": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -1010,7 +1011,7 @@ def test_ray_data_gives_the_same_bytes_as_one_process(edit_cli, tiny_sd, databas
     assert len(json.loads(done.stdout)["results"]) == 3
     assert done.stderr == ""  # Ray's C++ notes (a DNS probe, token auth, log levels) go to its log file
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "ray").iterdir()) and len(names) == 9
+    assert names == sorted(p.name for p in (tmp_path / "ray").iterdir()) and len(names) == 15
     for name in names:
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
 

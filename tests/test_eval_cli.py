@@ -50,6 +50,8 @@ def test_eval_scores_an_edit_folder_from_its_records(eval_cli, run_cli, image, t
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["errors"] == []
+    # a folder dbank edit wrote holds no word-swap edits: said, not dropped without a word
+    assert [w for w in report["warnings"] if w.startswith("no word-swap baseline: the records in ")]
     [direction], [reconstruction] = _by(report["summary"], "direction"), _by(report["summary"], "reconstruction")
     assert (direction["direction"], direction["source"], direction["target"], direction["images"]) == (
         "horse2zebra", "horse", "zebra", 1)
@@ -88,6 +90,25 @@ def test_eval_scores_an_edit_folder_from_its_records(eval_cli, run_cli, image, t
     refused = run_cli("eval", str(out), "--baseline", "none", env=models)  # another report
     assert refused.exit_code == 1 and refused.stderr.strip().endswith("exists; pass --overwrite to replace it")
     assert Path(paths["summary"]).read_bytes() == before
+
+
+@pytest.mark.bank_agnostic
+def test_eval_scores_a_generate_edit_folder(eval_cli, run_cli, tmp_path, tiny_clip, tiny_dino):
+    out = tmp_path / "generated"
+    made = eval_cli("generate-edit", "a photo of a horse", "--direction", "horse2zebra", "-o", str(out), "--json")
+    assert made.exit_code == 0, made.stderr
+    [result] = json.loads(made.stdout)["results"]
+    record = read_record(result["record"])
+    assert (record.input, record.reconstruction, record.regularised) == (
+        str(Path(result["image"]).resolve()), Path(result["image"]).name, False)
+    scored = run_cli("eval", str(out), "--json", env={"DBANK_CLIP_MODEL": str(tiny_clip),
+                                                      "DBANK_DINO_MODEL": str(tiny_dino)})
+    assert scored.exit_code == 0, scored.stderr
+    summary = json.loads(scored.stdout)["summary"]
+    [direction] = _by(summary, "direction")
+    assert direction["images"] == 1 and direction["clip_directional_similarity"]["mean"] is not None
+    [reconstruction] = _by(summary, "reconstruction")  # the generated picture itself: nothing changed
+    assert reconstruction["structure_distance"]["mean"] == 0 and reconstruction["whole_image_change"]["mean"] == 0
 
 
 def test_bad_records_in_a_folder_are_skipped_with_their_reasons(eval_cli, run_cli, image, tmp_path, tiny_clip,

@@ -16,11 +16,12 @@ from direction_bank.cli.app import (
     cli, emit, json_option, open_bank, overwrite_option, require_sd_model, sd_model_option, vae_option, with_device,
 )
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList, ImageSize
+from direction_bank.edit_records import record_path
 from direction_bank.errors import BankError
 from direction_bank.jobs.edit import (
     apply_tuning, check_shapes, direction_parts, edit_record, resolve_directions, saved_directions, settings_inside,
 )
-from direction_bank.jobs.outputs import make_output_folder, write_pictures
+from direction_bank.jobs.outputs import make_output_folder, write_pictures, write_record
 from direction_bank.names import file_label
 from editor.edit import SETTING_BOUNDS
 from editor.pipeline import stack_directions
@@ -297,8 +298,6 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     from editor.edit import EditSettings
 
     check_engine(engine, address, connect_timeout)
-    if engine == "ray" and attention_words:
-        raise click.UsageError("--attention-map needs --engine local")
     listed = listed_images(images, manifest, caption, bool(names or sources or files))
     need_captions = any(c is None for _, c, _ in listed)
     if need_captions:
@@ -466,7 +465,11 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
     if directions:
         generated_path = out / f"{stem}.png"
         edit_paths = {label: out / f"{stem}.{name}.png" for label, name, *_ in directions}
-        for path in [generated_path, *edit_paths.values()] if out.is_dir() else []:
+        written_record = record_path(out, stem, [[entry.label, entry.scale] for entry in directions],
+                                     {"model": model, "size": size, "seed": seed, "steps": steps,
+                                      "guidance_scale": guidance_scale, "xa_guidance": xa_guidance, "scale": scale,
+                                      "regularised": False, "generated": True})
+        for path in [generated_path, *edit_paths.values(), written_record] if out.is_dir() else []:
             check_output(path, overwrite)
         editor = _editor(model, device, dtype, None, True, compile_unet, vae=vae)
         directions = check_shapes(editor, directions, errors)
@@ -477,14 +480,17 @@ def generate_edit(ctx, prompt, names, sources, targets, files, scale, steps, xa_
         settings = EditSettings(steps, guidance_scale, xa_guidance, scale)
         edited, generated = editor.edit(start, tokens, settings, negative_prompt="", max_batch=max_batch,
                                         pooled=pooled)
-        # each edit carries its settings, as dbank edit's do (the generated picture is its input)
-        settings_inside(edit_record(str(generated_path.resolve()), prompt, model, size, seed, settings, False,
-                                    directions, [edit_paths[entry.label].name for entry in directions],
-                                    generated_path.name), edited)
+        # each edit carries its settings, as dbank edit's do, and a record beside them says what
+        # each picture is, so dbank eval scores the folder (the generated picture is the input
+        # and the reconstruction alike: it was never inverted)
+        record = edit_record(str(generated_path.resolve()), prompt, model, size, seed, settings, False,
+                             directions, [edit_paths[entry.label].name for entry in directions], generated_path.name)
+        settings_inside(record, edited)
         pictures = {generated_path: generated,
                     **{edit_paths[label]: picture for (label, *_), picture in zip(directions, edited)}}
         written = write_pictures(pictures, overwrite)
-        results.append({"prompt": prompt, "image": str(generated_path),
+        written.append(write_record(written_record, record, overwrite))
+        results.append({"prompt": prompt, "image": str(generated_path), "record": str(written_record),
                         "edits": {label: str(edit_paths[label]) for label, *_ in directions}, "files": written})
     _report(results, errors, [], as_json)
 

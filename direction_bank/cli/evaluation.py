@@ -68,7 +68,7 @@ def _eval_baselines(ctx, param, value):
               help="Folder for the edits (when eval runs them) and the report [default: the folder scored].")
 @overwrite_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where the edits run, as for dbank edit (ray records no attention maps: no background change).")
+              help="Where the edits run, as for dbank edit.")
 @click.option("--address", default=None, help="With --engine ray: an existing cluster (default: a local one).")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None, help="With --engine ray: editors in the pool.")
 @eval_model_options
@@ -95,11 +95,16 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
     from direction_bank.output_files import check_output
 
     runs_edits = bool(names or sources or files or manifest)
+    warnings = []
     if not runs_edits:
         if len(inputs) != 1 or not Path(inputs[0]).is_dir():
             raise click.UsageError("give one edit output folder to score, or images with --direction to edit and score")
         folder = Path(inputs[0])
         records, problems = records_in(folder)
+        if WORD_SWAP in baselines and not any(e.baseline == WORD_SWAP for r in records for e in r.edits):
+            warnings.append(f"no word-swap baseline: the records in {folder} hold no word-swap edits (dbank edit makes "
+                            "none, and scoring a folder runs no model); dbank eval PHOTOS --direction NAME -o DIR "
+                            "runs the edits with both baselines (the reconstruction is scored here)")
         if problems and records:
             problems.append(f"skipped {len(problems)} of {len(problems) + len(records)} edit records in {folder} "
                             "(each said above); scored the rest")
@@ -112,7 +117,6 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
         if path.is_symlink() or (path.exists() and not path.is_file()):
             check_output(path, overwrite)  # refused before any edit runs (a file is compared when written)
     _require_eval_models(clip_model, dino_model)
-    warnings = []
     if runs_edits:
         record_paths, problems, warnings = _run_edits(
             ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,

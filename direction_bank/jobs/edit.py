@@ -219,7 +219,8 @@ def run_images(editor, jobs, settings, engine: Engine, *, model: str, size: int,
 
         edit_images_on_ray(model, engine.device, engine.dtype, engine.caption_model, jobs, settings, size=size,
                            vae=engine.vae, regularisation=regularisation, seed=seed, batch_images=engine.batch_images,
-                           workers=engine.workers, address=engine.address, on_result=on_result, on_error=on_error)
+                           workers=engine.workers, address=engine.address, attention_words=attention_words,
+                           on_result=on_result, on_error=on_error)
     else:
         from editor.runners.local import edit_images
 

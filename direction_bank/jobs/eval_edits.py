@@ -29,12 +29,9 @@ def run_eval_edits(editor, photos, directions: list, scales, guidances, shared: 
     from direction_bank.jobs.outputs import make_output_folder
 
     by_label = {entry.label: entry for entry in directions}
-    words = tuple(sorted({entry.source for entry in directions})) if engine.kind == "local" else ()
+    words = tuple(sorted({entry.source for entry in directions}))
     key = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
     record_paths, problems, warnings, done = [], [], [], 0
-    if engine.kind == "ray":
-        warnings.append("--engine ray records no attention maps: no background change outside the source word "
-                        "(the whole-image change is scored)")
     make_output_folder(out)
     for guidance in guidances:
         jobs = []

@@ -20,7 +20,8 @@ class EditorActor:
     """One Editor per actor; edits a batch of rows with the local runner."""
 
     def __init__(self, model: str, device: str | None, dtype: str, caption_model: str, settings: dict,
-                 size: int, regularisation: dict, seed: int, threads: int, vae: str | None = None):
+                 size: int, regularisation: dict, seed: int, threads: int, vae: str | None = None,
+                 attention_words: tuple = ()):
         import torch
 
         from editor.editor import Editor
@@ -31,9 +32,11 @@ class EditorActor:
         self.settings = EditSettings(**settings)
         self.size, self.seed = size, seed
         self.regularisation = Regularisation(**regularisation)
+        self.attention_words = tuple(attention_words)
 
     def __call__(self, batch: dict) -> dict:
-        """Columns index, error, edits, reconstruction, caption, cached for the batch's rows."""
+        """Columns index, error, edits, reconstruction, caption, cached, and the attention maps
+        (map_words, maps: grey [words, H, W]) for the batch's rows."""
         import numpy as np
 
         jobs = [ImageJob(str(image), str(caption) if has else None, list(labels), np.asarray(directions),
@@ -45,36 +48,43 @@ class EditorActor:
         position = {id(job): index for index, job in enumerate(jobs)}
 
         def finished(result: ImageResult):
+            words = list(result.maps)
+            maps = (np.stack([np.asarray(result.maps[word]) for word in words]) if words
+                    else np.zeros((0, 0, 0), np.uint8))
             out[position[id(result.job)]] = ("", np.stack([np.asarray(p) for p in result.edits]),
-                                             np.asarray(result.reconstruction), result.caption, result.inversion_cached)
+                                             np.asarray(result.reconstruction), result.caption, result.inversion_cached,
+                                             "\n".join(words), maps)
 
         def failed(job: ImageJob, error: Exception):
-            out[position[id(job)]] = (str(error), np.zeros((0,), np.uint8), np.zeros((0,), np.uint8), "", False)
+            out[position[id(job)]] = (str(error), np.zeros((0,), np.uint8), np.zeros((0,), np.uint8), "", False, "",
+                                      np.zeros((0, 0, 0), np.uint8))
 
         edit_images(self.editor, jobs, self.settings, size=self.size, regularisation=self.regularisation,
-                    seed=self.seed, batch_images=len(jobs), on_result=finished, on_error=failed)
+                    seed=self.seed, batch_images=len(jobs), on_result=finished, on_error=failed,
+                    attention_words=self.attention_words)
         rows = [out[index] for index in range(len(jobs))]
         return {"index": batch["index"], "error": [r[0] for r in rows], "edits": [r[1] for r in rows],
                 "reconstruction": [r[2] for r in rows], "caption": [r[3] for r in rows],
-                "cached": [r[4] for r in rows]}
+                "cached": [r[4] for r in rows], "map_words": [r[5] for r in rows], "maps": [r[6] for r in rows]}
 
 
 def edit_images_on_ray(model: str, device: str | None, dtype: str, caption_model: str, jobs: list[ImageJob],
                        settings: EditSettings, *, size: int = 512, regularisation: Regularisation = Regularisation(),
                        seed: int = 0, batch_images: int = 4, workers: int | None = None, address: str | None = None,
-                       vae: str | None = None,
+                       vae: str | None = None, attention_words: tuple = (),
                        on_result: Callable[[ImageResult], None], on_error: Callable[[ImageJob, Exception], None]
                        ) -> None:
     """Edit the jobs on Ray (a local instance on 127.0.0.1, or the cluster at `address`): an
     actor pool of `workers` Editors (default: one per GPU, else one), one GPU each where there
-    are GPUs, `batch_images` images a batch, in order; on_result / on_error as the local runner."""
+    are GPUs, `batch_images` images a batch, in order; on_result / on_error as the local runner,
+    each result with the attention maps of `attention_words` as the local runner makes them."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # its C++ core's notes stay in its log files
     with ray_notes_off_a_terminal():
         _run_on_ray(ray, model, device, dtype, caption_model, jobs, settings, size, regularisation, seed,
-                    batch_images, workers, address, vae, on_result, on_error)
+                    batch_images, workers, address, vae, tuple(attention_words), on_result, on_error)
 
 
 @contextmanager
@@ -103,7 +113,7 @@ def ray_notes_off_a_terminal():
 
 
 def _run_on_ray(ray, model, device, dtype, caption_model, jobs, settings, size, regularisation, seed,
-                batch_images, workers, address, vae, on_result, on_error) -> None:
+                batch_images, workers, address, vae, attention_words, on_result, on_error) -> None:
     import logging
     from dataclasses import asdict
 
@@ -139,7 +149,7 @@ def _run_on_ray(ray, model, device, dtype, caption_model, jobs, settings, size, 
         fn_constructor_kwargs={"model": model, "device": device if not use_gpu else "cuda", "dtype": dtype,
                                "caption_model": caption_model, "settings": asdict(settings), "size": size,
                                "regularisation": asdict(regularisation), "seed": seed,
-                               "threads": torch.get_num_threads(), "vae": vae},
+                               "threads": torch.get_num_threads(), "vae": vae, "attention_words": attention_words},
         compute=ray.data.ActorPoolStrategy(size=workers or max(gpus if use_gpu else 1, 1)),
         num_gpus=1 if use_gpu else 0)
     for row in dataset.iter_rows():
@@ -147,6 +157,8 @@ def _run_on_ray(ray, model, device, dtype, caption_model, jobs, settings, size, 
         if row["error"]:
             on_error(job, EditorError(str(row["error"])))
             continue
+        words = [word for word in str(row["map_words"]).split("\n") if word]
+        maps = {word: Image.fromarray(np.asarray(grey, np.uint8), "L") for word, grey in zip(words, row["maps"])}
         on_result(ImageResult(job, [Image.fromarray(np.asarray(a, np.uint8)) for a in row["edits"]],
                               Image.fromarray(np.asarray(row["reconstruction"], np.uint8)), str(row["caption"]),
-                              bool(row["cached"])))
+                              bool(row["cached"]), maps))
