@@ -857,21 +857,23 @@ class Bank:
     # -- sharing --------------------------------------------------------------------------
 
     def export_direction(self, direction: str | DirectionResult, path: str | os.PathLike,
-                         overwrite: bool = False) -> dict:
+                         overwrite: bool = False, names_only: bool = False) -> dict:
         """Write a saved direction (by name) or a fresh one to a dbank file; returns its metadata.
-        An existing file is replaced only with `overwrite` (see output_files.write_output)."""
+        An existing file is replaced only with `overwrite` (see output_files.write_output); with
+        `names_only` models are named without their folders (a server's download)."""
         from direction_bank.sharing import export_direction
 
         if isinstance(direction, str):
             direction = self.direction(direction)
-        return export_direction(self, direction, path, overwrite)
+        return export_direction(self, direction, path, overwrite, names_only)
 
     def export_concept(self, concept: str, path: str | os.PathLike, model: str | None = None,
-                       overwrite: bool = False) -> dict:
+                       overwrite: bool = False, names_only: bool = False) -> dict:
         """Write a concept bundle (statistics and sentences) for another bank to import and extend."""
         from direction_bank.sharing import export_concept
 
-        return export_concept(self, concept, self.common_encoder(concept, concept, model), path, overwrite)
+        return export_concept(self, concept, self.common_encoder(concept, concept, model), path, overwrite,
+                              names_only)
 
     def import_file(self, file, encoder: TextEncoder, name: str | None = None,
                     strict: bool = False, count: int | None = None, overwrite: bool = False):

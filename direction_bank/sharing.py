@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,11 +59,32 @@ def _generators(session, concept_names: list[str]) -> list[dict]:
     return [{"generator": g, "model": m, "prompt_version": p} for g, m, p in rows]
 
 
+def model_name(model: str | None) -> str | None:
+    """A model as a file offered to strangers names it: a local folder or file by its own name
+    (no server path), a hub id as it is."""
+    if not model:
+        return model
+    path = Path(model)
+    return path.name if path.is_absolute() or path.exists() else model
+
+
+def _named(meta: dict) -> dict:
+    """File metadata with every model named by model_name (the encoder, the base model, the
+    sentence writers), for a download from a server."""
+    meta = {**meta, "base_model": model_name(meta["base_model"]),
+            "encoder": {**meta["encoder"], "model": model_name(meta["encoder"]["model"])},
+            "generators": [{**g, "model": model_name(g["model"])} for g in meta.get("generators") or []]}
+    if "sentences" in meta:
+        meta["sentences"] = [{**s, "generator_model": model_name(s["generator_model"])} for s in meta["sentences"]]
+    return meta
+
+
 def export_direction(bank: Bank, direction: DirectionResult, path: str | os.PathLike,
-                     overwrite: bool = False) -> dict:
+                     overwrite: bool = False, names_only: bool = False) -> dict:
     """Write a direction (saved or fresh from diff) to a dbank file; returns its metadata.
     The source and target means travel too when the bank still holds them unchanged. An SDXL
-    direction carries each tensor's pooled part beside it (`direction_pooled`, ...)."""
+    direction carries each tensor's pooled part beside it (`direction_pooled`, ...). With
+    `names_only` the metadata names models without their folders (see _named)."""
     tensors = _with_pooled("direction", direction.tensor, direction.pooled)
     with bank.db.reading() as session:
         concepts = {}
@@ -74,7 +96,7 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
                 tensors.update(_with_pooled(f"{role}_mean", *direction.encoder.split(stats.mean)))
             concepts[role] = {"name": name, "sentence_count": count} if name else None
         generators = _generators(session, [c["name"] for c in concepts.values() if c])
-    return write_shared_file(path, "direction", tensors, overwrite=overwrite, meta={
+    meta = {
         "name": direction.name,
         **concepts,
         "recipe": direction.recipe,
@@ -85,12 +107,14 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
         "encoder": direction.encoder.as_dict(),
         "shape": list(direction.tensor.shape),
         "dtype": "float32",
-    })
+    }
+    return write_shared_file(path, "direction", tensors, overwrite=overwrite, meta=_named(meta) if names_only else meta)
 
 
 def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | os.PathLike,
-                   overwrite: bool = False) -> dict:
-    """Write a concept bundle: its statistics under `encoder` and the sentences inside them."""
+                   overwrite: bool = False, names_only: bool = False) -> dict:
+    """Write a concept bundle: its statistics under `encoder` and the sentences inside them
+    (with `names_only`, models named without their folders)."""
     with bank.db.reading() as session:
         concept_id = bank._concept_id(session, concept)
         origin = session.get(Concept, concept_id).origin
@@ -111,7 +135,7 @@ def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | o
         ]
         generators = _generators(session, [concept])
     tensors = {**_with_pooled("mean", *encoder.split(stats.mean)), **_with_pooled("m2", *encoder.split(stats.m2))}
-    return write_shared_file(path, "concept", tensors, overwrite=overwrite, meta={
+    meta = {
         "name": concept,
         "origin": origin,
         "count": stats.count,
@@ -120,7 +144,8 @@ def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | o
         "base_model": encoder.model,
         "encoder": encoder.as_dict(),
         "sentences": sentences,
-    })
+    }
+    return write_shared_file(path, "concept", tensors, overwrite=overwrite, meta=_named(meta) if names_only else meta)
 
 
 def _with_pooled(name: str, tokens: np.ndarray, pooled: np.ndarray | None) -> dict[str, np.ndarray]:

@@ -140,6 +140,9 @@ MUTANTS = [
     Mutant("manifest-row-without-direction-skipped", "direction_bank/cli/editing.py",
            "if not names and not directions_given:", "if False:",
            (f"{E}::test_a_malformed_manifest_is_refused_with_its_line_number",)),
+    Mutant("download-names-the-model-folder", "direction_bank/studio/actions.py",
+           "bank.export_direction(direction, path, names_only=True)", "bank.export_direction(direction, path)",
+           ("tests/test_studio.py", "-k", "round_trips_files")),
     # -- eval numbers you can trust (#31) ----------------------------------------------------
     Mutant("word-swap-backwards", "direction_bank/cli/evaluation.py",
            "swaps = [(s, t, word_swap_direction(encoder, s, t)) for s, t in pairs]",

@@ -160,6 +160,12 @@ def test_the_directions_tab_previews_saves_composes_plots_and_round_trips_files(
     exported = actions.export("horse2zebra")
     assert Path(exported).name == "horse2zebra.safetensors" and Path(exported).parent.parent == actions.work_dir
     concept_file = actions.export("horse")
+    for download in (exported, concept_file):  # the files name the model without the server's folders
+        from direction_bank.files import read_metadata
+
+        meta = read_metadata(download)
+        assert meta["base_model"] == meta["encoder"]["model"] == Path(actions.model).name
+        assert str(Path(actions.model).parent) not in json.dumps(meta)
     actions.remove_concept("horse")
     assert "horse" not in actions.concept_names()
     assert actions.import_file(concept_file) == "imported concept horse from horse.safetensors"

@@ -121,6 +121,7 @@ class StudioActions:
         and `dino_model` score the edits (editor.evaluation), when they can be had."""
         import tempfile
 
+        from direction_bank.sharing import model_name
         from editor.caption import DEFAULT_CAPTION_MODEL
         from editor.evaluation import DEFAULT_CLIP, DEFAULT_DINO
 
@@ -129,7 +130,7 @@ class StudioActions:
 
         self.database, self.model, self.device, self.dtype, self.vae = database, model, device, dtype, vae
         # what visitors see and download of the model: a local folder by its name, a hub id as it is
-        self.model_name = Path(model).name if model and Path(model).exists() else model
+        self.model_name = model_name(model)
         self.llms = tuple(llms)
         self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dbank-studio-"))
@@ -372,10 +373,10 @@ class StudioActions:
                 direction = None
             folder = self._fresh_folder()
             path = folder / f"{file_label(name)}.safetensors"
-            if direction is not None:
-                bank.export_direction(direction, path)
+            if direction is not None:  # a download names no server folder
+                bank.export_direction(direction, path, names_only=True)
             else:
-                bank.export_concept(name, path)
+                bank.export_concept(name, path, names_only=True)
         return str(path)
 
     def _fresh_folder(self) -> Path:
