@@ -295,7 +295,14 @@ def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, 
                         "-o", str(out), "--json", model=tiny_sdxl)
     assert generated.exit_code == 0, generated.output
     files = json.loads(generated.stdout)["results"][0]["files"]
-    assert len(files) == 2 and all(Image.open(path).size == (32, 32) for path in files)
+    pictures = [path for path in files if path.endswith(".png")]
+    assert len(files) == 3 and len(pictures) == 2 and all(Image.open(path).size == (32, 32) for path in pictures)
+    # its record names the direction by the bank's fingerprint, the pooled part included
+    from direction_bank.edit_records import read_record
+
+    [entry] = read_record(next(path for path in files if path.endswith(".json"))).edits
+    history = json.loads(run_cli("direction", "history", "h2z", "--json", model=tiny_sdxl).stdout)
+    assert entry.fingerprint == history[-1]["fingerprint"]
     swept = run_cli("sweep", str(photo), "--direction", "h2z", "--scale", "0,1", "--xa-guidance", "0.1",
                     "--caption", CAPTION, "--steps", "3", "--size", "32", "-o", str(out), "--json", model=tiny_sdxl)
     assert swept.exit_code == 0, swept.output
