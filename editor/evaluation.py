@@ -64,8 +64,10 @@ class ClipScorer:
         import torch
 
         limit = self.context_length
-        lengths = [len(ids) for ids in self.processor.tokenizer(list(prompts))["input_ids"]]
-        self.truncated.update(prompt for prompt, length in zip(prompts, lengths) if length > limit)
+        # a token covers at least one byte: only a text longer than the context in bytes can overflow
+        long = [prompt for prompt in prompts if len(prompt.encode("utf-8")) > limit - 2]
+        lengths = [len(ids) for ids in self.processor.tokenizer(long)["input_ids"]] if long else []
+        self.truncated.update(prompt for prompt, length in zip(long, lengths) if length > limit)
         ids = self.processor(text=prompts, return_tensors="pt", padding=True, truncation=True,
                              max_length=limit).to(self.device)
         with torch.inference_mode():
