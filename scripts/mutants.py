@@ -3,7 +3,7 @@
 working tree and the tests named for it are run there; a mutant the tests still pass is a
 "survived" line, and the script exits 1 if any survived.
 
-    python scripts/mutants.py                 # every mutant (long on two cores: about 40 min)
+    python scripts/mutants.py                 # every mutant (two cores: about 25 min for 64)
     python scripts/mutants.py kl-log-var ...  # only these
     python scripts/mutants.py --list
 
