@@ -6,6 +6,8 @@ import math
 
 import click
 
+from sd_models.settings import SEED_RANGE
+
 MAX_COUNT = 2**31 - 1  # counts live in 32-bit columns on PostgreSQL
 MAX_ID = 2**63 - 1
 
@@ -51,7 +53,7 @@ def count_range(low: int = 1) -> click.IntRange:
 
 
 ID = click.IntRange(1, MAX_ID)
-SEED = click.IntRange(0, 2**32 - 1)
+SEED = click.IntRange(*SEED_RANGE)
 
 
 class FloatList(click.ParamType):

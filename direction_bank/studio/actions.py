@@ -16,6 +16,7 @@ from pathlib import Path
 from direction_bank.bank import Bank
 from direction_bank.errors import BankError, DirectionChanged, FieldError
 from direction_bank.names import check_name, file_label
+from sd_models.settings import SEED_RANGE, SIZE_RANGE
 
 MAX_DIRECTIONS_PER_EDIT = 16
 MAX_TUNE_PHOTOS = 16  # photos one Tune click may edit
@@ -330,7 +331,7 @@ class StudioActions:
 
         name = check_name(name)
         count = _whole(count, "target count", 1, MAX_COUNT)
-        seed = _whole(seed, "seed", 0, 2**32 - 1)
+        seed = _whole(seed, "seed", *SEED_RANGE)
         if generator and generator not in GENERATORS:
             raise BankError(f"unknown generator {str(generator)[:60]!r}; choose one of {', '.join(GENERATORS)}")
         if llm and llm not in self.llms:
@@ -480,7 +481,7 @@ class StudioActions:
         guidances = _numbers(guidances, "cross-attention guidance", *SETTING_BOUNDS["xa_guidance"])
         margin = _finite(margin, "the margin", 0.0, 100.0)
         steps = _whole(steps, "steps", *SETTING_BOUNDS["steps"])
-        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        size, seed = _size(size), _whole(seed, "seed", *SEED_RANGE)
         for photo in photos:
             _photo(photo, size)
         with self.bank(read_only=True) as bank:
@@ -544,7 +545,7 @@ class StudioActions:
         prompt = (prompt or "").strip()
         if not prompt:
             raise BankError("write a prompt to generate from")
-        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        size, seed = _size(size), _whole(seed, "seed", *SEED_RANGE)
         settings = EditSettings(_whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, 0.0, 1.0)
         with self._job(report, ["generating"]) as editor:
             start = Inversion(editor.generate_noise(size, seed), prompt, False, negative_prompt="")
@@ -581,7 +582,7 @@ class StudioActions:
         for name, value in (("scale", scale), ("xa_guidance", xa_guidance), ("guidance_scale", guidance_scale)):
             typed[name] = _finite(value, SETTING_LABELS[name], *SETTING_BOUNDS[name], field=name)
         steps = _whole(steps, "steps", *SETTING_BOUNDS["steps"])
-        size, seed = _size(size), _whole(seed, "seed", 0, 2**32 - 1)
+        size, seed = _size(size), _whole(seed, "seed", *SEED_RANGE)
         caption = (caption or "").strip() or None
         try:
             _photo(image, size)
@@ -802,9 +803,9 @@ def _shown_value(value) -> str:
 
 
 def _size(value) -> int:
-    size = _whole(value, "size", 8, 4096)
+    size = _whole(value, "size", *SIZE_RANGE)
     if size % 8:
-        raise FieldError("size", f"size {size}: use a multiple of 8 from 8 to 4096")
+        raise FieldError("size", f"size {size}: use a multiple of 8 from {SIZE_RANGE[0]} to {SIZE_RANGE[1]}")
     return size
 
 
