@@ -25,7 +25,7 @@ def build_bank(path: Path, concepts: int, hidden: int) -> None:
 
     from db.models import Concept, Encoder, Moments, Sentence, Statistics
     from direction_bank import Bank
-    from direction_bank.cleaning import content_hash
+    from direction_bank.text.cleaning import content_hash
 
     rng = np.random.default_rng(0)
     with Bank(path) as bank, bank.db.writing() as session:

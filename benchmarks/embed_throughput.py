@@ -30,8 +30,8 @@ def main() -> None:
     import torch
 
     from direction_bank import Bank
-    from direction_bank.encoder import TextEncoder
-    from direction_bank.generators.template import TemplateGenerator
+    from direction_bank.text.encoder import TextEncoder
+    from direction_bank.text.generators.template import TemplateGenerator
     from direction_bank.testing import CLIP_L_TEXT, write_sd_text_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="dbank-bench-"))

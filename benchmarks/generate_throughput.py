@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def run_mode(generator, cleaner, concept: str, per_call: int, seconds: float) -> dict:
     """Sample calls of `per_call` sequences until `seconds` pass; what was kept and how fast."""
-    from direction_bank.cleaning import content_hash
+    from direction_bank.text.cleaning import content_hash
 
     seen: set[str] = set()
     kept, candidates, tried = [], [], 0
@@ -61,7 +61,7 @@ WAYS = (("caption rules + near duplicates", False, 0), ("+ coherence rules", Tru
 
 def keep(candidates: list[str], concept: str, count_tokens, coherence: bool, family_cap: int):
     """(kept sentences, the cleaner's dropped counts) under one way of keeping."""
-    from direction_bank.cleaning import SemanticDeduplicator, SentenceCleaner
+    from direction_bank.text.cleaning import SemanticDeduplicator, SentenceCleaner
 
     cleaner = SentenceCleaner(count_tokens, deduplicator=SemanticDeduplicator(device="cpu", family_cap=family_cap),
                               coherence=coherence)
@@ -70,7 +70,7 @@ def keep(candidates: list[str], concept: str, count_tokens, coherence: bool, fam
 
 def crowded_share(kept: list[str]) -> float:
     """Share of the kept sentences with another kept one at MiniLM cosine >= 0.8 (a family)."""
-    from direction_bank.cleaning import SemanticDeduplicator
+    from direction_bank.text.cleaning import SemanticDeduplicator
 
     if len(kept) < 2:
         return 0.0
@@ -135,15 +135,15 @@ def main() -> None:
     parser.add_argument("--quality", action="store_true", help="also judge the list mode's candidates (see above)")
     parser.add_argument("--family-cap", type=int, default=None, help="default: dbank's")
     args = parser.parse_args()
-    from direction_bank.cleaning import DEFAULT_FAMILY_CAP
+    from direction_bank.text.cleaning import DEFAULT_FAMILY_CAP
 
     family_cap = DEFAULT_FAMILY_CAP if args.family_cap is None else args.family_cap
 
     import torch
     from transformers import AutoTokenizer
 
-    from direction_bank.cleaning import SentenceCleaner
-    from direction_bank.generators.local import LocalGenerator
+    from direction_bank.text.cleaning import SentenceCleaner
+    from direction_bank.text.generators.local import LocalGenerator
     from direction_bank.testing import write_clip_tokenizer
 
     clip = AutoTokenizer.from_pretrained(write_clip_tokenizer(Path(tempfile.mkdtemp()) / "tok"))

@@ -6,7 +6,7 @@ import hashlib
 import re
 import unicodedata
 
-from direction_bank.cleaning import normalise
+from direction_bank.text.cleaning import normalise
 from direction_bank.errors import BankError
 
 MAX_NAME_LENGTH = 200  # characters; the columns hold 256 on every engine

@@ -97,7 +97,7 @@ def tiny_blip(tmp_path_factory):
 @pytest.fixture(scope="session")
 def encoder(sd_model):
     """The tiny text encoder, loaded through the bank's loader (CPU, fp32)."""
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     return TextEncoder.load(str(sd_model), device="cpu")
 

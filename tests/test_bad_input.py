@@ -16,7 +16,7 @@ import torch
 from sqlalchemy import text
 
 from direction_bank import Bank
-from direction_bank.files import read_metadata, write_shared_file
+from direction_bank.sharing.files import read_metadata, write_shared_file
 
 HORSE = "a photo of a horse\na horse on a beach\na brown horse in a stable\n"
 ZEBRA = "a photo of a zebra\na zebra on the savanna\na zebra at a river\n"

@@ -84,7 +84,7 @@ def test_saved_direction_is_a_snapshot(bank, encoder):
 
 
 def test_concepts_from_different_encoders_do_not_diff(bank, encoder, sd_model_wide):
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     wide = TextEncoder.load(str(sd_model_wide), device="cpu")
     bank.add_sentences("horse", HORSE[:3], encoder)
@@ -94,7 +94,7 @@ def test_concepts_from_different_encoders_do_not_diff(bank, encoder, sd_model_wi
 
 
 def test_a_second_encoder_embeds_the_stored_sentences_too(bank, encoder, sd_model_wide):
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     wide = TextEncoder.load(str(sd_model_wide), device="cpu")
     bank.add_sentences("horse", HORSE[:3], encoder)
@@ -126,7 +126,7 @@ def test_a_removed_concept_is_deleted_only_when_the_trash_is_emptied(bank, encod
 
 
 def test_statistics_take_about_half_a_megabyte_at_sd_size():
-    from direction_bank.stats import RunningStats
+    from direction_bank.store.stats import RunningStats
 
     mean, m2 = RunningStats.empty((77, 768)).to_blobs()
     assert len(mean) + len(m2) <= 0.5 * 1024 * 1024

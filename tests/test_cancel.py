@@ -75,7 +75,7 @@ def test_a_cancelled_studio_edit_keeps_nothing_and_the_next_edit_runs(actions, p
 def test_one_visitor_cannot_cancel_another_visitors_job(actions, photo):
     import contextvars
 
-    from direction_bank.studio.actions import VISITOR
+    from direction_bank.studio.session import VISITOR
 
     answers = []
 

@@ -1,6 +1,6 @@
 import pytest
 
-from direction_bank.cleaning import (
+from direction_bank.text.cleaning import (
     SemanticDeduplicator, SentenceCleaner, coherence_problem, concept_pattern, find_minilm_folder, split_lines,
     strip_decorations,
 )
@@ -109,14 +109,14 @@ CAPTIONS = [
 
 @pytest.mark.parametrize("line, reason", NOT_CAPTIONS)
 def test_lines_that_are_not_captions_are_refused_with_their_reason(line, reason):
-    from direction_bank.cleaning import caption_problem, concept_pattern, strip_decorations
+    from direction_bank.text.cleaning import caption_problem, concept_pattern, strip_decorations
 
     assert caption_problem(strip_decorations(line), concept_pattern("horse")) == reason
 
 
 @pytest.mark.parametrize("line", CAPTIONS)
 def test_captions_pass_the_rules(line):
-    from direction_bank.cleaning import caption_problem, concept_pattern
+    from direction_bank.text.cleaning import caption_problem, concept_pattern
 
     assert caption_problem(line, concept_pattern("horse")) is None
 

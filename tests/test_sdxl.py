@@ -24,7 +24,7 @@ def tiny_sdxl(tmp_path_factory, clip_tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def sdxl_encoder(tiny_sdxl):
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     return TextEncoder.load(str(tiny_sdxl), device="cpu")
 
@@ -106,7 +106,7 @@ def test_statistics_and_directions_of_both_parts(tiny_sdxl, sdxl_encoder, bank):
     bank.remove_sentence("horse", lambda info: sdxl_encoder, text="horse")
     fewer = bank.diff("horse", "zebra")
     np.testing.assert_allclose(fewer.pooled[0], zebra_pooled.mean(0) - horse_pooled[:3].mean(0), atol=1e-5)
-    from direction_bank.integrity import check_bank
+    from direction_bank.store.integrity import check_bank
 
     assert check_bank(bank, deep=True, load_encoder=lambda info: sdxl_encoder) == []
 
@@ -122,7 +122,7 @@ def test_sdxl_through_the_cli_add_diff_export_import(tiny_sdxl, run_cli, tmp_pat
     direction_file, concept_file = tmp_path / "h2z.safetensors", tmp_path / "horse.safetensors"
     assert run_cli("export", "h2z", "-o", str(direction_file), model=tiny_sdxl).exit_code == 0
     assert run_cli("export", "--concept", "horse", "-o", str(concept_file), model=tiny_sdxl).exit_code == 0
-    from direction_bank.files import read_metadata, read_shared_file
+    from direction_bank.sharing.files import read_metadata, read_shared_file
 
     meta = read_metadata(direction_file)
     assert meta["format_version"] == 2 and meta["encoder"]["pooled_size"] == 32
@@ -298,7 +298,7 @@ def test_sdxl_edit_and_generate_edit_through_the_cli(tiny_sdxl, run_cli, photo, 
     pictures = [path for path in files if path.endswith(".png")]
     assert len(files) == 3 and len(pictures) == 2 and all(Image.open(path).size == (32, 32) for path in pictures)
     # its record names the direction by the bank's fingerprint, the pooled part included
-    from direction_bank.edit_records import read_record
+    from direction_bank.jobs.edit_records import read_record
 
     [entry] = read_record(next(path for path in files if path.endswith(".json"))).edits
     history = json.loads(run_cli("direction", "history", "h2z", "--json", model=tiny_sdxl).stdout)
@@ -364,7 +364,7 @@ def test_the_studio_adds_diffs_generates_and_edits_on_sdxl(tiny_sdxl, tmp_path, 
     assert labels == ["input", "reconstruction", "h2z"]
     reconstruction, edited = (np.asarray(picture, float) for picture, _ in outcome.pictures[1:])
     assert edited.shape == (32, 32, 3) and np.abs(edited - reconstruction).mean() > 0.5
-    from direction_bank.files import read_metadata
+    from direction_bank.sharing.files import read_metadata
 
     assert read_metadata(actions.export("h2z"))["encoder"]["pooled_size"] == 32
 
@@ -403,7 +403,7 @@ def _rewritten(good, path, tensors=None, **encoder_changes):
     hashes recomputed and the format version kept as given (`format_version` in the changes)."""
     from safetensors.numpy import load_file, save_file
 
-    from direction_bank.files import read_metadata, tensor_sha256
+    from direction_bank.sharing.files import read_metadata, tensor_sha256
 
     meta = {k: v for k, v in read_metadata(good).items() if k != "kind"}
     version = encoder_changes.pop("format_version", meta["format_version"])
@@ -419,7 +419,7 @@ def test_damaged_or_hostile_sdxl_files_are_refused_in_one_line(sdxl_encoder, ban
     from safetensors.numpy import load_file
 
     from direction_bank.errors import FileRejected
-    from direction_bank.files import read_shared_file
+    from direction_bank.sharing.files import read_shared_file
 
     bank.add_sentences("horse", SENTENCES, sdxl_encoder)
     bank.add_sentences("zebra", ["a zebra", "a zebra in a field"], sdxl_encoder)
@@ -459,7 +459,7 @@ def test_bank_and_editor_tell_sdxl_by_one_rule(tiny_sdxl, tiny_sd, tmp_path):
     the editor's direction check alike; a folder that is no pipeline is an OSError saying so."""
     import shutil
 
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
     from editor.pipeline import DirectionShape
     from sd_models.family import has_second_text_encoder
 

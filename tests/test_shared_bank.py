@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from direction_bank import Bank, BankError
-from direction_bank.generators.template import TemplateGenerator
-from direction_bank.integrity import backup_bank, check_bank, repair_statistics
-from direction_bank.work_queue import enqueue, parse_concepts, queue_status, run_worker
+from direction_bank.text.generators.template import TemplateGenerator
+from direction_bank.store.integrity import backup_bank, check_bank, repair_statistics
+from direction_bank.store.work_queue import enqueue, parse_concepts, queue_status, run_worker
 from tests.reference import reference_embeddings
 
 FORK = multiprocessing.get_context("fork")
@@ -138,7 +138,7 @@ def test_add_concepts_bounds_candidates_and_reports_each_concept(run_cli, tmp_pa
 
 
 def test_the_queue_shows_sentences_stored_by_a_running_worker(database, encoder):
-    from direction_bank.work_queue import claim, enqueue, queue_status
+    from direction_bank.store.work_queue import claim, enqueue, queue_status
 
     with Bank(database) as bank:
         enqueue(bank, [("horse", 10)])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from direction_bank import Bank, BankError
-from direction_bank.files import FileRejected, read_metadata, read_shared_file
+from direction_bank.sharing.files import FileRejected, read_metadata, read_shared_file
 from direction_bank.testing import save_as_if_from_cuda, write_sd_text_checkpoint
 from tests.reference import reference_embeddings
 
@@ -78,7 +78,7 @@ def test_importing_the_same_file_twice_is_a_no_op(filled, empty_bank, encoder, t
 
 
 def test_a_file_from_a_wider_encoder_is_refused(empty_bank, encoder, sd_model_wide, tmp_path):
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     wide = TextEncoder.load(str(sd_model_wide), device="cpu")
     with Bank(tmp_path / "wide.db") as wide_bank:
@@ -90,7 +90,7 @@ def test_a_file_from_a_wider_encoder_is_refused(empty_bank, encoder, sd_model_wi
 
 
 def test_other_weights_warn_and_strict_refuses(filled, empty_bank, clip_tokenizer_dir, tmp_path):
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     other = TextEncoder.load(str(write_sd_text_checkpoint(
         tmp_path / "sd-other", seed=7, tokenizer_from=clip_tokenizer_dir)), device="cpu")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from direction_bank.stats import RunningStats
+from direction_bank.store.stats import RunningStats
 
 
 @pytest.fixture

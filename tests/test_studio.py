@@ -161,7 +161,7 @@ def test_the_directions_tab_previews_saves_composes_plots_and_round_trips_files(
     assert Path(exported).name == "horse2zebra.safetensors" and Path(exported).parent.parent == actions.work_dir
     concept_file = actions.export("horse")
     for download in (exported, concept_file):  # the files name the model without the server's folders
-        from direction_bank.files import read_metadata
+        from direction_bank.sharing.files import read_metadata
 
         meta = read_metadata(download)
         assert meta["base_model"] == meta["encoder"]["model"] == Path(actions.model).name
@@ -238,7 +238,7 @@ def test_a_concept_add_that_keeps_nothing_says_why_with_counts(actions, monkeypa
 
 def test_messages_on_the_page_name_its_controls_not_cli_flags(actions, tmp_path, monkeypatch):
     from direction_bank.studio.actions import StudioActions
-    from direction_bank.studio.app import page_words
+    from direction_bank.studio.words import page_words
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -256,7 +256,7 @@ def test_messages_on_the_page_name_its_controls_not_cli_flags(actions, tmp_path,
     assert shown[0].endswith("type a caption in the 'caption' box (BLIP, which writes one, cannot be loaded on "
                              "this server)")
     assert shown[1].endswith("the server has no OpenAI key or server; choose 'local' or 'template' as the generator")
-    from direction_bank.bank import direction_name_taken
+    from direction_bank.store.directions import direction_name_taken
 
     assert page_words(str(direction_name_taken("h2z"))) == (
         "a direction named 'h2z' exists; tick 'replace' to store this one as its next version (the old one is kept)")
@@ -431,9 +431,9 @@ def test_the_studio_serves_ipv6_loopback_and_slows_password_guessing(studio_bank
 def test_the_login_limiter_locks_out_guessing_for_a_while():
     import asyncio
 
-    from direction_bank.studio.app import LoginLimiter
+    from direction_bank.studio.server import LoginLimiter
 
-    from direction_bank.studio.app import _CLIENT
+    from direction_bank.studio.server import _CLIENT
 
     now = [0.0]
     limiter = LoginLimiter("ana", "s3cret", attempts=10, lockout_s=60, pause_s=0, clock=lambda: now[0])
@@ -508,7 +508,8 @@ def test_blip_suggests_the_caption(studio_bank, tiny_sd, tiny_blip, photo, tmp_p
 
 def test_the_studio_scores_each_edit_and_tunes_a_direction(studio_bank, tiny_sd, tiny_clip, tiny_dino, photo,
                                                            tmp_path, monkeypatch):
-    from direction_bank.studio.actions import StudioActions, scored_label
+    from direction_bank.studio.actions import StudioActions
+    from direction_bank.studio.edit_actions import scored_label
     from editor.evaluation import ClipScorer
     from editor.pictures import photo_at
 

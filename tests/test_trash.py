@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from db.models import Moments, Statistics
 from direction_bank import Bank, BankError
-from direction_bank.integrity import check_bank
+from direction_bank.store.integrity import check_bank
 from tests.reference import reference_embeddings
 
 HORSE = ["a photo of a horse", "a horse running on a beach", "a brown horse in a stable",
@@ -100,7 +100,7 @@ def test_history_says_when_the_concepts_changed_since(filled, database):
 
 
 def test_export_takes_a_version(filled, tmp_path):
-    from direction_bank.files import read_shared_file
+    from direction_bank.sharing.files import read_shared_file
 
     run_cli = filled
     run_cli("diff", "zebra", "horse", "--save", "h2z", "--overwrite")

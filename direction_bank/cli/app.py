@@ -11,7 +11,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
 from direction_bank import __version__
 from direction_bank.bank import Bank
-from direction_bank.encoder import DEFAULT_MODEL
+from direction_bank.text.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError, first_line
 from direction_bank.progress import interactive
 from editor.pipeline import Cancelled, EditorError
@@ -169,7 +169,7 @@ def load_encoder(model: str, device: str | None, dtype: str):
     """The bank's text encoder for `model` (one line when it cannot be loaded)."""
     import transformers.utils.logging  # noqa: F401  (so that it can be quietened)
 
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
     require_encoder(model)
     quiet_third_parties()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from direction_bank.bank import DEFAULT_BATCH_SIZE
+from direction_bank.store.sentences import DEFAULT_BATCH_SIZE
 from direction_bank.cli.app import (
     cli, emit, encoder_model_option, json_option, load_encoder, open_bank, require_encoder, warn_of_lookalike,
     with_device,
 )
 from direction_bank.cli.params import ID, SEED, FiniteFloat, count_range
-from direction_bank.generators.openai_chat import DEFAULT_DEADLINE_S, DEFAULT_REQUEST_TIMEOUT_S
+from direction_bank.text.generators.openai_chat import DEFAULT_DEADLINE_S, DEFAULT_REQUEST_TIMEOUT_S
 
 
 def cleaning_options(func):
@@ -18,7 +18,7 @@ def cleaning_options(func):
     as one `cleaning` CleaningSettings."""
     import functools
 
-    from direction_bank.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, DEFAULT_FAMILY_CAP, CleaningSettings
+    from direction_bank.text.cleaning import DEFAULT_DEDUP_MODEL, DEFAULT_DEDUP_THRESHOLD, DEFAULT_FAMILY_CAP, CleaningSettings
 
     @functools.wraps(func)
     def wrapped(*args, dedup_threshold, dedup_model, family_cap, coherence, **kwargs):
@@ -96,7 +96,7 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
         raise click.UsageError("--preview shows generated sentences; it does not read --sentences")
     require_encoder(model)  # before the sentence models load
     if sentences_file is not None:
-        from direction_bank.text_input import read_text
+        from direction_bank.text.text_input import read_text
 
         sentences = [line for line in read_text(sentences_file).splitlines() if line.strip()]
         if not sentences:
@@ -132,7 +132,7 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
 
 def _preview(name, writer, cleaner, count, batch_size, max_candidates, as_json) -> None:
     """Print what a run would keep and drop (and why), storing nothing."""
-    from direction_bank.cleaning import dropped_text, preview_sentences
+    from direction_bank.text.cleaning import dropped_text, preview_sentences
 
     kept, tried = preview_sentences(writer, cleaner, name, count, batch_size, max_candidates or max(10 * count, 100))
     dropped = cleaner.dropped_lines
@@ -154,13 +154,13 @@ def generators(clear_cache, as_json):
     """List the sentence generators, whether each can run here, and where the local one keeps
     GGUF models converted (one copy per file content, shared by every install; env DBANK_GGUF_CACHE)."""
     if clear_cache:
-        from direction_bank.generators.local import clear_gguf_cache, gguf_cache_folder
+        from direction_bank.text.generators.local import clear_gguf_cache, gguf_cache_folder
 
         freed = clear_gguf_cache()
         emit(as_json, lambda: {"cache": str(gguf_cache_folder()), "freed_bytes": freed},
              lambda: [f"cleared {gguf_cache_folder()}: freed {freed / 1e6:.0f} MB"])
         return
-    from direction_bank.generators import available_generators
+    from direction_bank.text.generators import available_generators
 
     rows = available_generators()
 

@@ -12,7 +12,7 @@ from direction_bank.cli.app import (
 from direction_bank.cli.params import count_range
 from direction_bank.errors import BankError, UnknownConcept, UnknownDirection, UnknownVersion
 from direction_bank.jobs.outputs import write_pictures
-from direction_bank.storage import describe_recipe
+from direction_bank.store.rows import describe_recipe
 
 
 @cli.command("show")
@@ -122,7 +122,7 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
 def refuse_taken_direction(bank, name: str) -> None:
     """A one-line refusal when a direction of this name exists (the user did not ask for a new
     version with --overwrite)."""
-    from direction_bank.bank import direction_name_taken
+    from direction_bank.store.directions import direction_name_taken
 
     if bank.name_in_use("direction", name):
         raise direction_name_taken(name)
@@ -289,8 +289,8 @@ def export(ctx, name, concept, output, model, overwrite, as_json):
 def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_json):
     """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt)."""
     from direction_bank.errors import NameTaken
-    from direction_bank.files import read_shared_file
-    from direction_bank.sharing import import_name
+    from direction_bank.sharing.files import read_shared_file
+    from direction_bank.sharing.transfer import import_name
 
     shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
     kind = "direction" if shared.kind == "direction" else "concept"

@@ -9,11 +9,11 @@ import click
 from direction_bank.cli.app import (
     cli, emit, eval_model_options, json_option, overwrite_option, sd_model_option, vae_option, with_device,
 )
-from direction_bank.cli.editing import (
-    _direction_sources, _editor, _image_stems, _images_in, _output_folder, _require_captioner, _size_for,
-    bootstrap_seed_option, caption_model_option, check_engine, guidance_scale_option,
-    listed_images, no_cache_option, size_option, steps_option,
+from direction_bank.cli.editor_options import (
+    bootstrap_seed_option, caption_model_option, direction_sources, guidance_scale_option, load_editor, no_cache_option,
+    output_folder, require_captioner, size_for, size_option, steps_option,
 )
+from direction_bank.cli.image_inputs import check_engine, image_stems, images_in, listed_images
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError, DirectionChanged
 from direction_bank.jobs.edit import Resolved, check_shapes, parts_fingerprint, resolve_directions
@@ -90,7 +90,7 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
     95% BCa bootstrap interval over the images (with n; fewer than 10 is said), beside the word-swap and reconstruction baselines,
     and writes eval-scores.csv, eval-summary.csv and eval-tradeoff.png (--overwrite replaces a
     report that differs)."""
-    from direction_bank.edit_records import read_record, records_in
+    from direction_bank.jobs.edit_records import read_record, records_in
     from direction_bank.jobs.evaluate import report_paths
     from direction_bank.output_files import check_output
 
@@ -108,9 +108,9 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
         if problems and records:
             problems.append(f"skipped {len(problems)} of {len(problems) + len(records)} edit records in {folder} "
                             "(each said above); scored the rest")
-        report_folder = _output_folder(out_dir) if out_dir else folder
+        report_folder = output_folder(out_dir) if out_dir else folder
     else:
-        report_folder = _output_folder(out_dir) if out_dir else None
+        report_folder = output_folder(out_dir) if out_dir else None
         if report_folder is None:
             raise click.UsageError("-o is needed when eval runs the edits: the folder they go in")
     for path in report_paths(report_folder).values() if report_folder.is_dir() else ():
@@ -174,15 +174,15 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     check_engine(engine, address, 10.0)
     listed = listed_images(inputs, manifest, caption, bool(names or sources or files))
     if any(c is None for _, c, _ in listed):
-        _require_captioner(caption_model)
+        require_captioner(caption_model)
     own_names = sorted({name for _, _, own in listed for name in own})
-    resolved, problems = resolve_directions(_direction_sources(ctx, (*names, *own_names), sources, targets, files))
+    resolved, problems = resolve_directions(direction_sources(ctx, (*names, *own_names), sources, targets, files))
     unknown = [entry.label for entry in resolved if not (entry.source and entry.target)]
     problems += [unknown_concepts(label, "eval") for label in unknown]
     resolved = [entry for entry in resolved if entry.source and entry.target]
     if not resolved:
         raise BankError("; ".join(problems) or "no direction to score")
-    size = _size_for(model, size)
+    size = size_for(model, size)
     if WORD_SWAP in baselines:
         encoder = load_encoder(model, device, dtype)
         pairs = list(dict.fromkeys((entry.source, entry.target) for entry in resolved))
@@ -195,10 +195,10 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
 
         editor = DirectionShape(model)
     else:
-        editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
+        editor = load_editor(model, device, dtype, caption_model, no_cache, vae=vae)
     resolved = check_shapes(editor, resolved, problems)
     photos = [PhotoToEdit(image, image_caption, wanted, stem)
-              for (image, image_caption, wanted), stem in zip(listed, _image_stems([image for image, _, _ in listed]))]
+              for (image, image_caption, wanted), stem in zip(listed, image_stems([image for image, _, _ in listed]))]
     shared = {"model": model, "size": size, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
               "regularised": True}
     paths, run_problems, warnings = run_eval_edits(
@@ -258,18 +258,18 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     from sd_models.precision import default_device
 
     margin = DEFAULT_MARGIN if margin is None else margin
-    listed = [image for arg in photos for image in (_images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
+    listed = [image for arg in photos for image in (images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
     if not listed:
         raise click.UsageError("no photos: give image files or folders holding some")
     bank = open_bank(ctx, read_only=dry_run)
     direction = bank.direction(name)
     check_tunable(direction)
-    report_folder = _output_folder(report_dir) if report_dir else None
+    report_folder = output_folder(report_dir) if report_dir else None
     if caption is None:
-        _require_captioner(caption_model)
+        require_captioner(caption_model)
     _require_eval_models(clip_model, dino_model)
-    size = _size_for(model, size)
-    editor = _editor(model, device, dtype, caption_model, no_cache, vae=vae)
+    size = size_for(model, size)
+    editor = load_editor(model, device, dtype, caption_model, no_cache, vae=vae)
     scorer = EditScorer.load(clip_model, dino_model, device or default_device())
     bar = progress_counter(len(listed), desc="tuning", unit="photo")
     result = tune_direction(editor, scorer, direction, [(path, caption) for path in listed], scales, guidances,

@@ -16,8 +16,8 @@ def _work(database, generator, llm, base_url, request_timeout, deadline, seed, m
     """One worker: load the encoder, the near-duplicate model and the generator's settings, then
     drain the queue, printing each concept's kept/dropped report (on stderr) as it finishes."""
     from direction_bank.bank import Bank
-    from direction_bank.generators import make_generator
-    from direction_bank.work_queue import run_worker
+    from direction_bank.text.generators import make_generator
+    from direction_bank.store.work_queue import run_worker
 
     writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
                             timeout_s=request_timeout, deadline_s=deadline)  # loaded once, for every concept
@@ -36,7 +36,7 @@ def _work(database, generator, llm, base_url, request_timeout, deadline, seed, m
 
 def report_line(report) -> str:
     """One line per finished concept: kept, tried and why the others were dropped."""
-    from direction_bank.cleaning import dropped_text
+    from direction_bank.text.cleaning import dropped_text
 
     return (f"{report.concept}: {report.sentence_count}/{report.target} sentences, added {report.added} "
             f"of {report.tried} tried; dropped: {dropped_text(report.dropped)}")
@@ -63,9 +63,9 @@ def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, clea
     them; run the same command on other machines against the same bank to share the work."""
     import multiprocessing
 
-    from direction_bank.generators import check_generator
-    from direction_bank.text_input import read_text
-    from direction_bank.work_queue import enqueue, parse_concepts, queue_status
+    from direction_bank.text.generators import check_generator
+    from direction_bank.text.text_input import read_text
+    from direction_bank.store.work_queue import enqueue, parse_concepts, queue_status
 
     pairs = parse_concepts(read_text(concepts_file), count)
     check_generator(generator, llm, base_url)  # before the queue changes
@@ -95,7 +95,7 @@ def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, clea
 @click.pass_context
 def queue(ctx, as_json):
     """Progress of the work queue across all workers."""
-    from direction_bank.work_queue import queue_status
+    from direction_bank.store.work_queue import queue_status
 
     status = queue_status(open_bank(ctx, read_only=True))
 
@@ -119,7 +119,7 @@ def queue(ctx, as_json):
 @click.pass_context
 def check(ctx, deep, sample, repair, device, dtype, as_json):
     """Verify the bank: schema version, counts, hashes, finite statistics (exit 1 on problems)."""
-    from direction_bank.integrity import check_bank, repair_direction_histories, repair_statistics
+    from direction_bank.store.integrity import check_bank, repair_direction_histories, repair_statistics
 
     bank = open_bank(ctx, read_only=not repair)
     encoders = {}
@@ -147,7 +147,7 @@ def check(ctx, deep, sample, repair, device, dtype, as_json):
 @click.pass_context
 def backup(ctx, destination, overwrite):
     """Write a consistent copy of a SQLite bank to DESTINATION, even while it is in use."""
-    from direction_bank.integrity import backup_bank
+    from direction_bank.store.integrity import backup_bank
     from direction_bank.output_files import check_output
 
     check_output(destination, overwrite)

@@ -8,7 +8,7 @@ def sentence_writer(generator: str | None, llm: str | None, seed: int, device: s
                     base_url: str | None = None, timeout_s: float | None = None, deadline_s: float | None = None):
     """(writer, deduplicator): the sentence generator and the cleaner's near-duplicate model,
     loaded before the bank opens, so a failed load leaves no bank behind."""
-    from direction_bank.generators import make_generator
+    from direction_bank.text.generators import make_generator
 
     writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
                             timeout_s=timeout_s, deadline_s=deadline_s)
@@ -25,7 +25,7 @@ def fill_concept(bank, name: str, writer, deduplicator, cleaning, encoder, count
 def fill_lines(report) -> list[str]:
     """What an add did, for a person: sentences added and skipped, why the dropped ones went
     (each reason with its count), the LLM's usage."""
-    from direction_bank.cleaning import dropped_text
+    from direction_bank.text.cleaning import dropped_text
 
     lines = [f"{report.concept}: added {report.added}, skipped {report.skipped} duplicates"
              + (f", embedded {report.backfilled} stored sentences" if report.backfilled else "")

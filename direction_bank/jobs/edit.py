@@ -35,7 +35,7 @@ def parts_fingerprint(parts) -> str:
     it (DirectionResult.fingerprint: float32 little-endian, the tokens, then any pooled part)."""
     import hashlib
 
-    from direction_bank.stats import tensor_to_blob
+    from direction_bank.store.stats import tensor_to_blob
 
     tokens, pooled = parts
     return hashlib.sha256(tensor_to_blob(tokens) + (b"" if pooled is None else tensor_to_blob(pooled))).hexdigest()
@@ -106,7 +106,7 @@ def edit_record(image: str, caption: str, model: str, size: int, seed: int, sett
     """The record of one image's edits (edit_records.EditRecord): each chosen direction with the
     file it went to, its concepts, its fingerprint and the scale it was used at (the settings'
     scale times its own)."""
-    from direction_bank.edit_records import EditEntry, EditRecord
+    from direction_bank.jobs.edit_records import EditEntry, EditRecord
 
     edits = [EditEntry(entry.label, file, entry.label, entry.source, entry.target, settings.scale * entry.scale,
                        settings.xa_guidance, fingerprint=entry.fingerprint) for entry, file in zip(chosen, files)]
@@ -117,7 +117,7 @@ def edit_record(image: str, caption: str, model: str, size: int, seed: int, sett
 def settings_inside(record, pictures) -> None:
     """Put each edit's settings inside its picture (the 'parameters' PNG chunk, as A1111 keeps
     them), in the order of the record's edits."""
-    from direction_bank.edit_records import parameters_of
+    from direction_bank.jobs.edit_records import parameters_of
 
     for entry, picture in zip(record.edits, pictures):
         picture.info["parameters"] = parameters_of(record, entry)
@@ -242,7 +242,7 @@ def run_edit(editor, run: EditRun, photos: list[PhotoToEdit], engine: Engine = E
     as soon as a photo is inverted here (the studio remembers it, even when the edit is then
     cancelled). Cancelled (editor.cancel) passes through, keeping
     nothing of the photo it stopped in."""
-    from direction_bank.edit_records import record_path
+    from direction_bank.jobs.edit_records import record_path
     from direction_bank.jobs.outputs import make_output_folder, write_pictures, write_record
     from direction_bank.output_files import check_output, remove_stale_temporaries
     from editor.inversion import NO_REGULARISATION, Regularisation

@@ -78,7 +78,7 @@ def run_eval_edits(editor, photos, directions: list, scales, guidances, shared: 
 
 def _edit_one_guidance(jobs, editor, engine, settings, shared, words, problems, bar) -> None:
     """Run one guidance's jobs and write each image's pictures and record as it finishes."""
-    from direction_bank.edit_records import EditEntry, EditRecord
+    from direction_bank.jobs.edit_records import EditEntry, EditRecord
     from direction_bank.jobs.edit import run_images
     from direction_bank.jobs.outputs import write_pictures, write_record
     from editor.inversion import Regularisation

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from direction_bank.edit_records import EditRecord
+from direction_bank.jobs.edit_records import EditRecord
 from direction_bank.errors import BankError
 from editor.evaluation import FEW_IMAGES
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Iterator
 
 from direction_bank.errors import ModelUnavailable, first_line
-from direction_bank.generators.base import Provenance, mixed_seed
-from direction_bank.generators.prompts import FEW_SHOT_VERSION, PROMPT_VERSION, few_shot_messages, single_request
+from direction_bank.text.generators.base import Provenance, mixed_seed
+from direction_bank.text.generators.prompts import FEW_SHOT_VERSION, PROMPT_VERSION, few_shot_messages, single_request
 from sd_models.precision import default_device
 
 DOWNLOADED_LOCAL_MODEL = "google/flan-t5-large"  # pix2pix-zero's; about 3.1 GB on first use
@@ -239,7 +239,7 @@ class LocalGenerator:
         max_new_tokens is left out)."""
         import torch
 
-        from direction_bank.cleaning import split_lines
+        from direction_bank.text.cleaning import split_lines
 
         ids = self._prompt_ids(concept)
         torch.manual_seed(mixed_seed(self.seed, self.round_seed, self.calls))  # reproducible, new per call

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from direction_bank.stats import RunningStats
+from direction_bank.store.stats import RunningStats
 
 
 def difference_confidence(source: RunningStats, target: RunningStats) -> dict | None:

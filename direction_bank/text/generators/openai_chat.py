@@ -7,10 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
-from direction_bank.cleaning import split_lines
+from direction_bank.text.cleaning import split_lines
 from direction_bank.errors import BankError, first_line
-from direction_bank.generators.base import Provenance
-from direction_bank.generators.prompts import PROMPT_VERSION, list_request
+from direction_bank.text.generators.base import Provenance
+from direction_bank.text.generators.prompts import PROMPT_VERSION, list_request
 
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
@@ -174,7 +174,7 @@ class OpenAIGenerator:
     def batches(self, concept: str, batch_size: int, round_seed: int = 0) -> Iterator[list[str]]:
         """Yield the lines of `concurrency` concurrent requests at a time, until the deadline;
         each request carries its own seed (the user's, the round's, its number)."""
-        from direction_bank.generators.base import mixed_seed
+        from direction_bank.text.generators.base import mixed_seed
 
         self._deadline = time.monotonic() + self.deadline_s
         with ThreadPoolExecutor(self.concurrency) as pool:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
 
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics, TrashEntry
 from direction_bank.errors import BankError, NameTaken, UnknownConcept, UnknownDirection
 from direction_bank.names import check_direction_name, check_name
-from direction_bank.storage import (
+from direction_bank.store.rows import (
     EncoderInfo, lock_concept, lock_direction_names, read_statistics, trash_name, write_statistics,
 )
 
 EMPTY = "empty"  # the digest of statistics that hold nothing (no row)
+
+if TYPE_CHECKING:
+    from db.engine import Database
 
 
 class NotInTrash(BankError):
@@ -194,7 +198,7 @@ def _restore_sentence(session, entry: TrashEntry) -> dict:
     bytes from before its removal when they have not changed since, else its embedding added."""
     from safetensors.numpy import load
 
-    from direction_bank.stats import RunningStats
+    from direction_bank.store.stats import RunningStats
 
     sentence = entry.detail["sentence"]
     concept = lock_concept(session, entry.concept)
@@ -243,3 +247,28 @@ def empty_trash(session, older_than: timedelta | None = None) -> int:
         session.execute(delete(Direction).where(Direction.trash_id.in_(ids)))
         session.execute(delete(TrashEntry).where(TrashEntry.id.in_(ids)))
     return len(ids)
+
+
+class Trash:
+    """The trash room: what it holds, putting things back, emptying it."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def listing(self) -> list[dict]:
+        """What the trash holds, newest first (see list_trash)."""
+        with self.db.reading() as session:
+            return list_trash(session)
+
+    def restore(self, name: str | None = None, entry_id: int | None = None, as_name: str | None = None) -> dict:
+        """Put back from the trash the newest concept or direction named `name`, or the entry
+        `entry_id` (any kind, sentences too), under `as_name` if given; returns what came back."""
+        if (name is None) == (entry_id is None):
+            raise BankError("name what to restore, or give its trash id (one of the two)")
+        return self.db.write(lambda session: restore_entry(session, find_entry(session, name, entry_id), as_name))
+
+    def empty(self, older_than_days: float | None = None) -> int:
+        """Delete for good what the trash holds (only entries older than `older_than_days` when
+        given); returns how many entries went."""
+        older = None if older_than_days is None else timedelta(days=older_than_days)
+        return self.db.write(lambda session: empty_trash(session, older))

@@ -11,18 +11,19 @@ import numpy as np
 from sqlalchemy import select
 
 from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncoding
-from direction_bank.cleaning import content_hash, has_control_characters
+from direction_bank.text.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError, NameTaken
-from direction_bank.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
+from direction_bank.sharing.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_direction_name, check_name
-from direction_bank.stats import RunningStats
-from direction_bank.storage import (
-    DirectionResult, EncoderInfo, add_direction, latest_direction_version, read_statistics, write_statistics,
+from direction_bank.store.stats import RunningStats
+from direction_bank.store.rows import (
+    DirectionResult, EncoderInfo, add_direction, concept_id, latest_direction_version, read_statistics,
+    write_statistics,
 )
-from direction_bank.trash import trash_concept
+from direction_bank.store.trash import trash_concept
 
 if TYPE_CHECKING:
-    from direction_bank.bank import Bank
+    from db.engine import Database
 
 # pix2pix-zero averaged about this many sentences per concept mean; its files do not say
 PIX2PIX_ZERO_SENTENCES = 1000
@@ -79,19 +80,19 @@ def _named(meta: dict) -> dict:
     return meta
 
 
-def export_direction(bank: Bank, direction: DirectionResult, path: str | os.PathLike,
+def export_direction(db: Database, direction: DirectionResult, path: str | os.PathLike,
                      overwrite: bool = False, names_only: bool = False) -> dict:
     """Write a direction (saved or fresh from diff) to a dbank file; returns its metadata.
     The source and target means travel too when the bank still holds them unchanged. An SDXL
     direction carries each tensor's pooled part beside it (`direction_pooled`, ...). With
     `names_only` the metadata names models without their folders (see _named)."""
     tensors = _with_pooled("direction", direction.tensor, direction.pooled)
-    with bank.db.reading() as session:
+    with db.reading() as session:
         concepts = {}
         for role, name, count in (("source", direction.source, direction.source_count),
                                   ("target", direction.target, direction.target_count)):
-            concept_id = session.scalar(select(Concept.id).where(Concept.name == name)) if name else None
-            stats = read_statistics(session, concept_id, direction.encoder) if concept_id else None
+            found = session.scalar(select(Concept.id).where(Concept.name == name)) if name else None
+            stats = read_statistics(session, found, direction.encoder) if found else None
             if stats is not None and stats.count == count:
                 tensors.update(_with_pooled(f"{role}_mean", *direction.encoder.split(stats.mean)))
             concepts[role] = {"name": name, "sentence_count": count} if name else None
@@ -111,20 +112,20 @@ def export_direction(bank: Bank, direction: DirectionResult, path: str | os.Path
     return write_shared_file(path, "direction", tensors, overwrite=overwrite, meta=_named(meta) if names_only else meta)
 
 
-def export_concept(bank: Bank, concept: str, encoder: EncoderInfo, path: str | os.PathLike,
+def export_concept(db: Database, concept: str, encoder: EncoderInfo, path: str | os.PathLike,
                    overwrite: bool = False, names_only: bool = False) -> dict:
     """Write a concept bundle: its statistics under `encoder` and the sentences inside them
     (with `names_only`, models named without their folders)."""
-    with bank.db.reading() as session:
-        concept_id = bank._concept_id(session, concept)
-        origin = session.get(Concept, concept_id).origin
-        stats = read_statistics(session, concept_id, encoder)
+    with db.reading() as session:
+        found = concept_id(session, concept)
+        origin = session.get(Concept, found).origin
+        stats = read_statistics(session, found, encoder)
         if stats is None:
             raise BankError(f"concept {concept!r} has no embeddings from {encoder.model!r}")
         rows = session.scalars(
             select(Sentence)
             .join(SentenceEncoding)
-            .where(Sentence.concept_id == concept_id, SentenceEncoding.encoder_id == encoder.id)
+            .where(Sentence.concept_id == found, SentenceEncoding.encoder_id == encoder.id)
             .order_by(Sentence.id)
         ).all()
         sentences = [
@@ -207,14 +208,14 @@ def import_name(shared: SharedFile, name: str | None = None) -> str:
         raise BankError(f"{error}{'' if name else f' (the name {shared.path.name} gives itself: pass --name)'}") from None
 
 
-def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str | None = None,
+def import_file(db: Database, shared: SharedFile, encoder: EncoderInfo, name: str | None = None,
                 strict: bool = False, count: int = PIX2PIX_ZERO_SENTENCES, overwrite: bool = False) -> ImportReport:
     """Store a validated file as a direction or concept under `encoder`, all or nothing.
     A file imported before (same bytes, same name) is a no-op. A name in use is refused unless
     `overwrite`: a direction then becomes the name's next version, a concept's old holder goes
     to the trash; nothing is lost either way."""
     report = ImportReport(str(shared.path), shared.kind, import_name(shared, name))
-    earlier = earlier_import(bank, shared, name)
+    earlier = earlier_import(db, shared, name)
     if earlier is not None:
         report.name, report.already_imported = earlier, True
         return report
@@ -227,15 +228,15 @@ def import_file(bank: Bank, shared: SharedFile, encoder: EncoderInfo, name: str 
             _store_concept(session, shared, encoder, report, count, overwrite)
         session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
 
-    bank.db.write(store)
+    db.write(store)
     return report
 
 
-def earlier_import(bank: Bank, shared: SharedFile, name: str | None = None) -> str | None:
+def earlier_import(db: Database, shared: SharedFile, name: str | None = None) -> str | None:
     """The name a file (same bytes) was imported under, when that is still in the bank and
     `name` asks for no other one; else None."""
     table = Direction if shared.kind == "direction" else Concept
-    with bank.db.reading() as session:
+    with db.reading() as session:
         earlier = session.get(ImportedFile, shared.sha256)
         # a file whose import was removed since is imported again
         if earlier is None or (name is not None and check_name(name) != earlier.name):
@@ -243,13 +244,6 @@ def earlier_import(bank: Bank, shared: SharedFile, name: str | None = None) -> s
         if session.scalar(select(table.id).where(table.name == earlier.name).limit(1)):
             return earlier.name
     return None
-
-
-def name_in_use(bank: Bank, kind: str, name: str) -> bool:
-    """Whether a direction (kind 'direction') or concept of this name is in the bank."""
-    table = Direction if kind == "direction" else Concept
-    with bank.db.reading() as session:
-        return session.scalar(select(table.id).where(table.name == name).limit(1)) is not None
 
 
 def _store_direction(session, shared: SharedFile, encoder: EncoderInfo, report: ImportReport, overwrite: bool) -> None:

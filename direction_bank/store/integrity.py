@@ -11,17 +11,17 @@ from sqlalchemy import func, select
 from db import migrations
 from db.engine import sqlite_path
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics
-from direction_bank.cleaning import content_hash
+from direction_bank.text.cleaning import content_hash
 from direction_bank.errors import BankError
-from direction_bank.files import MAX_ABS_VALUE
-from direction_bank.histories import history_problems, repair_histories
+from direction_bank.sharing.files import MAX_ABS_VALUE
+from direction_bank.store.histories import history_problems, repair_histories
 from direction_bank.output_files import write_output
-from direction_bank.stats import DamagedData
-from direction_bank.storage import EncoderInfo, lock_concept, read_statistics, write_statistics
+from direction_bank.store.stats import DamagedData
+from direction_bank.store.rows import EncoderInfo, lock_concept, read_statistics, write_statistics
 
 if TYPE_CHECKING:
     from direction_bank.bank import Bank
-    from direction_bank.encoder import TextEncoder
+    from direction_bank.text.encoder import TextEncoder
 
 
 def _encoded_sentences(session, concept_id: int, encoder_id: int) -> list[str]:
@@ -61,7 +61,7 @@ def check_bank(bank: Bank, deep: bool = False, sample: int = 64,
     else by a 6-sigma test."""
     import numpy as np
 
-    from direction_bank.stats import RunningStats, blob_to_tensor
+    from direction_bank.store.stats import RunningStats, blob_to_tensor
 
     problems = CheckReport()
     checked = problems.checked
@@ -144,7 +144,7 @@ def repair_statistics(bank: Bank, load_encoder: Callable[[EncoderInfo], TextEnco
     """Recompute every concept's statistics from its stored sentences (re-embedding them with each
     encoder that had statistics); returns what was rebuilt. Imported means without sentences are
     left alone."""
-    from direction_bank.stats import RunningStats
+    from direction_bank.store.stats import RunningStats
 
     with bank.db.reading() as session:
         pairs = [(c.name, c.id, EncoderInfo.of(e)) for c, e in session.execute(

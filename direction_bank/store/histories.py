@@ -12,7 +12,7 @@ from sqlalchemy import select
 from db.models import Direction, TrashEntry
 from direction_bank.errors import NameTaken, UnknownDirection
 from direction_bank.names import VERSION_SUFFIX, check_direction_name, check_name
-from direction_bank.storage import TRASH_NAME_PREFIX, lock_direction_names, trash_name
+from direction_bank.store.rows import TRASH_NAME_PREFIX, lock_direction_names, trash_name
 
 
 def rename_direction(session, old: str, new: str) -> int:

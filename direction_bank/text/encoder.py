@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from direction_bank.errors import BankError, ModelUnavailable, first_line
-from direction_bank.layout import sample_shape
+from direction_bank.text.layout import sample_shape
 from direction_bank.progress import progress_bar
 from sd_models.family import has_second_text_encoder, model_source
 from sd_models.precision import DTYPES, default_device, torch_dtype

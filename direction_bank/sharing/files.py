@@ -168,7 +168,7 @@ def _check_tensor(path: Path, name: str, tensor: np.ndarray, shape: tuple[int, .
 def _read_dbank(path: Path) -> SharedFile:
     from safetensors.numpy import load_file
 
-    from direction_bank.file_metadata import validate_metadata
+    from direction_bank.sharing.file_metadata import validate_metadata
 
     meta = read_metadata(path)
     kind = meta["kind"]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from direction_bank.errors import BankError
-from direction_bank.generators.base import SentenceGenerator
+from direction_bank.text.generators.base import SentenceGenerator
 
 GENERATORS = ("openai", "local", "template")
 
@@ -32,7 +32,7 @@ def check_generator(name: str | None, llm: str | None = None, base_url: str | No
         raise BankError("no OpenAI API key: set OPENAI_API_KEY, or point --base-url at an "
                         "OpenAI-compatible server (or use --generator local)")
     if name == "local":
-        from direction_bank.generators.local import LOCAL_MODEL_FIX, default_local_model, resolve_model
+        from direction_bank.text.generators.local import LOCAL_MODEL_FIX, default_local_model, resolve_model
 
         source, gguf = resolve_model(llm or default_local_model())
         if gguf is None:
@@ -47,16 +47,16 @@ def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
     bound a remote server's requests and whole run (their defaults when None)."""
     name = _choose(name, llm)
     if name == "template":
-        from direction_bank.generators.template import TemplateGenerator
+        from direction_bank.text.generators.template import TemplateGenerator
 
         return TemplateGenerator(seed=seed)
     if name == "openai":
-        from direction_bank.generators.openai_chat import OpenAIGenerator
+        from direction_bank.text.generators.openai_chat import OpenAIGenerator
 
         bounds = {k: v for k, v in (("timeout_s", timeout_s), ("deadline_s", deadline_s)) if v is not None}
         return OpenAIGenerator(model=llm, base_url=base_url, seed=seed, **bounds)
     if name == "local":
-        from direction_bank.generators.local import LocalGenerator
+        from direction_bank.text.generators.local import LocalGenerator
 
         return LocalGenerator(model=llm, device=device, seed=seed)
     raise BankError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
@@ -64,7 +64,7 @@ def make_generator(name: str | None, llm: str | None = None, seed: int = 0,
 
 def _local_model_state(model: str) -> tuple[bool, str]:
     """(whether the local model can run without a download, what a person should know)."""
-    from direction_bank.generators.local import DOWNLOAD_GB, SMOLLM2_GGUF, find_smollm2_gguf
+    from direction_bank.text.generators.local import DOWNLOAD_GB, SMOLLM2_GGUF, find_smollm2_gguf
     from direction_bank.model_check import in_hub_cache
 
     if model == "smollm2":
@@ -83,8 +83,8 @@ def available_generators() -> list[dict]:
     """Each generator with whether it can run here now, without a download: openai when a key
     or a server is set, local when its model is installed or cached, template always; for
     local also where GGUF models are kept converted (cache) and its size (cache_bytes)."""
-    from direction_bank.generators.local import default_local_model, gguf_cache_folder, gguf_cache_size
-    from direction_bank.generators.openai_chat import DEFAULT_OPENAI_MODEL
+    from direction_bank.text.generators.local import default_local_model, gguf_cache_folder, gguf_cache_size
+    from direction_bank.text.generators.openai_chat import DEFAULT_OPENAI_MODEL
 
     key = bool(os.environ.get("OPENAI_API_KEY"))
     base_url = os.environ.get("OPENAI_BASE_URL")

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 
 from db.models import Concept, Direction, Encoder, Moments, Statistics
-from direction_bank.layout import sample_shape
+from direction_bank.errors import UnknownConcept
+from direction_bank.names import check_name
+from direction_bank.text.layout import sample_shape
 from sd_models.family import model_kind
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from direction_bank.stats import RunningStats
+    from direction_bank.store.stats import RunningStats
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class DirectionResult:
 
     def blob(self) -> bytes:
         """The direction's bytes as its row stores them (float32, the sample layout)."""
-        from direction_bank.stats import tensor_to_blob
+        from direction_bank.store.stats import tensor_to_blob
 
         return tensor_to_blob(self.sample())
 
@@ -288,6 +290,26 @@ def add_direction(session, name: str, direction: DirectionResult, version: int =
     return version
 
 
+def concept_id(session, concept: str) -> int:
+    """The id of a concept by name; UnknownConcept in one line when the bank has none."""
+    found = session.scalar(select(Concept.id).where(Concept.name == check_name(concept)))
+    if found is None:
+        raise UnknownConcept(f"no concept named {concept!r} in the bank")
+    return found
+
+
+def name_in_use(session, kind: str, name: str) -> bool:
+    """Whether a direction (kind 'direction') or concept of this name is in the bank (any version,
+    trashed ones too: a name that holds history)."""
+    table = Direction if kind == "direction" else Concept
+    return session.scalar(select(table.id).where(table.name == name).limit(1)) is not None
+
+
+def live_names(session, kind: str) -> list[str]:
+    """The names of the live (not trashed) directions (kind 'direction') or concepts."""
+    table = Direction if kind == "direction" else Concept
+    return list(session.scalars(select(table.name).where(table.trash_id.is_(None)).distinct()))
+
 
 def lock_concept(session, name: str, create: bool = False) -> Concept | None:
     """The concept's row, locked for this transaction on PostgreSQL (SQLite's write transaction
@@ -302,7 +324,7 @@ def lock_concept(session, name: str, create: bool = False) -> Concept | None:
 
 def read_statistics(session, concept_id: int, info: EncoderInfo) -> RunningStats | None:
     """A concept's statistics under an encoder, inside a session; None when it has none."""
-    from direction_bank.stats import RunningStats
+    from direction_bank.store.stats import RunningStats
 
     row = session.get(Statistics, (concept_id, info.id))
     if row is None:

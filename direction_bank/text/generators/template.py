@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
-from direction_bank.generators.base import Provenance
+from direction_bank.text.generators.base import Provenance
 
 ADJECTIVES = ["", "small", "large", "young", "old", "beautiful", "lone", "curious", "sleepy", "wet"]
 ACTIONS = [

@@ -1,0 +1,280 @@
+"""The Edit tab's actions: a photo checked, captioned or generated, edited with saved directions
+(reusing its inversion and reference pass), scored, and the settings a dbank PNG carries read
+back; plain calls over the bank, jobs/ and the editor."""
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from direction_bank.errors import BankError, FieldError
+from direction_bank.names import file_label
+from direction_bank.studio.fields import file_digest, finite, image_size, opened_photo, whole
+from direction_bank.studio.session import Remembered, StudioSession, no_report
+from sd_models.settings import SEED_RANGE
+
+MAX_DIRECTIONS_PER_EDIT = 16
+# the number settings of an edit as the page labels them (steps, size and seed are named as they are)
+SETTING_LABELS = {"scale": "scale", "xa_guidance": "cross-attention guidance", "guidance_scale": "guidance scale"}
+
+
+@dataclass
+class EditOutcome:
+    """A finished studio edit: the caption used, (picture, label) pairs in the order input,
+    reconstruction, each direction; the attention overlay (or None); a zip of every picture;
+    how long it took and what it reused."""
+
+    caption: str
+    pictures: list
+    overlay: object
+    archive: str
+    seconds: float
+    reused: bool
+    message: str
+    notes: list = field(default_factory=list)
+    scores: dict = field(default_factory=dict)  # direction -> its scores (editor.evaluation.METRICS)
+    files: list = field(default_factory=list)  # (PNG path, label) per picture, beside the archive
+    # the page's edit controls as this edit ran (caption used, directions, scale, cross-attention
+    # guidance, guidance scale, steps, size, seed, attention word, use tuned): a history entry's
+    controls: list = field(default_factory=list)
+
+
+@dataclass
+class EditRequest:
+    """An edit's inputs after StudioActions.check_edit: directions read, settings checked, the
+    photo checked at the edit size; `notes` say which tuned settings replace the page's."""
+
+    image: str
+    caption: str | None
+    entries: list  # jobs.edit.Resolved, each scaled by its own (tuned) scale
+    settings: object
+    size: int
+    seed: int
+    word: str
+    notes: list
+    controls: list  # the checked inputs in the page's order (EditOutcome.controls, less the caption used)
+
+
+class EditActions(StudioSession):
+    """What the Edit tab does."""
+
+
+    def check_photo(self, image: str) -> None:
+        """Refuse an upload that is not an image (or a bomb) as soon as it lands: a FieldError."""
+        from editor.pipeline import EditorError
+
+        try:
+            opened_photo(image, 64)
+        except EditorError as error:
+            raise FieldError("image", str(error)) from None
+
+    def suggest_caption(self, image: str) -> str:
+        """BLIP's caption of an image file."""
+        from PIL import Image
+
+        if not image:
+            raise BankError("upload an image first")
+        opened_photo(image, 64)  # the same checks as an edit: a real image, not a bomb
+        with Image.open(image) as opened:
+            return self.editor().caption(opened.convert("RGB"))
+
+    def generate(self, prompt: str, size=512, steps=50, guidance_scale=5.0, seed=0, report=no_report) -> str:
+        """An image generated from `prompt` (a PNG path). Its starting noise is remembered, so
+        editing it with the prompt as caption needs no inversion."""
+        import numpy as np
+
+        from editor.edit import SETTING_BOUNDS, EditSettings
+        from editor.editor import Inversion
+
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise BankError("write a prompt to generate from")
+        size, seed = image_size(size), whole(seed, "seed", *SEED_RANGE)
+        settings = EditSettings(whole(steps, "steps", *SETTING_BOUNDS["steps"]), guidance_scale, 0.0, 1.0)
+        with self._job(report, ["generating"]) as editor:
+            start = Inversion(editor.generate_noise(size, seed), prompt, False, negative_prompt="")
+            zero = np.zeros((1, editor.components.max_length, editor.hidden_size), np.float32)
+            _, generated = editor.edit(start, zero, settings, keep_reference=True,
+                                       pooled=np.zeros((1, editor.pooled_size), np.float32) if editor.pooled_size else None)
+        path = self._fresh_folder() / f"{file_label(f'generated {seed} {size} {prompt}')}.png"
+        generated.save(path)
+        self._remember((file_digest(path), prompt, size, settings.steps, seed), Remembered(start))
+        return str(path)
+
+    def check_edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
+                   guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
+                   use_tuned: bool = False) -> "EditRequest":
+        """Every input of an edit checked, the directions read from the bank and the photo opened,
+        before any model loads; a bad one is a FieldError naming its parameter, in the page's words."""
+        from direction_bank.jobs.edit import apply_tuning, resolve_directions, saved_directions
+        from editor.edit import EditSettings
+        from editor.pipeline import EditorError
+        from sd_models.settings import SETTING_BOUNDS
+
+        if not image:
+            raise FieldError("image", "upload or generate a photo first")
+        if isinstance(directions, str):  # one name, not a list of its letters
+            directions = [directions]
+        if not isinstance(directions, (list, tuple)) or not all(isinstance(n, str) for n in directions):
+            raise FieldError("directions", "directions: give a list of direction names")
+        names = [name for name in directions if name]
+        if not names:
+            raise FieldError("directions", "choose at least one direction")
+        if len(names) > MAX_DIRECTIONS_PER_EDIT:
+            raise FieldError("directions", f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
+        typed = {}
+        for name, value in (("scale", scale), ("xa_guidance", xa_guidance), ("guidance_scale", guidance_scale)):
+            typed[name] = finite(value, SETTING_LABELS[name], *SETTING_BOUNDS[name], field=name)
+        steps = whole(steps, "steps", *SETTING_BOUNDS["steps"])
+        size, seed = image_size(size), whole(seed, "seed", *SEED_RANGE)
+        caption = (caption or "").strip() or None
+        try:
+            opened_photo(image, size)
+        except EditorError as error:  # the same line check_photo gives at the upload
+            raise FieldError("image", str(error)) from None
+        with self.bank(read_only=True) as bank:
+            try:
+                entries, _ = resolve_directions(saved_directions(bank, names), strict=True)
+            except BankError as error:
+                raise FieldError("directions", str(error)) from None
+        entries, chosen_scale, chosen_guidance, notes = apply_tuning(
+            entries, None if use_tuned else typed["scale"], None if use_tuned else typed["xa_guidance"])
+        settings = EditSettings(steps, typed["guidance_scale"], chosen_guidance, chosen_scale)
+        word = (attention_word or "").strip()
+        controls = [names, typed["scale"], typed["xa_guidance"], typed["guidance_scale"], steps, size, seed, word,
+                    bool(use_tuned)]
+        return EditRequest(image, caption, entries, settings, size, seed, word, notes, controls)
+
+    def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
+             guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
+             report=no_report, use_tuned: bool = False) -> EditOutcome:
+        """Invert `image` (or reuse its inversion from an earlier call) and edit it with saved
+        directions; the second direction on the same image and settings reuses the inversion and
+        the reference pass, and the outcome says so. With `use_tuned`, each tuned direction gets
+        its tuned scale and guidance (dbank tune) instead of `scale` and `xa_guidance`, and the
+        notes say so. Each edit is scored when the eval models can be had. Inputs are checked
+        first (check_edit); the run is jobs.edit.run_edit, as dbank edit's, into a fresh folder."""
+        from direction_bank.jobs.edit import Engine, EditRun, PhotoToEdit, check_shapes, run_edit
+
+        request = self.check_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
+                                  attention_word, use_tuned)
+        caption, entries, settings = request.caption, request.entries, request.settings
+        size, seed, word = request.size, request.seed, request.word
+        digest = file_digest(image)
+        key = (digest, caption, size, settings.steps, seed)
+        remembered = self._remembered.get(key)
+        if remembered is None and caption is not None:  # BLIP's caption, now typed in the box
+            blip = self._remembered.get((digest, None, size, settings.steps, seed))
+            remembered = blip if blip is not None and blip.inversion.caption == caption else None
+        inverted = remembered is None
+        reused = not inverted and (settings.steps, settings.guidance_scale,
+                                   remembered.inversion.negative_prompt) in remembered.inversion.traces
+        folder, done = self._fresh_folder(), []
+        started = time.monotonic()
+        with self._job(report, ["inverting", "editing"] if inverted else ["editing"]) as editor:
+            check_shapes(editor, entries)
+            ran = run_edit(editor, EditRun(self.model_name, settings, size, seed, folder, True, (word,) if word else (),
+                                           photo_by_name=True),
+                           [PhotoToEdit(image, caption, entries, file_label(Path(image).stem),
+                                        None if inverted else remembered.inversion)],
+                           Engine(batch_images=1), on_image=done.append,
+                           on_inverted=lambda inversion: self._remember(key, Remembered(inversion)))
+        if ran.errors:
+            raise BankError(ran.errors[0].replace(str(image), Path(image).name))
+        [edited] = done
+        remembered = self._remembered.get(key, remembered)
+        seconds = time.monotonic() - started
+        first = remembered.first_seconds is None
+        if first:
+            remembered.first_seconds = seconds
+        warnings = [warning.removeprefix(f"{image}: ") for warning in ran.warnings]
+        outcome = self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
+                                warnings)
+        outcome.controls = [outcome.caption, *request.controls]
+        return outcome
+
+    def settings_from_png(self, path: str) -> dict:
+        """The settings a dbank edit's PNG carries, for the page's controls: caption, the
+        direction (the version it used, by fingerprint), scale, cross-attention guidance,
+        guidance scale, steps, size, seed; `note` says when an older version is used."""
+        from direction_bank.jobs.edit_records import read_parameters
+
+        if not path:
+            raise BankError("drop a PNG that dbank made")
+        data, entry = read_parameters(path)
+        with self.bank(read_only=True) as bank:
+            reference, current = bank.version_with_fingerprint(entry.direction, entry.fingerprint)
+        notes = [] if current else [f"{entry.direction!r} has changed since; loaded version "
+                                    f"{reference.rsplit('@', 1)[1]}, the one this picture was made with"]
+        if data["model"] not in (self.model, self.model_name):  # a picture never chooses the server's model
+            notes.append(f"the picture was made with another model ({Path(data['model']).name}); "
+                         "this studio edits with its own")
+        note = "; ".join(notes)
+        return {"caption": data["caption"], "directions": [reference], "scale": entry.scale,
+                "xa_guidance": entry.xa_guidance, "guidance_scale": data["guidance_scale"], "steps": data["steps"],
+                "size": data["size"], "seed": data["seed"], "note": note}
+
+    def _scores(self, photo, caption: str, entries: list, edits: list, reconstruction) -> tuple[dict, list]:
+        """({label: scores} of each edit whose direction names its concepts, and of the
+        reconstruction against the first of them; notes), when the eval models can be had."""
+        from direction_bank.jobs.evaluate import score_pair
+
+        scorer = self.scorer()
+        if scorer is None:  # said once a server, not at every edit
+            told, self._told_scores_off = self._told_scores_off, True
+            return {}, [] if told else [f"no scores: {self.scores_off}"]
+        known = [(d, picture) for d, picture in zip(entries, edits) if d.source and d.target]
+        if not known:
+            return {}, []
+        first = known[0][0]
+        pairs = [score_pair(photo, picture, caption, d.source, d.target) for d, picture in known]
+        pairs.append(score_pair(photo, reconstruction, caption, first.source, first.target))
+        told = len(scorer.clip.truncated)
+        scores = scorer.score(pairs)
+        notes = [scorer.truncation_note()] if len(scorer.clip.truncated) > told else []
+        return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, notes
+
+    def _outcome(self, image, remembered, edited, folder: Path, seconds, inverted, reused, first, notes, warnings):
+        """The EditOutcome of jobs.edit.run_edit's EditedImage: the pictures the page shows (input,
+        reconstruction, each direction, the attention overlay) with their scores, and a zip of
+        every file the job wrote into `folder`, the photo saved beside them as STEM.input.png."""
+        from direction_bank.jobs.edit import INPUT
+        from editor.pictures import photo_at, save_png
+
+        caption = edited.caption
+        reconstruction_path, reconstruction = edited.reconstruction
+        photo = photo_at(image, reconstruction.size)
+        photo_path = folder / f"{file_label(Path(image).stem)}.{INPUT}.png"
+        save_png(photo, photo_path)
+        scores, score_notes = self._scores(photo, caption, edited.directions,
+                                           [picture for _, _, picture in edited.edits], reconstruction)
+        shown = [(photo, photo_path, "input"), (reconstruction, reconstruction_path, "reconstruction"),
+                 *((picture, path, label) for label, path, picture in edited.edits),
+                 *((maps[1], maps[0], f"attention: {word}") for word, maps in edited.attention.items())]
+        overlay = next((maps[1] for maps in edited.attention.values()), None)
+        if reused and first:  # a generated picture: its own noise and pass, nothing of an earlier edit
+            message = f"{seconds:.1f} s: edited from the generated picture's own noise and pass (no inversion needed)"
+        elif reused:
+            message = (f"{seconds:.1f} s: reused the inversion and the reference pass "
+                       f"(the first edit of this image took {remembered.first_seconds:.1f} s)")
+        elif not inverted:
+            message = f"{seconds:.1f} s: reused the inversion; a new reference pass for this guidance scale"
+        elif remembered.inversion.cached:
+            message = f"{seconds:.1f} s: the inversion came from the disk cache; ran the reference pass (kept)"
+        else:
+            message = f"{seconds:.1f} s: inverted the image and ran the reference pass (both kept for the next edit)"
+        archive = folder / f"{file_label(Path(image).stem)}-edits.zip"
+        with zipfile.ZipFile(archive, "w") as opened:
+            for path in [photo_path, *map(Path, edited.files)]:
+                opened.write(path, path.name)
+        return EditOutcome(caption, [(picture, label) for picture, _, label in shown], overlay, str(archive), seconds,
+                           reused, message, [*notes, *score_notes, *warnings], scores,
+                           [(str(path), label) for _, path, label in shown])
+
+def scored_label(name: str, scores: dict | None) -> str:
+    """A gallery caption: the picture's name, and its scores when it has some."""
+    if not scores:
+        return name
+    return (f"{name} · CLIP dir. {scores['clip_directional_similarity']:.3f} · structure "
+            f"{scores['structure_distance']:.4f} · change {scores['whole_image_change']:.3f}")

@@ -1,0 +1,54 @@
+"""What every tab's events share: errors shown as one line, the visitor an event runs for, the
+path of an upload, and progress reported to the page."""
+from __future__ import annotations
+
+import functools
+import logging
+
+from direction_bank.errors import BankError, first_line
+from direction_bank.studio.session import VISITOR
+from direction_bank.studio.words import page_words
+from editor.pipeline import EditorError
+
+log = logging.getLogger("dbank.studio")
+
+
+def shown_errors(handler):
+    """Known errors as a one-line gr.Error; anything else too, with the traceback in the log."""
+    import gradio as gr
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (BankError, EditorError) as error:
+            raise gr.Error(page_words(first_line(error)), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as error:
+            log.exception("studio handler %s failed", handler.__name__)
+            raise gr.Error(f"unexpected {type(error).__name__}: {first_line(error)}", print_exception=False) from None
+
+    return wrapper
+
+
+def visit(request) -> None:
+    """Run the rest of this event as the visitor (Gradio's session) that sent `request`: a job
+    remembers who started it, and only they may cancel it (actions.VISITOR)."""
+    VISITOR.set(getattr(request, "session_hash", None) or "")
+
+
+def path_of(upload) -> str:
+    """The server path of an uploaded or generated file as an event without Gradio's
+    preprocessing receives it (FileData, after Gradio's own check that the file is its upload or
+    one of this page's files); "" when there is none. Such events check their inputs themselves,
+    so a file that is not an image, or a number that is not one, is dbank's one line, not
+    Gradio's multi-line preprocessing error."""
+    if isinstance(upload, dict):
+        return str(upload.get("path") or "")
+    return ""
+
+
+def reporter(progress):
+    """report(fraction, text) for a job, shown on the page's progress bar."""
+    return lambda fraction, text: progress(fraction, desc=text)
