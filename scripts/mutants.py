@@ -83,7 +83,7 @@ MUTANTS = [
            ("tests/test_trash.py", "-k", "refused_and_overwrite and sqlite")),
     Mutant("dotted-names-collide", "direction_bank/names.py", 'and not (part and "." in name)):', "and True):",
            (E, "-k", "dotted_names and sqlite")),
-    Mutant("backup-onto-itself", "direction_bank/store/integrity.py", "if any(target.resolve() == path.resolve()",
+    Mutant("backup-onto-itself", "direction_bank/jobs/integrity.py", "if any(target.resolve() == path.resolve()",
            "if False and any(target.resolve() == path.resolve()",
            ("tests/test_bad_input.py", "-k", "bad_output_paths and sqlite")),
     # -- one history per direction, tunings on the version tuned, one name rule (#30) ----------

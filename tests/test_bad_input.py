@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from direction_bank import Bank
 from direction_bank.sharing.files import read_metadata, write_shared_file
+from tests.output import said
 
 HORSE = "a photo of a horse\na horse on a beach\na brown horse in a stable\n"
 ZEBRA = "a photo of a zebra\na zebra on the savanna\na zebra at a river\n"
@@ -62,7 +63,7 @@ def assert_one_line_and_unchanged(run_cli, database, args, fragment, exit_codes=
     """Run one bad input; check the exit code, the single stderr line and the bank afterwards."""
     before = snapshot(database)
     result = run_cli(*args, input=input, env=env)
-    lines = result.stderr.strip().splitlines()
+    lines = said(result.stderr)
     assert result.exit_code in exit_codes, (args, result.exit_code, result.stderr)
     assert len(lines) == 1 and lines[0].startswith("Error: "), (args, result.stderr)
     assert "Traceback" not in result.output
@@ -272,7 +273,7 @@ def test_another_programs_database_is_refused_untouched(run_cli, tmp_path, monke
     before = _files_of(other)
     for args in [*READ_ONLY, ["add-concept", "horse", "--sentences", "-"], ["remove", "horse"]]:
         result = run_cli("-d", str(other), *args, input="a horse\n")
-        lines = result.stderr.strip().splitlines()
+        lines = said(result.stderr)
         assert result.exit_code == 1 and len(lines) == 1, (args, result.stderr)
         assert "is not a dbank bank" in lines[0], lines[0]
         assert _files_of(other) == before, args  # byte-identical, no -wal or -shm beside it
@@ -423,7 +424,7 @@ def test_a_missing_model_is_one_line_and_leaves_no_bank(run_cli, bank_path, data
     ]
     for args, fragment in cases:
         result = run_cli(*args)
-        lines = result.stderr.strip().splitlines()
+        lines = said(result.stderr)
         assert result.exit_code == 1 and len(lines) == 1 and fragment in lines[0], (args, result.stderr)
     if sqlite_bank(database):
         assert not bank_path.exists()

@@ -173,3 +173,31 @@ def test_a_bank_from_the_first_schema_opens_and_keeps_its_data(tmp_path, encoder
         bank.add_sentences("zebra", ZEBRA[:3], encoder)
         saved = bank.save_direction("horse2zebra", bank.diff("horse", "zebra"))
         assert bank.direction("horse2zebra").confidence["snr"] == pytest.approx(saved.confidence["snr"])
+
+
+def test_each_room_works_alone_over_a_database(database, encoder, sd_model):
+    """The rooms under Bank need no Bank: sentences in through the sentences room, the direction out of
+    the directions room, the trash through its own; the same numbers as a hand computation."""
+    from db.engine import Database, database_url
+    from direction_bank.store.concepts import Concepts
+    from direction_bank.store.directions import Directions
+    from direction_bank.store.encoders import Encoders
+    from direction_bank.store.sentences import Sentences
+    from direction_bank.store.trash import Trash
+
+    db = Database(database_url(database), create=True)
+    try:
+        encoders, concepts = Encoders(db), Concepts(db)
+        sentences, directions = Sentences(db, encoders, concepts), Directions(db, encoders, concepts)
+        sentences.add("horse", HORSE, encoder)
+        sentences.add("zebra", ZEBRA, encoder)
+        direction = directions.diff("horse", "zebra")
+        by_hand = reference_embeddings(sd_model, ZEBRA).mean(0) - reference_embeddings(sd_model, HORSE).mean(0)
+        np.testing.assert_allclose(direction.tensor[0], by_hand, atol=1e-5)
+        assert directions.save("h2z", direction).version == 1
+        assert [s.name for s in concepts.summaries()] == ["horse", "zebra"]
+        assert concepts.remove("zebra") == len(ZEBRA)
+        assert [entry["name"] for entry in Trash(db).listing()] == ["zebra"]
+        assert [e.id for e in encoders.all()] == [encoders.id_of(encoder)]
+    finally:
+        db.dispose()

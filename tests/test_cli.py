@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from direction_bank import __version__
+from tests.output import said
 
 HORSE = "a photo of a horse\na horse on a beach\n\na brown horse in a stable\na horse in the snow\n"
 ZEBRA = "a photo of a zebra\na zebra on the savanna\na zebra at a river\n"
@@ -85,7 +86,7 @@ def test_remove_and_remove_sentence(run_cli, horse_and_zebra):
 
 def _one_line_error(result, *fragments):
     assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
+    lines = said(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
@@ -184,7 +185,7 @@ def test_a_traceback_never_reaches_a_user_in_a_real_process(tmp_path, sd_model):
     env = {**os.environ, "DBANK_DEBUG": "0", "DBANK_DB": str(tmp_path / "b.db"), "DBANK_MODEL": str(sd_model)}
     done = subprocess.run([sys.executable, "-m", "direction_bank.cli", "similar", "x", "-k", "99999999999999999999"],
                           capture_output=True, text=True, env=env)
-    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(said(done.stderr)) == 1
 
 
 def test_an_unsupported_database_or_missing_driver_is_one_line(run_cli):

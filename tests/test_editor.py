@@ -14,6 +14,7 @@ from editor.edit import EditSettings
 from editor.editor import Editor, Inversion
 from editor.inversion import NO_REGULARISATION, Regularisation, auto_corr_loss, invert
 from editor.pipeline import EditorError, encode_image, encode_prompts, load_image
+from tests.output import said
 
 STEPS = 4
 
@@ -456,7 +457,7 @@ def test_cli_bad_inputs_are_one_line_each_and_the_rest_is_edited(edit_cli, image
                       "--direction-file", str(tmp_path / "wide.safetensors"), "--caption", "a horse",
                       "-o", str(tmp_path / "out"), "--json")
     assert result.exit_code == 1
-    errors = result.stderr.strip().splitlines()
+    errors = said(result.stderr)
     assert len(errors) == 3 and all(line.startswith("Error: ") for line in errors)
     assert "wide: direction 'wide' is [1, 77, 48]" in errors[0]
     assert "notes.png: not an image" in errors[1] and "missing.png: no such file" in errors[2]
@@ -553,7 +554,7 @@ def test_a_missing_caption_model_is_one_line(edit_cli, image, tmp_path):
     result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption-model", "nobody/no-blip",
                       "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
+    lines = said(result.stderr)
     assert len(lines) == 1 and "the captioning model 'nobody/no-blip' is not in the Hugging Face cache" in lines[0]
     assert "pass --caption" in lines[0]
 
@@ -587,9 +588,9 @@ def test_output_names_never_collide_and_the_report_lists_exactly_what_was_writte
     result = edit_cli("edit", str(first), str(bomb), str(second), *directions, "--caption", "a photo of a horse",
                       "--attention-map", "horse", "--attention-map", "unicorn", "-o", str(out), "--json")
     assert result.exit_code == 1  # the bomb
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    errors = [line for line in said(result.stderr) if line.startswith("Error: ")]
     assert len(errors) == 1 and "bomb.png: over the limit of 80 megapixels" in errors[0]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in said(result.stderr) if line.startswith("warning: ")]
     assert len(warnings) == 2 and all("'unicorn' is not in the caption" in w for w in warnings)
     report = json.loads(result.stdout)
     written = [f for r in report["results"] for f in r["files"]]
@@ -639,7 +640,7 @@ def test_a_caption_model_that_cannot_be_downloaded_fails_fast_offline(edit_cli, 
                            "horse2zebra", "--model", str(tiny_sd), "--size", "32", "--steps", "2", "-o",
                            str(tmp_path / "out")], capture_output=True, text=True, env=env)
     assert time.monotonic() - started < 30
-    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.returncode == 1 and len(said(done.stderr)) == 1, done.stderr
     assert done.stderr.startswith("Error: the captioning model 'Salesforce/blip-image-captioning-base' is not "
                                   "downloaded and huggingface.co cannot be reached")
     assert "pass --caption" in done.stderr
@@ -818,7 +819,7 @@ def test_a_manifest_gives_each_image_its_caption_and_directions(edit_cli, run_cl
     result = edit_cli("edit", "--manifest", str(manifest), "--caption-model", "unused-when-captions-are-given",
                       "--caption", "a horse in a field", "-o", str(tmp_path / "out"), "--json")
     assert result.exit_code == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    errors = [line for line in said(result.stderr) if line.startswith("Error: ")]
     assert len(errors) == 2
     assert "no-such-direction: no direction named 'no-such-direction'" in errors[0] and "missing.png" in errors[1]
     report = {Path(r["image"]).name: r for r in json.loads(result.stdout)["results"]}

@@ -11,6 +11,7 @@ from PIL import Image
 
 from direction_bank.jobs.edit_records import read_record
 from editor.evaluation import ClipScorer, DinoStructure
+from tests.output import said
 
 STEPS = 2
 
@@ -211,7 +212,7 @@ def test_eval_bad_inputs_are_one_line_each(eval_cli, run_cli, image, tmp_path, t
     out = tmp_path / "eval"
     missing = eval_cli("eval", str(image), "--direction", "horse2zebra", "--caption", "a horse", "-o", str(out),
                        env={"DBANK_DINO_MODEL": str(tmp_path / "no-dino")})
-    assert missing.exit_code == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert missing.exit_code == 1 and len(said(missing.stderr)) == 1
     assert "the DINO model" in missing.stderr and "no-dino" in missing.stderr and "--dino-model" in missing.stderr
     assert not out.exists()  # refused before any edit ran
     edits = tmp_path / "edits"
@@ -220,7 +221,7 @@ def test_eval_bad_inputs_are_one_line_each(eval_cli, run_cli, image, tmp_path, t
     Image.new("RGB", (16, 16)).save(edits / "horse.horse2zebra.png")  # an image of another size
     resized = eval_cli("eval", str(edits))
     assert resized.exit_code == 1
-    assert resized.stderr.strip().splitlines()[-1] == (
+    assert said(resized.stderr)[-1] == (
         f"Error: {edits / 'horse.horse2zebra.png'}: 16x16, but its reconstruction is 32x24; not an edit of this record")
     (edits / "bad.record-0.json").write_text("{not json")
     assert "bad.record-0.json: not JSON" in eval_cli("eval", str(edits)).stderr

@@ -16,6 +16,7 @@ from direction_bank.text.generators.local import LocalGenerator, find_smollm2_gg
 from direction_bank.testing import write_tiny_causal, write_tiny_seq2seq
 from tests.fake_openai import FakeOpenAI
 from tests.reference import reference_embeddings
+from tests.output import said
 
 OPENAI = ["--generator", "openai", "--dedup-threshold", "1", "--json"]
 
@@ -53,7 +54,7 @@ def test_openai_rejected_key_is_one_line_and_stores_nothing(run_cli, bank_path):
     with FakeOpenAI(script=[401] * 8) as server:
         result = _openai_add(run_cli, server, key="sk-wrong")
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [
+    assert said(result.stderr) == [
         "Error: the server rejected the API key (401); check OPENAI_API_KEY"]
     assert json.loads(run_cli("concepts", "--json").stdout) == []
 
@@ -62,7 +63,7 @@ def test_openai_rejected_key_is_one_line_and_stores_nothing(run_cli, bank_path):
 def test_openai_missing_key_is_one_line(run_cli, bank_path):
     result = run_cli("add-concept", "horse", "--generator", "openai")
     assert result.exit_code == 1 and "no OpenAI API key" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and not bank_path.exists()
+    assert len(said(result.stderr)) == 1 and not bank_path.exists()
 
 
 def test_openai_malformed_output_stops_at_the_bound_and_keeps_what_it_has(run_cli):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from db.models import Direction, TrashEntry
 from direction_bank import Bank, BankError
 from direction_bank.errors import DirectionChanged, UnknownDirection
-from direction_bank.store.integrity import check_bank, repair_direction_histories
+from direction_bank.jobs.integrity import check_bank, repair_direction_histories
 from tests.test_trash import HORSE, ZEBRA
 
 FORK = multiprocessing.get_context("fork")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.fake_openai import FakeOpenAI
+from tests.output import said
 
 
 class RawServer:
@@ -112,7 +113,7 @@ def test_a_misbehaving_server_is_one_line_within_the_bound(run_cli, bank_path, b
         started = time.monotonic()
         result = _add(run_cli, server, "--timeout", "1")
         elapsed = time.monotonic() - started
-    lines = result.stderr.strip().splitlines()
+    lines = said(result.stderr)
     assert result.exit_code == 1 and len(lines) == 1, result.stderr
     assert fragment in lines[0]
     assert elapsed < limit_s

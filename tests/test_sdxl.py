@@ -106,7 +106,7 @@ def test_statistics_and_directions_of_both_parts(tiny_sdxl, sdxl_encoder, bank):
     bank.remove_sentence("horse", lambda info: sdxl_encoder, text="horse")
     fewer = bank.diff("horse", "zebra")
     np.testing.assert_allclose(fewer.pooled[0], zebra_pooled.mean(0) - horse_pooled[:3].mean(0), atol=1e-5)
-    from direction_bank.store.integrity import check_bank
+    from direction_bank.jobs.integrity import check_bank
 
     assert check_bank(bank, deep=True, load_encoder=lambda info: sdxl_encoder) == []
 

@@ -12,9 +12,10 @@ import pytest
 
 from direction_bank import Bank, BankError
 from direction_bank.text.generators.template import TemplateGenerator
-from direction_bank.store.integrity import backup_bank, check_bank, repair_statistics
-from direction_bank.store.work_queue import enqueue, parse_concepts, queue_status, run_worker
+from direction_bank.jobs.integrity import backup_bank, check_bank, repair_statistics
+from direction_bank.jobs.work_queue import enqueue, parse_concepts, queue_status, run_worker
 from tests.reference import reference_embeddings
+from tests.output import said
 
 FORK = multiprocessing.get_context("fork")
 
@@ -132,13 +133,13 @@ def test_add_concepts_bounds_candidates_and_reports_each_concept(run_cli, tmp_pa
                      "--max-candidates", "64", "--dedup-threshold", "0.5", "--batch-size", "32", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["counts"] == {"done": 1, "short": 1}
-    lines = result.stderr.splitlines()
+    lines = said(result.stderr)
     assert lines[0].startswith("horse: 5/5 sentences, added 5 of 32 tried; dropped: ")
     assert lines[1].startswith("zebra: 64/4000 sentences, added 64 of 64 tried; dropped: ")
 
 
 def test_the_queue_shows_sentences_stored_by_a_running_worker(database, encoder):
-    from direction_bank.store.work_queue import claim, enqueue, queue_status
+    from direction_bank.jobs.work_queue import claim, enqueue, queue_status
 
     with Bank(database) as bank:
         enqueue(bank, [("horse", 10)])

@@ -9,6 +9,7 @@ from direction_bank import Bank, BankError
 from direction_bank.sharing.files import FileRejected, read_metadata, read_shared_file
 from direction_bank.testing import save_as_if_from_cuda, write_sd_text_checkpoint
 from tests.reference import reference_embeddings
+from tests.output import said
 
 HORSE = ["a photo of a horse", "a horse running on a beach", "a brown horse in a stable",
          "two horses in the snow", "a painting of a white horse"]
@@ -171,7 +172,7 @@ def test_truncated_and_empty_files_fail_cleanly_and_store_nothing(run_cli, fille
     for name in ("cut", "empty"):
         result = run_cli("import", str(tmp_path / f"{name}{suffix}"))
         assert result.exit_code == 1
-        lines = result.stderr.strip().splitlines()
+        lines = said(result.stderr)
         assert len(lines) == 1 and lines[0].startswith(f"Error: {name}{suffix}: ")
     assert json.loads(run_cli("concepts", "--json").stdout) == before
     with sqlite3.connect(bank_path) as raw:

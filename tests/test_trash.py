@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from db.models import Moments, Statistics
 from direction_bank import Bank, BankError
-from direction_bank.store.integrity import check_bank
+from direction_bank.jobs.integrity import check_bank
 from tests.reference import reference_embeddings
 
 HORSE = ["a photo of a horse", "a horse running on a beach", "a brown horse in a stable",

@@ -5,22 +5,31 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
 from direction_bank import __version__
-from direction_bank.bank import Bank
 from direction_bank.text.encoder import DEFAULT_MODEL
 from direction_bank.errors import BankError, first_line
 from direction_bank.progress import interactive
 from editor.pipeline import Cancelled, EditorError
 from sd_models.precision import DTYPES
 
+if TYPE_CHECKING:
+    from direction_bank.bank import Bank
+
 DEBUG_HINT = "run with --debug for the traceback"
 
 
-def _database_message(error: SQLAlchemyError) -> str:
+def _database_error(error: Exception) -> bool:
+    """Whether `error` is the database's (SQLAlchemy's OperationalError or DatabaseError); SQLAlchemy
+    is imported only by commands that open a bank, so any other command has none to raise."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(error, (exc.OperationalError, exc.DatabaseError))
+
+
+def _database_message(error: Exception) -> str:
     reason = first_line(getattr(error, "orig", error))
     if "locked" in reason or "busy" in reason:
         return "the bank is locked by another process (it waited DBANK_BUSY_TIMEOUT seconds); try again"
@@ -78,8 +87,6 @@ class BankGroup(click.Group):
             raise _Stopped(first_line(error)) from None
         except (BankError, EditorError) as error:
             raise click.ClickException(first_line(error)) from None
-        except (OperationalError, DatabaseError) as error:
-            raise click.ClickException(_database_message(error)) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except BrokenPipeError:
@@ -87,6 +94,8 @@ class BankGroup(click.Group):
             sys.stderr = open(os.devnull, "w")
             raise SystemExit(1) from None
         except Exception as error:
+            if _database_error(error):
+                raise click.ClickException(_database_message(error)) from None
             if _debugging():
                 raise
             raise click.ClickException(
@@ -124,6 +133,8 @@ def emit(as_json: bool, data, text_lines) -> None:
 def open_bank(ctx, *, create: bool = False, read_only: bool = False) -> Bank:
     """The bank named by -d/DBANK_DB, closed with the command. A read-only command opens with
     read_only=True: it never creates or changes the file."""
+    from direction_bank.bank import Bank
+
     bank = Bank(ctx.obj["database"], create=create, read_only=read_only)
     ctx.call_on_close(bank.close)
     return bank
@@ -179,6 +190,10 @@ def load_encoder(model: str, device: str | None, dtype: str):
 def default_model(database: str | None) -> str:
     """The model a command uses when neither --model nor DBANK_MODEL names one: the text encoder
     of the bank when it holds exactly one, else SD 1.5. Never creates a bank."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from direction_bank.bank import Bank
+
     try:
         with Bank(database, create=False, read_only=True) as bank:
             encoders = bank.encoders()

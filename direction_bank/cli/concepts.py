@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from direction_bank.store.sentences import DEFAULT_BATCH_SIZE
+from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.cli.app import (
     cli, emit, encoder_model_option, json_option, load_encoder, open_bank, require_encoder, warn_of_lookalike,
     with_device,

@@ -12,7 +12,6 @@ from direction_bank.cli.app import (
 from direction_bank.cli.params import count_range
 from direction_bank.errors import BankError, UnknownConcept, UnknownDirection, UnknownVersion
 from direction_bank.jobs.outputs import write_pictures
-from direction_bank.store.rows import describe_recipe
 
 
 @cli.command("show")
@@ -197,6 +196,8 @@ def direction_show(ctx, name, as_json):
 def direction_history(ctx, name, as_json):
     """Every version of a direction name: when, recipe, norm, fingerprint, and whether the
     concepts it was made from have changed since."""
+    from direction_bank.store.rows import describe_recipe
+
     history = open_bank(ctx, read_only=True).direction_history(name)
 
     def lines():

@@ -251,8 +251,8 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     reconstruction's. dbank edit then uses it when no --scale or --xa-guidance is given; show
     prints it; exported files carry it."""
     from direction_bank.cli.app import open_bank
-    from direction_bank.jobs.evaluate import summary_lines, write_report
-    from direction_bank.jobs.tune import DEFAULT_MARGIN, RULE, check_tunable, tune_direction
+    from direction_bank.jobs.evaluate import write_report
+    from direction_bank.jobs.tune import DEFAULT_MARGIN, RULE, check_tunable, tune_direction, tuning_lines
     from direction_bank.progress import progress_counter
     from editor.evaluation import EditScorer
     from sd_models.precision import default_device
@@ -290,12 +290,7 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
             changed = str(error)
 
     def lines():
-        yield from summary_lines(result["summary"], scorer.models)
-        yield f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})"
-        if result["held_out"] is not None:
-            yield "the held-out photos, which the choice never saw:"
-            yield from summary_lines(result["held_out"], scorer.models)[:-2]
-        yield f"the stored scores are {result['scores_on']}"
+        yield from tuning_lines(result, scorer.models, margin)
         if tuning is None:
             yield "no setting kept the structure within the margin; nothing stored (try smaller scales or a wider --margin)"
         else:

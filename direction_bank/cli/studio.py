@@ -112,7 +112,7 @@ def studio(ctx, host, port, auth_text, caption_model, llms, dino_model, clip_mod
     except ImportError:
         raise BankError("the studio needs Gradio: pip install 'dbank[studio]'") from None
     from direction_bank.studio.actions import StudioActions
-    from direction_bank.studio.server import serve
+    from direction_bank.studio.app import serve
 
     require_sd_model(model)
     if not _is_loopback(host):

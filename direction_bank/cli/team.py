@@ -17,7 +17,7 @@ def _work(database, generator, llm, base_url, request_timeout, deadline, seed, m
     drain the queue, printing each concept's kept/dropped report (on stderr) as it finishes."""
     from direction_bank.bank import Bank
     from direction_bank.text.generators import make_generator
-    from direction_bank.store.work_queue import run_worker
+    from direction_bank.jobs.work_queue import run_worker
 
     writer = make_generator(generator, llm=llm, seed=seed, base_url=base_url, device=device,
                             timeout_s=request_timeout, deadline_s=deadline)  # loaded once, for every concept
@@ -65,7 +65,7 @@ def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, clea
 
     from direction_bank.text.generators import check_generator
     from direction_bank.text.text_input import read_text
-    from direction_bank.store.work_queue import enqueue, parse_concepts, queue_status
+    from direction_bank.jobs.work_queue import enqueue, parse_concepts, queue_status
 
     pairs = parse_concepts(read_text(concepts_file), count)
     check_generator(generator, llm, base_url)  # before the queue changes
@@ -95,7 +95,7 @@ def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, clea
 @click.pass_context
 def queue(ctx, as_json):
     """Progress of the work queue across all workers."""
-    from direction_bank.store.work_queue import queue_status
+    from direction_bank.jobs.work_queue import queue_status
 
     status = queue_status(open_bank(ctx, read_only=True))
 
@@ -119,7 +119,7 @@ def queue(ctx, as_json):
 @click.pass_context
 def check(ctx, deep, sample, repair, device, dtype, as_json):
     """Verify the bank: schema version, counts, hashes, finite statistics (exit 1 on problems)."""
-    from direction_bank.store.integrity import check_bank, repair_direction_histories, repair_statistics
+    from direction_bank.jobs.integrity import check_bank, repair_direction_histories, repair_statistics
 
     bank = open_bank(ctx, read_only=not repair)
     encoders = {}
@@ -147,7 +147,7 @@ def check(ctx, deep, sample, repair, device, dtype, as_json):
 @click.pass_context
 def backup(ctx, destination, overwrite):
     """Write a consistent copy of a SQLite bank to DESTINATION, even while it is in use."""
-    from direction_bank.store.integrity import backup_bank
+    from direction_bank.jobs.integrity import backup_bank
     from direction_bank.output_files import check_output
 
     check_output(destination, overwrite)

@@ -1,1 +1,2 @@
-"""One function per job (score edits, tune a direction) that both faces, the CLI and the studio, call."""
+"""One function per job that both faces, the CLI and the studio, call: add a concept, make a
+direction, edit, evaluate, tune; and the jobs over a whole bank (check and repair, the work queue)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from direction_bank.errors import BankError
-from direction_bank.jobs.evaluate import RECONSTRUCTION, ScoredEdit, score_pair, summarise, unknown_concepts
+from direction_bank.jobs.evaluate import RECONSTRUCTION, ScoredEdit, score_pair, summarise, summary_lines, unknown_concepts
 
 DEFAULT_MARGIN = 0.02
 DEFAULT_SCALE, DEFAULT_XA_GUIDANCE = 1.0, 0.1
@@ -133,6 +133,16 @@ def tune_direction(editor, scorer, direction, photos: list[tuple[str, str | None
                   "tuned_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return {"summary": summary, "held_out": held_out, "scored": scored, "chosen": chosen,
             "allowed_structure_distance": allowed, "tuning": tuning, "scores_on": scores_on}
+
+
+def tuning_lines(result: dict, models: dict, margin: float, kept: str = "stored") -> list[str]:
+    """What both faces say of a tune_direction result: each setting's scores, the rule with its
+    margin, the held-out photos' scores, and which photos the `kept` scores are on."""
+    lines = [*summary_lines(result["summary"], models),
+             f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})"]
+    if result["held_out"] is not None:
+        lines += ["the held-out photos, which the choice never saw:", *summary_lines(result["held_out"], models)[:-2]]
+    return [*lines, f"the {kept} scores are {result['scores_on']}"]
 
 
 def tuned_settings(directions: list[tuple[str, dict | None]], scale: float | None, xa_guidance: float | None):

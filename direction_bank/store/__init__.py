@@ -1,2 +1,3 @@
-"""The bank's rooms over its database: encoders, concepts and sentences, statistics, directions with
-their versions and tunings, the trash, checks and the work queue (the Bank in bank.py is their facade)."""
+"""The bank's rooms over its database, each usable alone over a db.engine.Database: encoders,
+concepts (read), sentences (in and out), directions with their versions and tunings, the trash,
+direction histories; rows.py holds the values they read and write. bank.Bank is their facade."""

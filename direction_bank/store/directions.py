@@ -16,7 +16,7 @@ from direction_bank.progress import progress_bar
 from direction_bank.store.rows import (
     DirectionResult, EncoderInfo, add_direction, latest_direction_version, lock_direction_names,
 )
-from direction_bank.store.sentences import DEFAULT_BATCH_SIZE
+from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.text.cleaning import swap_concept
 
 if TYPE_CHECKING:

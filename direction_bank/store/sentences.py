@@ -15,6 +15,7 @@ from direction_bank.progress import progress_bar, progress_counter
 from direction_bank.store.concepts import SentenceRecord
 from direction_bank.store.rows import EncoderInfo, concept_id, lock_concept, read_statistics, write_statistics
 from direction_bank.text.cleaning import SentenceCleaner, concept_pattern, content_hash, has_control_characters, normalise
+from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.text.generators.base import FILE_PROVENANCE, Provenance, SentenceGenerator
 
 # numpy (and the modules built on it) is imported inside the methods that compute, so that
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from direction_bank.store.concepts import Concepts
     from direction_bank.store.encoders import Encoders
     from direction_bank.text.encoder import TextEncoder
-
-DEFAULT_BATCH_SIZE = 64
-
 
 def round_seed(concept: str, stored_hashes) -> int:
     """The seed of a generation round: 0 for an empty concept, else derived from the sentences

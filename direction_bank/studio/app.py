@@ -1,16 +1,16 @@
 """The studio's page: Gradio Blocks laid over StudioActions, a module per tab (bank_tab,
 directions_tab, edit_tab), each laying out its controls and wiring them to its actions. Every
 handler is a call into StudioActions; a BankError or EditorError shows as one line in the page
-(and in gradio_client) instead of a traceback."""
-
+(and in gradio_client) instead of a traceback. `serve` puts the page on a host and port."""
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 from direction_bank.studio import bank_tab, directions_tab, edit_tab
 from direction_bank.studio.page import shown_errors
-from direction_bank.studio.server import offline_environment
-from direction_bank.studio.session import FOLDER_AGE_S
+from direction_bank.studio.server import PAGE_JS, ClientAddress, LoginLimiter, offline_environment, theme
+from direction_bank.studio.session import FOLDER_AGE_S, MAX_UPLOAD
 from direction_bank.studio.words import exportable
 
 
@@ -96,4 +96,21 @@ def build_app(actions, loopback: bool = True):
         directions_tab.wire(ui, actions, listing)
         edit_tab.wire(ui, actions)
     app.queue(default_concurrency_limit=4)
+    return app
+
+
+def serve(actions, host: str, port: int, auth: tuple[str, str] | None = None,
+          block: bool = True, loopback: bool = True):
+    """Build the page and serve it on host:port (an IPv6 address in brackets; no share links,
+    no server-side rendering); a login, when asked for, is rate-limited (LoginLimiter). Off
+    `loopback`, the page names the model and the bank without server folders."""
+    from starlette.middleware import Middleware
+
+    app = build_app(actions, loopback)
+    print(f"dbank studio: http://{host}:{port}", file=sys.stderr, flush=True)
+    app.launch(server_name=host, server_port=port, auth=LoginLimiter(*auth).check if auth else None, share=False,
+               inbrowser=False, quiet=True,
+               ssr_mode=False, mcp_server=False, pwa=False, show_error=True, theme=theme(),
+               js=PAGE_JS, allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block, max_file_size=MAX_UPLOAD,
+               footer_links=["api", "settings"], app_kwargs={"middleware": [Middleware(ClientAddress)]})
     return app

@@ -82,8 +82,7 @@ class DirectionActions(StudioSession):
         """(report text, trade-off plot) of jobs.tune.tune_direction on the uploaded photos; the
         chosen setting is kept on the direction (the version tuned), as `dbank tune` keeps it.
         Everything is checked before a model loads; the eval models must be had."""
-        from direction_bank.jobs.evaluate import summary_lines
-        from direction_bank.jobs.tune import RULE, check_tunable, tune_direction
+        from direction_bank.jobs.tune import check_tunable, tune_direction, tuning_lines
         from editor.pictures import tradeoff_plot
         from sd_models.settings import SETTING_BOUNDS
 
@@ -109,13 +108,7 @@ class DirectionActions(StudioSession):
             result = tune_direction(editor, scorer, direction, [(photo, (caption or "").strip() or None)
                                                                 for photo in photos], scales, guidances,
                                     steps=steps, size=size, seed=seed, margin=margin)
-        lines = summary_lines(result["summary"], scorer.models)
-        lines += filter(None, [scorer.truncation_note()])
-        lines.append(f"rule: {RULE} (margin {margin:g}: at most {result['allowed_structure_distance']:.4f})")
-        if result["held_out"] is not None:
-            lines += ["the held-out photos, which the choice never saw:",
-                      *summary_lines(result["held_out"], scorer.models)[:-2]]
-        lines.append(f"the kept scores are {result['scores_on']}")
+        lines = [*tuning_lines(result, scorer.models, margin, kept="kept"), *filter(None, [scorer.truncation_note()])]
         if result["tuning"] is None:
             lines.append("no setting kept the structure within the margin; nothing kept (try smaller scales or a "
                          "wider margin)")

@@ -1,12 +1,10 @@
-"""Serving the studio: Gradio kept offline, the look (system fonts), the page's script, and the
-login check that a password cannot be guessed at speed through."""
+"""What serving the studio needs besides the page: Gradio kept offline, the look (system fonts),
+the page's script, and the login check that a password cannot be guessed at speed through."""
 from __future__ import annotations
 
 import contextvars
 import os
-import sys
 
-from direction_bank.studio.session import MAX_UPLOAD
 
 # system fonts only: Gradio's default theme fetches its fonts from Google
 SANS = ["ui-sans-serif", "system-ui", "sans-serif"]
@@ -91,22 +89,3 @@ class LoginLimiter:
             self.failures.setdefault(client, []).append(now)
             await asyncio.sleep(self.pause_s)
         return good
-
-
-def serve(actions, host: str, port: int, auth: tuple[str, str] | None = None,
-          block: bool = True, loopback: bool = True):
-    """Build the page and serve it on host:port (an IPv6 address in brackets; no share links,
-    no server-side rendering); a login, when asked for, is rate-limited (LoginLimiter). Off
-    `loopback`, the page names the model and the bank without server folders."""
-    from starlette.middleware import Middleware
-
-    from direction_bank.studio.app import build_app
-
-    app = build_app(actions, loopback)
-    print(f"dbank studio: http://{host}:{port}", file=sys.stderr, flush=True)
-    app.launch(server_name=host, server_port=port, auth=LoginLimiter(*auth).check if auth else None, share=False,
-               inbrowser=False, quiet=True,
-               ssr_mode=False, mcp_server=False, pwa=False, show_error=True, theme=theme(),
-               js=PAGE_JS, allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block, max_file_size=MAX_UPLOAD,
-               footer_links=["api", "settings"], app_kwargs={"middleware": [Middleware(ClientAddress)]})
-    return app

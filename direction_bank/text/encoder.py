@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_BATCH_SIZE = 64  # sentences embedded (and stored) per batch
 
 
 def _model_folder(model: str) -> tuple[str, str | None]:
