@@ -3,7 +3,7 @@
 working tree and the tests named for it are run there; a mutant the tests still pass is a
 "survived" line, and the script exits 1 if any survived.
 
-    python scripts/mutants.py                 # every mutant (two cores: about 25 min for 64)
+    python scripts/mutants.py                 # every mutant (two cores: about 25 min for 65)
     python scripts/mutants.py kl-log-var ...  # only these
     python scripts/mutants.py --list
 
@@ -207,6 +207,10 @@ MUTANTS = [
            "store.loss = store.loss + per_edit.mean()", (E, "-k", "one_batch or matches_diffusers")),
     Mutant("zero-shift", "editor/inversion.py", "torch.randint(1, max(size // 2, 2), (1,), generator=generator)",
            "torch.randint(0, max(size // 2, 2), (1,), generator=generator)", (E, "-k", "never_zero")),
+    # -- #35: the suite in minutes (a real-SmolLM2 test made smaller must still catch this) --------
+    Mutant("continuation-replays-first-round", "direction_bank/store/sentences.py",
+           "round_seed(concept, stored)):", "round_seed(concept, set())):",
+           ("tests/test_generation.py", "-k", "continuation_samples_new_candidates")),
 ]
 
 

@@ -673,17 +673,17 @@ def test_the_inversion_cache_tells_apart_the_captioning_models(tiny_sd, image, t
 
 
 def test_fp32_state_keeps_a_low_precision_unet_closer_to_full_precision(tiny_sd, image):
-    """A bf16 UNet (CPU), 50 steps: with the latents, the guidance step and the scheduler in
+    """A bf16 UNet (CPU), 50 steps, one direction: with the latents, the guidance step and the scheduler in
     float32 the edit lands closer to the all-float32 one than with everything in bf16, whose
     spacing near |x| = 4 (0.03) rounds small updates away step after step (measured: 0.079
-    against 0.117 mean absolute error on the latents)."""
+    against 0.127 mean absolute error on the latents)."""
     from editor.edit import edit
 
     full = Editor(str(tiny_sd), device="cpu", dtype="fp32")
     half = Editor(str(tiny_sd), device="cpu", dtype="bf16")
     inversion = full.invert_file(image, "a photo of a horse", 32, 50)
     caption = encode_prompts(full.components, ["a photo of a horse"])
-    directions = torch.as_tensor(_directions(2))
+    directions = torch.as_tensor(_directions(1))
     settings = EditSettings(steps=50)
     reference, _ = edit(full.components, inversion.latents, caption, directions, settings)
     mixed, _ = edit(half.components, inversion.latents, caption, directions, settings)
