@@ -171,7 +171,9 @@ def test_every_option_has_help_and_edit_only_options_stay_on_edit():
     captions or inverts, offers neither --caption-model nor --no-cache; commands that load the
     whole pipeline say so of --model."""
     def commands(group, path):
-        for name, command in group.commands.items():
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
             yield f"{path} {name}", command
             if isinstance(command, click.Group):
                 yield from commands(command, f"{path} {name}")

@@ -1,8 +1,8 @@
 """`dbank`, the command-line face of the Bank: the group and its error boundary (app), and the
-commands by concern, which register themselves on the group when imported here."""
+commands by concern, which register themselves on the group when it first looks one up
+(app.BankGroup.COMMAND_MODULES)."""
 from __future__ import annotations
 
-from direction_bank.cli import concepts, demo, directions, editing, evaluation, studio, team, trash  # noqa: F401  (register commands)
 from direction_bank.cli.app import cli
 
 

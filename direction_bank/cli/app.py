@@ -80,6 +80,26 @@ class BankGroup(click.Group):
     line naming the exception, unless --debug / DBANK_DEBUG=1 asks for the traceback (the test
     suite sets it, so bugs are never hidden from it)."""
 
+    # the modules whose commands register themselves on the group; imported when a command is
+    # looked up or listed, so `dbank --version` imports none of them
+    COMMAND_MODULES = ("concepts", "demo", "directions", "editing", "evaluation", "studio", "team", "trash")
+
+    def _register_commands(self) -> None:
+        import importlib
+
+        for module in self.COMMAND_MODULES:
+            importlib.import_module(f"direction_bank.cli.{module}")
+
+    def list_commands(self, ctx):
+        """Every command's name (their modules imported first)."""
+        self._register_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, cmd_name):
+        """The command named `cmd_name` (their modules imported first)."""
+        self._register_commands()
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
