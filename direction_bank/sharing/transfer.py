@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import select
 
-from db.models import Concept, Direction, ImportedFile, Sentence, SentenceEncoding
+from db.models import Concept, ImportedFile, Sentence, SentenceEncoding
 from direction_bank.text.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError, NameTaken
 from direction_bank.sharing.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.store.stats import RunningStats
 from direction_bank.store.rows import (
-    DirectionResult, EncoderInfo, add_direction, concept_id, latest_direction_version, read_statistics,
+    DirectionResult, EncoderInfo, add_direction, concept_id, latest_direction_version, name_in_use, read_statistics,
     write_statistics,
 )
 from direction_bank.store.trash import trash_concept
@@ -235,15 +235,12 @@ def import_file(db: Database, shared: SharedFile, encoder: EncoderInfo, name: st
 def earlier_import(db: Database, shared: SharedFile, name: str | None = None) -> str | None:
     """The name a file (same bytes) was imported under, when that is still in the bank and
     `name` asks for no other one; else None."""
-    table = Direction if shared.kind == "direction" else Concept
     with db.reading() as session:
         earlier = session.get(ImportedFile, shared.sha256)
         # a file whose import was removed since is imported again
         if earlier is None or (name is not None and check_name(name) != earlier.name):
             return None
-        if session.scalar(select(table.id).where(table.name == earlier.name).limit(1)):
-            return earlier.name
-    return None
+        return earlier.name if name_in_use(session, shared.kind, earlier.name) else None
 
 
 def _store_direction(session, shared: SharedFile, encoder: EncoderInfo, report: ImportReport, overwrite: bool) -> None:

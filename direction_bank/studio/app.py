@@ -21,16 +21,8 @@ def build_app(actions, loopback: bool = True):
     import gradio as gr
 
     @shown_errors
-    def refresh(
-        concept_value=None,
-        source_value=None,
-        target_value=None,
-        chosen_value=None,
-        plot_value=None,
-        tune_value=None,
-        export_value=None,
-        compose_value=None,
-    ):
+    def refresh(concept_value=None, source_value=None, target_value=None, chosen_value=None, plot_value=None,
+                tune_value=None, export_value=None, compose_value=None):
         """Every table and list as the bank holds it now (changes from any tab, browser or the
         CLI); a chosen name the bank no longer holds is cleared."""
         concept_rows, direction_rows = actions.concepts_table(), actions.directions_table()
@@ -41,17 +33,10 @@ def build_app(actions, loopback: bool = True):
             return gr.update(choices=choices, value=value if value in values else None)
 
         held = [name for name in chosen_value or [] if name in directions or "@" in name]
-        return (
-            concept_rows,
-            direction_rows,
-            *[listed(concepts, v) for v in (concept_value, source_value, target_value)],
-            gr.update(choices=directions, value=held),
-            listed(directions, plot_value),
-            listed(directions, tune_value),
-            listed(exportable(directions, concepts), export_value),
-            actions.trash_table(),
-            listed(directions, compose_value),
-        )
+        return (concept_rows, direction_rows, *[listed(concepts, v) for v in (concept_value, source_value, target_value)],
+                gr.update(choices=directions, value=held), listed(directions, plot_value),
+                listed(directions, tune_value), listed(exportable(directions, concepts), export_value),
+                actions.trash_table(), listed(directions, compose_value))
 
     # names made after the page was built (here or by another writer) are taken too: the bank checks them
     named = {"allow_custom_value": True, "value": None}
@@ -64,29 +49,11 @@ def build_app(actions, loopback: bool = True):
         ui = SimpleNamespace()
         for tab in (bank_tab, directions_tab, edit_tab):
             vars(ui).update(vars(tab.layout(actions, named, concept_names, direction_names)))
-        lists = [
-            ui.concepts,
-            ui.directions,
-            ui.concept,
-            ui.source,
-            ui.target,
-            ui.chosen,
-            ui.plot_name,
-            ui.tune_name,
-            ui.export_name,
-            ui.trash,
-            ui.compose_pick,
-        ]
-        chosen_names = [
-            ui.concept,
-            ui.source,
-            ui.target,
-            ui.chosen,
-            ui.plot_name,
-            ui.tune_name,
-            ui.export_name,
-            ui.compose_pick,
-        ]
+        # refresh's outputs, in the order it returns them (the api's /refresh gives them in this order)
+        lists = [ui.concepts, ui.directions, ui.concept, ui.source, ui.target, ui.chosen, ui.plot_name, ui.tune_name,
+                 ui.export_name, ui.trash, ui.compose_pick]
+        chosen_names = [ui.concept, ui.source, ui.target, ui.chosen, ui.plot_name, ui.tune_name, ui.export_name,
+                        ui.compose_pick]
         listing = {"fn": refresh, "inputs": chosen_names, "outputs": lists, "api_name": False}
         ui.refresh_button.click(refresh, chosen_names, lists, api_name="refresh")
         app.load(**listing)

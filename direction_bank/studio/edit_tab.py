@@ -153,61 +153,31 @@ def wire(ui: SimpleNamespace, actions) -> None:
         visit(request)
         return actions.generate(prompt, size, steps, guidance_scale, seed, report=reporter(progress)), prompt
 
+    def edit_photo(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word, use_tuned,
+                   progress):
+        """actions.edit of the page's edit inputs (EDIT_FIELDS, the photo as Gradio sends it), its
+        progress on the page: what the Run button and the api's /edit both run."""
+        return actions.edit(path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
+                            word, report=reporter(progress), use_tuned=bool(use_tuned))
+
     @shown_errors
-    def edit_api(
-        image,
-        caption,
-        directions,
-        scale,
-        xa_guidance,
-        guidance_scale,
-        steps,
-        size,
-        seed,
-        word,
-        use_tuned=False,
-        progress=gr.Progress(),
-        request=None,
-    ):
+    def edit_api(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
+                 use_tuned=False, progress=gr.Progress(), request=None):
         visit(request)
-        outcome = actions.edit(
-            path_of(image),
-            caption,
-            directions,
-            scale,
-            xa_guidance,
-            guidance_scale,
-            steps,
-            size,
-            seed,
-            word,
-            report=reporter(progress),
-            use_tuned=bool(use_tuned),
-        )
+        outcome = edit_photo(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
+                             use_tuned, progress)
         for note in outcome.notes:
             gr.Warning(note)
         return gallery_of(outcome), outcome.caption, outcome.message, outcome.archive
 
-    def validate_edit(
-        image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word, use_tuned
-    ):
+    def validate_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
+                      use_tuned):
         """Each input of an edit checked before the job starts: a bad one is marked, with its
         line, on its own control, and nothing runs."""
         field, message = None, ""
         try:
-            actions.check_edit(
-                path_of(image),
-                caption,
-                directions,
-                scale,
-                xa_guidance,
-                guidance_scale,
-                steps,
-                size,
-                seed,
-                word,
-                bool(use_tuned),
-            )
+            actions.check_edit(path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size,
+                               seed, word, bool(use_tuned))
         except FieldError as error:
             field, message = error.field, page_words(first_line(error))
         except Exception:  # anything else is said beside Run by the job itself
@@ -262,40 +232,14 @@ def wire(ui: SimpleNamespace, actions) -> None:
             status_line(outcome.message, outcome.notes),
         )
 
-    def edit_on_page(
-        image,
-        caption,
-        directions,
-        scale,
-        xa_guidance,
-        guidance_scale,
-        steps,
-        size,
-        seed,
-        word,
-        use_tuned,
-        kept,
-        progress=gr.Progress(),
-        request=None,
-    ):
+    def edit_on_page(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
+                     use_tuned, kept, progress=gr.Progress(), request=None):
         """The Run button: the edit's pictures, the before/after pair and a history entry."""
         visit(request)
 
         def run():
-            outcome = actions.edit(
-                path_of(image),
-                caption,
-                directions,
-                scale,
-                xa_guidance,
-                guidance_scale,
-                steps,
-                size,
-                seed,
-                word,
-                report=reporter(progress),
-                use_tuned=bool(use_tuned),
-            )
+            outcome = edit_photo(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
+                                 word, use_tuned, progress)
             return shown(outcome, kept)
 
         return on_page(run, 7)
