@@ -52,9 +52,9 @@ def check_ray_address(address: str, timeout_s: float) -> None:
     try:
         with socket.create_connection((host, number), timeout=timeout_s):
             pass
-    except socket.timeout:
-        raise EditorError(f"no Ray cluster answered at {host}:{number} within {timeout_s:g} s "
-                          "(--connect-timeout); is it running and reachable?") from None
     except OSError as error:
+        if isinstance(error, TimeoutError) and error.errno is None:  # ours ran out, not the system's
+            raise EditorError(f"no Ray cluster answered at {host}:{number} within {timeout_s:g} s "
+                              "(--connect-timeout); is it running and reachable?") from None
         raise EditorError(f"no Ray cluster at {host}:{number} ({error.strerror or error}); start one with "
                           "'ray start --head', or leave out --address for a local one") from None
