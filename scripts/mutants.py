@@ -3,7 +3,7 @@
 working tree and the tests named for it are run there; a mutant the tests still pass is a
 "survived" line, and the script exits 1 if any survived.
 
-    python scripts/mutants.py                 # every mutant (two cores: about 28 min for 67)
+    python scripts/mutants.py                 # every mutant (two cores: about 28 min for 68)
     python scripts/mutants.py kl-log-var ...  # only these
     python scripts/mutants.py --list
 
@@ -220,6 +220,9 @@ MUTANTS = [
     Mutant("answer-time-unbounded", "direction_bank/text/generators/openai_chat.py",
            "if time.monotonic() > limit:", "if False:",
            ("tests/test_remote_bounds.py", "-k", "trickles")),
+    Mutant("lookup-imports-every-module", "direction_bank/cli/app.py",
+           "for module in holding or self.COMMAND_MODULES:", "for module in self.COMMAND_MODULES:",
+           ("tests/test_first_hour.py", "-k", "imports_only")),
 ]
 
 

@@ -190,6 +190,26 @@ def test_every_option_has_help_and_edit_only_options_stay_on_edit():
     assert "text encoder embeds" in model_help("dbank add-concept")
 
 
+def test_a_command_imports_only_its_own_module():
+    """Each command is declared under the module that defines it, and looking one up in a fresh
+    interpreter imports that module alone: `dbank concepts` loads no editing options or studio."""
+    import subprocess
+    import sys
+
+    from direction_bank.cli.app import BankGroup
+
+    context = click.Context(cli)
+    declared = {name: module for module, names in BankGroup.COMMAND_MODULES.items() for name in names}
+    assert {name: cli.get_command(context, name).callback.__module__ for name in cli.list_commands(context)} == {
+        name: f"direction_bank.cli.{module}" for name, module in declared.items()}
+    loaded = subprocess.run([sys.executable, "-c", (
+        "import sys, click; from direction_bank.cli.app import cli; cli.get_command(click.Context(cli), 'concepts');"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('direction_bank.cli.'))))")],
+        capture_output=True, text=True, check=True).stdout.split()
+    commands = [name for name in loaded if name.rsplit(".", 1)[1] in BankGroup.COMMAND_MODULES]
+    assert commands == ["direction_bank.cli.concepts"] and "direction_bank.cli.editor_options" not in loaded
+
+
 def test_grid_labels_wrap_and_are_never_cut():
     """'reconstruction' under a 32-pixel picture was cut to 'reconstr…': the column grows to the
     word, and a long caption wraps onto more lines, every character kept."""

@@ -80,14 +80,25 @@ class BankGroup(click.Group):
     line naming the exception, unless --debug / DBANK_DEBUG=1 asks for the traceback (the test
     suite sets it, so bugs are never hidden from it)."""
 
-    # the modules whose commands register themselves on the group; imported when a command is
-    # looked up or listed, so `dbank --version` imports none of them
-    COMMAND_MODULES = ("concepts", "demo", "directions", "editing", "evaluation", "studio", "team", "trash")
+    # the modules whose commands register themselves on the group, with the commands each holds:
+    # a command's lookup imports its own module alone (`dbank concepts` loads no editor options),
+    # a listing imports them all, and `dbank --version` none
+    COMMAND_MODULES = {
+        "concepts": ("add-concept", "concepts", "generators", "remove", "remove-sentence", "sentences"),
+        "demo": ("demo-model",),
+        "directions": ("diff", "direction", "export", "import", "show", "similar"),
+        "editing": ("edit", "generate-edit", "sweep"),
+        "evaluation": ("eval", "tune"),
+        "studio": ("studio",),
+        "team": ("add-concepts", "backup", "check", "queue"),
+        "trash": ("restore", "trash"),
+    }
 
-    def _register_commands(self) -> None:
+    def _register_commands(self, name: str | None = None) -> None:
         import importlib
 
-        for module in self.COMMAND_MODULES:
+        holding = [module for module, names in self.COMMAND_MODULES.items() if name in names]
+        for module in holding or self.COMMAND_MODULES:
             importlib.import_module(f"direction_bank.cli.{module}")
 
     def list_commands(self, ctx):
@@ -96,8 +107,10 @@ class BankGroup(click.Group):
         return super().list_commands(ctx)
 
     def get_command(self, ctx, cmd_name):
-        """The command named `cmd_name` (their modules imported first)."""
-        self._register_commands()
+        """The command named `cmd_name` (its module imported first; every module for a name no
+        module holds, so a typo still gets click's suggestions)."""
+        if cmd_name not in self.commands:
+            self._register_commands(cmd_name)
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx):
