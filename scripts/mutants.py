@@ -3,7 +3,7 @@
 working tree and the tests named for it are run there; a mutant the tests still pass is a
 "survived" line, and the script exits 1 if any survived.
 
-    python scripts/mutants.py                 # every mutant (two cores: about 28 min for 68)
+    python scripts/mutants.py                 # every mutant (two cores: about 28 min for 69)
     python scripts/mutants.py kl-log-var ...  # only these
     python scripts/mutants.py --list
 
@@ -223,6 +223,10 @@ MUTANTS = [
     Mutant("lookup-imports-every-module", "direction_bank/cli/app.py",
            "for module in holding or self.COMMAND_MODULES:", "for module in self.COMMAND_MODULES:",
            ("tests/test_first_hour.py", "-k", "imports_only")),
+    # the conversion tests now convert a tiny GGUF file (tokenizer cut to 1024 tokens): still caught
+    Mutant("cut-short-conversion-kept", "direction_bank/text/generators/local.py",
+           "    if conversion_is_whole(folder):", "    if folder.is_dir():",
+           ("tests/test_generation.py", "-k", "cut_short")),
 ]
 
 
