@@ -254,7 +254,7 @@ def run(mutant: Mutant) -> tuple[str, float]:
         target.write_text(text.replace(mutant.old, mutant.new))
         started = time.monotonic()
         env = {**os.environ, "PYTHONPATH": str(folder)}
-        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+        result = subprocess.run([sys.executable, "-m", "pytest", "-n", "0", "-x", "-q", "-p", "no:cacheprovider",
                                  *mutant.tests], cwd=folder, env=env, capture_output=True, text=True)
         elapsed = time.monotonic() - started
         if result.returncode == 5:

@@ -5,6 +5,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub call fails fast instead of han
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["DBANK_DEBUG"] = "1"  # the CLI re-raises unexpected errors, so no bug hides behind its one-line boundary
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # the workers share the cores: each (and each command it starts) takes its share of threads,
+    # set before torch is imported, rather than every worker's torch taking them all
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 if "DBANK_GGUF_CACHE" not in os.environ:  # converted GGUF models go to a temporary cache, not the user's
     import atexit
     import shutil
@@ -19,6 +23,12 @@ from click.testing import CliRunner  # noqa: E402
 from direction_bank.testing import (  # noqa: E402
     fresh_postgres_database, write_clip_tokenizer, write_sd_text_checkpoint, write_tiny_blip, write_tiny_sd,
 )
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked long run first (the order is otherwise kept): with one worker per core, the
+    Tour at the end of the list would run alone for minutes after the rest are done."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(autouse=True)

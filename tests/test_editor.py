@@ -669,6 +669,7 @@ def test_the_inversion_cache_tells_apart_the_captioning_models(tiny_sd, image, t
         other.invert_file(image, None, 32, 2)
 
 
+@pytest.mark.long
 def test_fp32_state_keeps_a_low_precision_unet_closer_to_full_precision(tiny_sd, image):
     """A bf16 UNet (CPU), 50 steps, one direction: with the latents, the guidance step and the scheduler in
     float32 the edit lands closer to the all-float32 one than with everything in bf16, whose

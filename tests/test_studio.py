@@ -326,6 +326,7 @@ def _drive(studio_bank, tiny_sd, tmp_path, photo, *extra):
     return out, json.loads((out / "seen.json").read_text())
 
 
+@pytest.mark.long
 def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tiny_sd, tmp_path, photo):
     """Clicked through in Chromium (tests/studio_driver.py), a screenshot of each state kept
     (DBANK_TEST_ARTIFACTS=DIR copies them to DIR/studio)."""

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -33,6 +35,7 @@ def test_the_installed_dbank_command_runs():
     assert done.returncode == 0 and done.stdout.split()[-1] == __version__
 
 
+@pytest.mark.long
 def test_the_readme_tour_runs_as_written(tmp_path):
     """Every command of the Tour, in bash, through the entry point the console script calls: a
     warm `dbank` (tests/warm_cli.py) forks each from a process that imported torch and the rest
