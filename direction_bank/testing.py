@@ -168,7 +168,8 @@ def write_tiny_gguf(path: Path, like: Path, seed: int = 0, vocab: int = 1024) ->
             continue
         value = cut[name] if name in cut else sizes.get(name.removeprefix("llama."), field.contents())
         writer.add_key_value(name, value, field.types[0], sub_type=field.types[1] if len(field.types) > 1 else None)
-    width, inner, kv_width = 64, 128, 32
+    width, inner = sizes["embedding_length"], sizes["feed_forward_length"]
+    kv_width = width // sizes["attention.head_count"] * sizes["attention.head_count_kv"]
     rng = np.random.default_rng(seed)
     shapes = {"token_embd.weight": (vocab, width), "output_norm.weight": (width,),
               "blk.0.attn_norm.weight": (width,), "blk.0.ffn_norm.weight": (width,),
