@@ -173,6 +173,16 @@ class Bank:
         with self.db.reading() as session:
             return name_in_use(session, kind, check_name(name, kind))
 
+    def unknown_name(self, name: str) -> BankError:
+        """The one-line error for a name no concept or direction has, with the nearest names of
+        both that the bank holds."""
+        from direction_bank.names import did_you_mean
+        from direction_bank.store.rows import live_names
+
+        with self.db.reading() as session:
+            known = live_names(session, "concept") + live_names(session, "direction")
+        return BankError(f"no concept or direction named {name!r} in the bank{did_you_mean(name, known)}")
+
     def lookalike(self, kind: str, name: str) -> str | None:
         """A direction (kind 'direction') or concept name in the bank that `name` differs from
         only by look-alike characters ('hоrse' with a Cyrillic о against 'horse'), or None."""

@@ -81,3 +81,15 @@ def lookalike(name: str, existing) -> str | None:
         return None
     skeleton = lookalike_skeleton(name)
     return next((other for other in candidates if lookalike_skeleton(other) == skeleton), None)
+
+
+def did_you_mean(name: str, known) -> str:
+    """'; did you mean 'horse'?' naming the known names closest to a mistyped `name`, or '' when
+    none is close: difflib's ratio of at least 0.6, and within 0.1 of the closest (so
+    'hrose2zebra' gets 'horse2zebra', not 'zebra' too), at most three."""
+    import difflib
+
+    close = difflib.get_close_matches(name, set(known), n=3, cutoff=0.6)
+    ratios = [difflib.SequenceMatcher(None, name, candidate).ratio() for candidate in close]
+    close = [candidate for candidate, ratio in zip(close, ratios) if ratio >= ratios[0] - 0.1]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -227,6 +227,18 @@ MUTANTS = [
     Mutant("cut-short-conversion-kept", "direction_bank/text/generators/local.py",
            "    if conversion_is_whole(folder):", "    if folder.is_dir():",
            ("tests/test_generation.py", "-k", "cut_short")),
+    Mutant("did-you-mean-every-close-name", "direction_bank/names.py",
+           "if ratio >= ratios[0] - 0.1]", "if ratio >= 0]",
+           ("tests/test_first_hour.py", "-k", "mistyped and sqlite")),
+    Mutant("missing-photo-checked-late", "direction_bank/cli/image_inputs.py",
+           "present = [row for row in listed if Path(row[0]).is_file()]", "present = list(listed)",
+           ("tests/test_first_hour.py", "-k", "not_there")),
+    Mutant("surplus-uncounted", "direction_bank/store/sentences.py",
+           "report.surplus += len(cleaned) - len(texts)", "report.surplus += 0",
+           ("tests/test_generation.py", "-k", "accounted_for and sqlite")),
+    Mutant("steps-env-ignored", "direction_bank/cli/editor_options.py",
+           'envvar="DBANK_STEPS", show_envvar=True, help="DDIM steps.")', 'help="DDIM steps.")',
+           (E, "-k", "dbank_steps and sqlite")),
 ]
 
 

@@ -1141,6 +1141,25 @@ def test_every_edit_carries_its_settings_and_like_repeats_the_edit(edit_cli, run
         f"Error: {image}: carries no dbank edit settings (a PNG that dbank edit wrote does)")
 
 
+def test_dbank_steps_sets_the_steps_of_every_edit_unless_steps_is_given(run_cli, image, tmp_path, tiny_sd,
+                                                                       horse_zebra_bank, monkeypatch):
+    from direction_bank.jobs.edit_records import read_parameters
+
+    monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
+    made = {}
+    for steps, extra in ((3, ()), (2, ("--steps", "2"))):
+        done = run_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse", "--size", "32",
+                       *extra, "-o", str(tmp_path / f"out{steps}"), "--json", model=tiny_sd,
+                       env={"DBANK_STEPS": "3"})
+        assert done.exit_code == 0, done.stderr
+        made[steps] = read_parameters(json.loads(done.stdout)["results"][0]["edits"]["horse2zebra"])[0]["steps"]
+    assert made == {3: 3, 2: 2}
+    wrong = run_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a horse", "-o",
+                    str(tmp_path / "wrong"), model=tiny_sd, env={"DBANK_STEPS": "0"})
+    assert wrong.exit_code == 2 and "Invalid value for '--steps'" in wrong.stderr
+    assert not (tmp_path / "wrong").exists()
+
+
 def _with_parameters(source, target, change=None, text=None, size=None):
     """A copy of a dbank PNG whose 'parameters' chunk is changed by `change(data)` (or is
     `text`), optionally at another pixel size (mode '1': tiny files however large)."""

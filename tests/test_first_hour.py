@@ -1,8 +1,10 @@
 """A newcomer's first hour: the demo model, defaults that follow the model and the bank, progress
 off a terminal, cheap checks before slow work, and help and pictures that match the code."""
 import json
+import os
 import re
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -13,6 +15,8 @@ from direction_bank.cli import cli
 
 HORSE = "a photo of a horse\na horse on a beach\na horse in a field\n"
 ZEBRA = "a photo of a zebra\na zebra on a beach\na zebra in a field\n"
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,19 @@ def test_demo_model_is_a_real_layout_with_the_real_tokenizer_and_example_photos(
     scorer = EditScorer.load(report["clip_model"], report["dino_model"])
     photo = Image.open(report["examples"][0]).convert("RGB")
     assert scorer.clip.texts(["a photo of a horse"]).shape[0] == 1 and scorer.dino.distance([photo], [photo]) == [0.0]
+
+
+def test_demo_model_says_the_tours_exports_and_the_readme_the_current_schema(demo_model):
+    from tests.test_tour import tour_commands
+
+    folder, report = demo_model
+    said = dict(pair.split("=", 1) for pair in report["try"].removeprefix("export ").split())
+    tour = dict(pair.split("=", 1) for line in tour_commands().splitlines() if line.startswith("export ")
+                for pair in line.split("#")[0].removeprefix("export ").split())
+    assert said.keys() == tour.keys() and said["DBANK_STEPS"] == tour["DBANK_STEPS"]
+    assert said["DBANK_MODEL"] == str(folder.resolve()) and said["DBANK_DB"] == str(folder.resolve().parent / "demo.db")
+    head = max(path.name[:4] for path in (ROOT / "db" / "migrations" / "versions").glob("[0-9]*.py"))
+    assert f"to the current schema ({head}, which `dbank\n  check` names)" in (ROOT / "README.md").read_text()
 
 
 def test_demo_model_never_writes_over_a_folder(demo_model, tmp_path):
@@ -139,6 +156,26 @@ def test_an_edit_needing_blip_fails_before_anything_loads_and_leaves_no_folder(r
     assert "pass --caption" in result.stderr and not (tmp_path / "out").exists()
     swept = run_cli("sweep", str(_photo(tmp_path)), "--direction", "h2z", "-o", str(out))
     assert swept.exit_code == 1 and "captioning model" in swept.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_photo_that_is_not_there_is_the_first_thing_said(run_cli, tmp_path):
+    """Checked before the captioner (no BLIP here), the bank and the model: the cheap check first."""
+    missing, fifo = tmp_path / "no-such.png", tmp_path / "a-pipe.png"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    expected = [
+        (("edit", str(missing), "--direction", "h2z", "-o", str(out)), f"{missing}: no such file"),
+        (("edit", str(missing), str(tmp_path / "nor.png"), "--direction", "h2z", "-o", str(out)),
+         f"{missing}: no such file (nor any of the other 1)"),
+        (("sweep", str(missing), "--direction", "h2z", "-o", str(out)), f"{missing}: no such file"),
+        (("edit", str(fifo), "--direction", "h2z", "-o", str(out)), f"{fifo}: not a regular file"),
+        (("tune", "h2z", str(missing), "--dry-run"), f"{missing}: no such file"),
+        (("eval", str(missing), "--direction", "h2z", "-o", str(out)), f"{missing}: no such file"),
+    ]
+    for args, message in expected:
+        result = run_cli(*args)
+        assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n"), args
+    assert not out.exists()
 
 
 def test_nothing_is_created_when_the_model_cannot_load(run_cli, tiny_sd, tmp_path):
@@ -252,3 +289,25 @@ def test_saved_directions_show_when_their_concepts_changed(run_cli, tiny_sd):
     assert run_cli("direction", "list").stdout.rstrip().endswith("concepts changed since")
     report = json.loads(run_cli("show", "h2z", "--json").stdout)
     assert report["concepts_changed"] is True and report["source_count_now"] == 4
+
+
+def test_a_mistyped_name_gets_the_nearest_names_the_bank_holds(run_cli, horse_zebra_bank, tmp_path):
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (32, 32)).save(image)
+    expected = {
+        ("diff", "hrose", "zebra"): "no concept named 'hrose' in the bank; did you mean 'horse'?",
+        ("sentences", "zebar"): "no concept named 'zebar' in the bank; did you mean 'zebra'?",
+        ("show", "hrose2zebra"): "no concept or direction named 'hrose2zebra' in the bank; did you mean 'horse2zebra'?",
+        ("direction", "history", "horse2zebr"):
+            "no direction named 'horse2zebr' in the bank; did you mean 'horse2zebra'?",
+        ("edit", str(image), "--direction", "horse2zebar", "--caption", "a horse", "-o", str(tmp_path / "out")):
+            "horse2zebar: no direction named 'horse2zebar' in the bank; did you mean 'horse2zebra'?",
+        ("remove", "hores"): "no concept or direction named 'hores' in the bank; did you mean 'horse'?",
+        ("remove", "horse2zebr"):
+            "no concept or direction named 'horse2zebr' in the bank; did you mean 'horse2zebra'?",
+        ("diff", "cat", "zebra"): "no concept named 'cat' in the bank",  # nothing close: no guess
+    }
+    for args, message in expected.items():
+        result = run_cli(*args)
+        assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n"), args
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -234,13 +235,40 @@ def test_real_smollm2_run_keeps_only_captions_and_its_preview_stores_nothing(tmp
     shown = json.loads(preview.stdout)
     assert len(shown["kept"]) == 2 and shown["tried"] >= 2
     assert all(item["reason"] for item in shown["dropped"])
+    assert shown["tried"] == len(shown["kept"]) + len(shown["dropped"]) + shown["surplus"]
+    assert shown["dropped_counts"] == dict(Counter(item["reason"] for item in shown["dropped"]))
     assert not (tmp_path / "bank.db").exists()  # nothing embedded or stored
     run = runner.invoke(cli, [*common, "-n", "3"], env=env, catch_exceptions=False)
     assert run.exit_code == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["tried"] == report["added"] + report["skipped"] + sum(report["dropped"].values()) + report["surplus"]
     texts = [s.text for s in Bank(str(tmp_path / "bank.db")).sentences("horse")]
     assert len(texts) == 3
     horse = concept_pattern("horse")
     assert [t for t in texts if caption_problem(t, horse) is not None or not horse.search(t)] == []
+
+
+def test_every_candidate_and_given_line_is_accounted_for(run_cli, tmp_path):
+    """tried = added + skipped + each drop reason + the surplus past the target, counted by hand."""
+    template = json.loads(run_cli("add-concept", "horse", "-n", "50", "--generator", "template", "--batch-size", "64",
+                                  "--json").stdout)
+    assert (template["tried"], template["added"], template["skipped"], template["surplus"]) == (64, 50, 0, 14)
+    assert sum(template["dropped"].values()) == 0
+    said = run_cli("add-concept", "horse", "-n", "60", "--generator", "template", "--batch-size", "64").stdout
+    assert "\ntried 64: 10 added, 54 unused past the target\n" in said  # a continuation samples anew
+    given = "a horse in a field\na horse in a field\n\na photo of a barn\na horse on a hill\n" + \
+            template_sentence(run_cli) + "\n"
+    text = run_cli("add-concept", "horse", "--sentences", "-", "--require-concept", input=given)
+    lines = "a horse in a field, a horse in a field (again), a photo of a barn (no horse), a horse on a hill, a stored one"
+    assert "tried 5: 2 added, 2 duplicates skipped, 1 dropped (1 no concept word)" in text.stdout, lines
+    # again, barn kept this time (no --require-concept): the other four are stored already
+    as_json = json.loads(run_cli("add-concept", "horse", "--sentences", "-", "--json", input=given).stdout)
+    assert (as_json["tried"], as_json["added"], as_json["skipped"], sum(as_json["dropped"].values())) == (5, 1, 4, 0)
+
+
+def template_sentence(run_cli) -> str:
+    """A sentence the bank's horse already holds."""
+    return json.loads(run_cli("sentences", "horse", "--json").stdout)[0]["text"]
 
 
 def test_kill_9_mid_run_then_rerun_gives_exactly_the_target(tmp_path, sd_model):

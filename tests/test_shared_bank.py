@@ -134,8 +134,9 @@ def test_add_concepts_bounds_candidates_and_reports_each_concept(run_cli, tmp_pa
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["counts"] == {"done": 1, "short": 1}
     lines = said(result.stderr)
-    assert lines[0].startswith("horse: 5/5 sentences, added 5 of 32 tried; dropped: ")
-    assert lines[1].startswith("zebra: 64/4000 sentences, added 64 of 64 tried; dropped: ")
+    # template batches of 32: horse uses 5 of the first batch's 32, zebra is cut off at 64 candidates
+    assert lines[0] == "horse: 5/5 sentences; tried 32: 5 added, 27 unused past the target"
+    assert lines[1] == "zebra: 64/4000 sentences; tried 64: 64 added"
 
 
 def test_the_queue_shows_sentences_stored_by_a_running_worker(database, encoder):

@@ -269,11 +269,17 @@ def test_cli_show_paired_and_similar(run_cli):
     run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
     run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
     shown = run_cli("diff", "horse", "zebra", "--save", "h2z").stdout
-    assert "signal-to-noise" in shown and "to halve the noise add 15 source, 12 target" in shown
+    assert "signal-to-noise" in shown and "to halve the noise add 15 source sentences, 12 target sentences" in shown
     assert "signal-to-noise" in run_cli("show", "h2z").stdout
     paired = json.loads(run_cli("diff", "horse", "zebra", "--paired", "--json").stdout)
     assert paired["recipe"] == {"paired": {"source": "horse", "target": "zebra", "pairs": 9}}
     assert paired["shape"] == [1, 77, 32] and paired["confidence"]["snr"] > 0
     assert [r["name"] for r in json.loads(run_cli("similar", "horse", "--json").stdout)] == ["zebra"]
+    [row] = json.loads(run_cli("similar", "horse", "--json").stdout)
+    assert run_cli("similar", "horse").stdout == f"zebra\tcosine {row['similarity']:+.3f}\n"
+    assert "; to halve the noise add 27 pairs" in run_cli("diff", "horse", "zebra", "--paired").stdout
+    assert run_cli("direction", "create", "twice", "--add", "h2z:2").exit_code == 0
+    assert ("  signal-to-noise unknown: a composed direction is a weighted sum of directions, with no sentence "
+            "statistics of its own\n") in run_cli("show", "twice").stdout
     missing = run_cli("show", "unicorn")
     assert missing.exit_code == 1 and "no concept or direction named 'unicorn'" in missing.stderr

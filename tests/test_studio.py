@@ -231,8 +231,8 @@ def test_a_concept_add_that_keeps_nothing_says_why_with_counts(actions, monkeypa
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         lines = actions.add_concept("cat", "openai", "", 5).splitlines()
     assert lines[0] == "cat: added 0, skipped 0 duplicates; 0 sentences stored"
-    tried = lines[1].split()[1]
-    assert lines[1] == f"tried {tried} generated sentences; dropped: {tried} no concept word"
+    tried = lines[1].split()[1].rstrip(":")
+    assert lines[1] == f"tried {tried}: 0 added, {tried} dropped ({tried} no concept word)"
     assert lines[-1] == f"stopped at 0 of 5 sentences after trying {tried} candidates; run again to continue"
 
 

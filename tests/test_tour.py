@@ -44,7 +44,7 @@ def test_the_readme_tour_runs_as_written(tmp_path):
 
     script = tour_commands()
     env = {key: value for key, value in os.environ.items()
-           if key not in ("DBANK_MODEL", "DBANK_DB", "DBANK_DEBUG", "DBANK_CLIP_MODEL", "DBANK_DINO_MODEL")}
+           if key not in ("DBANK_MODEL", "DBANK_DB", "DBANK_STEPS", "DBANK_DEBUG", "DBANK_CLIP_MODEL", "DBANK_DINO_MODEL")}
     env.update(HF_HUB_OFFLINE="1", DBANK_CACHE=str(tmp_path / "inversions"))
     started = time.monotonic()
     with warm_dbank(tmp_path / "warm", env) as warm:
@@ -54,6 +54,8 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     print(f"the Tour took {time.monotonic() - started:.0f} s")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith(("warning", "note"))]
+    assert not said, "\n".join(said)
     assert "the bank is sound" in done.stdout
     for name in ("out/horse-field.horse2zebra.png", "out/horse-beach.day2night.png", "norms.png", "tour-copy.db",
                  "horse-to-zebra.safetensors", "horse.safetensors", "out-all/horse-beach.attention-horse.png",

@@ -115,7 +115,8 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
         report = bank.add_sentences(name, sentences, encoder, batch_size=batch_size, progress=True,
                                     require_concept=require_concept)
         if report.off_concept:
-            click.echo(f"warning: {report.off_concept} lines do not name {name!r}"
+            lines = "1 line does" if report.off_concept == 1 else f"{report.off_concept} lines do"
+            click.echo(f"warning: {lines} not name {name!r}"
                        + (" and were left out" if require_concept else " (--require-concept leaves them out)"),
                        err=True)
     else:
@@ -132,17 +133,18 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
 
 def _preview(name, writer, cleaner, count, batch_size, max_candidates, as_json) -> None:
     """Print what a run would keep and drop (and why), storing nothing."""
-    from direction_bank.text.cleaning import dropped_text, preview_sentences
+    from direction_bank.text.cleaning import preview_sentences, tried_text
 
     kept, tried = preview_sentences(writer, cleaner, name, count, batch_size, max_candidates or max(10 * count, 100))
-    dropped = cleaner.dropped_lines
+    dropped, surplus = cleaner.dropped_lines, cleaner.report.kept - len(kept)
+    counts = {reason: n for reason, n in sorted(cleaner.report.dropped.items()) if n}
 
     def lines():
         yield from (f"kept\t{text}" for text in kept)
         yield from (f"dropped ({reason})\t{text}" for text, reason in dropped)
-        yield f"{name}: {len(kept)} kept of {tried} tried; dropped: {dropped_text(cleaner.report.dropped)}; nothing stored"
+        yield f"{name}: {tried_text(tried, ('kept', len(kept)), 0, counts, surplus)}; nothing stored"
 
-    emit(as_json, lambda: {"concept": name, "kept": kept, "tried": tried,
+    emit(as_json, lambda: {"concept": name, "kept": kept, "tried": tried, "dropped_counts": counts, "surplus": surplus,
                            "dropped": [{"text": text, "reason": reason} for text, reason in dropped]}, lines)
 
 
@@ -206,7 +208,7 @@ def sentences(ctx, name, as_json):
 def remove(ctx, name):
     """Move a concept (sentences and statistics) or, when no concept has the name, a saved
     direction (every version) to the trash; dbank restore NAME brings it back."""
-    from direction_bank.errors import BankError, UnknownConcept, UnknownDirection
+    from direction_bank.errors import UnknownConcept, UnknownDirection
 
     bank = open_bank(ctx)
     try:
@@ -215,7 +217,7 @@ def remove(ctx, name):
         try:
             versions = bank.remove_direction(name)
         except UnknownDirection:
-            raise BankError(f"no concept or direction named {name!r} in the bank") from None
+            raise bank.unknown_name(name) from None
         click.echo(f"moved direction {name} ({versions} version{'s' * (versions != 1)}) to the trash")
         return
     click.echo(f"moved {name} ({count} sentences) to the trash")

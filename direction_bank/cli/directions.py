@@ -37,7 +37,7 @@ def show(ctx, name, plot, overwrite, as_json):
         except UnknownVersion:
             raise
         except UnknownDirection:
-            raise BankError(f"no concept or direction named {name!r} in the bank") from None
+            raise bank.unknown_name(name) from None
         if plot:
             _plot_token_norms(direction, plot, overwrite)
         emit(as_json, lambda: {**direction.as_dict(), **({"plot": plot} if plot else {})},
@@ -322,6 +322,7 @@ def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_
 @json_option
 @click.pass_context
 def similar(ctx, name, limit, model, as_json):
-    """List the concepts whose mean embeddings are nearest to NAME's."""
+    """List the concepts whose mean embeddings are nearest to NAME's: the cosine similarity of
+    their token-averaged means, centred on the mean over every concept (from -1 to 1)."""
     rows = open_bank(ctx, read_only=True).similar(name, limit, model)
-    emit(as_json, lambda: rows, lambda: (f"{r['similarity']:+.3f}\t{r['name']}" for r in rows))
+    emit(as_json, lambda: rows, lambda: (f"{r['name']}\tcosine {r['similarity']:+.3f}" for r in rows))

@@ -18,7 +18,7 @@ from direction_bank.cli.editor_options import (
     caption_model_option, direction_sources, edit_options, guidance_scale_option, load_editor, no_cache_option,
     output_folder, require_captioner, size_for, size_option, steps_option,
 )
-from direction_bank.cli.image_inputs import check_engine, image_stems, listed_images
+from direction_bank.cli.image_inputs import check_engine, image_stems, listed_images, photos_on_disk
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.jobs.edit_records import record_path
 from direction_bank.errors import BankError
@@ -91,7 +91,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
 
     check_engine(engine, address, connect_timeout)
     listed = listed_images(images, manifest, caption, bool(names or sources or files))
-    need_captions = any(c is None for _, c, _ in listed)
+    need_captions = any(c is None for _, c, _ in photos_on_disk(listed))
     if need_captions:
         require_captioner(caption_model)
     resumable = bool(manifest) or any(Path(arg).is_dir() for arg in images)
@@ -321,6 +321,7 @@ def sweep(ctx, image, name, scales, guidances, caption, steps, guidance_scale, s
     from editor.inversion import Regularisation
     from editor.pictures import labelled_grid
 
+    photos_on_disk([(image, caption, [])])
     if caption is None:
         require_captioner(caption_model)
     (directions, errors) = resolve_directions(direction_sources(ctx, (name,), (), (), ()))

@@ -103,7 +103,7 @@ size_option = click.option("--size", type=ImageSize(), default=None,
 
 
 steps_option = click.option("--steps", type=click.IntRange(*SETTING_BOUNDS["steps"]), default=50, show_default=True,
-                            help="DDIM steps.")
+                            envvar="DBANK_STEPS", show_envvar=True, help="DDIM steps.")
 guidance_scale_option = click.option("--guidance-scale", type=FiniteFloat(*SETTING_BOUNDS["guidance_scale"]),
                                      default=5.0, show_default=True, help="Classifier-free guidance.")
 bootstrap_seed_option = click.option("--bootstrap-seed", type=SEED, default=0, show_default=True,

@@ -13,7 +13,7 @@ from direction_bank.cli.editor_options import (
     bootstrap_seed_option, caption_model_option, direction_sources, guidance_scale_option, load_editor, no_cache_option,
     output_folder, require_captioner, size_for, size_option, steps_option,
 )
-from direction_bank.cli.image_inputs import check_engine, image_stems, images_in, listed_images
+from direction_bank.cli.image_inputs import check_engine, image_stems, images_in, listed_images, photos_on_disk
 from direction_bank.cli.params import SEED, FiniteFloat, FloatList
 from direction_bank.errors import BankError, DirectionChanged
 from direction_bank.jobs.edit import Resolved, check_shapes, parts_fingerprint, resolve_directions
@@ -110,6 +110,8 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
                             "(each said above); scored the rest")
         report_folder = output_folder(out_dir) if out_dir else folder
     else:
+        listed = listed_images(inputs, manifest, caption, bool(names or sources or files))
+        photos_on_disk(listed)  # before the output folder and the scoring models
         report_folder = output_folder(out_dir) if out_dir else None
         if report_folder is None:
             raise click.UsageError("-o is needed when eval runs the edits: the folder they go in")
@@ -119,7 +121,7 @@ def eval_command(ctx, inputs, manifest, names, sources, targets, files, scales, 
     _require_eval_models(clip_model, dino_model)
     if runs_edits:
         record_paths, problems, warnings = _run_edits(
-            ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,
+            ctx, listed, names, sources, targets, files, scales, guidances, baselines, caption, steps,
             guidance_scale, seed, size, report_folder, engine, address, workers, caption_model,
             no_cache, model, vae, device, dtype)
         records = [read_record(path) for path in record_paths]
@@ -158,7 +160,7 @@ def _score_and_report(records, problems, warnings, baselines, clip_model, dino_m
         raise SystemExit(1)
 
 
-def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, guidances, baselines, caption, steps,
+def _run_edits(ctx, listed, names, sources, targets, files, scales, guidances, baselines, caption, steps,
                guidance_scale, seed, size, out, engine, address, workers, caption_model, no_cache, model,
                vae, device, dtype):
     """Resolve the directions eval edits with (each must name its concepts; the word-swap ones
@@ -172,8 +174,7 @@ def _run_edits(ctx, inputs, manifest, names, sources, targets, files, scales, gu
     from direction_bank.progress import progress_counter
 
     check_engine(engine, address, 10.0)
-    listed = listed_images(inputs, manifest, caption, bool(names or sources or files))
-    if any(c is None for _, c, _ in listed):
+    if any(c is None for _, c, _ in photos_on_disk(listed)):
         require_captioner(caption_model)
     own_names = sorted({name for _, _, own in listed for name in own})
     resolved, problems = resolve_directions(direction_sources(ctx, (*names, *own_names), sources, targets, files))
@@ -261,6 +262,7 @@ def tune(ctx, name, photos, scales, guidances, margin, caption, steps, guidance_
     listed = [image for arg in photos for image in (images_in(Path(arg)) if Path(arg).is_dir() else [arg])]
     if not listed:
         raise click.UsageError("no photos: give image files or folders holding some")
+    photos_on_disk([(image, caption, []) for image in listed])
     bank = open_bank(ctx, read_only=dry_run)
     direction = bank.direction(name)
     check_tunable(direction)

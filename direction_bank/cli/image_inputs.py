@@ -44,6 +44,18 @@ def listed_images(images, manifest: str | None, caption: str | None,
     return listed
 
 
+def photos_on_disk(listed: list[tuple[str, str | None, list[str]]]) -> list[tuple[str, str | None, list[str]]]:
+    """The listed rows whose image is a regular file. When none is, one line naming the first,
+    before a model or a captioner is asked for (with some present, each missing one is the
+    run's error, and the rest are edited)."""
+    present = [row for row in listed if Path(row[0]).is_file()]
+    if not present:
+        first = Path(listed[0][0])
+        others = f" (nor any of the other {len(listed) - 1})" if len(listed) > 1 else ""
+        raise BankError(f"{first}: {'not a regular file' if first.exists() else 'no such file'}{others}")
+    return present
+
+
 def check_engine(engine: str, address: str | None, timeout: float) -> None:
     """With --engine ray: Ray installed, and a given --address answering, before anything
     loads (a dead address never hangs)."""

@@ -35,11 +35,11 @@ def _work(database, generator, llm, base_url, request_timeout, deadline, seed, m
 
 
 def report_line(report) -> str:
-    """One line per finished concept: kept, tried and why the others were dropped."""
-    from direction_bank.text.cleaning import dropped_text
+    """One line per finished concept: its sentences against the target, and where every
+    candidate went."""
+    from direction_bank.jobs.concepts import tried_line
 
-    return (f"{report.concept}: {report.sentence_count}/{report.target} sentences, added {report.added} "
-            f"of {report.tried} tried; dropped: {dropped_text(report.dropped)}")
+    return f"{report.concept}: {report.sentence_count}/{report.target} sentences; {tried_line(report)}"
 
 
 @cli.command("add-concepts")

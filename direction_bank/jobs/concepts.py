@@ -23,19 +23,24 @@ def fill_concept(bank, name: str, writer, deduplicator, cleaning, encoder, count
 
 
 def fill_lines(report) -> list[str]:
-    """What an add did, for a person: sentences added and skipped, why the dropped ones went
-    (each reason with its count), the LLM's usage."""
-    from direction_bank.text.cleaning import dropped_text
-
+    """What an add did, for a person: sentences added and skipped, where every candidate went
+    (each drop reason with its count, the surplus), the LLM's usage."""
     lines = [f"{report.concept}: added {report.added}, skipped {report.skipped} duplicates"
              + (f", embedded {report.backfilled} stored sentences" if report.backfilled else "")
              + f"; {report.sentence_count} sentences stored"]
-    if report.dropped:
-        lines.append(f"tried {report.tried} generated sentences; dropped: {dropped_text(report.dropped)}")
+    if report.tried:
+        lines.append(tried_line(report))
     if report.usage:
         lines.append(f"LLM usage: {report.usage['requests']} requests, {report.usage['prompt_tokens']} prompt + "
                      f"{report.usage['completion_tokens']} completion tokens")
     return lines
+
+
+def tried_line(report) -> str:
+    """Where every candidate (or given line) went, adding up to those tried."""
+    from direction_bank.text.cleaning import tried_text
+
+    return tried_text(report.tried, ("added", report.added), report.skipped, report.dropped, report.surplus)
 
 
 def stopped_line(report) -> str | None:

@@ -14,7 +14,7 @@ from direction_bank.errors import BankError, DirectionChanged, EncoderMismatch, 
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.progress import progress_bar
 from direction_bank.store.rows import (
-    DirectionResult, EncoderInfo, add_direction, latest_direction_version, lock_direction_names,
+    DirectionResult, EncoderInfo, add_direction, latest_direction_version, lock_direction_names, unknown_direction,
 )
 from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.text.cleaning import swap_concept
@@ -52,7 +52,7 @@ def _direction_row(session, reference: str) -> Direction:
     if row is None:
         if version is not None:
             raise UnknownVersion(f"direction {name!r} has no version {version} (dbank direction history {name})")
-        raise UnknownDirection(f"no direction named {reference!r} in the bank")
+        raise unknown_direction(session, reference)
     return row
 
 
@@ -212,7 +212,7 @@ class Directions:
         with self.db.reading() as session:
             rows = session.scalars(select(Direction).where(Direction.name == name).order_by(Direction.version)).all()
             if not rows:
-                raise UnknownDirection(f"no direction named {name!r} in the bank")
+                raise unknown_direction(session, name)
             history = []
             for row in rows:
                 now = _counts_now(session, row.source, row.target, row.encoder_id)

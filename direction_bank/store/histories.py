@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from db.models import Direction, TrashEntry
-from direction_bank.errors import NameTaken, UnknownDirection
+from direction_bank.errors import NameTaken
 from direction_bank.names import VERSION_SUFFIX, check_direction_name, check_name
-from direction_bank.store.rows import TRASH_NAME_PREFIX, lock_direction_names, trash_name
+from direction_bank.store.rows import TRASH_NAME_PREFIX, lock_direction_names, trash_name, unknown_direction
 
 
 def rename_direction(session, old: str, new: str) -> int:
@@ -23,7 +23,7 @@ def rename_direction(session, old: str, new: str) -> int:
     lock_direction_names(session, old, new)
     rows = session.scalars(select(Direction).where(Direction.name == old)).all()
     if not rows:
-        raise UnknownDirection(f"no direction named {old!r} in the bank")
+        raise unknown_direction(session, old)
     if new != old:
         if session.scalar(select(Direction.id).where(Direction.name == new).limit(1)) is not None:
             raise NameTaken(f"a direction named {new!r} exists; choose another name")

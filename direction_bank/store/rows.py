@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text
 
 from db.models import Concept, Direction, Encoder, Moments, Statistics
-from direction_bank.errors import UnknownConcept
-from direction_bank.names import check_name
+from direction_bank.errors import UnknownConcept, UnknownDirection
+from direction_bank.names import check_name, did_you_mean
 from direction_bank.text.layout import sample_shape
 from sd_models.family import model_kind
 
@@ -156,6 +156,16 @@ class DirectionResult:
         joins = f"{self.source} -> {self.target}" if self.source else "composed"
         return f"{self.name or 'unsaved'}: {joins}, norm {self.norm:.3f}"
 
+    def _why_no_confidence(self) -> str:
+        recipe = self.recipe or {}
+        if "sum" in recipe:
+            return "a composed direction is a weighted sum of directions, with no sentence statistics of its own"
+        if "file" in recipe:
+            return "its file carries no signal-to-noise (a pix2pix-zero mean, or statistics without spread)"
+        if "paired" in recipe:
+            return "it needs at least two sentence pairs"
+        return "it needs two sentences or more on each side, with spread recorded"
+
     def summary_lines(self):
         """Text lines describing the direction: what it joins, its size, confidence and recipe."""
         shape = "x".join(str(n) for n in self.tensor.shape)
@@ -172,10 +182,11 @@ class DirectionResult:
             line = f"  signal-to-noise {confidence['snr']:.2f}"
             more = confidence.get("more_sentences_to_halve_noise")
             if more:
-                line += "; to halve the noise add " + ", ".join(f"{n} {side}" for side, n in more.items())
+                line += "; to halve the noise add " + ", ".join(
+                    f"{n} pairs" if side == "pairs" else f"{n} {side} sentences" for side, n in more.items())
             yield line
         else:
-            yield "  signal-to-noise unknown (the statistics hold too little spread to tell)"
+            yield f"  signal-to-noise unknown: {self._why_no_confidence()}"
         if self.recipe and "sum" in self.recipe:
             yield "  " + describe_recipe(self.recipe, self.source, self.target)
         if self.concepts_changed:
@@ -294,8 +305,20 @@ def concept_id(session, concept: str) -> int:
     """The id of a concept by name; UnknownConcept in one line when the bank has none."""
     found = session.scalar(select(Concept.id).where(Concept.name == check_name(concept)))
     if found is None:
-        raise UnknownConcept(f"no concept named {concept!r} in the bank")
+        raise unknown_concept(session, concept)
     return found
+
+
+def unknown_concept(session, name: str) -> UnknownConcept:
+    """The one-line error for a concept the bank does not hold, with the nearest names it does."""
+    nearest = did_you_mean(name, live_names(session, "concept"))
+    return UnknownConcept(f"no concept named {name!r} in the bank{nearest}")
+
+
+def unknown_direction(session, name: str) -> UnknownDirection:
+    """The one-line error for a direction the bank does not hold, with the nearest names it does."""
+    nearest = did_you_mean(name, live_names(session, "direction"))
+    return UnknownDirection(f"no direction named {name!r} in the bank{nearest}")
 
 
 def name_in_use(session, kind: str, name: str) -> bool:

