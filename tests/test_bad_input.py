@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sqlalchemy import text
 
 from direction_bank import Bank
@@ -410,7 +411,9 @@ def test_a_closed_stdin_is_one_line(seeded, database, sd_model):
 # -- 9. models that cannot load fail fast, before a bank is made --------------------------------
 
 
-def test_a_missing_model_is_one_line_and_leaves_no_bank(run_cli, bank_path, database):
+def test_a_missing_model_is_one_line_and_leaves_no_bank(run_cli, bank_path, database, tmp_path):
+    photo = tmp_path / "x.png"
+    Image.new("RGB", (16, 16)).save(photo)
     cases = [
         (["add-concept", "horse", "--generator", "template", "--model", "nobody/no-sd"],
          "the Stable Diffusion text encoder 'nobody/no-sd' is not in the Hugging Face cache"),
@@ -419,8 +422,8 @@ def test_a_missing_model_is_one_line_and_leaves_no_bank(run_cli, bank_path, data
           "nobody/no-minilm"], "nobody/no-llm"),
         (["add-concept", "horse", "--generator", "openai", "--base-url", "http://127.0.0.1:9/v1",
           "--dedup-model", "./no/such/folder"], "the near-duplicate model './no/such/folder': no such folder"),
-        (["edit", "x.png", "--direction", "nope", "--caption", "x", "-o", str(bank_path.parent / "out"), "--model", "/no/sd"],
-         "add a concept first"),
+        (["edit", str(photo), "--direction", "nope", "--caption", "x", "-o", str(bank_path.parent / "out"),
+          "--model", "/no/sd"], "add a concept first"),
     ]
     for args, fragment in cases:
         result = run_cli(*args)

