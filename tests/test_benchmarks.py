@@ -57,3 +57,16 @@ def test_eval_throughput_benchmark_runs_small():
     assert any(line.startswith("batched (dbank eval, batch 6)") for line in done.stdout.splitlines())
     assert any(line.startswith("one edit at a time (baseline)") for line in done.stdout.splitlines())
     assert "x faster (target >= 3x); largest score difference " in done.stdout
+
+
+def test_thread_count_benchmark_runs_small():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "thread_count.py"), "--no-llm", "--sentences", "2",
+         "--repeat", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("dbank's default here: ") and len(lines) == 3
+    assert lines[1].startswith("1 thread(s): CLIP text encoder ") and "(1.00x the 1-thread baseline)" in lines[1]
+    assert lines[2].startswith("2 thread(s): CLIP text encoder ")

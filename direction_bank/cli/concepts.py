@@ -31,8 +31,8 @@ def cleaning_options(func):
         click.option("--dedup-model", default=DEFAULT_DEDUP_MODEL, show_default=True,
                      help="sentence-transformers model for near-duplicate and family detection."),
         click.option("--family-cap", type=click.IntRange(0, 100_000), default=DEFAULT_FAMILY_CAP, show_default=True,
-                     help="Drop a sentence that already has this many kept relatives (cosine >= 0.8: one word "
-                     "swapped) as a crowded family; 0 turns it off."),
+                     help="Drop a sentence that already has this many kept relatives (MiniLM cosine >= 0.8, or "
+                     "the same frame with one phrase swapped) as a crowded family; 0 turns it off."),
         click.option("--coherence/--no-coherence", default=True, show_default=True,
                      help="Drop generated captions that name the concept twice ('a horse riding a horse') or "
                      "repeat another word ('a cage in its cage'), each counted under its reason."),
