@@ -34,8 +34,9 @@ def cleaning_options(func):
                      help="Drop a sentence that already has this many kept relatives (MiniLM cosine >= 0.8, or "
                      "the same frame with one phrase swapped) as a crowded family; 0 turns it off."),
         click.option("--coherence/--no-coherence", default=True, show_default=True,
-                     help="Drop generated captions that name the concept twice ('a horse riding a horse') or "
-                     "repeat another word ('a cage in its cage'), each counted under its reason."),
+                     help="Drop generated captions that name the concept twice ('a horse riding a horse'), ride "
+                     "with no person named ('a horse riding on the beach'), borrow a body part ('the head of a "
+                     "lion') or repeat another word ('a cage in its cage'), each counted under its reason."),
     ]
     for option in reversed(options):
         wrapped = option(wrapped)
