@@ -229,7 +229,8 @@ def test_real_smollm2_run_keeps_only_captions_and_its_preview_stores_nothing(tmp
     from direction_bank.cli import cli
 
     env = {"DBANK_DB": str(tmp_path / "bank.db"), "DBANK_MODEL": str(sd_model)}
-    common = ["add-concept", "horse", "--llm", "smollm2", "--batch-size", "8", "--json"]
+    # the family cap is not the point here, and would cost more SmolLM2 calls
+    common = ["add-concept", "horse", "--llm", "smollm2", "--batch-size", "8", "--family-cap", "0", "--json"]
     runner = CliRunner()
     preview = runner.invoke(cli, [*common, "--preview", "2"], env=env, catch_exceptions=False)
     assert preview.exit_code == 0, preview.stderr
