@@ -16,7 +16,7 @@ from direction_bank.progress import progress_bar, progress_counter
 from direction_bank.store.concepts import SentenceRecord
 from direction_bank.store.rows import EncoderInfo, concept_id, lock_concept, read_statistics, write_statistics
 from direction_bank.text.cleaning import (
-    SentenceCleaner, concept_pattern, content_hash, first_batch_rate, has_control_characters, normalise, tried_so_far,
+    SentenceCleaner, concept_pattern, content_hash, has_control_characters, normalise, tried_so_far,
 )
 from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.text.generators.base import FILE_PROVENANCE, Provenance, SentenceGenerator
@@ -32,6 +32,18 @@ if TYPE_CHECKING:
     from direction_bank.text.encoder import TextEncoder
 
 SLOW_BATCH_S = 5.0  # a first batch this slow (a local LLM on a CPU) is followed by the rate and time left
+
+
+def first_batch_rate(kept: int, tried: int, seconds: float, left: int) -> str:
+    """The line said after a fill's first batch: its rate, and the time the rest will take at it."""
+    from direction_bank.progress import duration_text, rate_text
+
+    rate = kept / seconds if seconds > 0 else float("inf")
+    if kept == 0:
+        return (f"first batch: {tried} tried in {duration_text(seconds)}, none kept yet; "
+                f"{left} more sentences will take longer than {duration_text(seconds)}")
+    return (f"first batch: {kept} kept of {tried} tried in {duration_text(seconds)}, about {rate_text(rate)} kept/s; "
+            f"{left} more sentences ≈ {duration_text(left / rate)} at that rate")
 
 
 def round_seed(concept: str, stored_hashes) -> int:

