@@ -63,13 +63,11 @@ WAYS = (("caption rules + near duplicates", False, 0), ("+ coherence rules", Tru
         ("+ family cap", False, None), ("+ both (dbank's default)", True, None))
 
 
-def keep(candidates: list[str], concept: str, count_tokens, coherence: bool, family_cap: int | None):
-    """(kept sentences, the cleaner's dropped counts) under one way of keeping (family_cap None:
-    dbank's)."""
-    from direction_bank.text.cleaning import DEFAULT_FAMILY_CAP, SemanticDeduplicator, SentenceCleaner
+def keep(candidates: list[str], concept: str, count_tokens, coherence: bool, family_cap: int):
+    """(kept sentences, the cleaner's dropped counts) under one way of keeping."""
+    from direction_bank.text.cleaning import SemanticDeduplicator, SentenceCleaner
 
-    cap = DEFAULT_FAMILY_CAP if family_cap is None else family_cap
-    cleaner = SentenceCleaner(count_tokens, deduplicator=SemanticDeduplicator(device="cpu", family_cap=cap),
+    cleaner = SentenceCleaner(count_tokens, deduplicator=SemanticDeduplicator(device="cpu", family_cap=family_cap),
                               coherence=coherence)
     return cleaner.clean(candidates, concept, set()), {k: v for k, v in sorted(cleaner.report.dropped.items()) if v}
 
@@ -135,11 +133,13 @@ def judge_held_out(count_tokens) -> None:
     """dbank's default cleaning now against the cleaning the sample was first judged with, on
     fresh SmolLM2 candidates no rule was tuned on (three concepts, labelled by the stated rule):
     kept, good share, family share, kept/s of the generation, and the good lines the rules lost."""
+    from direction_bank.text.cleaning import DEFAULT_FAMILY_CAP
+
     held = json.loads(HELD_OUT.read_text())
     print(f"held-out sample: {held['source']}\n  rule: {held['rule']}")
     for concept, sample in held["concepts"].items():
         labels = sample["labels"]
-        kept, dropped = keep(sample["candidates"], concept, count_tokens, True, None)
+        kept, _ = keep(sample["candidates"], concept, count_tokens, True, DEFAULT_FAMILY_CAP)
         for label, lines in (("before (" + held["before"] + ")", sample["kept_before"]), ("now", kept)):
             unlabelled = [text for text in lines if text not in labels]
             good = sum(labels.get(text, False) for text in lines)
