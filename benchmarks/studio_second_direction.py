@@ -29,7 +29,7 @@ def main() -> None:
     from PIL import Image
 
     from direction_bank.bank import Bank
-    from direction_bank.store.rows import DirectionResult
+    from direction_bank.store.records import DirectionResult
     from direction_bank.studio.actions import StudioActions
     from direction_bank.testing import write_clip_tokenizer, write_tiny_sd
 

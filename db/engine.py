@@ -1,7 +1,6 @@
 """Database URLs to engines and sessions: SQLite pragmas, write transactions, migrations on open."""
 from __future__ import annotations
 
-import os
 import random
 import time
 from contextlib import contextmanager
@@ -14,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from db import migrations
+from db.urls import BankUnavailable, busy_timeout_from_environment, connect_read_only, sqlite_path
 
-DEFAULT_BUSY_TIMEOUT_S = 30.0
 WRITE_ATTEMPTS = 8
 T = TypeVar("T")
 # PostgreSQL: serialization failure, deadlock, unique violation (a concurrent writer inserted the
@@ -32,10 +31,6 @@ def is_transient(error: DBAPIError) -> bool:
     return "database is locked" in message or "database is busy" in message
 
 
-class BankUnavailable(Exception):
-    """A bank that cannot be opened as asked; the message is one line for the user."""
-
-
 class NoDatabase(BankUnavailable):
     """An open that may not create found no bank at the given place."""
 
@@ -46,39 +41,6 @@ class NotABank(BankUnavailable):
 
 class NewerBank(BankUnavailable):
     """A bank whose schema version this dbank does not know (made by a newer dbank)."""
-
-
-def busy_timeout_from_environment() -> float:
-    """DBANK_BUSY_TIMEOUT in seconds (default 30), checked: a finite number from 0 to a day."""
-    raw = os.environ.get("DBANK_BUSY_TIMEOUT")
-    if raw is None or not raw.strip():
-        return DEFAULT_BUSY_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 86_400:  # also refuses NaN
-        raise BankUnavailable(f"DBANK_BUSY_TIMEOUT={raw!r}: give a number of seconds from 0 to 86400")
-    return value
-
-
-def database_url(database: str | os.PathLike) -> str:
-    """A SQLAlchemy URL for a path or URL (anything with '://' is taken as a URL)."""
-    database = str(database)
-    if "://" in database:
-        return database
-    return f"sqlite:///{Path(database).expanduser().absolute()}"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL, or None for other engines and in-memory SQLite."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    path = path.split("?", 1)[0]
-    if path in ("", ":memory:"):
-        return None
-    return Path(path)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_s: float, read_only: bool) -> None:
@@ -103,27 +65,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float, read_only: bool) ->
 
 
 def _read_only_sqlite_engine(path: Path) -> Engine:
-    """An engine whose connections cannot write to the file (SQLite's mode=ro). A WAL bank in a
-    folder nobody can write to (so no writer can exist) is opened as immutable, since SQLite
-    cannot make the shared-memory file it would otherwise need."""
-    import sqlite3
-    from urllib.parse import quote
-
-    uri = f"file:{quote(str(path))}?mode=ro"
-
-    def connect():
-        try:
-            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            return connection
-        except sqlite3.OperationalError:
-            wal = path.with_name(path.name + "-wal")
-            if os.access(path.parent, os.W_OK) or (wal.exists() and wal.stat().st_size):
-                raise
-            return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
-
+    """An engine whose connections cannot write to the file (see urls.connect_read_only)."""
     # a file, not memory: a pool of connections like a file URL gets (not one per thread)
-    return create_engine("sqlite://", creator=connect, poolclass=QueuePool)
+    return create_engine("sqlite://", creator=lambda: connect_read_only(path), poolclass=QueuePool)
 
 
 class Database:

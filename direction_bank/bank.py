@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from db.engine import BankUnavailable, Database, NoDatabase, database_url
+from db.engine import Database, NoDatabase
+from db.urls import BankUnavailable, database_url, default_database
 from direction_bank.errors import BankError, first_line
 from direction_bank.names import check_name
 from direction_bank.store.concepts import Concepts
@@ -22,15 +22,8 @@ from direction_bank.store.sentences import Sentences
 from direction_bank.store.trash import Trash
 
 if TYPE_CHECKING:
-    from direction_bank.store.rows import DirectionResult
+    from direction_bank.store.records import DirectionResult
     from direction_bank.text.encoder import TextEncoder
-
-
-def default_database() -> Path:
-    """The bank file used when none is named: bank.db in the user data directory."""
-    import platformdirs
-
-    return platformdirs.user_data_path("dbank") / "bank.db"
 
 
 def _through(room: str, method):

@@ -258,6 +258,12 @@ MUTANTS = [
     Mutant("steps-env-ignored", "direction_bank/cli/editor_options.py",
            'envvar="DBANK_STEPS", show_envvar=True, help="DDIM steps.")', 'help="DDIM steps.")',
            (E, "-k", "dbank_steps and sqlite")),
+    # -- #35: start-up that follows the rooms ----------------------------------------------------
+    Mutant("quick-read-any-schema", "direction_bank/store/quick_read.py",
+           'fetchall() == [(HEAD,)]:', "fetchall() != []:", ("tests/test_cli.py", "-k", "quick_reads")),
+    Mutant("quick-read-uses-sqlalchemy", "direction_bank/store/quick_read.py",
+           "import sqlite3\n", "import sqlite3\nimport sqlalchemy  # noqa: F401\n",
+           ("tests/test_cli.py", "-k", "start_without_torch and sqlite")),
 ]
 
 

@@ -155,7 +155,7 @@ def test_a_bank_from_the_first_schema_opens_and_keeps_its_data(tmp_path, encoder
     from sqlalchemy import create_engine
 
     from db import migrations
-    from db.engine import database_url
+    from db.urls import database_url
 
     path = tmp_path / "old.db"
     engine = create_engine(database_url(path))
@@ -178,7 +178,8 @@ def test_a_bank_from_the_first_schema_opens_and_keeps_its_data(tmp_path, encoder
 def test_each_room_works_alone_over_a_database(database, encoder, sd_model):
     """The rooms under Bank need no Bank: sentences in through the sentences room, the direction out of
     the directions room, the trash through its own; the same numbers as a hand computation."""
-    from db.engine import Database, database_url
+    from db.engine import Database
+    from db.urls import database_url
     from direction_bank.store.concepts import Concepts
     from direction_bank.store.directions import Directions
     from direction_bank.store.encoders import Encoders

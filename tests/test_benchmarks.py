@@ -70,3 +70,16 @@ def test_thread_count_benchmark_runs_small():
     assert lines[0].startswith("dbank's default here: ") and len(lines) == 3
     assert lines[1].startswith("1 thread(s): CLIP text encoder ") and "(1.00x the 1-thread baseline)" in lines[1]
     assert lines[2].startswith("2 thread(s): CLIP text encoder ")
+
+
+def test_cli_startup_benchmark_runs_small_and_reads_sqlite_without_sqlalchemy():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cli_startup.py"), "--concepts", "3", "--hidden-size", "4",
+         "--repeat", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    timed = [line for line in done.stdout.splitlines() if line.startswith(("dbank concepts", "dbank diff"))]
+    assert [line.split(" s wall")[0].split()[-2] for line in timed] == ["concepts", "concept2"]
+    assert all("through the Bank's rooms: " in line for line in timed)
+    assert all(line.endswith("imported: neither torch nor SQLAlchemy") for line in timed)

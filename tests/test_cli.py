@@ -150,21 +150,46 @@ def test_concepts_and_diff_start_without_torch(horse_and_zebra, database):
         "        main(['-d', sys.argv[1], *args])\n"
         "    except SystemExit as e:\n"
         "        assert not e.code, e.code\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules, 'sqlalchemy' in sys.modules, file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe, database], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.strip() == "False False"
+    # a SQLite bank is read through the standard library's sqlite3 (store/quick_read.py)
+    assert done.stderr.strip() == f"False False {'://' in database}"
     assert '"shape": [' in done.stdout
 
 
-def test_an_unexpected_error_is_one_line_unless_debugging(run_cli, horse_and_zebra, monkeypatch):
-    from direction_bank.bank import Bank
+@pytest.mark.sqlite_only
+def test_quick_reads_answer_as_the_bank_does_and_leave_the_rest_to_it(run_cli, horse_and_zebra, bank_path, tmp_path):
+    import numpy as np
 
-    def broken(self):
+    from direction_bank import Bank
+    from direction_bank.store import quick_read
+
+    with Bank(bank_path, read_only=True) as bank:
+        listed, made = bank.concepts(), bank.diff("horse", "zebra")
+    assert quick_read.concept_summaries(bank_path) == listed
+    quick = quick_read.difference(bank_path, "horse", "zebra")
+    np.testing.assert_array_equal(quick.tensor, made.tensor)
+    assert quick.as_dict() == made.as_dict()
+    # what the bank must say is left to it: an unknown name, and a bank at another schema version
+    assert quick_read.difference(bank_path, "horse", "hrose") is None
+    _one_line_error(run_cli("diff", "horse", "hrose"), "did you mean 'horse'?")
+    older = tmp_path / "older.db"
+    older.write_bytes(bank_path.read_bytes())
+    with sqlite3.connect(older) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0005'")
+    assert quick_read.concept_summaries(older) is None
+    assert quick_read.difference(older, "horse", "zebra") is None
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(run_cli, horse_and_zebra, monkeypatch):
+    from direction_bank.store import queries
+
+    def broken(run):
         raise ZeroDivisionError("a bug\nwith a second line")
 
-    monkeypatch.setattr(Bank, "concepts", broken)
+    monkeypatch.setattr(queries, "summaries", broken)
     quiet = run_cli("concepts", env={"DBANK_DEBUG": "0"})
     assert quiet.exit_code == 1
     assert quiet.stderr == ("Error: unexpected ZeroDivisionError: a bug (run with --debug for the traceback)\n")

@@ -235,7 +235,7 @@ def test_a_bank_at_schema_0004_upgrades_and_keeps_its_direction(database, encode
     from sqlalchemy import create_engine, text
 
     from db import migrations
-    from db.engine import database_url
+    from db.urls import database_url
 
     engine = create_engine(database_url(database))
     with engine.begin() as connection:

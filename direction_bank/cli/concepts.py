@@ -190,7 +190,11 @@ def generators(clear_cache, as_json):
 @click.pass_context
 def concepts(ctx, as_json):
     """List the concepts in the bank."""
-    summaries = open_bank(ctx, read_only=True).concepts()
+    from direction_bank.store.quick_read import concept_summaries
+
+    summaries = concept_summaries(ctx.obj["database"])
+    if summaries is None:
+        summaries = open_bank(ctx, read_only=True).concepts()
 
     def lines():
         for s in summaries:

@@ -95,16 +95,23 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
         save_as = check_direction_name(save_as)
     if output:
         check_output(output, overwrite)  # before any work
+    # --model names the encoder; DBANK_MODEL only picks one when the concepts share several
+    from_env = ctx.get_parameter_source("model") == click.core.ParameterSource.ENVIRONMENT
+    model, prefer = (None, model) if from_env else (model, None)
+    if not (save_as or paired or output):
+        from direction_bank.store.quick_read import difference
+
+        direction = difference(ctx.obj["database"], source, target, model, prefer)
+        if direction is not None:
+            emit(as_json, direction.as_dict, direction.summary_lines)
+            return
     bank = open_bank(ctx, read_only=not (save_as or paired))
     if save_as and not overwrite:
         refuse_taken_direction(bank, save_as)  # before the encoder loads
     if save_as:
         warn_of_lookalike(bank, "direction", save_as)
-    # --model names the encoder; DBANK_MODEL only picks one when the concepts share several
-    from_env = ctx.get_parameter_source("model") == click.core.ParameterSource.ENVIRONMENT
-    encoder = load_encoder(model or default_model(ctx.obj["database"]), device, dtype) if paired else None
-    direction = make_direction(bank, source, target, save_as, overwrite, encoder, None if from_env else model,
-                               model if from_env else None)
+    encoder = load_encoder(model or prefer or default_model(ctx.obj["database"]), device, dtype) if paired else None
+    direction = make_direction(bank, source, target, save_as, overwrite, encoder, model, prefer)
     if output:
         bank.export_direction(direction, output, overwrite)
 
@@ -196,7 +203,7 @@ def direction_show(ctx, name, as_json):
 def direction_history(ctx, name, as_json):
     """Every version of a direction name: when, recipe, norm, fingerprint, and whether the
     concepts it was made from have changed since."""
-    from direction_bank.store.rows import describe_recipe
+    from direction_bank.store.records import describe_recipe
 
     history = open_bank(ctx, read_only=True).direction_history(name)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 from sqlalchemy import func, select
 
 from db import migrations
-from db.engine import sqlite_path
+from db.urls import sqlite_path
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics
 from direction_bank.text.cleaning import content_hash
 from direction_bank.errors import BankError
@@ -17,7 +17,8 @@ from direction_bank.sharing.files import MAX_ABS_VALUE
 from direction_bank.store.histories import history_problems, repair_histories
 from direction_bank.output_files import write_output
 from direction_bank.store.stats import DamagedData
-from direction_bank.store.rows import EncoderInfo, lock_concept, read_statistics, write_statistics
+from direction_bank.store.records import EncoderInfo
+from direction_bank.store.rows import lock_concept, read_statistics, write_statistics
 
 if TYPE_CHECKING:
     from direction_bank.bank import Bank

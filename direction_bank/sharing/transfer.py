@@ -16,8 +16,9 @@ from direction_bank.errors import BankError, NameTaken
 from direction_bank.sharing.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.store.stats import RunningStats
+from direction_bank.store.records import DirectionResult, EncoderInfo
 from direction_bank.store.rows import (
-    DirectionResult, EncoderInfo, add_direction, concept_id, latest_direction_version, name_in_use, read_statistics,
+    add_direction, concept_id, latest_direction_version, name_in_use, read_statistics,
     write_statistics,
 )
 from direction_bank.store.trash import trash_concept

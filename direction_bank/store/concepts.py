@@ -11,24 +11,13 @@ from sqlalchemy import func, select
 from db.models import Concept, Encoder, Moments, Sentence, Statistics
 from direction_bank.errors import BankError, EncoderMismatch
 from direction_bank.names import check_name
-from direction_bank.store.rows import EncoderInfo, concept_id, read_statistics
+from direction_bank.store.records import ConceptSummary, EncoderInfo
+from direction_bank.store import queries
+from direction_bank.store.rows import concept_id, read_statistics, session_run
 
 if TYPE_CHECKING:
     from db.engine import Database
     from direction_bank.store.stats import RunningStats
-
-
-@dataclass(frozen=True)
-class ConceptSummary:
-    """A concept with its sentence count and the encoders whose statistics it has."""
-
-    name: str
-    sentence_count: int
-    encoders: list[dict]
-
-    def as_dict(self) -> dict:
-        """JSON-ready form."""
-        return {"name": self.name, "sentence_count": self.sentence_count, "encoders": self.encoders}
 
 
 @dataclass(frozen=True)
@@ -77,20 +66,7 @@ class Concepts:
     def summaries(self) -> list[ConceptSummary]:
         """Every concept, by name, with sentence counts and per-encoder statistics counts."""
         with self.db.reading() as session:
-            counts = session.execute(
-                select(Concept.id, Concept.name, func.count(Sentence.id))
-                .outerjoin(Sentence)
-                .where(Concept.trash_id.is_(None))
-                .group_by(Concept.id)
-                .order_by(Concept.name)
-            ).all()
-            per_encoder: dict[int, list[dict]] = {}
-            for concept, model, hidden, count in session.execute(
-                select(Statistics.concept_id, Encoder.model, Encoder.hidden_size, Statistics.count)
-                .join(Encoder)
-            ):
-                per_encoder.setdefault(concept, []).append({"model": model, "hidden_size": hidden, "count": count})
-        return [ConceptSummary(name, count, per_encoder.get(concept, [])) for concept, name, count in counts]
+            return queries.summaries(session_run(session))
 
     def describe(self, concept: str, sample: int = 5) -> dict:
         """A concept's sentence count, per-encoder statistics and a few sentences."""
@@ -128,12 +104,10 @@ class Concepts:
 
     @staticmethod
     def _encoders_of(session, concept: str) -> dict[int, EncoderInfo]:
-        rows = session.scalars(
-            select(Encoder).join(Statistics).where(Statistics.concept_id == concept_id(session, concept))
-        ).all()
-        if not rows:
+        found = queries.encoders_of(session_run(session), concept_id(session, concept))
+        if not found:
             raise BankError(f"concept {concept!r} has no embedded sentences yet")
-        return {row.id: EncoderInfo.of(row) for row in rows}
+        return found
 
     def common_encoder(self, source: str, target: str, model: str | None = None,
                        preferred: str | None = None) -> EncoderInfo:
@@ -142,26 +116,7 @@ class Concepts:
         with self.db.reading() as session:
             a = self._encoders_of(session, source)
             b = self._encoders_of(session, target)
-        common = [a[i] for i in a.keys() & b.keys()]
-        if model is None and preferred is not None and len(common) > 1:
-            model = preferred if any(e.model == preferred for e in common) else None
-        if model is not None:
-            common = [e for e in common if e.model == model]
-        if len(common) == 1:
-            return common[0]
-        if not common:
-            describe = lambda encs: ", ".join(e.describe() for e in encs.values())
-            raise EncoderMismatch(
-                f"{source!r} and {target!r} were embedded by different text encoders "
-                f"({source}: {describe(a)}; {target}: {describe(b)}); "
-                "add both concepts with the same --model"
-                + (f" (none match --model {model})" if model else "")
-            )
-        if source == target:
-            raise EncoderMismatch(f"{source!r} has statistics from several encoders; pick one with --model")
-        raise EncoderMismatch(
-            f"{source!r} and {target!r} share several encoders; pick one with --model"
-        )
+        return queries.common_encoder(a, b, source, target, model, preferred)
 
     def similar(self, concept: str, limit: int = 10, model: str | None = None) -> list[dict]:
         """The concepts nearest to `concept`: cosine similarity of their token-averaged means,

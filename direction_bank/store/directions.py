@@ -13,8 +13,10 @@ from db.models import Concept, Direction, Encoder, Statistics
 from direction_bank.errors import BankError, DirectionChanged, EncoderMismatch, NameTaken, UnknownDirection, UnknownVersion
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.progress import progress_bar
+from direction_bank.store import queries
+from direction_bank.store.records import DirectionResult, EncoderInfo
 from direction_bank.store.rows import (
-    DirectionResult, EncoderInfo, add_direction, latest_direction_version, lock_direction_names, unknown_direction,
+    add_direction, latest_direction_version, lock_direction_names, unknown_direction,
 )
 from direction_bank.text.encoder import DEFAULT_BATCH_SIZE
 from direction_bank.text.cleaning import swap_concept
@@ -76,17 +78,10 @@ class Directions:
              preferred: str | None = None) -> DirectionResult:
         """The direction target mean minus source mean, [1, max_length, D] float32, with how far
         to trust it (see confidence.difference_confidence)."""
-        from direction_bank.store.confidence import difference_confidence
-
         encoder = self.concepts.common_encoder(source, target, model, preferred)
         a = self.concepts.statistics(source, encoder)
         b = self.concepts.statistics(target, encoder)
-        source, target = check_name(source), check_name(target)
-        return DirectionResult.of_sample(
-            b.mean - a.mean, encoder, source, target, a.count, b.count,
-            confidence=difference_confidence(a, b),
-            recipe={"diff": {"source": source, "target": target}},
-        )
+        return queries.difference(check_name(source), check_name(target), encoder, a, b)
 
     def paired_diff(self, source: str, target: str, encoder: TextEncoder,
                     batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False) -> DirectionResult:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from db.models import Encoder
-from direction_bank.store.rows import EncoderInfo
+from direction_bank.store.records import EncoderInfo
 
 if TYPE_CHECKING:
     from db.engine import Database

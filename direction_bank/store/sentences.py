@@ -14,7 +14,8 @@ from direction_bank.errors import BankError, EncoderMismatch
 from direction_bank.names import check_name
 from direction_bank.progress import progress_bar, progress_counter
 from direction_bank.store.concepts import SentenceRecord
-from direction_bank.store.rows import EncoderInfo, concept_id, lock_concept, read_statistics, write_statistics
+from direction_bank.store.records import EncoderInfo
+from direction_bank.store.rows import concept_id, lock_concept, read_statistics, write_statistics
 from direction_bank.text.cleaning import (
     SentenceCleaner, concept_pattern, content_hash, has_control_characters, normalise, tried_so_far,
 )

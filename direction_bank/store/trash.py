@@ -17,8 +17,9 @@ from sqlalchemy import delete, func, select, update
 from db.models import Concept, Direction, Encoder, Moments, Sentence, SentenceEncoding, Statistics, TrashEntry
 from direction_bank.errors import BankError, NameTaken
 from direction_bank.names import check_direction_name, check_name
+from direction_bank.store.records import EncoderInfo
 from direction_bank.store.rows import (
-    EncoderInfo, lock_concept, lock_direction_names, read_statistics, trash_name, unknown_concept, unknown_direction,
+    lock_concept, lock_direction_names, read_statistics, trash_name, unknown_concept, unknown_direction,
     write_statistics,
 )
 
