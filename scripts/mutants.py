@@ -264,6 +264,15 @@ MUTANTS = [
     Mutant("quick-read-uses-sqlalchemy", "direction_bank/store/quick_read.py",
            "import sqlite3\n", "import sqlite3\nimport sqlalchemy  # noqa: F401\n",
            ("tests/test_cli.py", "-k", "start_without_torch and sqlite")),
+    # -- #32: edit by a word ---------------------------------------------------------------------
+    Mutant("word-edit-ignores-saved", "direction_bank/jobs/word_edit.py", "    if matching:\n", "    if False:\n",
+           (E, "-k", "by_a_word and sqlite")),
+    Mutant("word-swap-unlabelled", "direction_bank/jobs/edit.py",
+           "return WORD_SWAP if self.label.startswith(WORD_SWAP) else None", "return None",
+           (E, "-k", "by_a_word and sqlite")),
+    Mutant("caption-source-shortest", "direction_bank/jobs/word_edit.py",
+           "found.append((-len(concept), match.start(), concept))", "found.append((len(concept), match.start(), concept))",
+           (E, "-k", "longest_concept")),
 ]
 
 

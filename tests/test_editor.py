@@ -446,6 +446,73 @@ def test_cli_edit_end_to_end(edit_cli, image, tmp_path):
     assert Image.open(edits["horse2zebra"]).tobytes() == Image.open(again["results"][0]["edits"]["horse2zebra"]).tobytes()
 
 
+def test_edit_by_a_word_uses_the_saved_direction_else_the_concepts_else_the_word_swap(edit_cli, image, tmp_path, tiny_sd):
+    import hashlib
+
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from direction_bank.jobs.edit_records import read_parameters
+
+    # no --from: the caption names horse; the bank's saved horse2zebra is used, as --direction would
+    out = tmp_path / "words"
+    saved = edit_cli("edit", str(image), "--to", "zebra", "--caption", "a brown Horse in a field", "-o", str(out),
+                     "--json")
+    assert saved.exit_code == 0, saved.stderr
+    assert said(saved.stderr) == ["horse -> zebra: the saved direction horse2zebra"]
+    report = json.loads(saved.stdout)
+    assert report["words"] == [{"source": "horse", "target": "zebra", "how": "saved direction",
+                                "direction": "horse2zebra", "missing": []}]
+    by_name = edit_cli("edit", str(image), "--direction", "horse2zebra", "--caption", "a brown Horse in a field",
+                       "-o", str(tmp_path / "named"), "--json")
+    named = json.loads(by_name.stdout)["results"][0]["edits"]["horse2zebra"]
+    assert Image.open(report["results"][0]["edits"]["horse2zebra"]).tobytes() == Image.open(named).tobytes()
+    # a word the bank has no concept for: the word-swap through the model's own text encoder, labelled so
+    swap = edit_cli("edit", str(image), "--from", "horse", "--to", "unicorn", "--caption", "a horse in a field",
+                    "-o", str(tmp_path / "swap"), "--json")
+    assert swap.exit_code == 0, swap.stderr
+    assert said(swap.stderr) == ["horse -> unicorn: word-swap ('a photo of a unicorn' minus 'a photo of a horse'), "
+                                 "since the bank holds no concept 'unicorn' (dbank add-concept unicorn builds it)"]
+    result = json.loads(swap.stdout)["results"][0]
+    assert list(result["edits"]) == ["word-swap horse->unicorn"]
+    record = read_record(result["record"])
+    assert [(e.label, e.source, e.target, e.baseline) for e in record.edits] == [
+        ("word-swap horse->unicorn", "horse", "unicorn", "word-swap")]
+    _, entry = read_parameters(result["edits"]["word-swap horse->unicorn"])
+    assert (entry.baseline, entry.direction) == ("word-swap", "word-swap horse->unicorn")
+    tokenizer = CLIPTokenizer.from_pretrained(tiny_sd, subfolder="tokenizer")
+    encoder = CLIPTextModel.from_pretrained(tiny_sd, subfolder="text_encoder")
+    ids = tokenizer(["a photo of a horse", "a photo of a unicorn"], padding="max_length", max_length=77,
+                    truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        states = encoder(ids).last_hidden_state
+    by_hand = (states[1:] - states[:1]).numpy().astype("<f4").tobytes()
+    assert record.edits[0].fingerprint == hashlib.sha256(by_hand).hexdigest()
+    # a caption that names no concept of the bank, without --from: one line, nothing written
+    lost = edit_cli("edit", str(image), "--to", "zebra", "--caption", "a cat on a sofa", "-o", str(tmp_path / "lost"))
+    assert lost.exit_code != 0
+    assert said(lost.stderr)[-1] == (f"Error: {image}: its caption 'a cat on a sofa' names no concept in the bank; "
+                                     "name the word to change with --from")
+    assert not (tmp_path / "lost").exists() or not any((tmp_path / "lost").iterdir())
+
+
+def test_the_source_word_is_the_longest_concept_the_caption_names_and_saved_directions_come_first():
+    from direction_bank.jobs.word_edit import CONCEPTS, SAVED, WORD_SWAP, choose, concept_in_caption
+
+    concepts = ["car", "sports car", "dog"]
+    assert concept_in_caption("A red Sports Car beside a dog", concepts) == "sports car"
+    assert concept_in_caption("a dog beside a car", concepts) == "dog"
+    assert concept_in_caption("a cartoon of a hotdog", concepts) is None
+    saved = [{"name": "b", "source": "dog", "target": "cat", "model": "sd-2"},
+             {"name": "a", "source": "dog", "target": "cat", "model": "sd-1"}]
+    assert choose("dog", "cat", concepts, saved, "sd-2").name == "b"
+    assert choose("dog", "cat", concepts, saved, "sd-3").name == "a"
+    assert choose("dog", "car", concepts, saved).how == CONCEPTS
+    assert choose("dog", "car", concepts, []).how == CONCEPTS
+    wolf = choose("dog", "wolf", concepts, saved)
+    assert (wolf.how, wolf.missing, wolf.label) == (WORD_SWAP, ("wolf",), "word-swap dog->wolf")
+    assert choose("dog", "cat", concepts, saved).how == SAVED
+
+
 def test_cli_bad_inputs_are_one_line_each_and_the_rest_is_edited(edit_cli, image, tmp_path, sd_model_wide, run_cli):
     text = tmp_path / "notes.png"
     text.write_text("not an image")

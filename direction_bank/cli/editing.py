@@ -72,7 +72,7 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         given = {name: ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT,
                                                               click.core.ParameterSource.DEFAULT_MAP)
                  for name in ("steps", "guidance_scale", "seed", "model")}
-        liked = _like(ctx, like, bool(names or sources or files))
+        liked = _like(ctx, like, bool(names or targets or files))
         _check_liked_model(like, liked["model"], model, given["model"])
         if caption is None:
             _say_liked_caption(like, liked, images, manifest)
@@ -90,21 +90,29 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     from editor.edit import EditSettings
 
     check_engine(engine, address, connect_timeout)
-    listed = listed_images(images, manifest, caption, bool(names or sources or files))
+    listed = listed_images(images, manifest, caption, bool(names or targets or files))
     need_captions = any(c is None for _, c, _ in photos_on_disk(listed))
     if need_captions:
         require_captioner(caption_model)
     resumable = bool(manifest) or any(Path(arg).is_dir() for arg in images)
-    given = names or sources or files
-    common, errors = (resolve_directions(direction_sources(ctx, names, sources, targets, files)) if given
+    given = names or files
+    common, errors = (resolve_directions(direction_sources(ctx, names, (), (), files)) if given
                       else ([], []))
     own_names = sorted({name for _, _, own in listed for name in own})
     own, own_errors = (resolve_directions(direction_sources(ctx, own_names, (), (), ())) if own_names
                        else ([], []))
     errors += own_errors
-    if not given and not own_names:
-        raise click.UsageError("name at least one --direction, --from/--to pair or --direction-file")
+    if not given and not own_names and not targets:
+        raise click.UsageError("name at least one --direction, --to word or --direction-file")
     out = output_folder(out_dir)
+    word_labels, chosen_words = [[] for _ in listed], []
+    if targets:  # edit by a word: a saved direction, the bank's concepts, or the word-swap
+        from direction_bank.cli.word_edits import word_edits
+
+        listed, word_labels, words, word_errors, chosen_words = word_edits(
+            ctx, listed, sources, targets, model, caption_model, device, dtype)
+        own += [entry for entry in words if entry.label not in {e.label for e in own}]
+        errors += word_errors
     tuned, scale, xa_guidance, notes = apply_tuning(common + own, scale, xa_guidance)
     common, own = tuned[: len(common)], tuned[len(common) :]
     for note in notes:
@@ -123,8 +131,10 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
         common = check_shapes(editor, common, errors)
         by_name = {entry.label: entry for entry in check_shapes(editor, list(by_name.values()), errors)}
     photos = [PhotoToEdit(image, image_caption,
-                          [by_name[name] for name in wanted if name in by_name] if wanted else common, stem)
-              for (image, image_caption, wanted), stem in zip(listed, image_stems([image for image, _, _ in listed]))]
+                          ([by_name[name] for name in wanted if name in by_name] if wanted else common)
+                          + [by_name[label] for label in labels if label in by_name], stem)
+              for (image, image_caption, wanted), labels, stem
+              in zip(listed, word_labels, image_stems([image for image, _, _ in listed]))]
     run = EditRun(model, EditSettings(steps, guidance_scale, xa_guidance, scale), size, seed, out,
                   not no_regularise, tuple(attention_words), overwrite, resumable)
     results, sheet_rows = [], []
@@ -160,7 +170,8 @@ def edit_command(ctx, images, manifest, caption, no_regularise, attention_words,
     if report.skipped:
         warnings.append(f"skipped {report.skipped} images whose outputs exist (done before; --overwrite to redo them)")
     warnings += _cache_warnings(editor)
-    _report(results, errors, warnings, as_json, {"sheet": written_sheet} if sheet else {})
+    _report(results, errors, warnings, as_json, {**({"sheet": written_sheet} if sheet else {}),
+                                                 **({"words": [c.as_dict() for c in chosen_words]} if targets else {})})
 
 
 def _check_liked_model(path: str, liked: str, model: str, named: bool) -> None:

@@ -118,8 +118,12 @@ def edit_options(func):
     """Options shared by edit and generate-edit (edit adds its captioning and cache options)."""
     options = [
         click.option("--direction", "names", multiple=True, help="A saved direction (repeatable)."),
-        click.option("--from", "sources", multiple=True, help="Source concept of a direction made on the fly."),
-        click.option("--to", "targets", multiple=True, help="Target concept (pairs with --from)."),
+        click.option("--from", "sources", multiple=True,
+                     help="Source concept or word, one per --to (dbank edit: default, the concept the caption names)."),
+        click.option("--to", "targets", multiple=True,
+                     help="Target concept or word. dbank edit uses the saved direction between the two concepts, "
+                     "else their mean difference, else the word-swap direction ('a photo of a TO' minus 'a photo "
+                     "of a FROM'), and says which; generate-edit: the mean difference of two concepts in the bank."),
         click.option("--direction-file", "files", multiple=True, type=click.Path(dir_okay=False),
                      help="A dbank direction file (repeatable)."),
         click.option("--scale", type=FiniteFloat(*SETTING_BOUNDS["scale"]), default=None,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from direction_bank.errors import BankError
-from direction_bank.jobs.evaluate import RECONSTRUCTION
+from direction_bank.jobs.evaluate import RECONSTRUCTION, WORD_SWAP
 from direction_bank.names import file_label
 
 INPUT = "input"  # STEM.input.png: the photo itself, beside its edits (the studio's downloads)
@@ -28,6 +28,11 @@ class Resolved(NamedTuple):
     tuning: dict | None = None  # the settings dbank tune stored for it
     scale: float = 1.0  # what its parts were multiplied by (its tuned scale, when no scale is given)
     fingerprint: str | None = None  # SHA-256 of its unscaled parts as a bank stores them
+
+    @property
+    def baseline(self) -> str | None:
+        """'word-swap' for the two-prompt direction (its label says so), None for a bank's."""
+        return WORD_SWAP if self.label.startswith(WORD_SWAP) else None
 
 
 def parts_fingerprint(parts) -> str:
@@ -109,7 +114,7 @@ def edit_record(image: str, caption: str, model: str, size: int, seed: int, sett
     from direction_bank.jobs.edit_records import EditEntry, EditRecord
 
     edits = [EditEntry(entry.label, file, entry.label, entry.source, entry.target, settings.scale * entry.scale,
-                       settings.xa_guidance, fingerprint=entry.fingerprint) for entry, file in zip(chosen, files)]
+                       settings.xa_guidance, entry.baseline, entry.fingerprint) for entry, file in zip(chosen, files)]
     return EditRecord(image, caption, model, size, seed, settings.steps, settings.guidance_scale, regularised,
                       reconstruction, edits, masks or {})
 

@@ -92,7 +92,7 @@ def _edit_one_guidance(jobs, editor, engine, settings, shared, words, problems, 
         pictures.update({path: picture for path, picture in extra.items() if not path.is_file()})
         entries = [EditEntry(label, paths["edits"][label].name,
                              entry.label, entry.source, entry.target, scale, settings.xa_guidance,
-                             WORD_SWAP if entry.label.startswith(WORD_SWAP) else None, entry.fingerprint)
+                             entry.baseline, entry.fingerprint)
                    for label, (entry, scale) in zip(result.job.labels, plan)]
         record = EditRecord(str(Path(result.job.image).resolve()), result.caption, shared["model"], shared["size"],
                             shared["seed"], shared["steps"], shared["guidance_scale"], True,
