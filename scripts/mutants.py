@@ -273,6 +273,8 @@ MUTANTS = [
     Mutant("caption-source-shortest", "direction_bank/jobs/word_edit.py",
            "found.append((-len(concept), match.start(), concept))", "found.append((len(concept), match.start(), concept))",
            (E, "-k", "longest_concept")),
+    Mutant("studio-word-swap-dropped", "direction_bank/studio/edit_actions.py", "        if request.swaps:",
+           "        if False:", ("tests/test_studio.py", "-k", "a_word_edits")),
 ]
 
 

@@ -153,6 +153,14 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     page.locator("#use-as-input").click()
     page.locator("#edit-status").get_by_text("the compared edit is the photo now").wait_for(timeout=30_000)
     seen["photo_now"] = page.locator("#photo img").first.get_attribute("src")
+    # edit by a word the bank has no concept for: the word-swap, labelled so, and said beside Run
+    _choose(page, [])
+    page.locator("#to-word textarea, #to-word input").first.fill("unicorn")
+    _run(page, "word-swap", seen, "word_click_to_images_s")
+    seen["word_status"] = page.locator("#edit-status").inner_text()
+    seen["word_gallery_labels"] = page.locator("#results").inner_text()
+    _shot(page, out, "edit-by-a-word.png", seen)
+    page.locator("#to-word textarea, #to-word input").first.fill("")
     _lists_follow_the_bank(page, out, seen)
     _first_run_example(page, out, seen)
 

@@ -511,6 +511,8 @@ def test_the_source_word_is_the_longest_concept_the_caption_names_and_saved_dire
     wolf = choose("dog", "wolf", concepts, saved)
     assert (wolf.how, wolf.missing, wolf.label) == (WORD_SWAP, ("wolf",), "word-swap dog->wolf")
     assert choose("dog", "cat", concepts, saved).how == SAVED
+    assert (choose("Dog", "Sports Car", concepts, []).source, choose("Dog", "Sports Car", concepts, []).target) == (
+        "dog", "sports car")
 
 
 def test_cli_bad_inputs_are_one_line_each_and_the_rest_is_edited(edit_cli, image, tmp_path, sd_model_wide, run_cli):

@@ -71,7 +71,8 @@ def test_a_second_direction_reuses_the_inversion_and_the_reference_pass(actions,
     assert second.message.startswith(f"{second.seconds:.1f} s: reused the inversion and the reference pass")
     assert [label for _, label in first.pictures] == ["input", "reconstruction", "horse2zebra", "attention: horse"]
     # the controls a history entry brings back, in the page's order, as checked
-    assert first.controls == ["a photo of a horse", ["horse2zebra"], 1.0, 0.1, 5.0, STEPS, SIZE, 0, "horse", False]
+    assert first.controls == ["a photo of a horse", ["horse2zebra"], 1.0, 0.1, 5.0, STEPS, SIZE, 0, "horse", False,
+                              "", ""]
     assert [label for _, label in second.pictures] == ["input", "reconstruction", "zebra2horse"]
     assert all(picture.size == (32, 24) for picture, _ in first.pictures)
     # what the studio shows is what a fresh editor gives for that direction alone
@@ -105,6 +106,28 @@ def test_a_word_not_in_the_caption_keeps_the_edit_and_says_why(actions, photo):
     assert outcome.notes[0].startswith("no scores: the CLIP model")  # (no eval models here)
 
 
+def test_a_word_edits_with_the_saved_direction_or_the_labelled_word_swap(actions, photo):
+    import json
+    import zipfile
+
+    from direction_bank.studio.words import history_label
+
+    saved = actions.edit(photo, "a brown horse", [], steps=STEPS, size=SIZE, to_word="zebra")
+    assert [label for _, label in saved.pictures] == ["input", "reconstruction", "horse2zebra"]
+    assert saved.notes[0] == "horse -> zebra: the saved direction horse2zebra"
+    assert saved.controls[-2:] == ["zebra", ""]
+    swap = actions.edit(photo, "a brown horse", ["zebra2horse"], steps=STEPS, size=SIZE, to_word="unicorn",
+                        from_word="Horse")
+    assert [label for _, label in swap.pictures] == ["input", "reconstruction", "zebra2horse", "word-swap horse->unicorn"]
+    assert swap.notes[0] == ("horse -> unicorn: word-swap ('a photo of a unicorn' minus 'a photo of a horse'), since "
+                             "the bank holds no concept 'unicorn' (add it on the Bank tab, then edit again)")
+    with zipfile.ZipFile(swap.archive) as archive:
+        record = json.loads(next(archive.read(n) for n in archive.namelist() if ".record-" in n))
+    assert [(e["label"], e["baseline"]) for e in record["edits"]] == [("zebra2horse", None),
+                                                                     ("word-swap horse->unicorn", "word-swap")]
+    assert history_label(swap) == "zebra2horse, word-swap horse->unicorn · scale 1 · cross-attention 0.1 · seed 0"
+
+
 @pytest.mark.parametrize("change, field, message", [
     ({"steps": 0}, "steps", "steps 0: use a whole number from 1 to 1000"),
     ({"steps": 2.5}, "steps", "steps 2.5: use a whole number from 1 to 1000"),
@@ -119,7 +142,12 @@ def test_a_word_not_in_the_caption_keeps_the_edit_and_says_why(actions, photo):
     ({"size": 10**6}, "size", "size 1000000: use a whole number from 8 to 4096"),
     ({"seed": -1}, "seed", "seed -1: use a whole number from 0 to 4294967295"),
     ({"directions": ["nope"]}, "directions", "no direction named 'nope' in the bank"),
-    ({"directions": []}, "directions", "choose at least one direction"),
+    ({"directions": []}, "directions", "choose at least one direction, or type a word to edit to"),
+    ({"directions": [], "to_word": "zebra", "caption": "a cat on a sofa"}, "from_word",
+     "the caption names no concept in the bank; type the word to change"),
+    ({"directions": [], "to_word": "zebra", "from_word": "zebra"}, "to_word",
+     "from and to are both 'zebra': there is nothing to change"),
+    ({"directions": [], "to_word": "\x1b[31m"}, "to_word", "edit to '\\x1b[31m': a concept name cannot hold control"),
     ({"directions": ["horse2zebra"] * 17}, "directions", "17 directions: at most 16 per edit"),
     ({"image": ""}, "image", "upload or generate a photo first"),
     ({"image": "NOT_AN_IMAGE"}, "image", "notes.png: not an image, or a damaged one"),
@@ -379,6 +407,11 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["restored_directions"].splitlines()[1:] == ["horse2zebra"]
     assert seen["restored_gallery_labels"] == seen["gallery_labels"]
     assert seen["photo_now"].endswith("/horse.horse2zebra.png")
+    assert seen["word_status"].splitlines()[1] == (
+        "horse -> unicorn: word-swap ('a photo of a unicorn' minus 'a photo of a horse'), since the bank holds no "
+        "concept 'unicorn' (add it on the Bank tab, then edit again)")
+    assert seen["word_gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "word-swap horse->unicorn",
+                                                            "attention: horse"]
     # what the CLI changed while the page was open shows at the next tab
     assert [code for code, _ in seen["cli"]] == [0, 0, 0]
     assert "from-the-cli" in seen["direction_choices"].splitlines()

@@ -81,7 +81,10 @@ def concept_in_caption(caption: str, concepts: list[str]) -> str | None:
 
 def choose(source: str, target: str, concepts: list[str], saved: list[dict], model: str | None = None) -> WordChoice:
     """How to edit from `source` to `target` (see the module docstring), given the bank's concept
-    names and its saved directions (Bank.directions() rows)."""
+    names and its saved directions (Bank.directions() rows). A word that is a concept's name in
+    another case is that concept ('Horse' is the bank's 'horse')."""
+    spelled = {concept.casefold(): concept for concept in reversed(concepts)}
+    source, target = (spelled.get(word.casefold(), word) for word in (source, target))
     matching = [row for row in saved if (row["source"], row["target"]) == (source, target)]
     if matching:
         best = min(matching, key=lambda row: (row["model"] != model, row["name"]))

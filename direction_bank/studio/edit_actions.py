@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from direction_bank.errors import BankError, FieldError
+from direction_bank.jobs.evaluate import WORD_SWAP
+from direction_bank.jobs.word_edit import word_directions
 from direction_bank.names import file_label
 from direction_bank.studio.fields import file_digest, finite, image_size, opened_photo, whole
 from direction_bank.studio.session import Remembered, StudioSession, no_report
@@ -54,6 +56,7 @@ class EditRequest:
     word: str
     notes: list
     controls: list  # the checked inputs in the page's order (EditOutcome.controls, less the caption used)
+    swaps: list = field(default_factory=list)  # word_edit.WordChoice to embed as word-swap directions in the job
 
 
 class EditActions(StudioSession):
@@ -104,9 +107,11 @@ class EditActions(StudioSession):
 
     def check_edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
                    guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
-                   use_tuned: bool = False) -> "EditRequest":
+                   use_tuned: bool = False, to_word: str | None = None, from_word: str | None = None) -> "EditRequest":
         """Every input of an edit checked, the directions read from the bank and the photo opened,
-        before any model loads; a bad one is a FieldError naming its parameter, in the page's words."""
+        before any model loads; a bad one is a FieldError naming its parameter, in the page's words.
+        `to_word` (and `from_word`, else the concept the caption names) edits by a word (see
+        jobs.word_edit): its direction joins the chosen ones, and a note says which it is."""
         from direction_bank.jobs.edit import apply_tuning, resolve_directions, saved_directions
         from editor.edit import EditSettings
         from editor.pipeline import EditorError
@@ -119,8 +124,9 @@ class EditActions(StudioSession):
         if not isinstance(directions, (list, tuple)) or not all(isinstance(n, str) for n in directions):
             raise FieldError("directions", "directions: give a list of direction names")
         names = [name for name in directions if name]
-        if not names:
-            raise FieldError("directions", "choose at least one direction")
+        to_word, from_word = (to_word or "").strip(), (from_word or "").strip()
+        if not names and not to_word:
+            raise FieldError("directions", "choose at least one direction, or type a word to edit to")
         if len(names) > MAX_DIRECTIONS_PER_EDIT:
             raise FieldError("directions", f"{len(names)} directions: at most {MAX_DIRECTIONS_PER_EDIT} per edit")
         typed = {}
@@ -138,17 +144,53 @@ class EditActions(StudioSession):
                 entries, _ = resolve_directions(saved_directions(bank, names), strict=True)
             except BankError as error:
                 raise FieldError("directions", str(error)) from None
+            choice = self._word_choice(bank, caption, to_word, from_word) if to_word else None
+            if choice is not None and choice.how != WORD_SWAP:
+                found, _ = word_directions([choice], bank, None)
+                entries += [entry for entry in found if entry.label not in names]
         entries, chosen_scale, chosen_guidance, notes = apply_tuning(
             entries, None if use_tuned else typed["scale"], None if use_tuned else typed["xa_guidance"])
         settings = EditSettings(steps, typed["guidance_scale"], chosen_guidance, chosen_scale)
         word = (attention_word or "").strip()
         controls = [names, typed["scale"], typed["xa_guidance"], typed["guidance_scale"], steps, size, seed, word,
-                    bool(use_tuned)]
-        return EditRequest(image, caption, entries, settings, size, seed, word, notes, controls)
+                    bool(use_tuned), to_word, from_word]
+        if choice is not None:
+            from direction_bank.studio.words import page_words
+
+            notes = [page_words(choice.line()), *notes]
+        swaps = [choice] if choice is not None and choice.how == WORD_SWAP else []
+        return EditRequest(image, caption, entries, settings, size, seed, word, notes, controls, swaps)
+
+    def _word_choice(self, bank, caption: str | None, to_word: str, from_word: str):
+        """How this edit goes from `from_word` (else the concept the caption names) to `to_word`:
+        jobs.word_edit.choose over the bank's concepts and saved directions."""
+        from direction_bank.jobs.word_edit import check_word, choose, concept_in_caption
+
+        try:
+            target = check_word(to_word, "to")
+        except BankError as error:
+            raise FieldError("to_word", str(error).replace("--to ", "edit to ")) from None
+        concepts = [summary.name for summary in bank.concepts()]
+        if from_word:
+            try:
+                source = check_word(from_word, "from")
+            except BankError as error:
+                raise FieldError("from_word", str(error).replace("--from ", "from ")) from None
+        elif caption is None:
+            raise FieldError("from_word", "type the word to change, or a caption that names it")
+        else:
+            source = concept_in_caption(caption, concepts)
+            if source is None:
+                raise FieldError("from_word", "the caption names no concept in the bank; type the word to change")
+        try:
+            return choose(source, target, concepts, bank.directions(), self.model_name)
+        except BankError as error:
+            raise FieldError("to_word", str(error).replace("--from and --to are", "from and to are")) from None
 
     def edit(self, image: str, caption: str | None, directions: list[str], scale=1.0, xa_guidance=0.1,
              guidance_scale=5.0, steps=50, size=512, seed=0, attention_word: str | None = None,
-             report=no_report, use_tuned: bool = False) -> EditOutcome:
+             report=no_report, use_tuned: bool = False, to_word: str | None = None,
+             from_word: str | None = None) -> EditOutcome:
         """Invert `image` (or reuse its inversion from an earlier call) and edit it with saved
         directions; the second direction on the same image and settings reuses the inversion and
         the reference pass, and the outcome says so. With `use_tuned`, each tuned direction gets
@@ -158,8 +200,10 @@ class EditActions(StudioSession):
         from direction_bank.jobs.edit import Engine, EditRun, PhotoToEdit, check_shapes, run_edit
 
         request = self.check_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
-                                  attention_word, use_tuned)
+                                  attention_word, use_tuned, to_word, from_word)
         caption, entries, settings = request.caption, request.entries, request.settings
+        if request.swaps:  # through the server's own text encoder, as the bank embeds sentences
+            entries = entries + word_directions(request.swaps, None, self.encoder)[0]
         size, seed, word = request.size, request.seed, request.word
         digest = file_digest(image)
         key = (digest, caption, size, settings.steps, seed)

@@ -56,6 +56,9 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                 chosen = gr.Dropdown(
                     label="directions", choices=direction_names, multiselect=True, elem_id="directions", **named
                 )
+                with gr.Row():
+                    to_word = gr.Textbox(label="or edit to a word (e.g. zebra)", elem_id="to-word")
+                    from_word = gr.Textbox(label="from (empty: the concept the caption names)", elem_id="from-word")
                 # numbers, not sliders: a slider's box silently clamps what is typed into it; these
                 # take any typed value and the check beside Run refuses one out of bounds
                 with gr.Row():
@@ -133,6 +136,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
         example_button=example_button, image=image, prompt=prompt, generate_button=generate_button, caption=caption,
         suggest_button=suggest_button, chosen=chosen, scale=scale, xa_guidance=xa_guidance,
         guidance_scale=guidance_scale, steps=steps, size=size, seed=seed, word=word, use_tuned=use_tuned,
+        to_word=to_word, from_word=from_word,
         run_button=run_button, cancel_button=cancel_button, edit_status=edit_status, settings_png=settings_png,
         gallery=gallery, compare=compare, use_as_input=use_as_input, archive=archive,
         history_gallery=history_gallery, history=history, compared=compared, edit_api_trigger=edit_api_trigger,
@@ -154,30 +158,31 @@ def wire(ui: SimpleNamespace, actions) -> None:
         return actions.generate(prompt, size, steps, guidance_scale, seed, report=reporter(progress)), prompt
 
     def edit_photo(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word, use_tuned,
-                   progress):
+                   to_word, from_word, progress):
         """actions.edit of the page's edit inputs (EDIT_FIELDS, the photo as Gradio sends it), its
         progress on the page: what the Run button and the api's /edit both run."""
         return actions.edit(path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
-                            word, report=reporter(progress), use_tuned=bool(use_tuned))
+                            word, report=reporter(progress), use_tuned=bool(use_tuned), to_word=to_word,
+                            from_word=from_word)
 
     @shown_errors
     def edit_api(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-                 use_tuned=False, progress=gr.Progress(), request=None):
+                 use_tuned=False, to_word=None, from_word=None, progress=gr.Progress(), request=None):
         visit(request)
         outcome = edit_photo(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-                             use_tuned, progress)
+                             use_tuned, to_word, from_word, progress)
         for note in outcome.notes:
             gr.Warning(note)
         return gallery_of(outcome), outcome.caption, outcome.message, outcome.archive
 
     def validate_edit(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-                      use_tuned):
+                      use_tuned, to_word, from_word):
         """Each input of an edit checked before the job starts: a bad one is marked, with its
         line, on its own control, and nothing runs."""
         field, message = None, ""
         try:
             actions.check_edit(path_of(image), caption, directions, scale, xa_guidance, guidance_scale, steps, size,
-                               seed, word, bool(use_tuned))
+                               seed, word, bool(use_tuned), to_word, from_word)
         except FieldError as error:
             field, message = error.field, page_words(first_line(error))
         except Exception:  # anything else is said beside Run by the job itself
@@ -233,13 +238,13 @@ def wire(ui: SimpleNamespace, actions) -> None:
         )
 
     def edit_on_page(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed, word,
-                     use_tuned, kept, progress=gr.Progress(), request=None):
+                     use_tuned, to_word, from_word, kept, progress=gr.Progress(), request=None):
         """The Run button: the edit's pictures, the before/after pair and a history entry."""
         visit(request)
 
         def run():
             outcome = edit_photo(image, caption, directions, scale, xa_guidance, guidance_scale, steps, size, seed,
-                                 word, use_tuned, progress)
+                                 word, use_tuned, to_word, from_word, progress)
             return shown(outcome, kept)
 
         return on_page(run, 7)
@@ -270,7 +275,7 @@ def wire(ui: SimpleNamespace, actions) -> None:
     def restore_entry(kept, event):
         """A history entry clicked: its settings back in the controls, its pictures in the gallery."""
         if not kept or event.index is None or not 0 <= event.index < len(kept):
-            return [gr.skip()] * 16
+            return [gr.skip()] * 18
         entry = kept[event.index]
         pair = before_after(entry["files"])
         return (
@@ -352,6 +357,8 @@ def wire(ui: SimpleNamespace, actions) -> None:
         ui.seed,
         ui.word,
         ui.use_tuned,
+        ui.to_word,
+        ui.from_word,
     ]
     ui.edit_api_trigger.click(
         edit_api,

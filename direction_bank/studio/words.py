@@ -44,6 +44,7 @@ PAGE_WORDS = [
     (r"use a smaller --size", "use a smaller 'size'"),
     (r"; set --llm\b", "; choose another LLM"),
     (r" \(--timeout\)| \(--deadline\)", ""),
+    (r"\(dbank add-concept [^)]* builds (it|them)\)", r"(add \1 on the Bank tab, then edit again)"),
 ]
 
 
@@ -58,7 +59,7 @@ def page_words(message: str) -> str:
 
 # the edit's inputs, in the order of the page's controls (the check marks the one at fault)
 EDIT_FIELDS = ("image", "caption", "directions", "scale", "xa_guidance", "guidance_scale", "steps", "size", "seed",
-               "attention_word", "use_tuned")
+               "attention_word", "use_tuned", "to_word", "from_word")
 MAX_HISTORY = 48  # results of a session kept in the history strip
 
 
@@ -76,9 +77,11 @@ def gallery_of(outcome) -> list:
 
 
 def history_label(outcome) -> str:
-    """A history entry's caption: the directions and the settings that tell it from the others."""
-    _, names, scale, xa_guidance, _, _, _, seed, *_ = outcome.controls
-    return f"{', '.join(names)} · scale {scale:g} · cross-attention {xa_guidance:g} · seed {seed}"
+    """A history entry's caption: the directions (a word's too) and the settings that tell it from
+    the others."""
+    _, _, scale, xa_guidance, _, _, _, seed, *_ = outcome.controls
+    edits = [label for _, label in outcome.files[2:] if not label.startswith("attention: ")]
+    return f"{', '.join(edits)} · scale {scale:g} · cross-attention {xa_guidance:g} · seed {seed}"
 
 
 def before_after(files: list) -> tuple:
