@@ -275,6 +275,13 @@ MUTANTS = [
            (E, "-k", "longest_concept")),
     Mutant("studio-word-swap-dropped", "direction_bank/studio/edit_actions.py", "        if request.swaps:",
            "        if False:", ("tests/test_studio.py", "-k", "a_word_edits")),
+    Mutant("identical-save-says-saved", "direction_bank/store/records.py", "        if self.unchanged:\n",
+           "        if False:\n", ("tests/test_studio.py", "-k", "asks_before_replacing")),
+    Mutant("page-mistake-pills", "direction_bank/studio/page.py",
+           "            mistake = said(page_words(first_line(error)))\n",
+           "            raise gr.Error(page_words(first_line(error)))\n", ("tests/test_studio.py", "-k", "real_browser")),
+    Mutant("cancel-while-starting-lost", "direction_bank/studio/session.py", "        if self._expected.get(owner):\n",
+           "        if False:\n", ("tests/test_cancel.py", "-k", "any_point")),
 ]
 
 

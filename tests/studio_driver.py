@@ -191,6 +191,7 @@ def _small_things(page, out: Path, seen: dict) -> None:
     page.wait_for_function("document.querySelector('#sentences').innerText.includes('horse')", timeout=30_000)
     cells = page.locator("#sentences [role=gridcell]")  # row by row: id, sentence
     seen["clicked_sentence_row"] = [cells.nth(2).inner_text(), cells.nth(3).inner_text()]
+    seen["sentence_id_column_px"] = cells.nth(2).bounding_box()["width"]
     cells.nth(3).click()  # the second row's sentence
     page.wait_for_function("document.querySelector('#sentence-id input').value !== '0'", timeout=30_000)
     seen["sentence_id_box"] = page.locator("#sentence-id input").input_value()
@@ -198,7 +199,34 @@ def _small_things(page, out: Path, seen: dict) -> None:
     page.locator("#export-name input").click()
     seen["export_choices"] = page.locator("[role=listbox]").inner_text()
     page.keyboard.press("Escape")
+    # a mistake on the Bank tab: one line beside the button, the sentences table as it was
+    rows_before = page.locator("#sentences [role=gridcell]").count()
+    page.locator("#remove-concept").click()
+    page.wait_for_function("document.querySelector('#bank-status textarea').value.includes(\"type the concept's\")",
+                           timeout=30_000)
+    seen["bank_mistake"] = page.locator("#bank-status textarea").input_value()
+    seen["bank_mistake_rows"] = (rows_before, page.locator("#sentences [role=gridcell]").count())
+    seen["bank_mistake_pills"] = sum(page.locator(box).get_by_text("Error", exact=True).count()
+                                     for box in ("#sentences", "#bank-status", "#concepts"))
+    _shot(page, out, "bank-mistake.png", seen)
     page.get_by_role("tab", name="Directions").click()
+    # a mistake on the Directions tab: saving over a name keeps the previewed text and plot
+    _pick(page, "#source", "horse")
+    _pick(page, "#target", "zebra")
+    page.locator("#preview").click()
+    page.wait_for_function("document.querySelector('#direction-text textarea').value.includes('horse -> zebra')",
+                           timeout=30_000)
+    previewed = page.locator("#direction-text textarea").input_value()
+    page.locator("#save-name textarea, #save-name input").first.fill("horse2zebra")
+    page.locator("#save").click()
+    page.locator("#direction-status").get_by_text("tick 'replace'").wait_for(timeout=30_000)
+    seen["directions_mistake"] = page.locator("#direction-status").inner_text()
+    seen["directions_mistake_kept"] = (page.locator("#direction-text textarea").input_value() == previewed,
+                                       page.locator("#direction-plot img").count())
+    seen["directions_mistake_pills"] = sum(page.locator(box).get_by_text("Error", exact=True).count()
+                                           for box in ("#direction-text", "#direction-plot", "#direction-status"))
+    _shot(page, out, "directions-mistake.png", seen)
+    page.locator("#save-name textarea, #save-name input").first.fill("")
     for name, weight in (("horse2zebra", "0.5"), ("zebra2horse", "0.25"), ("horse2zebra", "2")):
         _pick(page, "#compose-pick", name)
         page.locator("#compose-weight input").fill(weight)
@@ -217,15 +245,16 @@ def _small_things(page, out: Path, seen: dict) -> None:
     page.locator("#compose-drop").click()  # another sum under the same name: asked, not replaced
     page.wait_for_timeout(300)
     page.locator("#compose-save").click()
-    page.get_by_text("tick 'replace'").first.wait_for(timeout=30_000)
-    seen["save_over_asks"] = page.get_by_text("tick 'replace'").first.inner_text()
+    page.wait_for_function("document.querySelector('#compose-status textarea').value.includes(\"tick 'replace'\")",
+                           timeout=30_000)
+    seen["save_over_asks"] = page.locator("#compose-status textarea").input_value()
     _shot(page, out, "save-over-asks.png", seen)
     page.locator("#compose-replace input").check()
     page.locator("#compose-save").click()
     page.wait_for_function("document.querySelector('#compose-status textarea').value.includes('(version 2)')",
                            timeout=30_000)
     replaced = page.locator("#compose-status textarea").input_value().splitlines()
-    seen["replaced"], seen["replaced_sum"] = replaced[0], replaced[-1].strip()
+    seen["replaced"], seen["replaced_sum"] = replaced[0], replaced[-2].strip()
     page.get_by_role("tab", name="Bank").click()
 
 
@@ -245,6 +274,16 @@ def _long_job_cancelled(page, out: Path, seen: dict) -> None:
     seen["cancel_status"] = page.locator("#edit-status").inner_text()
     seen["cancel_gallery_labels"] = page.locator("#results").inner_text()
     _shot(page, out, "cancelled.png", seen)
+    seen["cancel_label_after"] = page.locator("#cancel").inner_text()
+    # Cancel the moment it is enabled, while the job may still be starting: never lost, three times
+    seen["early_cancels"] = []
+    for _ in range(3):
+        page.locator("#run").click()
+        page.wait_for_function("!document.querySelector('#cancel').disabled", timeout=30_000)
+        page.locator("#cancel").click()
+        page.locator("#edit-status").get_by_text("cancelled at").wait_for(timeout=60_000)
+        page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
+        seen["early_cancels"].append(page.locator("#edit-status").inner_text())
     page.locator("#steps input").fill(STEPS)
 
 

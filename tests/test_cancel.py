@@ -72,6 +72,32 @@ def test_a_cancelled_studio_edit_keeps_nothing_and_the_next_edit_runs(actions, p
     assert np.array_equal(np.asarray(outcome.pictures[2][0]), np.asarray(edited[0]))
 
 
+def test_a_cancel_at_any_point_of_a_job_stops_it_there_and_the_next_job_runs(actions, photo):
+    """Cancel clicked while the job starts (after Run, before the model loop), and at each step
+    of the inversion and of the edit: the job always stops, at that very step, keeping nothing."""
+    from direction_bank.studio.session import STOPPING
+
+    points = [("starting", "inverting step 1 of 3"), *[(f"inverting (1 of 2): step {k} ", f"inverting step {k} of 3")
+                                                      for k in (1, 2, 3)],
+              *[(f"editing (2 of 2): step {k} ", f"editing step {k} of 3") for k in (1, 2, 3)]]
+    for point, where in points:
+        actions._remembered.clear()  # each job inverts (from the disk cache once an inversion finished)
+        actions.expect_job()  # Run clicked
+        if point == "starting":
+            assert actions.cancel() == STOPPING
+
+        def report(fraction, text, point=point):
+            if text.startswith(point):
+                assert actions.cancel() == STOPPING
+
+        with pytest.raises(Cancelled, match=f"^cancelled at {where}; nothing of this job was kept$"):
+            actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE, report=report)
+        actions.job_over()
+        assert actions.cancel() == "nothing is running"
+    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE)
+    assert [label for _, label in outcome.pictures] == ["input", "reconstruction", "horse2zebra"]
+
+
 def test_one_visitor_cannot_cancel_another_visitors_job(actions, photo):
     import contextvars
 

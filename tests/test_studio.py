@@ -214,6 +214,11 @@ def test_the_studio_asks_before_replacing_a_name_and_restores_from_its_trash(act
         assert "--overwrite" not in str(caught.value)  # the page's words, not the CLI's
     text, _ = actions.diff("zebra", "horse", save_as="h2z", replace=True)
     assert text.endswith("saved as h2z, version 2")
+    text, _ = actions.diff("zebra", "horse", save_as="h2z", replace=True)  # the very same direction again
+    assert text.endswith("unchanged: no new version (h2z, version 2, is this very direction)")
+    assert actions.compose("h2z-sum", [("h2z", 2)]).endswith("saved as h2z-sum, version 1")
+    assert actions.compose("h2z-sum", [("h2z", 2)], replace=True).endswith("unchanged: no new version (h2z-sum, "
+                                                                            "version 1, is this very direction)")
     with actions.bank(read_only=True) as bank:
         assert [v["source"] for v in bank.direction_history("h2z")] == ["horse", "zebra"]
         before = bank.statistics("zebra", bank.common_encoder("zebra", "zebra"))
@@ -367,11 +372,13 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert "horse\n20" in seen["concepts_table"] and "zebra\n20" in seen["concepts_table"]
     # a clicked sentence row fills the id box; the export list says what each name is
     assert seen["sentence_id_box"] == seen["clicked_sentence_row"][0] != "0"
+    assert seen["sentence_id_column_px"] > 30  # the id column shows (it once collapsed to nothing)
     assert seen["export_choices"].splitlines() == ["horse2zebra (direction)", "zebra2horse (direction)",
                                                    "horse (concept)", "zebra (concept)"]
     # the compose grid takes saved names (three added, the last removed) and sums them
     assert seen["compose_rows"] == ["horse2zebra", "0.5", "zebra2horse", "0.25"]
-    assert seen["composed"].endswith("sum of 0.5 x horse2zebra@1 + 0.25 x zebra2horse@1")
+    assert seen["composed"].endswith("sum of 0.5 x horse2zebra@1 + 0.25 x zebra2horse@1\n"
+                                     "saved as half-and-quarter, version 1")
     # saving over the name asks (the box beside the button), then stores a new version
     assert "a direction named 'half-and-quarter' exists; tick 'replace'" in seen["save_over_asks"]
     assert seen["replaced"].startswith("half-and-quarter (version 2)")
@@ -403,10 +410,17 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["cancel_status"].startswith("cancelled at inverting step ")
     assert seen["cancel_status"].endswith("of 400; nothing of this job was kept")
     assert seen["cancel_gallery_labels"] == seen["second_gallery_labels"]
+    assert seen["cancel_label_after"] == "Cancel"
+    assert len(seen["early_cancels"]) == 3
+    assert all(line.startswith("cancelled at inverting step ") for line in seen["early_cancels"])
     # the first history entry brings its settings and pictures back; its edit becomes the photo
     assert seen["restored_directions"].splitlines()[1:] == ["horse2zebra"]
     assert seen["restored_gallery_labels"] == seen["gallery_labels"]
     assert seen["photo_now"].endswith("/horse.horse2zebra.png")
+    assert seen["bank_mistake"] == "type the concept's name in the box beside the button to remove it"
+    assert seen["bank_mistake_rows"][0] == seen["bank_mistake_rows"][1] > 0 and seen["bank_mistake_pills"] == 0
+    assert seen["directions_mistake"].startswith("a direction named 'horse2zebra' exists; tick 'replace'")
+    assert seen["directions_mistake_kept"] == [True, 1] and seen["directions_mistake_pills"] == 0
     assert seen["word_status"].splitlines()[1] == (
         "horse -> unicorn: word-swap ('a photo of a unicorn' minus 'a photo of a horse'), since the bank holds no "
         "concept 'unicorn' (add it on the Bank tab, then edit again)")

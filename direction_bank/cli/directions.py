@@ -118,7 +118,7 @@ def diff(ctx, source, target, model, paired, save_as, output, overwrite, device,
     def lines():
         yield from direction.summary_lines()
         if save_as:
-            yield f"saved as {direction.name}"
+            yield direction.saved_line()
         if output:
             yield f"wrote {output}"
 

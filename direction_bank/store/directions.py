@@ -120,7 +120,7 @@ class Directions:
         saving the current version's very tensor and recipe again stores nothing."""
         name = check_direction_name(name)
 
-        def store(session) -> int:
+        def store(session) -> tuple[int, bool]:
             latest = latest_direction_version(session, name)
             if latest and not overwrite:
                 raise direction_name_taken(name)
@@ -129,10 +129,11 @@ class Directions:
                                                                  Direction.version == latest))
                 if (current.fingerprint == direction.fingerprint and current.recipe == direction.recipe
                         and current.encoder_id == direction.encoder.id):
-                    return latest
-            return add_direction(session, name, direction, latest + 1)
+                    return latest, True
+            return add_direction(session, name, direction, latest + 1), False
 
-        return replace(direction, name=name, version=self.db.write(store))
+        version, unchanged = self.db.write(store)
+        return replace(direction, name=name, version=version, unchanged=unchanged)
 
     def get(self, name: str) -> DirectionResult:
         """A saved direction by name: its current version, or version N as 'NAME@N'."""

@@ -100,6 +100,7 @@ class DirectionResult:
     version: int | None = None  # a saved direction's version of its name (1, 2, ...)
     counts_now: dict | None = None  # a saved one: sentences its concepts hold now, by role
     tuning: dict | None = None  # its newest tuning (dbank tune): the scale and xa_guidance edits use
+    unchanged: bool = False  # Directions.save stored nothing: the name's current version is this very direction
 
     @property
     def concepts_changed(self) -> bool:
@@ -191,6 +192,13 @@ class DirectionResult:
         if self.tuning:
             yield "  " + describe_tuning(self.tuning)
 
+    def saved_line(self) -> str:
+        """What saving it did: 'saved as NAME, version N', or that nothing was stored because the
+        name's current version is this very direction."""
+        if self.unchanged:
+            return f"unchanged: no new version ({self.name}, version {self.version}, is this very direction)"
+        return f"saved as {self.name}, version {self.version}"
+
     def as_dict(self) -> dict:
         """JSON-ready summary (without the tensor)."""
         return {
@@ -206,6 +214,7 @@ class DirectionResult:
             "confidence": self.confidence,
             "recipe": self.recipe,
             "tuning": self.tuning,
+            **({"unchanged": True} if self.unchanged else {}),
             "encoder": self.encoder.as_dict(),
             **({"source_count_now": self.counts_now.get("source"), "target_count_now": self.counts_now.get("target"),
                 "concepts_changed": self.concepts_changed} if self.counts_now else {}),

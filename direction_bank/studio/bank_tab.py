@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from direction_bank.errors import BankError
-from direction_bank.studio.page import path_of, reporter, shown_errors
+from direction_bank.studio.page import on_button, path_of, reporter, shown_errors
 from direction_bank.studio.words import exportable
 
 
@@ -31,6 +31,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     headers=["id", "sentence"],
                     type="array",
                     interactive=False,
+                    column_widths=["12%", "88%"],
                     label="sentences",
                     max_height=300,
                     elem_id="sentences",
@@ -41,8 +42,9 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     )
                     remove_sentence_button = gr.Button("Remove sentence")
                 with gr.Row():
-                    confirm_name = gr.Textbox(label="to remove the concept, type its name", scale=2)
-                    remove_concept_button = gr.Button("Remove concept", variant="stop", scale=1)
+                    confirm_name = gr.Textbox(label="to remove the concept, type its name", scale=2,
+                                              elem_id="confirm-name")
+                    remove_concept_button = gr.Button("Remove concept", variant="stop", scale=1, elem_id="remove-concept")
                 bank_status = gr.Textbox(label="status", interactive=False, elem_id="bank-status")
             with gr.Column():
                 gr.Markdown("### Add a concept")
@@ -79,6 +81,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     **named,
                 )
                 export_button = gr.Button("Export")
+                export_status = gr.Markdown(elem_id="export-status")
                 export_file = gr.File(label="download", interactive=False)
         gr.Markdown("### Trash: removed concepts, directions and sentences, until emptied with the CLI")
         trash = gr.Dataframe(
@@ -99,7 +102,8 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
         remove_concept_button=remove_concept_button, bank_status=bank_status, new_name=new_name,
         generator=generator, llm=llm, count=count, new_seed=new_seed, add_button=add_button, add_status=add_status,
         upload=upload, import_name=import_name, import_replace=import_replace, import_button=import_button,
-        import_status=import_status, export_name=export_name, export_button=export_button, export_file=export_file,
+        import_status=import_status, export_name=export_name, export_button=export_button,
+        export_status=export_status, export_file=export_file,
         trash=trash, trash_id=trash_id, restore_as=restore_as, restore_button=restore_button,
         trash_status=trash_status, bank_tab=bank_tab,
     )
@@ -109,7 +113,6 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
     """The Bank tab's events; `listing` (app.refresh's event) runs after each change to the bank."""
     import gradio as gr
 
-    @shown_errors
     def restore(entry_id, as_name):
         return actions.restore(entry_id, as_name)
 
@@ -117,25 +120,20 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
     def show_sentences(concept):
         return actions.sentences_table(concept) if concept else []
 
-    @shown_errors
     def remove_sentence(concept, sentence_id):
         return actions.remove_sentence(concept, sentence_id), actions.sentences_table(concept)
 
-    @shown_errors
     def remove_concept(concept, typed):
         if not concept or (typed or "").strip() != concept:
             raise BankError("type the concept's name in the box beside the button to remove it")
         return actions.remove_concept(concept), []
 
-    @shown_errors
     def add_concept(name, generator, llm, count, seed, progress=gr.Progress()):
         return actions.add_concept(name, generator, llm, count, seed, report=reporter(progress))
 
-    @shown_errors
     def import_file(upload, name, replace):
         return actions.import_file(path_of(upload), name, bool(replace))
 
-    @shown_errors
     def export(name):
         if not name:
             raise BankError("choose a direction or a concept to export")
@@ -149,36 +147,17 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
     row_id.__annotations__["event"] = gr.SelectData  # Gradio hands it the clicked row
 
     ui.concept.change(show_sentences, ui.concept, ui.sentences, api_name="sentences")
-    ui.remove_sentence_button.click(
-        remove_sentence,
-        [ui.concept, ui.sentence_id],
-        [ui.bank_status, ui.sentences],
-        concurrency_id="model",
-        concurrency_limit=1,
-    ).success(**listing)
-    ui.remove_concept_button.click(
-        remove_concept, [ui.concept, ui.confirm_name], [ui.bank_status, ui.sentences], api_name="remove_concept"
-    ).success(**listing)
-    ui.add_button.click(
-        add_concept,
-        [ui.new_name, ui.generator, ui.llm, ui.count, ui.new_seed],
-        ui.add_status,
-        api_name="add_concept",
-        concurrency_id="model",
-        concurrency_limit=1,
-    ).success(**listing)
-    ui.import_button.click(
-        import_file,
-        [ui.upload, ui.import_name, ui.import_replace],
-        ui.import_status,
-        api_name="import",
-        concurrency_id="model",
-        concurrency_limit=1,
-        preprocess=False,
-    ).success(**listing)
-    ui.export_button.click(export, ui.export_name, ui.export_file, api_name="export")
+    on_button(ui.remove_sentence_button, remove_sentence, [ui.concept, ui.sentence_id], [ui.bank_status, ui.sentences],
+              ui.bank_status, api_name="remove_sentence", listing=listing, concurrency_id="model", concurrency_limit=1)
+    on_button(ui.remove_concept_button, remove_concept, [ui.concept, ui.confirm_name], [ui.bank_status, ui.sentences],
+              ui.bank_status, api_name="remove_concept", listing=listing)
+    on_button(ui.add_button, add_concept, [ui.new_name, ui.generator, ui.llm, ui.count, ui.new_seed], [ui.add_status],
+              ui.add_status, api_name="add_concept", listing=listing, concurrency_id="model", concurrency_limit=1)
+    on_button(ui.import_button, import_file, [ui.upload, ui.import_name, ui.import_replace], [ui.import_status],
+              ui.import_status, api_name="import", listing=listing, concurrency_id="model", concurrency_limit=1,
+              preprocess=False)
+    on_button(ui.export_button, export, [ui.export_name], [ui.export_file], ui.export_status, api_name="export")
     ui.sentences.select(row_id, None, ui.sentence_id, api_name=False, queue=False)
     ui.trash.select(row_id, None, ui.trash_id, api_name=False, queue=False)
-    ui.restore_button.click(restore, [ui.trash_id, ui.restore_as], ui.trash_status, api_name="restore").success(
-        **listing
-    )
+    on_button(ui.restore_button, restore, [ui.trash_id, ui.restore_as], [ui.trash_status], ui.trash_status,
+              api_name="restore", listing=listing)

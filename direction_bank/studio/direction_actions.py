@@ -44,7 +44,7 @@ class DirectionActions(StudioSession):
 
         with self.bank(read_only=not save_as) as bank, replace_asked("save as"):
             direction = make_direction(bank, source, target, save_as, replace)
-        saved = f"\nsaved as {direction.name}, version {direction.version}" if save_as else ""
+        saved = f"\n{direction.saved_line()}" if save_as else ""
         text = "\n".join(direction.summary_lines()) + saved
         return text, self._plot(direction)
 
@@ -58,7 +58,7 @@ class DirectionActions(StudioSession):
             cleaned.append((part, finite(weight, f"the weight of {part}", -1000, 1000)))
         with self.bank() as bank, replace_asked("name"):
             direction = bank.compose_direction(name, cleaned, overwrite=replace)
-        return "\n".join(direction.summary_lines())
+        return "\n".join([*direction.summary_lines(), direction.saved_line()])
 
     def plot(self, name: str):
         """The per-token norm plot of a saved direction (PIL)."""

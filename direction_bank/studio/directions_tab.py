@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from direction_bank.errors import BankError
-from direction_bank.studio.page import path_of, reporter, shown_errors, visit
+from direction_bank.studio.page import on_button, path_of, reporter, shown_errors, visit
 
 
 def layout(actions, named: dict, concept_names: list[str], direction_names: list[str]) -> SimpleNamespace:
@@ -16,16 +16,17 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
     with gr.Tab("Directions", id="directions") as directions_tab:
         with gr.Row():
             with gr.Column():
-                source = gr.Dropdown(label="source concept", choices=concept_names, **named)
-                target = gr.Dropdown(label="target concept", choices=concept_names, **named)
-                preview_button = gr.Button("Preview direction")
+                source = gr.Dropdown(label="source concept", choices=concept_names, elem_id="source", **named)
+                target = gr.Dropdown(label="target concept", choices=concept_names, elem_id="target", **named)
+                preview_button = gr.Button("Preview direction", elem_id="preview")
                 with gr.Row():
-                    save_name = gr.Textbox(label="save as", scale=3)
+                    save_name = gr.Textbox(label="save as", scale=3, elem_id="save-name")
                     save_replace = gr.Checkbox(label="replace (the old version is kept)", scale=1)
-                save_button = gr.Button("Save direction", variant="primary")
-                direction_text = gr.Textbox(label="direction", lines=4, interactive=False)
+                save_button = gr.Button("Save direction", variant="primary", elem_id="save")
+                direction_status = gr.Markdown(elem_id="direction-status")
+                direction_text = gr.Textbox(label="direction", lines=4, interactive=False, elem_id="direction-text")
             with gr.Column():
-                direction_plot = gr.Image(label="norm per token", type="pil", interactive=False)
+                direction_plot = gr.Image(label="norm per token", type="pil", interactive=False, elem_id="direction-plot")
         directions = gr.Dataframe(
             headers=["direction", "source", "target", "norm", "signal-to-noise"],
             type="array",
@@ -54,6 +55,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     tune_margin = gr.Number(label="structure margin over the reconstruction", value=0.02, minimum=0)
                     tune_caption = gr.Textbox(label="caption of every photo (empty: BLIP)")
                 tune_button = gr.Button("Tune", elem_id="tune")
+                tune_status = gr.Markdown(elem_id="tune-status")
             with gr.Column():
                 tune_text = gr.Textbox(label="tuning", lines=8, interactive=False, elem_id="tune-report")
                 tune_plot = gr.Image(
@@ -87,10 +89,10 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
         compose_text = gr.Textbox(label="composed", interactive=False, elem_id="compose-status")
     return SimpleNamespace(
         source=source, target=target, preview_button=preview_button, save_name=save_name, save_replace=save_replace,
-        save_button=save_button, direction_text=direction_text, direction_plot=direction_plot,
+        save_button=save_button, direction_status=direction_status, direction_text=direction_text, direction_plot=direction_plot,
         directions=directions, plot_name=plot_name, tune_name=tune_name, tune_photos=tune_photos,
         tune_scales=tune_scales, tune_guidances=tune_guidances, tune_margin=tune_margin, tune_caption=tune_caption,
-        tune_button=tune_button, tune_text=tune_text, tune_plot=tune_plot, compose_pick=compose_pick,
+        tune_button=tune_button, tune_status=tune_status, tune_text=tune_text, tune_plot=tune_plot, compose_pick=compose_pick,
         compose_weight=compose_weight, compose_add=compose_add, compose_drop=compose_drop,
         compose_rows=compose_rows, compose_name=compose_name, compose_replace=compose_replace,
         compose_button=compose_button, compose_text=compose_text, directions_tab=directions_tab,
@@ -102,11 +104,9 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
     event) runs after each change to the bank."""
     import gradio as gr
 
-    @shown_errors
     def preview(source, target):
         return actions.diff(source, target)
 
-    @shown_errors
     def save(source, target, name, replace):
         if not (name or "").strip():
             raise BankError("name the direction to save it")
@@ -120,7 +120,6 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
     def drop_part(rows):
         return [row for row in rows or [] if row and row[0]][:-1]
 
-    @shown_errors
     def compose(name, rows, replace):
         return actions.compose(name, [(row[0], row[1]) for row in rows or [] if row and row[0]], bool(replace))
 
@@ -130,7 +129,6 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
             return gr.skip(), gr.skip()
         return actions.describe(name)
 
-    @shown_errors
     def tune(name, photos, scales, guidances, margin, caption, steps, size, progress=gr.Progress(), request=None):
         visit(request)
         paths = [path_of(photo) for photo in photos or []]
@@ -138,22 +136,19 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
 
     tune.__annotations__["request"] = gr.Request  # Gradio hands it its request
 
-    ui.preview_button.click(preview, [ui.source, ui.target], [ui.direction_text, ui.direction_plot], api_name="preview")
-    ui.save_button.click(
-        save,
-        [ui.source, ui.target, ui.save_name, ui.save_replace],
-        [ui.direction_text, ui.direction_plot],
-        api_name="save_direction",
-    ).success(**listing)
+    shown = [ui.direction_text, ui.direction_plot]
+    on_button(ui.preview_button, preview, [ui.source, ui.target], shown, ui.direction_status, api_name="preview")
+    on_button(ui.save_button, save, [ui.source, ui.target, ui.save_name, ui.save_replace], shown, ui.direction_status,
+              api_name="save_direction", listing=listing)
     ui.compose_add.click(
         add_part, [ui.compose_rows, ui.compose_pick, ui.compose_weight], ui.compose_rows, api_name=False, queue=False
     )
     ui.compose_drop.click(drop_part, ui.compose_rows, ui.compose_rows, api_name=False, queue=False)
-    ui.compose_button.click(
-        compose, [ui.compose_name, ui.compose_rows, ui.compose_replace], ui.compose_text, api_name="compose"
-    ).success(**listing)
+    on_button(ui.compose_button, compose, [ui.compose_name, ui.compose_rows, ui.compose_replace], [ui.compose_text],
+              ui.compose_text, api_name="compose", listing=listing)
     ui.plot_name.change(plot, ui.plot_name, [ui.direction_text, ui.direction_plot], api_name="plot")
-    ui.tune_button.click(
+    on_button(
+        ui.tune_button,
         tune,
         [
             ui.tune_name,
@@ -166,6 +161,7 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
             ui.size,
         ],
         [ui.tune_text, ui.tune_plot],
+        ui.tune_status,
         api_name="tune",
         concurrency_id="model",
         concurrency_limit=1,

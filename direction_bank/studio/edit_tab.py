@@ -10,6 +10,7 @@ import logging
 
 from direction_bank.errors import BankError, FieldError, first_line
 from direction_bank.studio.page import path_of, reporter, shown_errors, visit
+from direction_bank.studio.session import STOPPING
 from direction_bank.studio.words import (
     EDIT_FIELDS,
     INFO,
@@ -189,11 +190,16 @@ def wire(ui: SimpleNamespace, actions) -> None:
             log.debug("edit check failed", exc_info=True)
         return [gr.validate(name != field, message if name == field else "") for name in EDIT_FIELDS]
 
-    def job_started(*_):
-        return gr.update(interactive=False), gr.update(interactive=True), "running..."
+    def job_started(request, *_):
+        """Run clicked: from now on a Cancel is kept for this job, even before it reaches the model."""
+        visit(request)
+        actions.expect_job()
+        return gr.update(interactive=False), gr.update(interactive=True, value="Cancel"), "running..."
 
-    def job_finished():
-        return gr.update(interactive=True), gr.update(interactive=False)
+    def job_finished(request):
+        visit(request)
+        actions.job_over()
+        return gr.update(interactive=True), gr.update(interactive=False, value="Cancel")
 
     def on_page(run, unchanged: int):
         """run()'s outputs; on any failure `unchanged` outputs left as they are (gr.skip) and the
@@ -288,11 +294,15 @@ def wire(ui: SimpleNamespace, actions) -> None:
             status_line(f"brought back: {entry['label']}"),
         )
 
-    # as this module's future import makes them, is not resolved)
     def cancel(request=None):
-        """Cancel: the running job stops at its next step, when this visitor started it."""
+        """Cancel: this visitor's job stops at its next step. The job's own last line says
+        'cancelled at ...'; this event writes only to the button ('Stopping...'), so its answer can
+        never arrive after that line and replace it. Nothing to cancel is said beside Run."""
         visit(request)
-        return status_line(actions.cancel())
+        said = actions.cancel()
+        if said == STOPPING:
+            return gr.update(interactive=False, value="Stopping..."), gr.skip()
+        return gr.skip(), status_line(said)
 
     def check_photo(upload):
         """A photo as it lands: one that is not an image is taken off the page, with dbank's line."""
@@ -331,7 +341,7 @@ def wire(ui: SimpleNamespace, actions) -> None:
     # as this module's future import makes them, is not resolved), and its request to one so annotated
     for handler in (compare_with, restore_entry):
         handler.__annotations__["event"] = gr.SelectData
-    for handler in (generate, edit_api, edit_on_page, try_example, cancel):
+    for handler in (generate, edit_api, edit_on_page, try_example, cancel, job_started, job_finished):
         handler.__annotations__["request"] = gr.Request
 
     ui.suggest_button.click(
@@ -406,7 +416,7 @@ def wire(ui: SimpleNamespace, actions) -> None:
         concurrency_limit=1,
         show_progress_on=[ui.gallery],
     ).then(job_finished, None, [ui.run_button, ui.cancel_button], api_name=False, queue=False)
-    ui.cancel_button.click(cancel, None, ui.edit_status, api_name=False, queue=False)
+    ui.cancel_button.click(cancel, None, [ui.cancel_button, ui.edit_status], api_name=False, queue=False)
     ui.gallery.select(compare_with, ui.compared, [ui.compare, ui.compared], api_name=False, queue=False)
     ui.history_gallery.select(
         restore_entry,

@@ -7,7 +7,7 @@ import logging
 
 from direction_bank.errors import BankError, first_line
 from direction_bank.studio.session import VISITOR
-from direction_bank.studio.words import page_words
+from direction_bank.studio.words import page_words, status_line
 from editor.pipeline import EditorError
 
 log = logging.getLogger("dbank.studio")
@@ -52,3 +52,45 @@ def path_of(upload) -> str:
 def reporter(progress):
     """report(fraction, text) for a job, shown on the page's progress bar."""
     return lambda fraction, text: progress(fraction, desc=text)
+
+
+def on_button(button, handler, inputs, outputs: list, line, *, api_name: str, listing: dict | None = None,
+              **options) -> None:
+    """`handler` run by the page's `button`, and as the API endpoint `api_name` (a hidden twin).
+
+    On the page a mistake (a BankError or EditorError: one line, in the page's words) changes
+    nothing but `line`, the status line beside the button (announced to screen readers), which
+    says why; nothing else on the page moves, and no output turns into an error pill. Success
+    clears `line` (unless it is one of `outputs`) and refreshes the lists (`listing`, app.refresh's
+    event). Through the API a mistake is still the client's error (shown_errors)."""
+    import gradio as gr
+
+    outputs = list(outputs)
+    shown = outputs if line in outputs else [*outputs, line]
+    said = (lambda text: status_line(text)) if isinstance(line, gr.Markdown) else (lambda text: text)
+    done = gr.State(False)
+
+    @functools.wraps(handler)
+    def page(*args, **kwargs):
+        try:
+            result = handler(*args, **kwargs)
+        except (BankError, EditorError) as error:
+            mistake = said(page_words(first_line(error)))
+            return *[mistake if output is line else gr.skip() for output in shown], False
+        except Exception as error:
+            log.exception("studio handler %s failed", handler.__name__)
+            failed = said(f"failed: unexpected {type(error).__name__} (the server log has the details)")
+            return *[failed if output is line else gr.skip() for output in shown], False
+        values = list(result) if isinstance(result, tuple) else [result]
+        return *values, *([] if line in outputs else [""]), True
+
+    event = button.click(page, inputs, [*shown, done], api_name=False, **options)
+    if listing is not None:
+        refresh = listing["fn"]
+
+        def refreshed(succeeded, *chosen):
+            return refresh(*chosen) if succeeded else tuple(gr.skip() for _ in listing["outputs"])
+
+        event.then(refreshed, [done, *listing["inputs"]], listing["outputs"], api_name=False)
+    twin = gr.Button(visible=False)
+    twin.click(shown_errors(handler), inputs, outputs, api_name=api_name, **options)

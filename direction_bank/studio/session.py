@@ -21,6 +21,9 @@ MAX_UPLOAD = "100mb"  # the largest file a visitor may upload (a photo, a dbank 
 VISITOR = contextvars.ContextVar("dbank_studio_visitor", default="")
 
 
+STOPPING = "stopping at the next step"
+
+
 def no_report(fraction: float, desc: str) -> None:
     pass
 
@@ -87,6 +90,9 @@ class StudioSession:
         self._remembered: OrderedDict = OrderedDict()
         self._progress = JobProgress(no_report, [])
         self._running, self._owner = False, ""
+        # visitors whose Run was clicked and whose job has not ended: whether they cancelled it
+        # before it reached the model (so a Cancel during the start is not lost; see expect_job)
+        self._expected: dict[str, bool] = {}
 
     # -- models, loaded once -----------------------------------------------------------------
 
@@ -177,23 +183,41 @@ class StudioSession:
     @contextmanager
     def _job(self, report, phases: list[str]):
         """The editor for one model job: its progress one bar over `phases`, its cancel flag
-        cleared at the start (see cancel)."""
+        cleared at the start, or set when its visitor cancelled while it was starting (see cancel)."""
         editor = self.editor()
+        owner = VISITOR.get()
         editor.cancel.clear()
-        self._progress, self._running, self._owner = JobProgress(report, phases), True, VISITOR.get()
+        if self._expected.get(owner):
+            editor.cancel.set()  # the first step stops it
+        self._progress, self._running, self._owner = JobProgress(report, phases), True, owner
         try:
             yield editor
         finally:
             self._progress, self._running = JobProgress(no_report, []), False
 
+    def expect_job(self) -> None:
+        """The page's Run was clicked: until job_over, a Cancel from this visitor stops the job
+        even before it reaches the model (loading, checking, or queued behind another's)."""
+        self._expected[VISITOR.get()] = False
+
+    def job_over(self) -> None:
+        """The page's job ended (done, failed or cancelled)."""
+        self._expected.pop(VISITOR.get(), None)
+
     def cancel(self) -> str:
-        """Stop the running model job at its next step (it then keeps nothing); a line saying so."""
-        if self._editor is None or not self._running:
-            return "nothing is running"
-        if VISITOR.get() != self._owner:
+        """Stop this visitor's model job at its next step (it then keeps nothing), or, when it has
+        not reached the model yet, at its first; a line saying so."""
+        visitor = VISITOR.get()
+        if self._editor is not None and self._running and visitor == self._owner:
+            self._editor.cancel.set()
+            return STOPPING
+        if visitor in self._expected:
+            self._expected[visitor] = True
+            return STOPPING
+        if self._editor is not None and self._running:
             return "another visitor's job is running; only they can cancel it"
-        self._editor.cancel.set()
-        return "stopping at the next step"
+        return "nothing is running"
+
     def _fresh_folder(self) -> Path:
         """A new folder for one download or picture; folders older than FOLDER_AGE_S go first,
         so a long-running server's disk use stays bounded."""
