@@ -282,6 +282,12 @@ MUTANTS = [
            "            raise gr.Error(page_words(first_line(error)))\n", ("tests/test_studio.py", "-k", "real_browser")),
     Mutant("cancel-while-starting-lost", "direction_bank/studio/session.py", "        if self._expected.get(owner):\n",
            "        if False:\n", ("tests/test_cancel.py", "-k", "any_point")),
+    Mutant("generation-says-editing", "direction_bank/studio/session.py",
+           "        desc = self.phases[index] if self.phases else desc", "        pass",
+           ("tests/test_cancel.py", "-k", "one_bar")),
+    Mutant("example-caption-unnatural", "direction_bank/studio/direction_actions.py",
+           "prompt = min(naming, key=lambda text: (len(text), text)) if naming else class_prompt(row[\"source\"])",
+           "prompt = class_prompt(row[\"source\"])", ("tests/test_cancel.py", "-k", "example_prompt")),
 ]
 
 

@@ -139,6 +139,19 @@ def test_one_bar_runs_over_the_phases_of_a_job_with_the_time_left(actions, photo
     actions.edit(photo, "a photo of a horse", ["horse2zebra"], scale=2.0, steps=STEPS, size=SIZE,
                  report=lambda fraction, text: seen.append((fraction, text)))
     assert [round(f, 3) for f, _ in seen] == [0, 0.333, 0.667] and seen[0][1] == "editing: step 1 of 3"
+    seen.clear()  # a generation runs the edit's loop, and says it is generating
+    actions.generate("a photo of a horse", SIZE, STEPS, 5.0, 0, report=lambda fraction, text: seen.append(text))
+    assert [text.split(",")[0] for text in seen] == [f"generating: step {k} of 3" for k in (1, 2, 3)]
+
+
+def test_the_example_prompt_is_the_sources_shortest_sentence_that_names_it(actions):
+    name, prompt = actions.example()
+    with actions.bank(read_only=True) as bank:
+        direction = bank.direction(name)
+        texts = [record.text for record in bank.sentences(direction.source)]
+    assert (name, direction.source) == ("horse2zebra", "horse")  # by name, among those whose source has sentences
+    assert prompt in texts and " horse " in f" {prompt} "
+    assert not any(len(text) < len(prompt) for text in texts if " horse " in f" {text} ")
 
 
 def test_the_first_ctrl_c_stops_dbank_edit_at_a_step_and_writes_nothing(horse_zebra_bank, database, tiny_sd,

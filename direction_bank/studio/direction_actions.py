@@ -26,14 +26,28 @@ class DirectionActions(StudioSession):
                      None if row["snr"] is None else round(row["snr"], 2)] for row in bank.directions()]
 
     def example(self) -> tuple[str, str]:
-        """(a saved direction made from two concepts, a prompt naming its source) for the first-run
-        example, or one line saying what to make first."""
+        """(a saved direction made from two concepts, a prompt that names its source) for the
+        first-run example, or one line saying what to make first. The prompt is the shortest of
+        the source concept's own sentences that names it (a caption that reads naturally, which
+        the edit's word then finds); 'a photo of a SOURCE' only for a concept without sentences.
+        Directions whose source has such a sentence come first, then by name."""
+        from direction_bank.jobs.evaluate import class_prompt
+        from direction_bank.jobs.word_edit import concept_in_caption
+
+        choices = []
         with self.bank(read_only=True) as bank:
             for row in bank.directions():
-                if row["source"] and row["target"]:
-                    return row["name"], f"a photo of a {row['source']}"
-        raise BankError("the bank holds no direction made from two concepts yet: add two concepts in the Bank tab, "
-                        "then save a direction from them in the Directions tab")
+                if not (row["source"] and row["target"]):
+                    continue
+                naming = [record.text for record in bank.sentences(row["source"])
+                          if concept_in_caption(record.text, [row["source"]])]
+                prompt = min(naming, key=lambda text: (len(text), text)) if naming else class_prompt(row["source"])
+                choices.append((not naming, row["name"], prompt))
+        if not choices:
+            raise BankError("the bank holds no direction made from two concepts yet: add two concepts in the Bank "
+                            "tab, then save a direction from them in the Directions tab")
+        _, name, prompt = min(choices)
+        return name, prompt
 
     def diff(self, source: str, target: str, save_as: str | None = None, replace: bool = False):
         """(text, per-token plot) of target minus source; saved as `save_as` when given (a name in

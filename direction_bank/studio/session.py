@@ -38,6 +38,7 @@ class JobProgress:
     def step(self, desc: str, number: int, total: int) -> None:
         """Step `number` (from 0) of `total` of the loop `desc` is about to run."""
         index = self.phases.index(desc) if desc in self.phases else max(len(self.phases) - 1, 0)
+        desc = self.phases[index] if self.phases else desc  # a generation's loop is an edit's: say "generating"
         fraction = (index + number / max(total, 1)) / max(len(self.phases), 1)
         elapsed = time.monotonic() - self.started
         left = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if fraction >= 0.05 else ""
