@@ -288,6 +288,9 @@ MUTANTS = [
     Mutant("example-caption-unnatural", "direction_bank/studio/direction_actions.py",
            "prompt = min(naming, key=lambda text: (len(text), text)) if naming else class_prompt(row[\"source\"])",
            "prompt = class_prompt(row[\"source\"])", ("tests/test_cancel.py", "-k", "example_prompt")),
+    Mutant("upload-label-hides-text", "direction_bank/studio/server.py",
+           "el.removeAttribute('aria-label'));", "el.setAttribute('aria-label', 'upload'));",
+           ("tests/test_studio.py", "-k", "real_browser")),
 ]
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 CHROMIUM = "/usr/lib/chromium/chromium"
+# axe-core from npm, as the README's test command installs it
+AXE = Path(__file__).resolve().parents[1] / ".axe" / "node_modules" / "axe-core" / "axe.min.js"
 STEPS, SIZE = "3", "64"
 
 
@@ -54,6 +56,17 @@ def drive_browser(url: str, image: str, out: Path, seen: dict) -> None:
     web = ("http", "https", "ws", "wss")
     seen["request_hosts"] = sorted({urlparse(u).hostname for u in requests if urlparse(u).scheme in web})
     seen["requests"] = len(requests)
+
+
+def _axe(page, tab: str, seen: dict) -> None:
+    """axe-core's violations on the page as it stands (the tab `tab` shown): rule, impact, where."""
+    if not AXE.is_file():
+        return
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    seen.setdefault("axe", {})[tab] = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations.map((v) => ("
+        "{id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 4)}))")
 
 
 def _shot(page, out: Path, name: str, seen: dict) -> None:
@@ -161,6 +174,24 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     seen["word_gallery_labels"] = page.locator("#results").inner_text()
     _shot(page, out, "edit-by-a-word.png", seen)
     page.locator("#to-word textarea, #to-word input").first.fill("")
+    _axe(page, "edit", seen)  # with results, history and the slider on the page
+    seeds = set()
+    for _ in range(3):
+        page.locator("#random-seed").click()
+        page.wait_for_timeout(200)
+        seeds.add(page.locator("#seed input").input_value())
+    seen["random_seeds"] = sorted(seeds)
+    page.locator("#seed input").fill("0")
+    # the keyboard: a visible focus ring, and Ctrl+Enter runs the edit
+    page.locator("#caption textarea").focus()
+    page.keyboard.press("Tab")
+    seen["focus_ring"] = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+    _choose(page, ["horse2zebra"])
+    page.locator("#caption textarea").focus()
+    page.keyboard.press("Control+Enter")
+    page.locator("#edit-status").get_by_text("reused").wait_for(timeout=120_000)
+    page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
+    seen["ctrl_enter_status"] = page.locator("#edit-status").inner_text()
     _lists_follow_the_bank(page, out, seen)
     _first_run_example(page, out, seen)
 
@@ -199,6 +230,7 @@ def _small_things(page, out: Path, seen: dict) -> None:
     page.locator("#export-name input").click()
     seen["export_choices"] = page.locator("[role=listbox]").inner_text()
     page.keyboard.press("Escape")
+    _axe(page, "bank", seen)
     # a mistake on the Bank tab: one line beside the button, the sentences table as it was
     rows_before = page.locator("#sentences [role=gridcell]").count()
     page.locator("#remove-concept").click()
@@ -227,6 +259,7 @@ def _small_things(page, out: Path, seen: dict) -> None:
                                            for box in ("#direction-text", "#direction-plot", "#direction-status"))
     _shot(page, out, "directions-mistake.png", seen)
     page.locator("#save-name textarea, #save-name input").first.fill("")
+    _axe(page, "directions", seen)
     for name, weight in (("horse2zebra", "0.5"), ("zebra2horse", "0.25"), ("horse2zebra", "2")):
         _pick(page, "#compose-pick", name)
         page.locator("#compose-weight input").fill(weight)

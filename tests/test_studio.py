@@ -417,6 +417,9 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["restored_directions"].splitlines()[1:] == ["horse2zebra"]
     assert seen["restored_gallery_labels"] == seen["gallery_labels"]
     assert seen["photo_now"].endswith("/horse.horse2zebra.png")
+    assert len(seen["random_seeds"]) == 3 and all(0 <= int(seed) < 2**32 for seed in seen["random_seeds"])
+    assert seen["focus_ring"] == "3px"
+    assert "reused" in seen["ctrl_enter_status"]  # Ctrl+Enter ran the edit again
     assert seen["bank_mistake"] == "type the concept's name in the box beside the button to remove it"
     assert seen["bank_mistake_rows"][0] == seen["bank_mistake_rows"][1] > 0 and seen["bank_mistake_pills"] == 0
     assert seen["directions_mistake"].startswith("a direction named 'horse2zebra' exists; tick 'replace'")
@@ -457,6 +460,13 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["concepts_after"] == ["horse", "zebra"]
     shot = Image.open(out / "studio.png")
     assert shot.size[0] == 1400 and shot.size[1] >= 1000
+    if "axe" not in seen:
+        pytest.skip("everything else passed; axe-core is not installed, so the accessibility check did not run "
+                    "(npm install --no-save --prefix .axe axe-core@4.14.1, as the README's test command does)")
+    # no serious or critical accessibility violation on any tab (axe-core), with results on the page
+    serious = {tab: [v for v in found if v["impact"] in ("serious", "critical")] for tab, found in seen["axe"].items()}
+    assert sorted(seen["axe"]) == ["bank", "directions", "edit"] and serious == {tab: [] for tab in serious}, \
+        json.dumps(seen["axe"], indent=1)
 
 
 def test_the_studio_on_another_interface_warns_and_asks_for_the_password(studio_bank, tiny_sd, tmp_path, photo):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from direction_bank.studio import bank_tab, directions_tab, edit_tab
 from direction_bank.studio.page import shown_errors
-from direction_bank.studio.server import PAGE_JS, ClientAddress, LoginLimiter, offline_environment, theme
+from direction_bank.studio.server import PAGE_CSS, PAGE_JS, ClientAddress, LoginLimiter, offline_environment, theme
 from direction_bank.studio.session import FOLDER_AGE_S, MAX_UPLOAD
 from direction_bank.studio.words import exportable
 
@@ -78,6 +78,6 @@ def serve(actions, host: str, port: int, auth: tuple[str, str] | None = None,
     app.launch(server_name=host, server_port=port, auth=LoginLimiter(*auth).check if auth else None, share=False,
                inbrowser=False, quiet=True,
                ssr_mode=False, mcp_server=False, pwa=False, show_error=True, theme=theme(),
-               js=PAGE_JS, allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block, max_file_size=MAX_UPLOAD,
+               js=PAGE_JS, css=PAGE_CSS, allowed_paths=[str(actions.work_dir)], prevent_thread_lock=not block, max_file_size=MAX_UPLOAD,
                footer_links=["api", "settings"], app_kwargs={"middleware": [Middleware(ClientAddress)]})
     return app

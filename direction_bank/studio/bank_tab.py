@@ -47,7 +47,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     remove_concept_button = gr.Button("Remove concept", variant="stop", scale=1, elem_id="remove-concept")
                 bank_status = gr.Textbox(label="status", interactive=False, elem_id="bank-status")
             with gr.Column():
-                gr.Markdown("### Add a concept")
+                gr.Markdown("## Add a concept")
                 new_name = gr.Textbox(label="name")
                 with gr.Row():
                     generator = gr.Dropdown(
@@ -67,7 +67,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     new_seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
                 add_button = gr.Button("Add concept", variant="primary")
                 add_status = gr.Textbox(label="report", interactive=False, elem_id="add-status")
-                gr.Markdown("### Import or export")
+                gr.Markdown("## Import or export")
                 upload = gr.File(label="dbank .safetensors or pix2pix-zero .pt", file_types=[".safetensors", ".pt"])
                 with gr.Row():
                     import_name = gr.Textbox(label="import as (optional)", scale=3)
@@ -83,7 +83,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                 export_button = gr.Button("Export")
                 export_status = gr.Markdown(elem_id="export-status")
                 export_file = gr.File(label="download", interactive=False)
-        gr.Markdown("### Trash: removed concepts, directions and sentences, until emptied with the CLI")
+        gr.Markdown("## Trash: removed concepts, directions and sentences, until emptied with the CLI")
         trash = gr.Dataframe(
             headers=["id", "kind", "name", "what", "removed at"],
             type="array",

@@ -43,7 +43,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
         )
         with gr.Row():
             plot_name = gr.Dropdown(label="plot a saved direction", choices=direction_names, **named)
-        gr.Markdown("### Tune: the scale and guidance a saved direction edits best with (kept on it)")
+        gr.Markdown("## Tune: the scale and guidance a saved direction edits best with (kept on it)")
         with gr.Row():
             with gr.Column():
                 tune_name = gr.Dropdown(label="direction", choices=direction_names, elem_id="tune-name", **named)
@@ -61,7 +61,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                 tune_plot = gr.Image(
                     label="CLIP directional similarity against structure distance", type="pil", interactive=False
                 )
-        gr.Markdown("### Compose: a weighted sum of saved directions")
+        gr.Markdown("## Compose: a weighted sum of saved directions")
         with gr.Row():
             with gr.Column(scale=1):
                 compose_pick = gr.Dropdown(

@@ -89,6 +89,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                         info=INFO["size"],
                     )
                     seed = gr.Number(label="seed", value=0, step=1, elem_id="seed", info=INFO["seed"])
+                    seed_button = gr.Button("random seed", elem_id="random-seed", scale=0)
                 word = gr.Textbox(label="attention map of a caption word (optional)", elem_id="word")
                 use_tuned = gr.Checkbox(
                     label="tuned directions use their tuned scale and guidance (dbank tune) instead of the boxes above",
@@ -136,7 +137,8 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
     return SimpleNamespace(
         example_button=example_button, image=image, prompt=prompt, generate_button=generate_button, caption=caption,
         suggest_button=suggest_button, chosen=chosen, scale=scale, xa_guidance=xa_guidance,
-        guidance_scale=guidance_scale, steps=steps, size=size, seed=seed, word=word, use_tuned=use_tuned,
+        guidance_scale=guidance_scale, steps=steps, size=size, seed=seed, seed_button=seed_button, word=word,
+        use_tuned=use_tuned,
         to_word=to_word, from_word=from_word,
         run_button=run_button, cancel_button=cancel_button, edit_status=edit_status, settings_png=settings_png,
         gallery=gallery, compare=compare, use_as_input=use_as_input, archive=archive,
@@ -417,6 +419,8 @@ def wire(ui: SimpleNamespace, actions) -> None:
         show_progress_on=[ui.gallery],
     ).then(job_finished, None, [ui.run_button, ui.cancel_button], api_name=False, queue=False)
     ui.cancel_button.click(cancel, None, [ui.cancel_button, ui.edit_status], api_name=False, queue=False)
+    # in the browser: a seed from the whole range (editor.edit's bounds), no round trip
+    ui.seed_button.click(None, None, ui.seed, js="() => Math.floor(Math.random() * 4294967296)", api_name=False)
     ui.gallery.select(compare_with, ui.compared, [ui.compare, ui.compared], api_name=False, queue=False)
     ui.history_gallery.select(
         restore_entry,
