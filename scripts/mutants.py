@@ -291,6 +291,9 @@ MUTANTS = [
     Mutant("upload-label-hides-text", "direction_bank/studio/server.py",
            "el.removeAttribute('aria-label'));", "el.setAttribute('aria-label', 'upload'));",
            ("tests/test_studio.py", "-k", "real_browser")),
+    # -- #34: directions in any diffusers pipeline ----------------------------------------------
+    Mutant("steered-ignores-scale", "direction_bank/diffusers.py", "shift += float(scale) * tokens[0]",
+           "shift += tokens[0]", ("tests/test_diffusers_api.py", "-k", "zero_direction")),
 ]
 
 

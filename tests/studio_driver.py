@@ -172,6 +172,10 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     _run(page, "word-swap", seen, "word_click_to_images_s")
     seen["word_status"] = page.locator("#edit-status").inner_text()
     seen["word_gallery_labels"] = page.locator("#results").inner_text()
+    seen["captions_whole"] = page.evaluate(  # 'word-swap horse->unicorn' was cut to 'word-swap horse->...'
+        "[...document.querySelectorAll('#results .caption-label')].map((e) => e.scrollWidth <= e.clientWidth)")
+    seen["photo_box_height"] = page.locator("#photo img").first.bounding_box()["height"]
+    seen["history_fit"] = page.evaluate("getComputedStyle(document.querySelector('#history img')).objectFit")
     _shot(page, out, "edit-by-a-word.png", seen)
     page.locator("#to-word textarea, #to-word input").first.fill("")
     _axe(page, "edit", seen)  # with results, history and the slider on the page

@@ -484,3 +484,26 @@ def test_dtype_names_are_one_list():
     assert torch_dtype("auto", "cuda:1") == torch.float16
     with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
         torch_dtype("fp8", "cpu")
+
+
+def test_directions_steer_a_plain_sdxl_pipeline_and_a_zero_one_changes_nothing(tiny_sdxl):
+    from diffusers import StableDiffusionXLPipeline
+
+    from direction_bank.diffusers import steered
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
+    pipe.set_progress_bar_config(disable=True)
+
+    def images(**inputs):
+        return pipe(num_inference_steps=2, height=64, width=64, output_type="np",
+                    generator=torch.Generator().manual_seed(0), **inputs).images
+
+    embeds, pooled = _reference(tiny_sdxl, ["a horse"])
+    zero = (np.zeros((1, *embeds.shape[1:]), np.float32), np.zeros((1, pooled.shape[1]), np.float32))
+    inputs = steered(pipe, "a horse", [(zero, 1.0)])
+    assert sorted(inputs) == ["pooled_prompt_embeds", "prompt_embeds"]
+    assert np.array_equal(images(**inputs), images(prompt="a horse"))
+    tokens, extra = (part.numpy() for part in _random_direction(1, seed=4))
+    shifted = steered(pipe, "a horse", [((tokens, extra), 0.5)])
+    np.testing.assert_allclose(shifted["prompt_embeds"].numpy(), embeds + 0.5 * tokens, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(shifted["pooled_prompt_embeds"].numpy(), pooled + 0.5 * extra, rtol=0, atol=1e-6)

@@ -82,11 +82,17 @@ def test_a_second_direction_reuses_the_inversion_and_the_reference_pass(actions,
                                         EditSettings(steps=STEPS))
     assert np.array_equal(np.asarray(second.pictures[2][0]), np.asarray(edited[0]))
     assert np.array_equal(np.asarray(second.pictures[1][0]), np.asarray(reconstruction))
+    with zipfile.ZipFile(first.archive) as archive:
+        first_files = {name: archive.read(name) for name in archive.namelist() if name != "horse.original.png"}
     with zipfile.ZipFile(second.archive) as archive:
         names = archive.namelist()
         assert names[:3] == ["horse.input.png", "horse.zebra2horse.png", "horse.reconstruction.png"]
-        [record] = names[3:]  # the record dbank edit writes beside its pictures
+        record = names[3]  # the record dbank edit writes beside its pictures
         assert re.fullmatch(r"horse\.record-[0-9a-f]{10}\.json", record)
+        # the photo as uploaded, byte for byte, and the first edit of this photo with all its files
+        assert names[4] == "horse.original.png" and archive.read(names[4]) == Path(photo).read_bytes()
+        assert names[5:] == [f"earlier/1/{name}" for name in first_files] and len(first_files) == 6
+        assert all(archive.read(f"earlier/1/{name}") == data for name, data in first_files.items())
         assert json.loads(archive.read(record))["edits"][0]["file"] == "horse.zebra2horse.png"
         stored = Image.open(io.BytesIO(archive.read("horse.zebra2horse.png")))
         assert np.array_equal(np.asarray(stored), np.asarray(edited[0]))
@@ -427,6 +433,8 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["word_status"].splitlines()[1] == (
         "horse -> unicorn: word-swap ('a photo of a unicorn' minus 'a photo of a horse'), since the bank holds no "
         "concept 'unicorn' (add it on the Bank tab, then edit again)")
+    assert seen["captions_whole"] == [True] * 4 and seen["history_fit"] == "contain"
+    assert seen["photo_box_height"] >= 250  # a 48 x 40 photo once showed at about 45 px
     assert seen["word_gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "word-swap horse->unicorn",
                                                             "attention: horse"]
     # what the CLI changed while the page was open shows at the next tab
@@ -585,7 +593,7 @@ def test_the_studio_scores_each_edit_and_tunes_a_direction(studio_bank, tiny_sd,
         [photo_at(photo, edit.size)], [edit], ["a photo of a horse"], ["a photo of a zebra"])
     assert outcome.scores["horse2zebra"]["clip_directional_similarity"] == pytest.approx(expected, abs=1e-5)
     assert scored_label("horse2zebra", outcome.scores["horse2zebra"]).startswith(
-        f"horse2zebra · CLIP dir. {expected:.3f} · structure ")
+        f"horse2zebra\nCLIP dir. {expected:.3f} · structure ")
     text, plot = actions.tune("horse2zebra", [photo], "0.5, 1.5", "0.2", 100, "a photo of a horse", steps=STEPS,
                               size=SIZE)
     tuning = actions.bank(read_only=True).direction("horse2zebra").tuning
@@ -656,7 +664,8 @@ def test_the_studio_and_dbank_edit_write_the_same_edit(actions, photo, studio_ba
         downloaded = archive.namelist()
         [record] = [name for name in downloaded if name.startswith("horse.record-")]
         [cli_record] = [name for name in written if name.startswith("horse.record-")]
-        assert sorted(downloaded) == sorted(["horse.input.png", record, *(n for n in written if n != cli_record)])
+        assert sorted(downloaded) == sorted(["horse.input.png", "horse.original.png", record,
+                                             *(n for n in written if n != cli_record)])
         assert len(written) == 5
         assert json.loads(archive.read(record)) == {**json.loads((out / cli_record).read_text()), **public}
         for name in downloaded:

@@ -17,6 +17,8 @@ from direction_bank.studio.session import Remembered, StudioSession, no_report
 from sd_models.settings import SEED_RANGE
 
 MAX_DIRECTIONS_PER_EDIT = 16
+MAX_EDITS_PER_PHOTO = 48  # earlier edits of one photo its zip holds (the history strip keeps as many)
+MAX_PHOTOS_KEPT = 64  # photos whose edits are remembered for their zips
 # the number settings of an edit as the page labels them (steps, size and seed are named as they are)
 SETTING_LABELS = {"scale": "scale", "xa_guidance": "cross-attention guidance", "guidance_scale": "guidance scale"}
 
@@ -234,7 +236,7 @@ class EditActions(StudioSession):
             remembered.first_seconds = seconds
         warnings = [warning.removeprefix(f"{image}: ") for warning in ran.warnings]
         outcome = self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
-                                warnings)
+                                warnings, digest)
         outcome.controls = [outcome.caption, *request.controls]
         return outcome
 
@@ -279,10 +281,11 @@ class EditActions(StudioSession):
         notes = [scorer.truncation_note()] if len(scorer.clip.truncated) > told else []
         return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, notes
 
-    def _outcome(self, image, remembered, edited, folder: Path, seconds, inverted, reused, first, notes, warnings):
+    def _outcome(self, image, remembered, edited, folder: Path, seconds, inverted, reused, first, notes, warnings,
+                 digest: str):
         """The EditOutcome of jobs.edit.run_edit's EditedImage: the pictures the page shows (input,
-        reconstruction, each direction, the attention overlay) with their scores, and a zip of
-        every file the job wrote into `folder`, the photo saved beside them as STEM.input.png."""
+        reconstruction, each direction, the attention overlay) with their scores, and a zip (see
+        _archive)."""
         from direction_bank.jobs.edit import INPUT
         from editor.pictures import photo_at, save_png
 
@@ -308,17 +311,37 @@ class EditActions(StudioSession):
             message = f"{seconds:.1f} s: the inversion came from the disk cache; ran the reference pass (kept)"
         else:
             message = f"{seconds:.1f} s: inverted the image and ran the reference pass (both kept for the next edit)"
-        archive = folder / f"{file_label(Path(image).stem)}-edits.zip"
-        with zipfile.ZipFile(archive, "w") as opened:
-            for path in [photo_path, *map(Path, edited.files)]:
-                opened.write(path, path.name)
+        archive = self._archive(image, folder, [photo_path, *map(Path, edited.files)], digest)
         return EditOutcome(caption, [(picture, label) for picture, _, label in shown], overlay, str(archive), seconds,
                            reused, message, [*notes, *score_notes, *warnings], scores,
                            [(str(path), label) for _, path, label in shown])
 
+    def _archive(self, image: str, folder: Path, files: list[Path], digest: str) -> Path:
+        """STEM-edits.zip in `folder`: this edit's files (what dbank edit writes, and the photo at
+        the edit size as STEM.input.png), the photo as uploaded (STEM.original.EXT, its very
+        bytes), and under earlier/N/ the files of each earlier edit of the same photo this
+        session (oldest first; those whose folders were swept are left out)."""
+        stem = file_label(Path(image).stem)
+        earlier = self._edits_of.get(digest, [])
+        archive = folder / f"{stem}-edits.zip"
+        with zipfile.ZipFile(archive, "w") as opened:
+            for path in files:
+                opened.write(path, path.name)
+            opened.write(image, f"{stem}.original{Path(image).suffix.lower() or '.png'}")
+            for number, paths in enumerate(earlier, 1):
+                for path in paths:
+                    if path.is_file():
+                        opened.write(path, f"earlier/{number}/{path.name}")
+        self._edits_of[digest] = [*earlier, files][-MAX_EDITS_PER_PHOTO:]
+        self._edits_of.move_to_end(digest)
+        while len(self._edits_of) > MAX_PHOTOS_KEPT:
+            self._edits_of.popitem(last=False)
+        return archive
+
+
 def scored_label(name: str, scores: dict | None) -> str:
-    """A gallery caption: the picture's name, and its scores when it has some."""
+    """A gallery caption: the picture's name, and its scores on a line under it when it has some."""
     if not scores:
         return name
-    return (f"{name} · CLIP dir. {scores['clip_directional_similarity']:.3f} · structure "
+    return (f"{name}\nCLIP dir. {scores['clip_directional_similarity']:.3f} · structure "
             f"{scores['structure_distance']:.4f} · change {scores['whole_image_change']:.3f}")

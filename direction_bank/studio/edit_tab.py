@@ -125,7 +125,8 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                 history_gallery = gr.Gallery(
                     label="history of this session: click one to bring back its settings and pictures",
                     columns=6,
-                    height=220,
+                    height=300,
+                    object_fit="contain",
                     elem_id="history",
                     allow_preview=False,
                     format="png",

@@ -43,10 +43,18 @@ PAGE_JS = """() => {
   });
 }"""
 
-# contrast of at least 4.5:1 for text (WCAG AA), and a focus ring a keyboard user can see
+# contrast of at least 4.5:1 for text (WCAG AA), a focus ring a keyboard user can see; a small photo
+# shown at a usable size, gallery captions whole (the scores on a line under the name), history
+# tiles as thumbnails (whole pictures, not crops)
 PAGE_CSS = """
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
 footer a, footer button, footer .show-api, footer .settings { color: #374151 !important; opacity: 1 !important; }
+#photo img { width: 100%; height: 300px; object-fit: contain; }
+#results .thumbnail-item, #history .thumbnail-item { aspect-ratio: auto; height: auto; overflow: visible;
+  display: flex; flex-direction: column; }
+#results .thumbnail-item > img, #history .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto; object-fit: contain; }
+#results .caption-label, #history .caption-label { position: static; display: block; max-width: 100%;
+  white-space: pre-line; overflow: visible; text-overflow: clip; opacity: 1; border: none; border-radius: 0; }
 """
 
 

@@ -89,6 +89,8 @@ class StudioSession:
         self._encoder = None
         self._loading = threading.Lock()
         self._remembered: OrderedDict = OrderedDict()
+        # the files of each edit of a photo this session, by the photo's digest: its zip holds them all
+        self._edits_of: OrderedDict = OrderedDict()
         self._progress = JobProgress(no_report, [])
         self._running, self._owner = False, ""
         # visitors whose Run was clicked and whose job has not ended: whether they cancelled it
