@@ -294,6 +294,8 @@ MUTANTS = [
     # -- #34: directions in any diffusers pipeline ----------------------------------------------
     Mutant("steered-ignores-scale", "direction_bank/diffusers.py", "shift += float(scale) * tokens[0]",
            "shift += tokens[0]", ("tests/test_diffusers_api.py", "-k", "zero_direction")),
+    Mutant("hub-provenance-dropped", "direction_bank/sharing/transfer.py",
+           '**({"hub": shared.hub} if shared.hub else {})}', "}", ("tests/test_sharing.py", "-k", "hub_goes")),
 ]
 
 

@@ -283,3 +283,57 @@ def test_cli_show_paired_and_similar(run_cli):
             "statistics of its own\n") in run_cli("show", "twice").stdout
     missing = run_cli("show", "unicorn")
     assert missing.exit_code == 1 and "no concept or direction named 'unicorn'" in missing.stderr
+
+
+@pytest.mark.sqlite_only
+def test_import_from_the_hub_goes_through_its_cache_offline_and_keeps_where_it_came_from(run_cli, tmp_path,
+                                                                                        sd_model, bank_path):
+    """hf://OWNER/REPO[@REVISION]/PATH through huggingface_hub.hf_hub_download, offline, from a
+    Hub cache laid out as the library keeps it (refs/main naming the commit, the file under
+    snapshots/COMMIT/); then the same checks as a local file."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
+    run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
+    made = tmp_path / "h2z.safetensors"
+    run_cli("diff", "horse", "zebra", "-o", str(made))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--directions"
+    (repo / "snapshots" / commit / "sd15").mkdir(parents=True)
+    shutil.copy(made, repo / "snapshots" / commit / "sd15" / "h2z.safetensors")
+    (repo / "snapshots" / commit / "sd15" / "notes.safetensors").write_bytes(b"not a dbank file at all")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "DBANK_DB": str(bank_path),
+           "DBANK_MODEL": str(sd_model), "DBANK_DEBUG": "0"}
+
+    def dbank(*args):
+        return subprocess.run([sys.executable, "-m", "direction_bank.cli", *args], env=env, capture_output=True,
+                              text=True)
+
+    done = dbank("import", "hf://someone/directions/sd15/h2z.safetensors", "--name", "h2z-hub")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("imported direction h2z-hub from hf://someone/directions/sd15/h2z.safetensors")
+    shown = dbank("show", "h2z-hub").stdout
+    digest = __import__("hashlib").sha256(made.read_bytes()).hexdigest()
+    assert f"from hf://someone/directions@{commit}/sd15/h2z.safetensors (sha256 {digest[:12]})" in shown
+    history = dbank("direction", "history", "h2z-hub").stdout
+    assert f"hf://someone/directions@{commit}/sd15/h2z.safetensors" in history
+    with Bank(bank_path, read_only=True) as bank:  # the very tensor that was exported
+        assert np.array_equal(bank.direction("h2z-hub").tensor, read_shared_file(made).tensors["direction"])
+        assert bank.direction("h2z-hub").recipe["hub"] == {"hub": "someone/directions", "revision": commit,
+                                                            "path": "sd15/h2z.safetensors"}
+    pinned = dbank("import", f"hf://someone/directions@{commit}/sd15/h2z.safetensors", "--name", "h2z-pinned")
+    assert pinned.returncode == 0, pinned.stderr
+    for url, message in (
+            ("hf://someone/directions/sd15/missing.safetensors", "not in the Hugging Face cache, and the Hub cannot "
+             "be reached"),
+            ("hf://someone/directions/sd15/notes.safetensors", "notes.safetensors"),
+            ("hf://someone/directions/../x", "give hf://OWNER/REPO/PATH")):
+        refused = dbank("import", url, "--name", "bad")
+        assert refused.returncode == 1 and len(said(refused.stderr)) == 1, refused.stderr
+        assert message in refused.stderr and "Traceback" not in refused.stderr
+    assert "bad" not in dbank("direction", "list").stdout

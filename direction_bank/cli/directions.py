@@ -281,7 +281,7 @@ def export(ctx, name, concept, output, model, overwrite, as_json):
 
 
 @cli.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file")
 @click.option("--name", default=None,
               help="Store under this name (default: the name in the file's metadata, else the file's stem).")
 @click.option("--strict", is_flag=True, help="Refuse a file made with other text-encoder weights.")
@@ -295,12 +295,20 @@ def export(ctx, name, concept, output, model, overwrite, as_json):
 @json_option
 @click.pass_context
 def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_json):
-    """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt)."""
+    """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt): a path, or
+    hf://OWNER/REPO[@REVISION]/PATH on the Hugging Face Hub (through its cache; offline too)."""
+    from dataclasses import replace
+
     from direction_bank.errors import NameTaken
     from direction_bank.sharing.files import read_shared_file
+    from direction_bank.sharing.hub import fetch, is_hub_url
     from direction_bank.sharing.transfer import import_name
 
-    shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
+    if is_hub_url(file):  # fetched (or found in the cache), then checked as a local file is
+        local, hub = fetch(file)
+        shared = replace(read_shared_file(local), hub=hub)
+    else:
+        shared = read_shared_file(file)  # a bad file fails before the model loads or a bank is made
     kind = "direction" if shared.kind == "direction" else "concept"
     target = import_name(shared, name)
     try:

@@ -49,6 +49,7 @@ class SharedFile:
     tensors: dict[str, np.ndarray]
     meta: dict
     sha256: str
+    hub: dict | None = None  # where it came from on the Hugging Face Hub (sharing.hub.fetch), if there
 
     @property
     def hidden_size(self) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from db.models import Concept, ImportedFile, Sentence, SentenceEncoding
 from direction_bank.text.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError, NameTaken
+from direction_bank.store.records import hub_url
 from direction_bank.sharing.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.store.stats import RunningStats
@@ -257,7 +258,8 @@ def _store_direction(session, shared: SharedFile, encoder: EncoderInfo, report: 
     add_direction(session, report.name, DirectionResult(
         shared.tensors["direction"], encoder, source.get("name"), target.get("name"),
         source.get("sentence_count"), target.get("sentence_count"), report.name,
-        meta.get("confidence"), {"file": shared.path.name, "sha256": shared.sha256, "made_from": meta.get("recipe")},
+        meta.get("confidence"), {"file": shared.path.name, "sha256": shared.sha256, "made_from": meta.get("recipe"),
+                                 **({"hub": shared.hub} if shared.hub else {})},
         shared.tensors.get("direction" + POOLED), tuning=meta.get("tuning"),
     ), latest + 1)
 
@@ -275,6 +277,8 @@ def _store_concept(session, shared: SharedFile, encoder: EncoderInfo, report: Im
     if shared.kind == "concept":
         sentences = shared.meta.get("sentences") or []
         stats_count, origin = shared.meta.get("count"), shared.meta.get("origin")
+        if shared.hub:
+            origin = f"{hub_url(shared.hub)} (sha256 {shared.sha256[:12]})" + (f"; {origin}" if origin else "")
         if not isinstance(stats_count, int) or stats_count < max(len(sentences), 1):
             raise BankError(f"{path.name}: count {stats_count!r} does not fit its sentences")
         if any(has_control_characters(s["text"]) for s in sentences):

@@ -182,7 +182,7 @@ class DirectionResult:
             yield line
         else:
             yield f"  signal-to-noise unknown: {self._why_no_confidence()}"
-        if self.recipe and "sum" in self.recipe:
+        if self.recipe and ("sum" in self.recipe or "hub" in self.recipe):  # how it was made, where not A -> B
             yield "  " + describe_recipe(self.recipe, self.source, self.target)
         if self.concepts_changed:
             now = self.counts_now
@@ -236,11 +236,18 @@ def describe_tuning(tuning: dict) -> str:
     return line
 
 
+def hub_url(hub: dict) -> str:
+    """hf://OWNER/REPO@COMMIT/PATH of an import's Hub provenance (sharing.hub.fetch)."""
+    revision = f"@{hub['revision']}" if hub.get("revision") else ""
+    return f"hf://{hub['hub']}{revision}/{hub['path']}"
+
+
 def describe_recipe(recipe: dict | None, source: str | None, target: str | None) -> str:
     """How a direction was made, in words: 'A -> B', 'sum of 1 x a + 0.5 x b', 'from file F',
     with '(restored from version N)' where it was restored."""
     made = recipe or {}
     how = ("sum of " + " + ".join(f"{w:g} x {n}" for n, w in made["sum"]) if "sum" in made
+           else f"from {hub_url(made['hub'])} (sha256 {made['sha256'][:12]})" if "hub" in made
            else f"from file {made['file']}" if "file" in made
            else f"{source} -> {target}" if source else "composed")
     if "restored_from" in made:
