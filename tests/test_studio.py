@@ -586,8 +586,11 @@ def test_the_studio_scores_each_edit_and_tunes_a_direction(studio_bank, tiny_sd,
     monkeypatch.setenv("DBANK_CACHE", str(tmp_path / "cache"))
     actions = StudioActions(studio_bank, str(tiny_sd), device="cpu", work_dir=tmp_path / "work",
                             clip_model=str(tiny_clip), dino_model=str(tiny_dino))
-    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE)
+    phases = []
+    outcome = actions.edit(photo, "a photo of a horse", ["horse2zebra"], steps=STEPS, size=SIZE,
+                           report=lambda fraction, text: phases.append(text.split(":")[0]))
     assert set(outcome.scores) == {"horse2zebra", "reconstruction"} and outcome.notes == []
+    assert list(dict.fromkeys(phases)) == ["inverting (1 of 2)", "editing (2 of 2)", "scoring"]
     edit = dict((label, picture) for picture, label in outcome.pictures)["horse2zebra"]
     [expected] = ClipScorer.load(str(tiny_clip)).directional_similarity(
         [photo_at(photo, edit.size)], [edit], ["a photo of a horse"], ["a photo of a zebra"])

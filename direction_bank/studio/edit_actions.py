@@ -236,7 +236,7 @@ class EditActions(StudioSession):
             remembered.first_seconds = seconds
         warnings = [warning.removeprefix(f"{image}: ") for warning in ran.warnings]
         outcome = self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
-                                warnings, digest)
+                                warnings, digest, report)
         outcome.controls = [outcome.caption, *request.controls]
         return outcome
 
@@ -261,7 +261,8 @@ class EditActions(StudioSession):
                 "xa_guidance": entry.xa_guidance, "guidance_scale": data["guidance_scale"], "steps": data["steps"],
                 "size": data["size"], "seed": data["seed"], "note": note}
 
-    def _scores(self, photo, caption: str, entries: list, edits: list, reconstruction) -> tuple[dict, list]:
+    def _scores(self, photo, caption: str, entries: list, edits: list, reconstruction,
+                report=no_report) -> tuple[dict, list]:
         """({label: scores} of each edit whose direction names its concepts, and of the
         reconstruction against the first of them; notes), when the eval models can be had."""
         from direction_bank.jobs.evaluate import score_pair
@@ -276,13 +277,14 @@ class EditActions(StudioSession):
         first = known[0][0]
         pairs = [score_pair(photo, picture, caption, d.source, d.target) for d, picture in known]
         pairs.append(score_pair(photo, reconstruction, caption, first.source, first.target))
+        report(1.0, f"scoring: {len(pairs)} pictures (CLIP and DINO)")  # the last phase of an edit, said
         told = len(scorer.clip.truncated)
         scores = scorer.score(pairs)
         notes = [scorer.truncation_note()] if len(scorer.clip.truncated) > told else []
         return {**{d.label: s for (d, _), s in zip(known, scores)}, "reconstruction": scores[-1]}, notes
 
     def _outcome(self, image, remembered, edited, folder: Path, seconds, inverted, reused, first, notes, warnings,
-                 digest: str):
+                 digest: str, report=no_report):
         """The EditOutcome of jobs.edit.run_edit's EditedImage: the pictures the page shows (input,
         reconstruction, each direction, the attention overlay) with their scores, and a zip (see
         _archive)."""
@@ -295,7 +297,7 @@ class EditActions(StudioSession):
         photo_path = folder / f"{file_label(Path(image).stem)}.{INPUT}.png"
         save_png(photo, photo_path)
         scores, score_notes = self._scores(photo, caption, edited.directions,
-                                           [picture for _, _, picture in edited.edits], reconstruction)
+                                           [picture for _, _, picture in edited.edits], reconstruction, report)
         shown = [(photo, photo_path, "input"), (reconstruction, reconstruction_path, "reconstruction"),
                  *((picture, path, label) for label, path, picture in edited.edits),
                  *((maps[1], maps[0], f"attention: {word}") for word, maps in edited.attention.items())]
