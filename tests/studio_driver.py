@@ -142,6 +142,8 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     _choose(page, [])
     page.locator("#run").click()
     page.get_by_text("choose at least one direction").first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('#edit-status').innerText.trim() === ''", timeout=30_000)
+    seen["mistake_status"] = page.locator("#edit-status").inner_text()  # no stale line beside Run
     seen["mistake_gallery_images"] = page.locator("#results img").count()
     seen["mistake_caption"] = page.locator("#caption textarea").input_value()
     # on the outputs and inputs (a toast from another tab may still be fading)

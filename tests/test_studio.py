@@ -405,7 +405,7 @@ def test_the_studio_in_a_real_browser_and_through_gradio_client(studio_bank, tin
     assert seen["compare_images"] == 2  # the before/after slider: the input and the first edit
     # a mistake after results: its line, no Error pills, every result and the caption kept
     assert seen["mistake_gallery_images"] == 4 and seen["error_pills"] == 0
-    assert seen["mistake_caption"] == "a photo of a horse"
+    assert seen["mistake_caption"] == "a photo of a horse" and seen["mistake_status"].strip() == ""
     assert "reused the inversion and the reference pass" in seen["second_status"]
     assert seen["second_gallery_labels"].splitlines()[1:] == ["input", "reconstruction", "zebra2horse",
                                                              "attention: horse"]

@@ -382,6 +382,9 @@ def wire(ui: SimpleNamespace, actions) -> None:
         concurrency_limit=1,
         preprocess=False,
     )
+    # every click of Run clears the line beside it first, so a mistake marked on its box never sits
+    # beside the previous job's message (the validator below stops a bad click before job_started)
+    ui.run_button.click(lambda: "", None, ui.edit_status, api_name=False, queue=False)
     ui.run_button.click(
         job_started,
         edit_inputs,
