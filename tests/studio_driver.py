@@ -253,7 +253,7 @@ def _small_things(page, out: Path, seen: dict) -> None:
     _pick(page, "#target", "zebra")
     page.locator("#preview").click()
     page.wait_for_function("document.querySelector('#direction-text textarea').value.includes('horse -> zebra')",
-                           timeout=30_000)
+                           timeout=120_000)  # the first plot imports matplotlib: slow on a loaded machine
     previewed = page.locator("#direction-text textarea").input_value()
     page.locator("#save-name textarea, #save-name input").first.fill("horse2zebra")
     page.locator("#save").click()

@@ -234,7 +234,8 @@ def read_shared_file(path: str | os.PathLike) -> SharedFile:
     """A validated dbank file (.safetensors) or pix2pix-zero concept mean (anything else)."""
     path = Path(path)
     if not path.is_file():
-        raise FileRejected(f"no file at {path}" if not path.exists() else f"{path} is not a regular file")
+        raise FileRejected(f"no file at {path}" if not path.exists() else f"{path} is a directory, not a file"
+                           if path.is_dir() else f"{path} is not a regular file")
     kind = "dbank" if path.suffix == ".safetensors" else "pix2pix-zero"
     if path.stat().st_size > MAX_FILE_BYTES[kind]:
         raise FileRejected(f"{path.name}: over {MAX_FILE_BYTES[kind] >> 20} MiB, too large for a {kind} file")
