@@ -296,6 +296,12 @@ MUTANTS = [
            "shift += tokens[0]", ("tests/test_diffusers_api.py", "-k", "zero_direction")),
     Mutant("hub-provenance-dropped", "direction_bank/sharing/transfer.py",
            '**({"hub": shared.hub} if shared.hub else {})}', "}", ("tests/test_sharing.py", "-k", "hub_goes")),
+    Mutant("scoring-phase-silent", "direction_bank/studio/edit_actions.py",
+           '        report(1.0, f"scoring: {len(pairs)} pictures (CLIP and DINO)")', "        pass",
+           ("tests/test_studio.py", "-k", "scores_each_edit")),
+    Mutant("stale-line-beside-run", "direction_bank/studio/edit_tab.py",
+           '    ui.run_button.click(lambda: "", None, ui.edit_status, api_name=False, queue=False)\n', "",
+           ("tests/test_studio.py", "-k", "real_browser")),
 ]
 
 
