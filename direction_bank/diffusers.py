@@ -26,11 +26,9 @@ def _parts(direction):
     """(tokens [1, 77, D], pooled [1, P] or None) as numpy arrays, of a DirectionResult, a
     dbank direction file's path, or such a pair itself."""
     if isinstance(direction, (str, os.PathLike)):
-        from direction_bank.sharing.files import read_shared_file
+        from direction_bank.sharing.files import read_direction_file
 
-        shared = read_shared_file(direction)
-        if shared.kind != "direction":
-            raise BankError(f"{direction}: a {shared.kind} file, not a direction")
+        shared = read_direction_file(direction)
         return shared.tensors["direction"], shared.tensors.get("direction_pooled")
     if hasattr(direction, "tensor"):
         return direction.tensor, direction.pooled

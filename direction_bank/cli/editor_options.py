@@ -18,7 +18,7 @@ from editor.edit import SETTING_BOUNDS
 def direction_sources(ctx, names, sources, targets, files):
     """[(label, load)] for every direction asked for; load() gives ((tokens [1, 77, D], pooled
     [1, P] for SDXL or None), source concept, target concept, tuning or None)."""
-    from direction_bank.sharing.files import read_shared_file
+    from direction_bank.sharing.files import read_direction_file
 
     if len(sources) != len(targets):
         raise click.UsageError("give --from and --to in pairs")
@@ -29,9 +29,7 @@ def direction_sources(ctx, names, sources, targets, files):
     wanted += [(f"{s}2{t}", lambda s=s, t=t: direction_parts(bank.diff(s, t))) for s, t in zip(sources, targets)]
 
     def from_file(path):
-        shared = read_shared_file(path)
-        if shared.kind != "direction":
-            raise BankError(f"{path}: a {shared.kind} file, not a direction")
+        shared = read_direction_file(path)
         source, target = ((shared.meta.get(role) or {}).get("name") for role in ("source", "target"))
         return ((shared.tensors["direction"], shared.tensors.get("direction_pooled")), source, target,
                 shared.meta.get("tuning"))

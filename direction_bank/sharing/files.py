@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from direction_bank import __version__
-from direction_bank.errors import FileRejected
+from direction_bank.errors import BankError, FileRejected
 from direction_bank.output_files import write_output
 from sd_models.family import model_kind
 
@@ -228,6 +228,14 @@ def _read_pix2pix_zero(path: Path) -> SharedFile:
         raise FileRejected(f"{path.name}: an empty tensor of shape {list(loaded.shape)}, expected [1, 77, D]")
     _check_tensor(path, "mean", tensor, tensor.shape)
     return SharedFile(path, "p2p-zero", {"mean": tensor}, {"dtype": str(loaded.dtype)}, file_sha256(path))
+
+
+def read_direction_file(path: str | os.PathLike) -> SharedFile:
+    """A validated dbank direction file (read_shared_file); one line when it holds something else."""
+    shared = read_shared_file(path)
+    if shared.kind != "direction":
+        raise BankError(f"{path}: a {shared.kind} file, not a direction")
+    return shared
 
 
 def read_shared_file(path: str | os.PathLike) -> SharedFile:

@@ -13,11 +13,10 @@ from sqlalchemy import select
 from db.models import Concept, ImportedFile, Sentence, SentenceEncoding
 from direction_bank.text.cleaning import content_hash, has_control_characters
 from direction_bank.errors import BankError, NameTaken
-from direction_bank.store.records import hub_url
 from direction_bank.sharing.files import POOLED, FileRejected, SharedFile, check_values, write_shared_file
 from direction_bank.names import check_direction_name, check_name
 from direction_bank.store.stats import RunningStats
-from direction_bank.store.records import DirectionResult, EncoderInfo
+from direction_bank.store.records import DirectionResult, EncoderInfo, hub_url
 from direction_bank.store.rows import (
     add_direction, concept_id, latest_direction_version, name_in_use, read_statistics,
     write_statistics,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 Run = Callable[[str, dict], Sequence[tuple]]
 
-CONCEPT_ID = "SELECT id FROM concepts WHERE name = :name"
+_CONCEPT_ID = "SELECT id FROM concepts WHERE name = :name"
 _SENTENCE_COUNTS = """
 SELECT c.id, c.name, COUNT(s.id) FROM concepts c LEFT JOIN sentences s ON s.concept_id = c.id
 WHERE c.trash_id IS NULL GROUP BY c.id, c.name ORDER BY c.name
@@ -36,7 +36,7 @@ WHERE st.concept_id = :concept AND st.encoder_id = :encoder
 
 def concept_id(run: Run, name: str) -> int | None:
     """The id of the concept stored under this (checked) name, None when there is none."""
-    rows = run(CONCEPT_ID, {"name": name})
+    rows = run(_CONCEPT_ID, {"name": name})
     return rows[0][0] if rows else None
 
 
