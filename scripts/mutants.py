@@ -302,6 +302,9 @@ MUTANTS = [
     Mutant("stale-line-beside-run", "direction_bank/studio/edit_tab.py",
            '    ui.run_button.click(lambda: "", None, ui.edit_status, api_name=False, queue=False)\n', "",
            ("tests/test_studio.py", "-k", "real_browser")),
+    Mutant("studio-word-error-dropped", "direction_bank/studio/edit_actions.py",
+           "found, _ = word_directions([choice], bank, None, strict=True)",
+           "found, _ = word_directions([choice], bank, None)", ("tests/test_studio.py", "-k", "cannot_be_diffed")),
 ]
 
 

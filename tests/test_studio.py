@@ -134,6 +134,19 @@ def test_a_word_edits_with_the_saved_direction_or_the_labelled_word_swap(actions
     assert history_label(swap) == "zebra2horse, word-swap horse->unicorn · scale 1 · cross-attention 0.1 · seed 0"
 
 
+def test_a_word_whose_concepts_cannot_be_diffed_is_refused_on_its_box(actions, photo, studio_bank, sd_model_wide):
+    from direction_bank.cli import cli
+    from direction_bank.errors import FieldError
+
+    added = CliRunner().invoke(cli, ["add-concept", "dog", "--sentences", "-"], input="a photo of a dog\n",
+                               env={"DBANK_DB": studio_bank, "DBANK_MODEL": str(sd_model_wide)})
+    assert added.exit_code == 0, added.output
+    with pytest.raises(FieldError) as caught:  # horse and dog: embedded by two different text encoders
+        actions.check_edit(photo, "a photo of a horse", [], steps=STEPS, size=SIZE, to_word="dog")
+    assert caught.value.field == "to_word" and "were embedded by different text encoders" in str(caught.value)
+    assert actions._editor is None
+
+
 @pytest.mark.parametrize("change, field, message", [
     ({"steps": 0}, "steps", "steps 0: use a whole number from 1 to 1000"),
     ({"steps": 2.5}, "steps", "steps 2.5: use a whole number from 1 to 1000"),

@@ -97,10 +97,12 @@ def choose(source: str, target: str, concepts: list[str], saved: list[dict], mod
     return WordChoice(source, target, WORD_SWAP, missing=missing)
 
 
-def word_directions(choices: list[WordChoice], bank, encoder_loader) -> tuple[list[Resolved], list[str]]:
-    """([Resolved], errors) of the choices, as jobs.edit.resolve_directions gives them: saved ones
-    and concept differences read from `bank`; word-swap ones embedded by encoder_loader() (the
-    model's text encoder, loaded once, only when one is needed)."""
+def word_directions(choices: list[WordChoice], bank, encoder_loader,
+                    strict: bool = False) -> tuple[list[Resolved], list[str]]:
+    """([Resolved], errors) of the choices, as jobs.edit.resolve_directions gives them (`strict`:
+    the first that cannot be read is raised): saved ones and concept differences read from
+    `bank`; word-swap ones embedded by encoder_loader() (the model's text encoder, loaded once,
+    only when one is needed)."""
     from direction_bank.jobs.edit import saved_directions
     from direction_bank.jobs.evaluate import word_swap_direction
 
@@ -110,7 +112,7 @@ def word_directions(choices: list[WordChoice], bank, encoder_loader) -> tuple[li
             wanted += saved_directions(bank, [choice.name])
         elif choice.how == CONCEPTS:
             wanted.append((choice.label, lambda c=choice: direction_parts(bank.diff(c.source, c.target))))
-    resolved, errors = resolve_directions(wanted)
+    resolved, errors = resolve_directions(wanted, strict)
     swaps = [choice for choice in choices if choice.how == WORD_SWAP]
     if swaps:
         encoder = encoder_loader()

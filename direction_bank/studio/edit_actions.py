@@ -148,7 +148,10 @@ class EditActions(StudioSession):
                 raise FieldError("directions", str(error)) from None
             choice = self._word_choice(bank, caption, to_word, from_word) if to_word else None
             if choice is not None and choice.how != WORD_SWAP:
-                found, _ = word_directions([choice], bank, None)
+                try:
+                    found, _ = word_directions([choice], bank, None, strict=True)
+                except BankError as error:  # the concepts' statistics cannot be diffed (other encoders)
+                    raise FieldError("to_word", str(error)) from None
                 entries += [entry for entry in found if entry.label not in names]
         entries, chosen_scale, chosen_guidance, notes = apply_tuning(
             entries, None if use_tuned else typed["scale"], None if use_tuned else typed["xa_guidance"])
