@@ -137,6 +137,15 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     seen["gallery_alt"] = page.locator("#results img").evaluate_all("(imgs) => imgs.map((i) => i.alt)")
     seen["status_live"] = page.locator("#edit-status").get_attribute("aria-live")
     seen["compare_images"] = page.locator("#compare img").count()
+    # the before/after line with the keyboard: focused, then moved right by the arrow keys
+    line = page.locator('#compare [role="slider"]')
+    line.focus()
+    seen["slider_focused"] = page.evaluate("document.activeElement.getAttribute('role')")
+    before = (line.get_attribute("aria-valuenow"), line.bounding_box()["x"])
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(300)
+    seen["slider_moved"] = [before, (line.get_attribute("aria-valuenow"), line.bounding_box()["x"])]
     _shot(page, out, "studio.png", seen)
     # a mistake after results: the line beside its box, every result and input kept
     _choose(page, [])
@@ -179,6 +188,20 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     seen["photo_box_height"] = page.locator("#photo img").first.bounding_box()["height"]
     seen["history_fit"] = page.evaluate("getComputedStyle(document.querySelector('#history img')).objectFit")
     _shot(page, out, "edit-by-a-word.png", seen)
+    # the offer to build the concept the word-swap stood in for, with the Bank tab's generator
+    seen["build_offer"] = page.locator("#build-concepts").inner_text()
+    page.get_by_role("tab", name="Bank").click()
+    _pick(page, "#generator", "template")
+    page.locator("#count input").fill("8")
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#build-concepts").click()
+    page.locator("#build-status").get_by_text("run the edit again").wait_for(timeout=120_000)
+    seen["build_status"] = page.locator("#build-status").inner_text()
+    seen["build_offer_after"] = page.locator("#build-concepts").is_visible()
+    _run(page, "the bank's concepts", seen, "built_click_to_images_s")
+    seen["built_status"] = page.locator("#edit-status").inner_text()
+    seen["build_status_after_run"] = page.locator("#build-status").inner_text()  # cleared by Run
+    seen["built_gallery_labels"] = page.locator("#results").inner_text()
     page.locator("#to-word textarea, #to-word input").first.fill("")
     _axe(page, "edit", seen)  # with results, history and the slider on the page
     seeds = set()
@@ -194,10 +217,28 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     seen["focus_ring"] = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
     _choose(page, ["horse2zebra"])
     page.locator("#caption textarea").focus()
-    page.keyboard.press("Control+Enter")
-    page.locator("#edit-status").get_by_text("reused").wait_for(timeout=120_000)
+    entries = page.locator("#history img").count()
+    page.keyboard.press("Control+Enter")  # done when the history holds one more entry (the line may say 'reused' already)
+    page.wait_for_function(f"document.querySelectorAll('#history img').length > {entries}", timeout=120_000)
     page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
     seen["ctrl_enter_status"] = page.locator("#edit-status").inner_text()
+    # an edit's PNG dropped on "load the settings": the settings filled, the photo replaced only when asked
+    dropped = Path(image).with_name("from-the-gallery.png")
+    dropped.write_bytes(page.request.get(page.locator("#results img").nth(2).get_attribute("src")).body())  # horse2zebra
+    photo_before = page.locator("#photo img").first.get_attribute("src")
+    page.locator("#settings-png input[type=file]").set_input_files(str(dropped))
+    try:
+        page.locator("#edit-status").get_by_text("loaded the settings").wait_for(timeout=30_000)
+    except Exception:
+        _shot(page, out, "settings-not-loaded.png", seen)
+        raise SystemExit(f"no settings loaded; beside Run: {page.locator('#edit-status').inner_text()!r}; "
+                         f"dropped {len(dropped.read_bytes())} bytes")
+    seen["settings_status"] = page.locator("#edit-status").inner_text()
+    seen["settings_photo_kept"] = page.locator("#photo img").first.get_attribute("src") == photo_before
+    page.locator("#use-png").click()
+    page.locator("#edit-status").get_by_text("the dropped picture is the photo now").wait_for(timeout=30_000)
+    seen["settings_photo_replaced"] = page.locator("#photo img").first.get_attribute("src") != photo_before
+    seen["settings_offer_after"] = page.locator("#use-png").is_visible()
     _lists_follow_the_bank(page, out, seen)
     _first_run_example(page, out, seen)
 
@@ -205,9 +246,16 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
 def _first_run_example(page, out: Path, seen: dict) -> None:
     """One click: a generated picture of a direction's source concept, edited with it."""
     page.get_by_role("tab", name="Edit").click()
+    # Run without a photo marks the photo box; the example's photo takes the mark away
+    page.locator("#photo").get_by_role("button", name="Remove Image").click()
+    page.locator("#run").click()
+    pill = page.get_by_text("upload or generate a photo first")
+    pill.first.wait_for(timeout=30_000)
+    seen["photo_pill_before_example"] = pill.count()
     page.locator("#example").click()
     page.locator("#edit-status").get_by_text("generated picture").wait_for(timeout=120_000)
     page.wait_for_function("!document.querySelector('#run').disabled", timeout=30_000)
+    seen["photo_pill_after_example"] = pill.count()
     seen["example_status"] = page.locator("#edit-status").inner_text()
     seen["example_caption"] = page.locator("#caption textarea").input_value()
     seen["example_directions"] = page.locator("#directions").inner_text()
@@ -365,6 +413,8 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
     seen["client"] = {"labels": [item["caption"] for item in gallery],
                       "files": [item["image"] for item in gallery], "caption": caption, "message": message,
                       "archive": archive}
+    if auth is not None:  # the login variants check the edit through the login; the rest is the same app's
+        return
     import zipfile
 
     with zipfile.ZipFile(archive) as opened:  # a downloaded edit, dropped back on the page
@@ -372,7 +422,7 @@ def drive_client(url: str, image: str, seen: dict, auth) -> None:
         dropped = Path(image).with_name("dropped.png")
         dropped.write_bytes(opened.read(name))
     loaded = client.predict(handle_file(str(dropped)), api_name="/settings_from_png")
-    seen["loaded_settings"] = [loaded[0], loaded[1], *loaded[2:8], loaded[8]]
+    seen["loaded_settings"] = [loaded[0], loaded[1], *loaded[2:8], loaded[-1]]
     try:
         client.predict(handle_file(image), "", ["no-such-direction"], 1.0, 0.1, 5.0, 3, 64, 0, "", api_name="/edit")
     except Exception as error:  # gradio_client's AppError carries the page's one line

@@ -61,7 +61,7 @@ def build_app(actions, loopback: bool = True):
             tab.select(**listing)
         bank_tab.wire(ui, actions, listing)
         directions_tab.wire(ui, actions, listing)
-        edit_tab.wire(ui, actions)
+        edit_tab.wire(ui, actions, listing)
     app.queue(default_concurrency_limit=4)
     return app
 

@@ -107,6 +107,21 @@ class BankActions(StudioSession):
         stopped = stopped_line(filled)
         return "\n".join([*fill_lines(filled), *([stopped] if stopped else [])])
 
+    def build_concepts(self, words, generator: str | None, llm: str | None, count, seed=0,
+                       report=no_report) -> str:
+        """add_concept for each of `words` (the concepts a word-swap edit stood in for), one after
+        the other, with the progress of each; the lines of each, then how the next edit chooses."""
+        words = list(words or [])
+        if not words:
+            raise BankError("no concept to build: edit to a word the bank holds no concept for first")
+        lines = []
+        for number, word in enumerate(words):
+            def said(fraction, text, number=number, word=word):
+                report((number + fraction) / len(words), f"building {word} ({number + 1} of {len(words)}): {text}")
+
+            lines += self.add_concept(word, generator, llm, count, seed, said).splitlines()
+        return "\n".join([*lines, "run the edit again: it uses the concepts' mean difference now"])
+
     def import_file(self, path: str, name: str | None = None, replace: bool = False) -> str:
         """Import an uploaded dbank file or pix2pix-zero .pt, checked against the server's model.
         A name in use is refused unless `replace` (nothing is lost: see Bank.import_file)."""

@@ -55,6 +55,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                         value=None,
                         label="generator",
                         info="empty: openai when OPENAI_API_KEY is set, else local",
+                        elem_id="generator",
                     )
                     llm = gr.Dropdown(
                         ["", *actions.llms],
@@ -63,7 +64,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                         info="empty: the generator's default; others as the server offers them",
                     )
                 with gr.Row():
-                    count = gr.Number(label="sentences", value=200, precision=0, minimum=1)
+                    count = gr.Number(label="sentences", value=200, precision=0, minimum=1, elem_id="count")
                     new_seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
                 add_button = gr.Button("Add concept", variant="primary")
                 add_status = gr.Textbox(label="report", interactive=False, elem_id="add-status")

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from direction_bank.errors import BankError, FieldError
 from direction_bank.jobs.evaluate import WORD_SWAP
-from direction_bank.jobs.word_edit import word_directions
+from direction_bank.jobs.word_edit import CONCEPTS, WordChoice, word_directions
 from direction_bank.names import file_label
 from direction_bank.studio.fields import file_digest, finite, image_size, opened_photo, whole
 from direction_bank.studio.session import Remembered, StudioSession, no_report
+from direction_bank.studio.words import page_words
 from sd_models.settings import SEED_RANGE
 
 MAX_DIRECTIONS_PER_EDIT = 16
@@ -42,6 +43,7 @@ class EditOutcome:
     # the page's edit controls as this edit ran (caption used, directions, scale, cross-attention
     # guidance, guidance scale, steps, size, seed, attention word, use tuned): a history entry's
     controls: list = field(default_factory=list)
+    missing: tuple = ()  # words a word-swap stood in for: the bank holds no concept of them (yet)
 
 
 @dataclass
@@ -160,8 +162,6 @@ class EditActions(StudioSession):
         controls = [names, typed["scale"], typed["xa_guidance"], typed["guidance_scale"], steps, size, seed, word,
                     bool(use_tuned), to_word, from_word]
         if choice is not None:
-            from direction_bank.studio.words import page_words
-
             notes = [page_words(choice.line()), *notes]
         swaps = [choice] if choice is not None and choice.how == WORD_SWAP else []
         return EditRequest(image, caption, entries, settings, size, seed, word, notes, controls, swaps)
@@ -241,28 +241,39 @@ class EditActions(StudioSession):
         outcome = self._outcome(image, remembered, edited, folder, seconds, inverted, reused, first, request.notes,
                                 warnings, digest, report)
         outcome.controls = [outcome.caption, *request.controls]
+        outcome.missing = tuple(sorted({word for choice in request.swaps for word in choice.missing}))
         return outcome
 
     def settings_from_png(self, path: str) -> dict:
         """The settings a dbank edit's PNG carries, for the page's controls: caption, the
         direction (the version it used, by fingerprint), scale, cross-attention guidance,
-        guidance scale, steps, size, seed; `note` says when an older version is used."""
+        guidance scale, steps, size, seed; `note` says when an older version is used. An edit
+        by a word (a word-swap, or two concepts' mean difference) gives its words instead
+        (`to_word`, `from_word`), so the next edit chooses as that one did."""
+        from direction_bank.errors import UnknownDirection
         from direction_bank.jobs.edit_records import read_parameters
 
         if not path:
             raise BankError("drop a PNG that dbank made")
         data, entry = read_parameters(path)
+        words = ("", "")
         with self.bank(read_only=True) as bank:
-            reference, current = bank.version_with_fingerprint(entry.direction, entry.fingerprint)
+            try:
+                reference, current = bank.version_with_fingerprint(entry.direction, entry.fingerprint)
+            except UnknownDirection:  # no saved direction is the one it used
+                if not _by_a_word(entry):
+                    raise
+                reference, current, words = None, True, (entry.target, entry.source)
         notes = [] if current else [f"{entry.direction!r} has changed since; loaded version "
                                     f"{reference.rsplit('@', 1)[1]}, the one this picture was made with"]
         if data["model"] not in (self.model, self.model_name):  # a picture never chooses the server's model
             notes.append(f"the picture was made with another model ({Path(data['model']).name}); "
                          "this studio edits with its own")
         note = "; ".join(notes)
-        return {"caption": data["caption"], "directions": [reference], "scale": entry.scale,
+        return {"caption": data["caption"], "directions": [reference] if reference else [], "scale": entry.scale,
                 "xa_guidance": entry.xa_guidance, "guidance_scale": data["guidance_scale"], "steps": data["steps"],
-                "size": data["size"], "seed": data["seed"], "note": note}
+                "size": data["size"], "seed": data["seed"], "note": note, "to_word": words[0], "from_word": words[1],
+                "label": entry.direction}
 
     def _scores(self, photo, caption: str, entries: list, edits: list, reconstruction,
                 report=no_report) -> tuple[dict, list]:
@@ -344,9 +355,9 @@ class EditActions(StudioSession):
         return archive
 
 
-def scored_label(name: str, scores: dict | None) -> str:
-    """A gallery caption: the picture's name, and its scores on a line under it when it has some."""
-    if not scores:
-        return name
-    return (f"{name}\nCLIP dir. {scores['clip_directional_similarity']:.3f} · structure "
-            f"{scores['structure_distance']:.4f} · change {scores['whole_image_change']:.3f}")
+def _by_a_word(entry) -> bool:
+    """Whether an edit's record entry is an edit by a word: a word-swap, or the mean difference
+    of two concepts (labelled as word_edit.WordChoice labels it)."""
+    if not (entry.source and entry.target):
+        return False
+    return entry.baseline == WORD_SWAP or entry.direction == WordChoice(entry.source, entry.target, CONCEPTS).label

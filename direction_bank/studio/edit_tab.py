@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import logging
 
 from direction_bank.errors import BankError, FieldError, first_line
-from direction_bank.studio.page import path_of, reporter, shown_errors, visit
+from direction_bank.studio.page import on_button, path_of, reporter, shown_errors, visit
 from direction_bank.studio.session import STOPPING
 from direction_bank.studio.words import (
     EDIT_FIELDS,
@@ -100,11 +100,18 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     run_button = gr.Button("Run edit", variant="primary", elem_id="run", scale=3)
                     cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel", interactive=False, scale=1)
                 edit_status = gr.Markdown(elem_id="edit-status")
+                # offered after a word-swap: the concepts it stood in for, built with the Bank tab's
+                # generator while the page stays usable; the next edit then uses their mean difference
+                with gr.Row():
+                    build_button = gr.Button("build the concepts", visible=False, elem_id="build-concepts", scale=0)
+                    build_status = gr.Markdown(elem_id="build-status")
                 settings_png = gr.File(
                     label="load the settings of an edit dbank made (its PNG)",
                     file_types=[".png"],
                     elem_id="settings-png",
                 )
+                # the dropped picture replaces the photo only when asked
+                use_png_button = gr.Button("use this picture as the photo too", visible=False, elem_id="use-png")
             with gr.Column():
                 gallery = gr.Gallery(
                     label="input · reconstruction · edits",
@@ -131,7 +138,7 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
                     allow_preview=False,
                     format="png",
                 )
-        history, compared = gr.State([]), gr.State(None)
+        history, compared, build_words = gr.State([]), gr.State(None), gr.State([])
         # api only: scripts (gradio_client) get an error for a bad request, the page a line beside Run
         edit_api_trigger = gr.Button(visible=False)
 
@@ -142,14 +149,15 @@ def layout(actions, named: dict, concept_names: list[str], direction_names: list
         use_tuned=use_tuned,
         to_word=to_word, from_word=from_word,
         run_button=run_button, cancel_button=cancel_button, edit_status=edit_status, settings_png=settings_png,
+        build_button=build_button, build_status=build_status, build_words=build_words, use_png_button=use_png_button,
         gallery=gallery, compare=compare, use_as_input=use_as_input, archive=archive,
         history_gallery=history_gallery, history=history, compared=compared, edit_api_trigger=edit_api_trigger,
         edit_tab=edit_tab,
     )
 
 
-def wire(ui: SimpleNamespace, actions) -> None:
-    """The Edit tab's events."""
+def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
+    """The Edit tab's events (`listing`: app.refresh's event, after concepts are built here)."""
     import gradio as gr
 
     @shown_errors
@@ -225,7 +233,8 @@ def wire(ui: SimpleNamespace, actions) -> None:
 
     def shown(outcome, kept: list):
         """An edit on the page: gallery, caption, archive, before/after pair, history strip and
-        its state (the entry keeps the controls it ran with), the pair's state, the line beside Run."""
+        its state (the entry keeps the controls it ran with), the pair's state, the offer to build
+        the concepts a word-swap stood in for (and the words), the line beside Run."""
         gallery = gallery_of(outcome)
         entry = {
             "files": gallery,
@@ -243,6 +252,8 @@ def wire(ui: SimpleNamespace, actions) -> None:
             history_strip(kept),
             kept,
             pair,
+            gr.update(visible=bool(outcome.missing), value=f"build {' and '.join(outcome.missing)} (Bank tab's generator)"),
+            list(outcome.missing),
             status_line(outcome.message, outcome.notes),
         )
 
@@ -256,7 +267,14 @@ def wire(ui: SimpleNamespace, actions) -> None:
                                  word, use_tuned, to_word, from_word, progress)
             return shown(outcome, kept)
 
-        return on_page(run, 7)
+        return on_page(run, 9)
+
+    def build_concepts(words, generator, llm, count, seed, progress=gr.Progress(), request=None):
+        """The offer after a word-swap taken: each missing concept generated, cleaned, embedded and
+        stored with the Bank tab's generator, LLM, count and seed; progress on the page."""
+        visit(request)
+        first, *rest = actions.build_concepts(words, generator, llm, count, seed, report=reporter(progress)).splitlines()
+        return gr.update(visible=False), [], status_line(first, rest)
 
     def try_example(steps, size, seed, kept, progress=gr.Progress(), request=None):
         """The first-run example: a picture the model generates from a saved direction's source
@@ -269,7 +287,7 @@ def wire(ui: SimpleNamespace, actions) -> None:
             outcome = actions.edit(path, prompt, [name], 1.0, 0.1, 5.0, steps, size, seed, report=reporter(progress))
             return (path, [name], *shown(outcome, kept))
 
-        return on_page(run, 9)
+        return on_page(run, 11)
 
     def compare_with(pair, event):
         """A result clicked in the gallery: the before/after slider compares it with the input."""
@@ -323,8 +341,9 @@ def wire(ui: SimpleNamespace, actions) -> None:
             return gr.skip(), status_line("run an edit first: its result becomes the photo")
         return pair[1], status_line("the compared edit is the photo now; write its caption and run again")
 
-    @shown_errors
     def load_settings(upload):
+        """A dbank PNG dropped: its settings in the controls, and the offer to take the picture
+        as the photo too (the photo is not replaced unasked)."""
         found = actions.settings_from_png(path_of(upload))
         if found["note"]:
             gr.Warning(found["note"])
@@ -337,14 +356,23 @@ def wire(ui: SimpleNamespace, actions) -> None:
             found["steps"],
             found["size"],
             found["seed"],
-            f"loaded the settings of {found['directions'][0]} at scale {found['scale']:g}",
+            found["to_word"],
+            found["from_word"],
+            gr.update(visible=True),
+            status_line(f"loaded the settings of {(found['directions'] or [found['label']])[0]} at scale "
+                        f"{found['scale']:g}; the photo is unchanged: 'use this picture as the photo too' replaces it"),
         )
+
+    def use_png(upload):
+        if not path_of(upload):
+            return gr.skip(), gr.update(visible=False), status_line("drop a PNG that dbank made first")
+        return path_of(upload), gr.update(visible=False), status_line("the dropped picture is the photo now")
 
     # Gradio hands the clicked item to a parameter annotated with its class (a string annotation,
     # as this module's future import makes them, is not resolved), and its request to one so annotated
     for handler in (compare_with, restore_entry):
         handler.__annotations__["event"] = gr.SelectData
-    for handler in (generate, edit_api, edit_on_page, try_example, cancel, job_started, job_finished):
+    for handler in (generate, edit_api, edit_on_page, try_example, cancel, job_started, job_finished, build_concepts):
         handler.__annotations__["request"] = gr.Request
 
     ui.suggest_button.click(
@@ -382,9 +410,10 @@ def wire(ui: SimpleNamespace, actions) -> None:
         concurrency_limit=1,
         preprocess=False,
     )
-    # every click of Run clears the line beside it first, so a mistake marked on its box never sits
-    # beside the previous job's message (the validator below stops a bad click before job_started)
-    ui.run_button.click(lambda: "", None, ui.edit_status, api_name=False, queue=False)
+    # every click of Run clears the lines beside it first (the job's, and the last build's), so a
+    # mistake marked on its box never sits beside an earlier message (the validator below stops a
+    # bad click before job_started)
+    ui.run_button.click(lambda: ("", ""), None, [ui.edit_status, ui.build_status], api_name=False, queue=False)
     ui.run_button.click(
         job_started,
         edit_inputs,
@@ -395,14 +424,24 @@ def wire(ui: SimpleNamespace, actions) -> None:
     ).then(
         edit_on_page,
         [*edit_inputs, ui.history],
-        [ui.gallery, ui.caption, ui.archive, ui.compare, ui.history_gallery, ui.history, ui.compared, ui.edit_status],
+        [ui.gallery, ui.caption, ui.archive, ui.compare, ui.history_gallery, ui.history, ui.compared, ui.build_button,
+         ui.build_words, ui.edit_status],
         api_name=False,
         concurrency_id="model",
         concurrency_limit=1,
         preprocess=False,
         show_progress_on=[ui.gallery],
     ).then(job_finished, None, [ui.run_button, ui.cancel_button], api_name=False, queue=False)
-    ui.example_button.click(job_started, None, [ui.run_button, ui.cancel_button, ui.edit_status], api_name=False).then(
+    # the example makes its own photo and settings: a mark left on a box by an earlier Run ("upload or
+    # generate a photo first") no longer applies, so its check passes every box
+    ui.example_button.click(
+        job_started,
+        edit_inputs,
+        [ui.run_button, ui.cancel_button, ui.edit_status],
+        validator=lambda *_: [gr.validate(True, "") for _ in EDIT_FIELDS],
+        api_name=False,
+        preprocess=False,
+    ).then(
         try_example,
         [ui.steps, ui.size, ui.seed, ui.history],
         [
@@ -415,6 +454,8 @@ def wire(ui: SimpleNamespace, actions) -> None:
             ui.history_gallery,
             ui.history,
             ui.compared,
+            ui.build_button,
+            ui.build_words,
             ui.edit_status,
         ],
         api_name=False,
@@ -422,6 +463,9 @@ def wire(ui: SimpleNamespace, actions) -> None:
         concurrency_limit=1,
         show_progress_on=[ui.gallery],
     ).then(job_finished, None, [ui.run_button, ui.cancel_button], api_name=False, queue=False)
+    on_button(ui.build_button, build_concepts, [ui.build_words, ui.generator, ui.llm, ui.count, ui.new_seed],
+              [ui.build_button, ui.build_words, ui.build_status], ui.build_status, api_name="build_concepts",
+              listing=listing, concurrency_id="model", concurrency_limit=1)
     ui.cancel_button.click(cancel, None, [ui.cancel_button, ui.edit_status], api_name=False, queue=False)
     # in the browser: a seed from the whole range (editor.edit's bounds), no round trip
     ui.seed_button.click(None, None, ui.seed, js="() => Math.floor(Math.random() * 4294967296)", api_name=False)
@@ -443,20 +487,16 @@ def wire(ui: SimpleNamespace, actions) -> None:
         js=KEEP_FOCUS_JS,
     )
     ui.use_as_input.click(use_compared, ui.compared, [ui.image, ui.edit_status], api_name=False, queue=False)
-    ui.settings_png.upload(
+    on_button(
+        ui.settings_png,
         load_settings,
         ui.settings_png,
-        [
-            ui.caption,
-            ui.chosen,
-            ui.scale,
-            ui.xa_guidance,
-            ui.guidance_scale,
-            ui.steps,
-            ui.size,
-            ui.seed,
-            ui.edit_status,
-        ],
+        [ui.caption, ui.chosen, ui.scale, ui.xa_guidance, ui.guidance_scale, ui.steps, ui.size, ui.seed, ui.to_word,
+         ui.from_word, ui.use_png_button, ui.edit_status],
+        ui.edit_status,
         api_name="settings_from_png",
+        event="upload",
         preprocess=False,
     )
+    ui.use_png_button.click(use_png, ui.settings_png, [ui.image, ui.use_png_button, ui.edit_status], api_name=False,
+                            preprocess=False, queue=False)

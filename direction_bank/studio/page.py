@@ -55,8 +55,9 @@ def reporter(progress):
 
 
 def on_button(button, handler, inputs, outputs: list, line, *, api_name: str, listing: dict | None = None,
-              **options) -> None:
-    """`handler` run by the page's `button`, and as the API endpoint `api_name` (a hidden twin).
+              event: str = "click", **options) -> None:
+    """`handler` run by the page's `button` (its `event`: a click, or a file's upload), and as the
+    API endpoint `api_name` (a hidden twin).
 
     On the page a mistake (a BankError or EditorError: one line, in the page's words) changes
     nothing but `line`, the status line beside the button (announced to screen readers), which
@@ -84,13 +85,13 @@ def on_button(button, handler, inputs, outputs: list, line, *, api_name: str, li
         values = list(result) if isinstance(result, tuple) else [result]
         return *values, *([] if line in outputs else [""]), True
 
-    event = button.click(page, inputs, [*shown, done], api_name=False, **options)
+    ran = getattr(button, event)(page, inputs, [*shown, done], api_name=False, **options)
     if listing is not None:
         refresh = listing["fn"]
 
         def refreshed(succeeded, *chosen):
             return refresh(*chosen) if succeeded else tuple(gr.skip() for _ in listing["outputs"])
 
-        event.then(refreshed, [done, *listing["inputs"]], listing["outputs"], api_name=False)
+        ran.then(refreshed, [done, *listing["inputs"]], listing["outputs"], api_name=False)
     twin = gr.Button(visible=False)
     twin.click(shown_errors(handler), inputs, outputs, api_name=api_name, **options)

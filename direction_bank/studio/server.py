@@ -15,7 +15,7 @@ MONO = ["ui-monospace", "Consolas", "monospace"]
 # take no ARIA attributes; tabs mount their children when first shown, hence the observer). The
 # same pass mends what axe-core finds in Gradio's own markup: an empty image or file box labelled
 # without a role, upload areas and gallery thumbnails whose label hides their visible text, and
-# icon buttons with no name. Ctrl+Enter runs the edit.
+# icon buttons with no name. Ctrl+Enter runs the edit; the before/after slider takes the arrow keys.
 PAGE_JS = """() => {
   const mark = () => {
     document.querySelectorAll('[id$="-status"]').forEach((el) => {
@@ -32,6 +32,35 @@ PAGE_JS = """() => {
     document.querySelectorAll('button:not([aria-label]):not([title])').forEach((el) => {
       if (!el.innerText.trim()) el.setAttribute('aria-label', el.closest('[aria-label]')?.getAttribute('aria-label') || 'image');
     });
+    document.querySelectorAll('#compare [data-testid="slider"]:not([tabindex])').forEach(keyed_slider);
+  };
+  // the before/after line takes the focus and moves with the arrow keys (5%, Shift 20%): each key is
+  // the drag a mouse would make, so the component's own handler moves it
+  const keyed_slider = (el) => {
+    const value = () => {
+      const line = el.getBoundingClientRect(), frame = el.parentElement.getBoundingClientRect();
+      return Math.round(100 * (line.left + line.width / 2 - frame.left) / (frame.width || 1));
+    };
+    el.setAttribute('tabindex', '0');
+    el.setAttribute('role', 'slider');
+    el.setAttribute('aria-label', 'before and after: where the line between them is');
+    el.setAttribute('aria-valuemin', '0');
+    el.setAttribute('aria-valuemax', '100');
+    el.setAttribute('aria-valuenow', String(value()));
+    el.addEventListener('keydown', (event) => {
+      const step = {ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1}[event.key];
+      if (!step) return;
+      event.preventDefault();
+      const line = el.getBoundingClientRect(), frame = el.parentElement.getBoundingClientRect();
+      const x = line.left + line.width / 2, y = line.top + line.height / 2;
+      const to = Math.min(frame.right, Math.max(frame.left, x + step * frame.width * (event.shiftKey ? 0.2 : 0.05)));
+      const send = (target, type, at) => target.dispatchEvent(new MouseEvent(type,
+        {bubbles: true, cancelable: true, view: window, clientX: at, clientY: y, button: 0}));
+      send(el, 'mousedown', x);
+      send(window, 'mousemove', to);
+      send(window, 'mouseup', to);
+      requestAnimationFrame(() => el.setAttribute('aria-valuenow', String(value())));
+    });
   };
   mark();
   new MutationObserver(mark).observe(document.body, {childList: true, subtree: true, characterData: true});
@@ -45,9 +74,11 @@ PAGE_JS = """() => {
 
 # contrast of at least 4.5:1 for text (WCAG AA), a focus ring a keyboard user can see; a small photo
 # shown at a usable size, gallery captions whole (the scores on a line under the name), history
-# tiles as thumbnails (whole pictures, not crops)
+# tiles as thumbnails (whole pictures, not crops); buttons change state at once (Run fading back in
+# from disabled passed through colours below the contrast it has at either end)
 PAGE_CSS = """
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px !important; }
+button { transition: none !important; }
 footer a, footer button, footer .show-api, footer .settings { color: #374151 !important; opacity: 1 !important; }
 #photo img { width: 100%; height: 300px; object-fit: contain; }
 #results .thumbnail-item, #history .thumbnail-item { aspect-ratio: auto; height: auto; overflow: visible;

@@ -2,8 +2,6 @@
 words, the status lines, and the captions of its galleries and lists."""
 from __future__ import annotations
 
-from direction_bank.studio.edit_actions import scored_label
-
 
 def _info() -> dict:
     """The help under each edit setting: what it does, the usual range, the allowed one."""
@@ -44,7 +42,7 @@ PAGE_WORDS = [
     (r"use a smaller --size", "use a smaller 'size'"),
     (r"; set --llm\b", "; choose another LLM"),
     (r" \(--timeout\)| \(--deadline\)", ""),
-    (r"\(dbank add-concept [^)]* builds (it|them)\)", r"(add \1 on the Bank tab, then edit again)"),
+    (r"\(dbank add-concept [^)]* builds (it|them)\)", r"('build' below makes \1 with the Bank tab's generator)"),
 ]
 
 
@@ -74,6 +72,14 @@ def status_line(message: str, notes=()) -> str:
 def gallery_of(outcome) -> list:
     """(PNG path, caption with its scores) per picture of a studio edit, for the gallery."""
     return [(path, scored_label(label, outcome.scores.get(label))) for path, label in outcome.files]
+
+
+def scored_label(name: str, scores: dict | None) -> str:
+    """A gallery caption: the picture's name, and its scores on a line under it when it has some."""
+    if not scores:
+        return name
+    return (f"{name}\nCLIP dir. {scores['clip_directional_similarity']:.3f} · structure "
+            f"{scores['structure_distance']:.4f} · change {scores['whole_image_change']:.3f}")
 
 
 def history_label(outcome) -> str:
