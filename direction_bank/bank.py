@@ -152,6 +152,15 @@ class Bank:
         return import_file(self.db, shared, self.register_encoder(encoder), name, strict,
                            count or PIX2PIX_ZERO_SENTENCES, overwrite)
 
+    def import_files(self, shared_files: list, encoder: TextEncoder, strict: bool = False, count: int | None = None,
+                     overwrite: bool = False, skip_bad: bool = False, unreadable: tuple[str, ...] = ()):
+        """Import several validated files.SharedFile (a Hub repo's) under their own names, all or
+        nothing unless `skip_bad` (see transfer.import_files); (reports, lines of those left out)."""
+        from direction_bank.sharing.transfer import PIX2PIX_ZERO_SENTENCES, import_files
+
+        return import_files(self.db, shared_files, self.register_encoder(encoder), strict,
+                            count or PIX2PIX_ZERO_SENTENCES, overwrite, skip_bad, unreadable)
+
     def earlier_import(self, shared, name: str | None = None) -> str | None:
         """The name a shared file (same bytes) was imported under and still holds, unless `name`
         asks for another one (importing it again is then a no-op); else None."""

@@ -337,3 +337,27 @@ def test_import_from_the_hub_goes_through_its_cache_offline_and_keeps_where_it_c
         assert refused.returncode == 1 and len(said(refused.stderr)) == 1, refused.stderr
         assert message in refused.stderr and "Traceback" not in refused.stderr
     assert "bad" not in dbank("direction", "list").stdout
+    # the whole repo: every file checked, nothing stored while one is refused, unless --skip-bad
+    reverse = tmp_path / "z2h.safetensors"
+    run_cli("diff", "zebra", "horse", "-o", str(reverse))
+    shutil.copy(reverse, repo / "snapshots" / commit / "sd15" / "z2h.safetensors")
+    refused = dbank("import", "hf://someone/directions")
+    assert refused.returncode == 1 and said(refused.stderr) == [
+        "Error: hf://someone/directions: 1 of 3 files refused, nothing stored: sd15/notes.safetensors: "
+        + said(dbank("import", "hf://someone/directions/sd15/notes.safetensors").stderr)[0].split(
+            "notes.safetensors: ", 1)[1] + "; --skip-bad imports the others"], refused.stderr
+    assert "z2h" not in dbank("direction", "list").stdout
+    whole = dbank("import", "hf://someone/directions", "--skip-bad")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.splitlines() == [
+        "hf://someone/directions/sd15/h2z.safetensors was imported before, as direction h2z-pinned; nothing to do",
+        "imported direction z2h from hf://someone/directions/sd15/z2h.safetensors"]
+    assert said(whole.stderr)[0].startswith("warning: left out sd15/notes.safetensors: ")
+    with Bank(bank_path, read_only=True) as bank:
+        assert np.array_equal(bank.direction("z2h").tensor, read_shared_file(reverse).tensors["direction"])
+        assert bank.direction("z2h").recipe["hub"] == {"hub": "someone/directions", "revision": commit,
+                                                        "path": "sd15/z2h.safetensors"}
+    for args, message in ((("hf://someone/directions", "--name", "x"), "--name names one file"),
+                          (("hf://someone/elsewhere",), "not in the Hugging Face cache")):
+        refused = dbank("import", *args)
+        assert refused.returncode == 1 and len(said(refused.stderr)) == 1 and message in refused.stderr, refused.stderr

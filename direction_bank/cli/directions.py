@@ -290,20 +290,29 @@ def export(ctx, name, concept, output, model, overwrite, as_json):
 @click.option("--overwrite", is_flag=True,
               help="A name in use: a direction gets this as its next version, a concept goes to the trash "
               "first (nothing is lost).")
+@click.option("--skip-bad", is_flag=True,
+              help="A whole repo (hf://OWNER/REPO): import the files that pass and leave out those refused "
+              "(default: nothing is stored if any is refused).")
 @encoder_model_option
 @with_device
 @json_option
 @click.pass_context
-def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_json):
+def import_(ctx, file, name, strict, count, overwrite, skip_bad, model, device, dtype, as_json):
     """Import a dbank direction or concept file, or a pix2pix-zero concept mean (.pt): a path, or
-    hf://OWNER/REPO[@REVISION]/PATH on the Hugging Face Hub (through its cache; offline too)."""
+    hf://OWNER/REPO[@REVISION]/PATH on the Hugging Face Hub (through its cache; offline too), or
+    every .safetensors and .pt file of a repo, hf://OWNER/REPO[@REVISION]."""
     from dataclasses import replace
 
     from direction_bank.errors import NameTaken
     from direction_bank.sharing.files import read_shared_file
-    from direction_bank.sharing.hub import fetch, is_hub_url
+    from direction_bank.sharing.hub import fetch, is_hub_repo, is_hub_url
     from direction_bank.sharing.transfer import import_name
 
+    if is_hub_repo(file):
+        if name is not None:
+            raise BankError("--name names one file; a repo's files are imported under their own names")
+        _import_repo(ctx, file, strict, count, overwrite, skip_bad, load_encoder(model, device, dtype), as_json)
+        return
     if is_hub_url(file):  # fetched (or found in the cache), then checked as a local file is
         local, hub = fetch(file)
         shared = replace(read_shared_file(local), hub=hub)
@@ -328,6 +337,37 @@ def import_(ctx, file, name, strict, count, overwrite, model, device, dtype, as_
         click.echo(f"warning: {warning}", err=True)
 
     emit(as_json, report.as_dict, lambda: [report.summary(file)])
+
+
+def _import_repo(ctx, url: str, strict: bool, count, overwrite: bool, skip_bad: bool, encoder, as_json: bool) -> None:
+    """dbank import hf://OWNER/REPO: each file read and checked, then all stored in one
+    transaction (or, with --skip-bad, those that pass); a line per file."""
+    from dataclasses import replace
+
+    from direction_bank.errors import first_line
+    from direction_bank.sharing.files import read_shared_file
+    from direction_bank.sharing.hub import fetch_repo
+
+    shared, unreadable = [], []
+    for local, hub in fetch_repo(url):
+        try:
+            shared.append(replace(read_shared_file(local), hub=hub))
+        except BankError as error:
+            reason = first_line(error).removeprefix(f"{local}: ").removeprefix(f"{local.name}: ")
+            unreadable.append(f"{hub['path']}: {reason}")  # named by its path in the repo, not in the cache
+    try:
+        reports, skipped = open_bank(ctx, create=True).import_files(shared, encoder, strict, count, overwrite,
+                                                                   skip_bad, tuple(unreadable))
+    except BankError as error:
+        raise BankError(f"{url}: {error}") from None
+    for line in skipped:
+        click.echo(f"warning: left out {line}", err=True)
+    for report in reports:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    in_repo = {str(item.path): item.hub["path"] for item in shared}
+    emit(as_json, lambda: {"repo": url, "imported": [r.as_dict() for r in reports], "left_out": skipped},
+         lambda: [report.summary(f"{url.rstrip('/')}/{in_repo[report.path]}") for report in reports])
 
 
 @cli.command("similar")

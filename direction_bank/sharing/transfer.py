@@ -221,16 +221,63 @@ def import_file(db: Database, shared: SharedFile, encoder: EncoderInfo, name: st
         report.name, report.already_imported = earlier, True
         return report
     _check_encoder(shared, encoder, strict, report)
+    db.write(lambda session: _store(session, shared, encoder, report, count, overwrite))
+    return report
+
+
+def import_files(db: Database, shared_files: list[SharedFile], encoder: EncoderInfo, strict: bool = False,
+                 count: int = PIX2PIX_ZERO_SENTENCES, overwrite: bool = False, skip_bad: bool = False,
+                 unreadable: tuple[str, ...] = ()) -> tuple[list[ImportReport], list[str]]:
+    """Several validated files (a Hub repo's) under their own names, all or nothing: each is
+    checked (the encoder, its name in the bank and among the others) before one transaction
+    stores them all. A refused file (or one of `unreadable`, the lines of files that could not
+    be read) refuses the whole import in one line naming it, unless `skip_bad`, which leaves it
+    out. Returns (a report per file stored or imported before, a line per file left out)."""
+    from direction_bank.errors import first_line
+
+    accepted, refused, names = [], list(unreadable), set()
+    for shared in shared_files:
+        where = shared.hub["path"] if shared.hub else shared.path.name
+        try:
+            report = ImportReport(str(shared.path), shared.kind, import_name(shared))
+            earlier = earlier_import(db, shared)
+            if earlier is not None:
+                report.name, report.already_imported = earlier, True
+            else:
+                _check_encoder(shared, encoder, strict, report)
+                if (shared.kind, report.name) in names:
+                    raise NameTaken(f"another file here is also named {report.name!r}")
+                with db.reading() as session:
+                    if not overwrite and name_in_use(session, shared.kind, report.name):
+                        raise NameTaken(f"a {shared.kind} named {report.name!r} exists (--overwrite stores "
+                                        "over it; nothing is lost)")
+            names.add((shared.kind, report.name))
+            accepted.append((shared, report))
+        except BankError as error:
+            refused.append(f"{where}: {first_line(error)}")
+    if refused and not skip_bad:
+        others = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise BankError(f"{len(refused)} of {len(shared_files) + len(unreadable)} files refused, nothing stored: "
+                        f"{refused[0]}{others}; "
+                        "--skip-bad imports the others")
 
     def store(session) -> None:
-        if shared.kind == "direction":
-            _store_direction(session, shared, encoder, report, overwrite)
-        else:
-            _store_concept(session, shared, encoder, report, count, overwrite)
-        session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
+        for shared, report in accepted:
+            if not report.already_imported:
+                _store(session, shared, encoder, report, count, overwrite)
 
     db.write(store)
-    return report
+    return [report for _, report in accepted], refused
+
+
+def _store(session, shared: SharedFile, encoder: EncoderInfo, report: ImportReport, count: int,
+           overwrite: bool) -> None:
+    """One checked file stored as its kind, and remembered as imported (by its bytes)."""
+    if shared.kind == "direction":
+        _store_direction(session, shared, encoder, report, overwrite)
+    else:
+        _store_concept(session, shared, encoder, report, count, overwrite)
+    session.merge(ImportedFile(sha256=shared.sha256, kind=shared.kind, name=report.name))
 
 
 def earlier_import(db: Database, shared: SharedFile, name: str | None = None) -> str | None:

@@ -432,16 +432,7 @@ def wire(ui: SimpleNamespace, actions, listing: dict) -> None:
         preprocess=False,
         show_progress_on=[ui.gallery],
     ).then(job_finished, None, [ui.run_button, ui.cancel_button], api_name=False, queue=False)
-    # the example makes its own photo and settings: a mark left on a box by an earlier Run ("upload or
-    # generate a photo first") no longer applies, so its check passes every box
-    ui.example_button.click(
-        job_started,
-        edit_inputs,
-        [ui.run_button, ui.cancel_button, ui.edit_status],
-        validator=lambda *_: [gr.validate(True, "") for _ in EDIT_FIELDS],
-        api_name=False,
-        preprocess=False,
-    ).then(
+    ui.example_button.click(job_started, None, [ui.run_button, ui.cancel_button, ui.edit_status], api_name=False).then(
         try_example,
         [ui.steps, ui.size, ui.seed, ui.history],
         [
