@@ -318,6 +318,12 @@ MUTANTS = [
            "return entry.baseline == WORD_SWAP", ("tests/test_studio.py", "-k", "carries_its_words")),
     Mutant("repo-import-stores-despite-refusal", "direction_bank/sharing/transfer.py",
            "    if refused and not skip_bad:\n", "    if False:\n", ("tests/test_sharing.py", "-k", "hub_goes")),
+    Mutant("card-without-base-model", "direction_bank/sharing/publish.py",
+           "    base = hub_model_id(direction.encoder.model)\n", "    base = None\n",
+           ("tests/test_sharing.py", "-k", "publish_writes and sqlite")),
+    Mutant("publish-writes-over-a-folder", "direction_bank/sharing/publish.py",
+           "    if folder.exists() and any(folder.iterdir()) and not overwrite:\n", "    if False:\n",
+           ("tests/test_sharing.py", "-k", "publish_writes and sqlite")),
     Mutant("slider-step-too-far", "direction_bank/studio/server.py", "(event.shiftKey ? 0.2 : 0.05)",
            "(event.shiftKey ? 0.2 : 0.1)", ("tests/test_studio.py", "-k", "real_browser")),
 ]

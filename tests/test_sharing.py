@@ -343,9 +343,8 @@ def test_import_from_the_hub_goes_through_its_cache_offline_and_keeps_where_it_c
     shutil.copy(reverse, repo / "snapshots" / commit / "sd15" / "z2h.safetensors")
     refused = dbank("import", "hf://someone/directions")
     assert refused.returncode == 1 and said(refused.stderr) == [
-        "Error: hf://someone/directions: 1 of 3 files refused, nothing stored: sd15/notes.safetensors: "
-        + said(dbank("import", "hf://someone/directions/sd15/notes.safetensors").stderr)[0].split(
-            "notes.safetensors: ", 1)[1] + "; --skip-bad imports the others"], refused.stderr
+        "Error: hf://someone/directions: 1 of 3 files refused, nothing stored: sd15/notes.safetensors: not a dbank "
+        "file (empty, truncated or not safetensors); --skip-bad imports the others"], refused.stderr
     assert "z2h" not in dbank("direction", "list").stdout
     whole = dbank("import", "hf://someone/directions", "--skip-bad")
     assert whole.returncode == 0, whole.stderr
@@ -361,3 +360,61 @@ def test_import_from_the_hub_goes_through_its_cache_offline_and_keeps_where_it_c
                           (("hf://someone/elsewhere",), "not in the Hugging Face cache")):
         refused = dbank("import", *args)
         assert refused.returncode == 1 and len(said(refused.stderr)) == 1 and message in refused.stderr, refused.stderr
+
+
+def test_publish_writes_a_hub_repo_folder_whose_card_huggingface_hub_reads(run_cli, tmp_path, sd_model, database,
+                                                                           monkeypatch):
+    """dbank publish: the direction file (the bank's very tensor, no local folder named) and a
+    README.md that huggingface_hub's own ModelCard parses; a folder with files is not written
+    over; --push says in one line why it cannot upload here."""
+    from dataclasses import replace
+
+    from huggingface_hub import ModelCard, constants
+
+    from direction_bank.sharing.publish import model_card
+
+    run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
+    run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
+    run_cli("diff", "horse", "zebra", "--save", "horse2zebra")
+    folder = tmp_path / "repo"
+    done = run_cli("publish", "horse2zebra", "-o", str(folder), "--license", "mit")
+    assert done.exit_code == 0 and done.stdout == f"wrote {folder}: horse2zebra.safetensors, README.md\n", done.stderr
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.to_dict() == {"library_name": "dbank", "license": "mit",
+                                   "tags": ["pix2pix-zero", "dbank", "stable-diffusion", "edit-direction"]}
+    shown = json.loads(run_cli("show", "horse2zebra", "--json").stdout)
+    for line in (f"| source | horse | {len(HORSE)} |", f"| target | zebra | {len(ZEBRA)} |", f"- {HORSE[0]}",
+                 f"- {ZEBRA[0]}", f"- signal-to-noise: {shown['confidence']['snr']:.2f} ",
+                 "dbank import hf://OWNER/REPO/horse2zebra.safetensors",
+                 'image = pipe(**steered(pipe, "a photo of a horse", [(direction, 1.0)])).images[0]'):
+        assert line in card.text, line
+    with Bank(database, read_only=True) as bank:
+        direction = bank.direction("horse2zebra")
+    published = read_shared_file(folder / "horse2zebra.safetensors")
+    assert np.array_equal(published.tensors["direction"], direction.tensor)
+    assert str(sd_model.parent) not in json.dumps(published.meta) + card.content  # no folder of this machine
+    again = run_cli("publish", "horse2zebra", "-o", str(folder))
+    assert again.exit_code == 1 and said(again.stderr) == [
+        f"Error: {folder}: not empty; choose a new folder, or pass --overwrite to replace its direction file and "
+        "README.md"]
+    # a Hub model id is the card's base_model (a local folder is not)
+    on_hub = replace(direction, encoder=replace(direction.encoder, model="CompVis/stable-diffusion-v1-4"))
+    text = model_card(on_hub, "horse2zebra.safetensors", {}, "mit", "ana/horse2zebra")
+    assert ModelCard(text).data.base_model == "CompVis/stable-diffusion-v1-4"
+    assert 'direction = hf_hub_download("ana/horse2zebra", "horse2zebra.safetensors")' in text
+    # --push: the folder is written, then one line on why it cannot upload
+    offline = run_cli("publish", "horse2zebra", "-o", str(tmp_path / "offline"), "--push", "ana/horse2zebra")
+    assert offline.exit_code == 1 and said(offline.stderr) == [
+        "Error: cannot push: HF_HUB_OFFLINE is set (the folder is written; push it when online)"]
+    assert (tmp_path / "offline" / "README.md").is_file()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    tokenless = run_cli("publish", "horse2zebra", "-o", str(tmp_path / "tokenless"), "--push", "ana/horse2zebra")
+    assert tokenless.exit_code == 1 and "cannot push: no Hugging Face token" in tokenless.stderr
+
+
+@pytest.mark.skip(reason="the upload itself (huggingface_hub.upload_folder) needs the Hub and a token, which this "
+                         "machine cannot reach; everything before it is tested above")
+def test_publish_push_uploads_the_folder():
+    """Left for a machine with the Hub: dbank publish NAME -o DIR --push OWNER/REPO."""

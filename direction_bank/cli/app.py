@@ -86,7 +86,7 @@ class BankGroup(click.Group):
     COMMAND_MODULES = {
         "concepts": ("add-concept", "concepts", "generators", "remove", "remove-sentence", "sentences"),
         "demo": ("demo-model",),
-        "directions": ("diff", "direction", "export", "import", "show", "similar"),
+        "directions": ("diff", "direction", "export", "import", "publish", "show", "similar"),
         "editing": ("edit", "generate-edit", "sweep"),
         "evaluation": ("eval", "tune"),
         "studio": ("studio",),

@@ -1,5 +1,5 @@
 """`dbank` commands for directions: show, diff, direction create/list/show/remove, export,
-import, similar."""
+import, publish, similar."""
 from __future__ import annotations
 
 
@@ -368,6 +368,31 @@ def _import_repo(ctx, url: str, strict: bool, count, overwrite: bool, skip_bad: 
     in_repo = {str(item.path): item.hub["path"] for item in shared}
     emit(as_json, lambda: {"repo": url, "imported": [r.as_dict() for r in reports], "left_out": skipped},
          lambda: [report.summary(f"{url.rstrip('/')}/{in_repo[report.path]}") for report in reports])
+
+
+@cli.command("publish")
+@click.argument("name")
+@click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the Hub repo into (new or empty).")
+@click.option("--license", "license_", default="openrail", show_default=True,
+              help="The license the model card names (a Hub license id).")
+@click.option("--push", "repo", default=None, metavar="OWNER/REPO",
+              help="Then upload the folder to this Hub model repo (online, with a token).")
+@click.option("--overwrite", is_flag=True, help="Replace the direction file and README.md in a folder that has them.")
+@json_option
+@click.pass_context
+def publish(ctx, name, folder, license_, repo, overwrite, as_json):
+    """Write a saved direction as a Hugging Face Hub model repo: NAME.safetensors and a model card
+    (README.md: metadata, the concepts and their sentence counts, sample sentences,
+    signal-to-noise, the tuned setting, how to use it with dbank and with diffusers); --push
+    uploads it. Others import it with dbank import hf://OWNER/REPO."""
+    from direction_bank.sharing.publish import publish as write_repo, push
+
+    bank = open_bank(ctx, read_only=True)
+    written = write_repo(bank, name, folder, license_, repo, overwrite)
+    pushed = push(folder, repo) if repo else None
+    emit(as_json, lambda: {**written, "pushed": pushed},
+         lambda: [f"wrote {folder}: {', '.join(written['files'])}", *([f"pushed: {pushed}"] if pushed else [])])
 
 
 @cli.command("similar")
