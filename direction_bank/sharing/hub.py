@@ -5,6 +5,7 @@ offline mode included), then checked exactly as a local file is; `hf://OWNER/REP
 The import keeps where each came from (repo, the commit the revision resolved to, the path)."""
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -36,30 +37,25 @@ def parse_hub_url(text: str) -> tuple[str, str | None, str]:
     return found["repo"], found["revision"], found["path"]
 
 
+@contextlib.contextmanager
 def _one_line(text: str, repo: str, revision: str | None, path: str | None = None):
-    """The Hub's errors on fetching `text` as dbank's one line (a context manager)."""
-    import contextlib
-
+    """The Hub's errors on fetching `text` as dbank's one line."""
     from huggingface_hub.errors import (
         EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
     )
 
-    @contextlib.contextmanager
-    def said():
-        try:
-            yield
-        except LocalEntryNotFoundError:
-            raise BankError(f"{text}: not in the Hugging Face cache, and the Hub cannot be reached (offline, or "
-                            "HF_HUB_OFFLINE=1): connect once to download it") from None
-        except RevisionNotFoundError:
-            raise BankError(f"{text}: the repo {repo} has no revision {revision!r}") from None
-        except EntryNotFoundError:
-            raise BankError(f"{text}: the repo {repo} holds no file {path!r}") from None
-        except RepositoryNotFoundError:
-            raise BankError(f"{text}: no model repo {repo} on the Hub (or it is private: log in with hf auth "
-                            "login)") from None
-
-    return said()
+    try:
+        yield
+    except LocalEntryNotFoundError:
+        raise BankError(f"{text}: not in the Hugging Face cache, and the Hub cannot be reached (offline, or "
+                        "HF_HUB_OFFLINE=1): connect once to download it") from None
+    except RevisionNotFoundError:
+        raise BankError(f"{text}: the repo {repo} has no revision {revision!r}") from None
+    except EntryNotFoundError:
+        raise BankError(f"{text}: the repo {repo} holds no file {path!r}") from None
+    except RepositoryNotFoundError:
+        raise BankError(f"{text}: no model repo {repo} on the Hub (or it is private: log in with hf auth "
+                        "login)") from None
 
 
 def fetch_repo(text: str) -> list[tuple[Path, dict]]:
