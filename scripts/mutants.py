@@ -324,6 +324,9 @@ MUTANTS = [
     Mutant("publish-writes-over-a-folder", "direction_bank/sharing/publish.py",
            "    if folder.exists() and any(folder.iterdir()) and not overwrite:\n", "    if False:\n",
            ("tests/test_sharing.py", "-k", "publish_writes and sqlite")),
+    Mutant("publish-takes-any-license", "direction_bank/sharing/publish.py",
+           "    if not _LICENSE.fullmatch(license):\n", "    if False:\n",
+           ("tests/test_sharing.py", "-k", "publish_writes and sqlite")),
     Mutant("slider-step-too-far", "direction_bank/studio/server.py", "(event.shiftKey ? 0.2 : 0.05)",
            "(event.shiftKey ? 0.2 : 0.1)", ("tests/test_studio.py", "-k", "real_browser")),
 ]

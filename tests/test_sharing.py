@@ -397,6 +397,12 @@ def test_publish_writes_a_hub_repo_folder_whose_card_huggingface_hub_reads(run_c
     assert again.exit_code == 1 and said(again.stderr) == [
         f"Error: {folder}: not empty; choose a new folder, or pass --overwrite to replace its direction file and "
         "README.md"]
+    for args, message in ((("--license", "mit\ntags: [x]"), "--license 'mit\\ntags: [x]': give a Hub license id"),
+                          (("--push", "not a repo"), "--push 'not a repo': give OWNER/REPO")):
+        odd = run_cli("publish", "horse2zebra", "-o", str(tmp_path / "odd"), *args)
+        assert odd.exit_code == 1 and len(said(odd.stderr)) == 1, odd.stderr
+        assert said(odd.stderr)[0].startswith(f"Error: {message}"), odd.stderr
+    assert not (tmp_path / "odd").exists()  # refused before anything is written
     # a Hub model id is the card's base_model (a local folder is not)
     on_hub = replace(direction, encoder=replace(direction.encoder, model="CompVis/stable-diffusion-v1-4"))
     text = model_card(on_hub, "horse2zebra.safetensors", {}, "mit", "ana/horse2zebra")
