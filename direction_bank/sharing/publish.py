@@ -16,12 +16,15 @@ _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")  # the Hub's license ids: apache-2.0, openrail++, cc-by-4.0, other
 
 
-def check_publish(license: str, repo: str | None) -> None:
-    """One line, before anything is written, for a license that is no Hub license id or a
-    --push target that is no OWNER/REPO."""
+def check_license(license: str) -> None:
+    """One line for a license that is no Hub license id."""
     if not _LICENSE.fullmatch(license):
         raise BankError(f"--license {license[:60]!r}: give a Hub license id (apache-2.0, mit, openrail, other, ...)")
-    if repo is not None and not _HUB_ID.fullmatch(repo):
+
+
+def check_repo(repo: str) -> None:
+    """One line for a --push target that is no OWNER/REPO."""
+    if not _HUB_ID.fullmatch(repo):
         raise BankError(f"--push {repo[:60]!r}: give OWNER/REPO")
 
 
@@ -91,7 +94,9 @@ def publish(bank, name: str, folder: str | os.PathLike, license: str, repo: str 
     model card README.md. Returns {"folder", "files"}."""
     from direction_bank.names import file_label
 
-    check_publish(license, repo)
+    check_license(license)  # both before anything is written
+    if repo is not None:
+        check_repo(repo)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise BankError(f"{folder}: exists and is not a folder")
@@ -120,7 +125,7 @@ def push(folder: str | os.PathLike, repo: str) -> str:
     import huggingface_hub
     from huggingface_hub import constants
 
-    check_publish("other", repo)
+    check_repo(repo)
     if constants.HF_HUB_OFFLINE:
         raise BankError("cannot push: HF_HUB_OFFLINE is set (the folder is written; push it when online)")
     if not huggingface_hub.get_token():
