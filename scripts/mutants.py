@@ -302,7 +302,7 @@ MUTANTS = [
     Mutant("stale-line-beside-run", "direction_bank/studio/edit_tab.py",
            '    ui.run_button.click(lambda: ("", ""), None, [ui.edit_status, ui.build_status], api_name=False, queue=False)\n',
            "",
-           ("tests/test_studio.py", "-k", "real_browser")),
+           ("tests/test_studio.py", "-k", "edit_tab_in_a_real_browser")),
     Mutant("studio-word-error-dropped", "direction_bank/studio/edit_actions.py",
            "found, _ = word_directions([choice], bank, None, strict=True)",
            "found, _ = word_directions([choice], bank, None)", ("tests/test_studio.py", "-k", "cannot_be_diffed")),
@@ -328,7 +328,7 @@ MUTANTS = [
            "    if not _LICENSE.fullmatch(license):\n", "    if False:\n",
            ("tests/test_sharing.py", "-k", "publish_writes and sqlite")),
     Mutant("slider-step-too-far", "direction_bank/studio/server.py", "(event.shiftKey ? 0.2 : 0.05)",
-           "(event.shiftKey ? 0.2 : 0.1)", ("tests/test_studio.py", "-k", "real_browser")),
+           "(event.shiftKey ? 0.2 : 0.1)", ("tests/test_studio.py", "-k", "edit_tab_in_a_real_browser")),
 ]
 
 

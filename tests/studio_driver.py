@@ -3,7 +3,10 @@ and with gradio_client, and writes what it saw to a JSON file. Run by tests/test
 loopback-only network namespace (server, browser and client all inside it), so it needs no
 network and nothing it does can reach another address.
 
-    python tests/studio_driver.py OUT_FOLDER IMAGE PORT [--auth USER:PASSWORD] [--host HOST]
+    python tests/studio_driver.py OUT_FOLDER IMAGE PORT PART [--auth USER:PASSWORD] [--host HOST]
+
+PART: `tabs` (the Bank and Directions tabs, the lists following the CLI, then gradio_client),
+`edit` (the Edit tab and the first-run example), or `login` (gradio_client through the login only).
 """
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ def wait_for_port(host: str, port: int, server, seconds: float = 120) -> None:
     raise SystemExit("the server did not come up")
 
 
-def drive_browser(url: str, image: str, out: Path, seen: dict) -> None:
-    """Load the page, check the concepts, run two edits on one photo, keep a screenshot."""
+def drive_browser(url: str, image: str, out: Path, seen: dict, flow) -> None:
+    """Load the page, wait for the concepts it fills on load, then click through `flow`."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -47,7 +50,10 @@ def drive_browser(url: str, image: str, out: Path, seen: dict) -> None:
         requests = []
         page.on("request", lambda request: requests.append(request.url))
         try:
-            _edit_twice(page, url, image, out, seen)
+            page.goto(url, wait_until="load")
+            page.locator("#concepts").get_by_text("zebra").first.wait_for(timeout=30_000)  # filled on load
+            seen["concepts_table"] = page.locator("#concepts").inner_text()
+            flow(page, image, out, seen)
         except Exception:
             page.screenshot(path=str(out / "failed.png"), full_page=True)
             raise
@@ -94,11 +100,16 @@ def _run(page, wait_for: str, seen: dict, key: str) -> None:
     seen[key] = time.monotonic() - started
 
 
-def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
-    page.goto(url, wait_until="load")
-    page.locator("#concepts").get_by_text("zebra").first.wait_for(timeout=30_000)  # filled on load
-    seen["concepts_table"] = page.locator("#concepts").inner_text()
+def _the_other_tabs(page, image: str, out: Path, seen: dict) -> None:
+    """The Bank and Directions tabs, and the lists following what the CLI changes."""
     _small_things(page, out, seen)
+    _lists_follow_the_bank(page, out, seen)
+
+
+def _edit_tab(page, image: str, out: Path, seen: dict) -> None:
+    """Edits on one photo: refused values, results, a mistake, a reused inversion, a long job
+    cancelled, the history, an edit by a word and its build, the keyboard, settings from a PNG,
+    then the first-run example."""
     page.get_by_role("tab", name="Edit").click()
     seen["info_text"] = page.locator("#scale").inner_text()
     # a .png that is not an image: dbank's line, and the photo box stays empty
@@ -239,7 +250,6 @@ def _edit_twice(page, url: str, image: str, out: Path, seen: dict) -> None:
     page.locator("#edit-status").get_by_text("the dropped picture is the photo now").wait_for(timeout=30_000)
     seen["settings_photo_replaced"] = page.locator("#photo img").first.get_attribute("src") != photo_before
     seen["settings_offer_after"] = page.locator("#use-png").is_visible()
-    _lists_follow_the_bank(page, out, seen)
     _first_run_example(page, out, seen)
 
 
@@ -486,8 +496,8 @@ def try_logins(url: str, auth) -> dict:
 
 
 def main() -> None:
-    out, image, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    extra = sys.argv[4:]
+    out, image, port, part = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    extra = sys.argv[5:]
     auth = None
     if "--auth" in extra:
         auth = tuple(extra[extra.index("--auth") + 1].split(":", 1))
@@ -499,8 +509,11 @@ def main() -> None:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(served, served)
         wait_for_port(host, port, server)
         url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-        if auth is None:
-            drive_browser(url, image, out, seen)
+        if part == "edit":
+            drive_browser(url, image, out, seen, _edit_tab)
+        elif part == "tabs":
+            drive_browser(url, image, out, seen, _the_other_tabs)
+            drive_client(url, image, seen, auth)
         else:
             import urllib.request
 
@@ -509,8 +522,7 @@ def main() -> None:
                 seen["config_without_login"] = 200
             except urllib.error.HTTPError as error:
                 seen["config_without_login"] = error.code
-        drive_client(url, image, seen, auth)
-        if auth is not None:
+            drive_client(url, image, seen, auth)
             seen["logins"] = try_logins(url, auth)
     finally:
         server.terminate()

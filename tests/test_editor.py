@@ -740,10 +740,11 @@ def test_the_inversion_cache_tells_apart_the_captioning_models(tiny_sd, image, t
 
 @pytest.mark.long
 def test_fp32_state_keeps_a_low_precision_unet_closer_to_full_precision(tiny_sd, image):
-    """A bf16 UNet (CPU), 50 steps, one direction: with the latents, the guidance step and the scheduler in
-    float32 the edit lands closer to the all-float32 one than with everything in bf16, whose
-    spacing near |x| = 4 (0.03) rounds small updates away step after step (measured: 0.079
-    against 0.127 mean absolute error on the latents)."""
+    """A bf16 UNet (CPU), 50 steps, one direction: with the latents and the scheduler in float32 the
+    edit lands closer to the all-float32 one than with everything in bf16, whose spacing near
+    |x| = 4 (0.03) rounds small updates away step after step (measured: 0.074 against 0.121 mean
+    absolute error on the latents). Cross-attention guidance is off: it halves the time (bf16 on a CPU is
+    slow) and the scheduler's updates alone show the rounding; fewer steps do not."""
     from editor.edit import edit
 
     full = Editor(str(tiny_sd), device="cpu", dtype="fp32")
@@ -751,7 +752,7 @@ def test_fp32_state_keeps_a_low_precision_unet_closer_to_full_precision(tiny_sd,
     inversion = full.invert_file(image, "a photo of a horse", 32, 50)
     caption = encode_prompts(full.components, ["a photo of a horse"])
     directions = torch.as_tensor(_directions(1))
-    settings = EditSettings(steps=50)
+    settings = EditSettings(steps=50, xa_guidance=0.0)
     reference, _ = edit(full.components, inversion.latents, caption, directions, settings)
     mixed, _ = edit(half.components, inversion.latents, caption, directions, settings)
     low, _ = edit(half.components, inversion.latents, caption, directions, settings, state_dtype=torch.bfloat16)

@@ -294,7 +294,8 @@ def test_import_from_the_hub_goes_through_its_cache_offline_and_keeps_where_it_c
     import os
     import shutil
     import subprocess
-    import sys
+
+    from tests.warm_cli import warm_dbank
 
     run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
     run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
@@ -310,56 +311,58 @@ def test_import_from_the_hub_goes_through_its_cache_offline_and_keeps_where_it_c
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "DBANK_DB": str(bank_path),
            "DBANK_MODEL": str(sd_model), "DBANK_DEBUG": "0"}
 
-    def dbank(*args):
-        return subprocess.run([sys.executable, "-m", "direction_bank.cli", *args], env=env, capture_output=True,
-                              text=True)
+    def dbank(*args):  # the console script, forked from a warm process started with env (tests/warm_cli.py)
+        return subprocess.run([str(warm / "dbank"), *args], env=env, capture_output=True, text=True)
 
-    done = dbank("import", "hf://someone/directions/sd15/h2z.safetensors", "--name", "h2z-hub")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().startswith("imported direction h2z-hub from hf://someone/directions/sd15/h2z.safetensors")
-    shown = dbank("show", "h2z-hub").stdout
-    digest = __import__("hashlib").sha256(made.read_bytes()).hexdigest()
-    assert f"from hf://someone/directions@{commit}/sd15/h2z.safetensors (sha256 {digest[:12]})" in shown
-    history = dbank("direction", "history", "h2z-hub").stdout
-    assert f"hf://someone/directions@{commit}/sd15/h2z.safetensors" in history
-    with Bank(bank_path, read_only=True) as bank:  # the very tensor that was exported
-        assert np.array_equal(bank.direction("h2z-hub").tensor, read_shared_file(made).tensors["direction"])
-        assert bank.direction("h2z-hub").recipe["hub"] == {"hub": "someone/directions", "revision": commit,
-                                                            "path": "sd15/h2z.safetensors"}
-    pinned = dbank("import", f"hf://someone/directions@{commit}/sd15/h2z.safetensors", "--name", "h2z-pinned")
-    assert pinned.returncode == 0, pinned.stderr
-    for url, message in (
-            ("hf://someone/directions/sd15/missing.safetensors", "not in the Hugging Face cache, and the Hub cannot "
-             "be reached"),
-            ("hf://someone/directions/sd15/notes.safetensors", "notes.safetensors"),
-            ("hf://someone/directions/../x", "give hf://OWNER/REPO/PATH")):
-        refused = dbank("import", url, "--name", "bad")
-        assert refused.returncode == 1 and len(said(refused.stderr)) == 1, refused.stderr
-        assert message in refused.stderr and "Traceback" not in refused.stderr
-    assert "bad" not in dbank("direction", "list").stdout
-    # the whole repo: every file checked, nothing stored while one is refused, unless --skip-bad
-    reverse = tmp_path / "z2h.safetensors"
-    run_cli("diff", "zebra", "horse", "-o", str(reverse))
-    shutil.copy(reverse, repo / "snapshots" / commit / "sd15" / "z2h.safetensors")
-    refused = dbank("import", "hf://someone/directions")
-    assert refused.returncode == 1 and said(refused.stderr) == [
-        "Error: hf://someone/directions: 1 of 3 files refused, nothing stored: sd15/notes.safetensors: not a dbank "
-        "file (empty, truncated or not safetensors); --skip-bad imports the others"], refused.stderr
-    assert "z2h" not in dbank("direction", "list").stdout
-    whole = dbank("import", "hf://someone/directions", "--skip-bad")
-    assert whole.returncode == 0, whole.stderr
-    assert whole.stdout.splitlines() == [
-        "hf://someone/directions/sd15/h2z.safetensors was imported before, as direction h2z-pinned; nothing to do",
-        "imported direction z2h from hf://someone/directions/sd15/z2h.safetensors"]
-    assert said(whole.stderr)[0].startswith("warning: left out sd15/notes.safetensors: ")
-    with Bank(bank_path, read_only=True) as bank:
-        assert np.array_equal(bank.direction("z2h").tensor, read_shared_file(reverse).tensors["direction"])
-        assert bank.direction("z2h").recipe["hub"] == {"hub": "someone/directions", "revision": commit,
-                                                        "path": "sd15/z2h.safetensors"}
-    for args, message in ((("hf://someone/directions", "--name", "x"), "--name names one file"),
-                          (("hf://someone/elsewhere",), "not in the Hugging Face cache")):
-        refused = dbank("import", *args)
-        assert refused.returncode == 1 and len(said(refused.stderr)) == 1 and message in refused.stderr, refused.stderr
+    with warm_dbank(tmp_path / "warm", env) as warm:
+        done = dbank("import", "hf://someone/directions/sd15/h2z.safetensors", "--name", "h2z-hub")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().startswith(
+            "imported direction h2z-hub from hf://someone/directions/sd15/h2z.safetensors")
+        shown = dbank("show", "h2z-hub").stdout
+        digest = __import__("hashlib").sha256(made.read_bytes()).hexdigest()
+        assert f"from hf://someone/directions@{commit}/sd15/h2z.safetensors (sha256 {digest[:12]})" in shown
+        history = dbank("direction", "history", "h2z-hub").stdout
+        assert f"hf://someone/directions@{commit}/sd15/h2z.safetensors" in history
+        with Bank(bank_path, read_only=True) as bank:  # the very tensor that was exported
+            assert np.array_equal(bank.direction("h2z-hub").tensor, read_shared_file(made).tensors["direction"])
+            assert bank.direction("h2z-hub").recipe["hub"] == {"hub": "someone/directions", "revision": commit,
+                                                                "path": "sd15/h2z.safetensors"}
+        pinned = dbank("import", f"hf://someone/directions@{commit}/sd15/h2z.safetensors", "--name", "h2z-pinned")
+        assert pinned.returncode == 0, pinned.stderr
+        for url, message in (
+                ("hf://someone/directions/sd15/missing.safetensors",
+                 "not in the Hugging Face cache, and the Hub cannot be reached"),
+                ("hf://someone/directions/sd15/notes.safetensors", "notes.safetensors"),
+                ("hf://someone/directions/../x", "give hf://OWNER/REPO/PATH")):
+            refused = dbank("import", url, "--name", "bad")
+            assert refused.returncode == 1 and len(said(refused.stderr)) == 1, refused.stderr
+            assert message in refused.stderr and "Traceback" not in refused.stderr
+        assert "bad" not in dbank("direction", "list").stdout
+        # the whole repo: every file checked, nothing stored while one is refused, unless --skip-bad
+        reverse = tmp_path / "z2h.safetensors"
+        run_cli("diff", "zebra", "horse", "-o", str(reverse))
+        shutil.copy(reverse, repo / "snapshots" / commit / "sd15" / "z2h.safetensors")
+        refused = dbank("import", "hf://someone/directions")
+        assert refused.returncode == 1 and said(refused.stderr) == [
+            "Error: hf://someone/directions: 1 of 3 files refused, nothing stored: sd15/notes.safetensors: not a dbank "
+            "file (empty, truncated or not safetensors); --skip-bad imports the others"], refused.stderr
+        assert "z2h" not in dbank("direction", "list").stdout
+        whole = dbank("import", "hf://someone/directions", "--skip-bad")
+        assert whole.returncode == 0, whole.stderr
+        assert whole.stdout.splitlines() == [
+            "hf://someone/directions/sd15/h2z.safetensors was imported before, as direction h2z-pinned; nothing to do",
+            "imported direction z2h from hf://someone/directions/sd15/z2h.safetensors"]
+        assert said(whole.stderr)[0].startswith("warning: left out sd15/notes.safetensors: ")
+        with Bank(bank_path, read_only=True) as bank:
+            assert np.array_equal(bank.direction("z2h").tensor, read_shared_file(reverse).tensors["direction"])
+            assert bank.direction("z2h").recipe["hub"] == {"hub": "someone/directions", "revision": commit,
+                                                            "path": "sd15/z2h.safetensors"}
+        for args, message in ((("hf://someone/directions", "--name", "x"), "--name names one file"),
+                              (("hf://someone/elsewhere",), "not in the Hugging Face cache")):
+            refused = dbank("import", *args)
+            assert refused.returncode == 1 and len(said(refused.stderr)) == 1, refused.stderr
+            assert message in refused.stderr
 
 
 def test_publish_writes_a_hub_repo_folder_whose_card_huggingface_hub_reads(run_cli, tmp_path, sd_model, database,
