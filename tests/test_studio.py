@@ -358,6 +358,21 @@ def test_studio_refuses_a_malformed_auth_in_one_line(tiny_sd, tmp_path):
     assert not (tmp_path / "b.db").exists()
 
 
+def test_a_refresh_clears_only_the_names_the_bank_no_longer_holds():
+    """A list read again keeps a name the bank still holds out of its update, so a name picked
+    while the refresh was under way stays (a slow refresh once put the source box back to empty
+    after it was picked); a name the bank no longer holds is cleared."""
+    from direction_bank.studio.app import listed_choices
+
+    kept = listed_choices(["horse", "zebra"], "horse")
+    assert kept["choices"] == ["horse", "zebra"] and "value" not in kept
+    assert "value" not in listed_choices(["horse", "zebra"], None)
+    assert listed_choices(["horse"], "zebra")["value"] is None
+    assert "value" not in listed_choices([("h2z (direction)", "h2z")], "h2z")  # (label, value) choices
+    assert "value" not in listed_choices(["h2z", "z2h"], ["h2z", "z2h@1"])  # NAME@N: the bank checks it when used
+    assert listed_choices(["h2z"], ["h2z", "gone", "z2h@1"])["value"] == ["h2z", "z2h@1"]
+
+
 def test_studio_on_a_taken_port_is_one_line(tiny_sd, tmp_path):
     import socket
 

@@ -14,6 +14,22 @@ from direction_bank.studio.session import FOLDER_AGE_S, MAX_UPLOAD
 from direction_bank.studio.words import exportable
 
 
+def listed_choices(choices: list, value_then):
+    """A list's update after the bank was read again: its new choices, and its value only where
+    the name chosen when the refresh began (a name, or a list of names for a multi-select) is
+    gone from the bank and must be cleared. A value the bank still holds is left out of the
+    update, so a name picked while the refresh was under way is not put back to the old one."""
+    import gradio as gr
+
+    values = [choice[1] if isinstance(choice, tuple) else choice for choice in choices]
+    if isinstance(value_then, list):  # a NAME@N stays: the bank checks it when it is used
+        held = [name for name in value_then if name in values or "@" in name]
+        return gr.update(choices=choices) if held == value_then else gr.update(choices=choices, value=held)
+    if value_then is None or value_then in values:
+        return gr.update(choices=choices)
+    return gr.update(choices=choices, value=None)
+
+
 def build_app(actions, loopback: bool = True):
     """The studio's gr.Blocks. Model work (add, import, caption, generate, edit) runs one job at
     a time through the queue (concurrency id 'model'); reading the bank does not wait for it."""
@@ -27,14 +43,9 @@ def build_app(actions, loopback: bool = True):
         CLI); a chosen name the bank no longer holds is cleared."""
         concept_rows, direction_rows = actions.concepts_table(), actions.directions_table()
         concepts, directions = [row[0] for row in concept_rows], [row[0] for row in direction_rows]
-
-        def listed(choices, value):
-            values = [choice[1] if isinstance(choice, tuple) else choice for choice in choices]
-            return gr.update(choices=choices, value=value if value in values else None)
-
-        held = [name for name in chosen_value or [] if name in directions or "@" in name]
+        listed = listed_choices  # noqa: N806 (short, for the long tuple below)
         return (concept_rows, direction_rows, *[listed(concepts, v) for v in (concept_value, source_value, target_value)],
-                gr.update(choices=directions, value=held), listed(directions, plot_value),
+                listed(directions, chosen_value), listed(directions, plot_value),
                 listed(directions, tune_value), listed(exportable(directions, concepts), export_value),
                 actions.trash_table(), listed(directions, compose_value))
 
