@@ -413,6 +413,36 @@ def edit_cli(run_cli, tiny_sd, tmp_path, monkeypatch, horse_zebra_bank):
     return run
 
 
+def test_publish_preview_is_the_sheet_dbank_edit_writes_and_the_card_shows_it(edit_cli, image, tmp_path):
+    """dbank publish --preview: each photo, its reconstruction and its edit with the direction,
+    pixel for pixel the contact sheet `dbank edit --sheet` writes with the same settings; the
+    card shows it and says how it was made. A photo needing BLIP where there is none, or one
+    that is not there, is one line and writes nothing."""
+    second = tmp_path / "second.png"
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(second)
+    published = edit_cli("publish", "horse2zebra", "-o", str(tmp_path / "repo"), "--preview", str(image),
+                         "--preview", str(second), "--caption", "a photo of a horse")
+    assert published.exit_code == 0, published.stderr
+    assert published.stdout == f"wrote {tmp_path / 'repo'}: horse2zebra.safetensors, README.md, preview.png\n"
+    edited = edit_cli("edit", str(image), str(second), "--direction", "horse2zebra", "--caption", "a photo of a horse",
+                      "--sheet", "-o", str(tmp_path / "out"))
+    assert edited.exit_code == 0, edited.stderr
+    sheet = next((tmp_path / "out").glob("sheet-*.png"))
+    preview = tmp_path / "repo" / "preview.png"
+    assert Image.open(preview).size == Image.open(sheet).size
+    assert np.array_equal(np.asarray(Image.open(preview).convert("RGB")), np.asarray(Image.open(sheet).convert("RGB")))
+    card = (tmp_path / "repo" / "README.md").read_text()
+    assert "![Each photo, its reconstruction and its edit with horse2zebra](preview.png)" in card
+    assert (f"(`dbank edit`: scale 1, cross-attention guidance 0.1, {STEPS} steps, 32 px, seed 0)") in card
+    # mistakes: one line each, before any model loads, and no folder
+    for args, message in ((("--preview", str(image), "--caption-model", str(tmp_path / "no-blip")),
+                           "the captioning model"),
+                          (("--preview", str(tmp_path / "missing.png")), "does not exist")):
+        refused = edit_cli("publish", "horse2zebra", "-o", str(tmp_path / "refused"), *args)
+        assert refused.exit_code != 0 and message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 def test_cli_edit_end_to_end(edit_cli, image, tmp_path):
     out = tmp_path / "out"
     result = edit_cli("edit", str(image), "--direction", "horse2zebra", "--from", "zebra", "--to", "horse",

@@ -398,8 +398,8 @@ def test_publish_writes_a_hub_repo_folder_whose_card_huggingface_hub_reads(run_c
     assert str(sd_model.parent) not in json.dumps(published.meta) + card.content  # no folder of this machine
     again = run_cli("publish", "horse2zebra", "-o", str(folder))
     assert again.exit_code == 1 and said(again.stderr) == [
-        f"Error: {folder}: not empty; choose a new folder, or pass --overwrite to replace its direction file and "
-        "README.md"]
+        f"Error: {folder}: not empty; choose a new folder, or pass --overwrite to replace its direction file, "
+        "README.md and preview"]
     for args, message in ((("--license", "mit\ntags: [x]"), "--license 'mit\\ntags: [x]': give a Hub license id"),
                           (("--push", "not a repo"), "--push 'not a repo': give OWNER/REPO")):
         odd = run_cli("publish", "horse2zebra", "-o", str(tmp_path / "odd"), *args)

@@ -2,13 +2,13 @@
 import, publish, similar."""
 from __future__ import annotations
 
-
 import click
 
 from direction_bank.cli.app import (
     cli, default_model, emit, encoder_model_option, json_option, load_encoder, open_bank, overwrite_option,
-    warn_of_lookalike, with_device,
+    sd_model_option, warn_of_lookalike, with_device,
 )
+from direction_bank.cli.editor_options import caption_model_option, size_option, steps_option
 from direction_bank.cli.params import count_range
 from direction_bank.errors import BankError, UnknownConcept, UnknownDirection, UnknownVersion
 from direction_bank.jobs.outputs import write_pictures
@@ -378,18 +378,41 @@ def _import_repo(ctx, url: str, strict: bool, count, overwrite: bool, skip_bad: 
               help="The license the model card names (a Hub license id).")
 @click.option("--push", "repo", default=None, metavar="OWNER/REPO",
               help="Then upload the folder to this Hub model repo (online, with a token).")
-@click.option("--overwrite", is_flag=True, help="Replace the direction file and README.md in a folder that has them.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the direction file, README.md and preview in a folder that has them.")
+@click.option("--preview", "photos", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A photo to edit with the direction for the card's preview sheet (repeatable): the photo, its "
+                   "reconstruction and the edit, at the direction's tuned setting, else scale 1 (loads --model).")
+@click.option("--caption", default=None, help="The preview photos' caption (default: BLIP writes one per photo).")
+@steps_option
+@size_option
+@caption_model_option
+@sd_model_option
+@with_device
 @json_option
 @click.pass_context
-def publish(ctx, name, folder, license_, repo, overwrite, as_json):
+def publish(ctx, name, folder, license_, repo, overwrite, photos, caption, steps, size, caption_model, model, device,
+            dtype, as_json):
     """Write a saved direction as a Hugging Face Hub model repo: NAME.safetensors and a model card
     (README.md: metadata, the concepts and their sentence counts, sample sentences,
-    signal-to-noise, the tuned setting, how to use it with dbank and with diffusers); --push
-    uploads it. Others import it with dbank import hf://OWNER/REPO."""
-    from direction_bank.sharing.publish import publish as write_repo, push
+    signal-to-noise, the tuned setting, how to use it with dbank and with diffusers; with
+    --preview, a sheet of photos edited with it); --push uploads it. Others import it with
+    dbank import hf://OWNER/REPO."""
+    from direction_bank.sharing.publish import check_target, publish as write_repo, push
 
+    check_target(folder, license_, repo, overwrite)  # before a model loads
     bank = open_bank(ctx, read_only=True)
-    written = write_repo(bank, name, folder, license_, repo, overwrite)
+    preview = None
+    if photos:
+        from direction_bank.cli.editor_options import load_editor, require_captioner, size_for
+        from direction_bank.jobs.preview import preview_sheet
+
+        bank.direction(name)  # an unknown name before the model loads
+        if caption is None:
+            require_captioner(caption_model)
+        editor = load_editor(model, device, dtype, caption_model, no_cache=False)
+        preview = preview_sheet(editor, bank, name, list(photos), caption, size_for(model, size), steps)
+    written = write_repo(bank, name, folder, license_, repo, overwrite, preview)
     pushed = push(folder, repo) if repo else None
     emit(as_json, lambda: {**written, "pushed": pushed},
          lambda: [f"wrote {folder}: {', '.join(written['files'])}", *([f"pushed: {pushed}"] if pushed else [])])

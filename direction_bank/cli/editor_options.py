@@ -11,13 +11,13 @@ import click
 from direction_bank.cli.app import json_option, open_bank, overwrite_option, require_sd_model, sd_model_option, vae_option, with_device
 from direction_bank.cli.params import SEED, FiniteFloat, ImageSize
 from direction_bank.errors import BankError
-from direction_bank.jobs.edit import direction_parts, saved_directions
-from editor.edit import SETTING_BOUNDS
+from sd_models.settings import SETTING_BOUNDS
 
 
 def direction_sources(ctx, names, sources, targets, files):
     """[(label, load)] for every direction asked for; load() gives ((tokens [1, 77, D], pooled
     [1, P] for SDXL or None), source concept, target concept, tuning or None)."""
+    from direction_bank.jobs.edit import direction_parts, saved_directions
     from direction_bank.sharing.files import read_direction_file
 
     if len(sources) != len(targets):

@@ -12,6 +12,7 @@ from direction_bank.errors import BankError
 
 TAGS = ["pix2pix-zero", "dbank", "stable-diffusion", "edit-direction"]
 SAMPLE_SENTENCES = 5  # per concept, on the card
+PREVIEW = "preview.png"
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")  # the Hub's license ids: apache-2.0, openrail++, cc-by-4.0, other
 
@@ -37,10 +38,11 @@ def hub_model_id(model: str | None) -> str | None:
 
 
 def model_card(direction, file_name: str, samples: dict[str, list[str]], license: str,
-               repo: str | None = None) -> str:
+               repo: str | None = None, preview: str | None = None) -> str:
     """The README.md of a direction's Hub repo: YAML metadata (base_model when the encoder's
     model is a Hub id, library_name, license, tags), what it joins, its size, signal-to-noise and
-    tuned setting, sample sentences per concept, and how to use it with dbank and with diffusers."""
+    tuned setting, the preview sheet (`preview`: the settings it was made with) when there is
+    one, sample sentences per concept, and how to use it with dbank and with diffusers."""
     from huggingface_hub import ModelCardData
 
     from direction_bank.store.records import describe_tuning
@@ -70,6 +72,9 @@ def model_card(direction, file_name: str, samples: dict[str, list[str]], license
     if direction.tuning:
         facts.append(f"- {describe_tuning(direction.tuning)}")
     lines += [*facts, ""]
+    if preview is not None:
+        lines += ["## Preview", "", f"![Each photo, its reconstruction and its edit with {name}]({PREVIEW})", "",
+                  f"Each photo, its reconstruction and the edit (`dbank edit`: {preview}).", ""]
     if any(samples.values()):
         lines += ["## Sample sentences", ""]
         for concept, texts in samples.items():
@@ -87,14 +92,10 @@ def model_card(direction, file_name: str, samples: dict[str, list[str]], license
     return "\n".join(lines)
 
 
-def publish(bank, name: str, folder: str | os.PathLike, license: str, repo: str | None = None,
-            overwrite: bool = False) -> dict:
-    """Write `folder` (new or empty; with `overwrite` its two files are replaced): the direction
-    `name` as NAME.safetensors (export_direction, model names without local folders) and its
-    model card README.md. Returns {"folder", "files"}."""
-    from direction_bank.names import file_label
-
-    check_license(license)  # both before anything is written
+def check_target(folder: str | os.PathLike, license: str, repo: str | None, overwrite: bool) -> Path:
+    """The folder to publish into, once the license, the repo id and the folder (new or empty,
+    unless `overwrite`) are checked: all before anything is written or computed."""
+    check_license(license)
     if repo is not None:
         check_repo(repo)
     folder = Path(folder)
@@ -102,7 +103,19 @@ def publish(bank, name: str, folder: str | os.PathLike, license: str, repo: str 
         raise BankError(f"{folder}: exists and is not a folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise BankError(f"{folder}: not empty; choose a new folder, or pass --overwrite to replace its "
-                        "direction file and README.md")
+                        "direction file, README.md and preview")
+    return folder
+
+
+def publish(bank, name: str, folder: str | os.PathLike, license: str, repo: str | None = None,
+            overwrite: bool = False, preview=None) -> dict:
+    """Write `folder` (new or empty; with `overwrite` its files are replaced): the direction
+    `name` as NAME.safetensors (export_direction, model names without local folders), its model
+    card README.md, and `preview` ((PNG bytes, the settings it was made with), from
+    jobs.preview.preview_sheet) as preview.png. Returns {"folder", "files"}."""
+    from direction_bank.names import file_label
+
+    folder = check_target(folder, license, repo, overwrite)
     direction = bank.direction(name)
     file_name = f"{file_label(name)}.safetensors"
     samples = {}
@@ -114,8 +127,13 @@ def publish(bank, name: str, folder: str | os.PathLike, license: str, repo: str 
                 samples[concept] = []
     folder.mkdir(parents=True, exist_ok=True)
     bank.export_direction(name, folder / file_name, overwrite=True, names_only=True)
-    (folder / "README.md").write_text(model_card(direction, file_name, samples, license, repo), encoding="utf-8")
-    return {"folder": str(folder), "files": [file_name, "README.md"]}
+    files = [file_name, "README.md"]
+    if preview is not None:
+        (folder / PREVIEW).write_bytes(preview[0])
+        files.append(PREVIEW)
+    card = model_card(direction, file_name, samples, license, repo, preview[1] if preview is not None else None)
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    return {"folder": str(folder), "files": files}
 
 
 def push(folder: str | os.PathLike, repo: str) -> str:
