@@ -329,6 +329,20 @@ MUTANTS = [
            ("tests/test_sharing.py", "-k", "publish_writes and sqlite")),
     Mutant("slider-step-too-far", "direction_bank/studio/server.py", "(event.shiftKey ? 0.2 : 0.05)",
            "(event.shiftKey ? 0.2 : 0.1)", ("tests/test_studio.py", "-k", "edit_tab_in_a_real_browser")),
+    Mutant("preview-without-the-direction", "direction_bank/jobs/preview.py",
+           "editor.edit(inversion, entry.parts[0], settings", "editor.edit(inversion, 0 * entry.parts[0], settings",
+           (E, "-k", "publish_preview")),
+    Mutant("card-hides-the-preview", "direction_bank/sharing/publish.py", "    if preview is not None:\n        lines",
+           "    if False:\n        lines", (E, "-k", "publish_preview")),
+    Mutant("refresh-resets-a-fresh-pick", "direction_bank/studio/app.py",
+           "    if value_then is None or value_then in values:\n        return gr.update(choices=choices)\n",
+           "    if value_then is None or value_then in values:\n        return gr.update(choices=choices, value=value_then)\n",
+           ("tests/test_studio.py", "-k", "refresh_clears")),
+    Mutant("cli-reference-not-generated", "mkdocs.yml", "  - mkdocs-click\n", "",
+           ("tests/test_docs.py", "-k", "site_builds")),
+    Mutant("walkthrough-forgets-saving", "docs/guide/python.md",
+           '    bank.save_direction("horse2zebra", bank.diff("horse", "zebra"))\n', "",
+           ("tests/test_docs.py", "-k", "walkthrough")),
 ]
 
 

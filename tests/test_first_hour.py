@@ -53,7 +53,7 @@ def test_demo_model_is_a_real_layout_with_the_real_tokenizer_and_example_photos(
     assert scorer.clip.texts(["a photo of a horse"]).shape[0] == 1 and scorer.dino.distance([photo], [photo]) == [0.0]
 
 
-def test_demo_model_says_the_tours_exports_and_the_readme_the_current_schema(demo_model):
+def test_demo_model_says_the_tours_exports_and_the_guide_the_current_schema(demo_model):
     from tests.test_tour import tour_commands
 
     folder, report = demo_model
@@ -63,7 +63,7 @@ def test_demo_model_says_the_tours_exports_and_the_readme_the_current_schema(dem
     assert said.keys() == tour.keys() and said["DBANK_STEPS"] == tour["DBANK_STEPS"]
     assert said["DBANK_MODEL"] == str(folder.resolve()) and said["DBANK_DB"] == str(folder.resolve().parent / "demo.db")
     head = max(path.name[:4] for path in (ROOT / "db" / "migrations" / "versions").glob("[0-9]*.py"))
-    assert f"to the current schema ({head}, which `dbank\n  check` names)" in (ROOT / "README.md").read_text()
+    assert f"to the current schema ({head}, which `dbank\ncheck` names)" in (ROOT / "docs/guide/bank.md").read_text()
 
 
 def test_demo_model_never_writes_over_a_folder(demo_model, tmp_path):
