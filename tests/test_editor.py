@@ -415,7 +415,8 @@ def edit_cli(run_cli, tiny_sd, tmp_path, monkeypatch, horse_zebra_bank):
 
 def test_publish_preview_is_the_sheet_dbank_edit_writes_and_the_card_shows_it(edit_cli, image, tmp_path):
     """dbank publish --preview: each photo, its reconstruction and its edit with the direction,
-    pixel for pixel the contact sheet `dbank edit --sheet` writes with the same settings; the
+    pixel for pixel the contact sheet `dbank edit --sheet` writes with the same settings, one
+    photo at a time (two photos in one batch differ by 1 in a few pixels); the
     card shows it and says how it was made. A photo needing BLIP where there is none, or one
     that is not there, is one line and writes nothing."""
     second = tmp_path / "second.png"
@@ -425,7 +426,7 @@ def test_publish_preview_is_the_sheet_dbank_edit_writes_and_the_card_shows_it(ed
     assert published.exit_code == 0, published.stderr
     assert published.stdout == f"wrote {tmp_path / 'repo'}: horse2zebra.safetensors, README.md, preview.png\n"
     edited = edit_cli("edit", str(image), str(second), "--direction", "horse2zebra", "--caption", "a photo of a horse",
-                      "--sheet", "-o", str(tmp_path / "out"))
+                      "--batch-images", "1", "--sheet", "-o", str(tmp_path / "out"))  # one photo a call, as the preview
     assert edited.exit_code == 0, edited.stderr
     sheet = next((tmp_path / "out").glob("sheet-*.png"))
     preview = tmp_path / "repo" / "preview.png"
