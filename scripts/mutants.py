@@ -334,6 +334,8 @@ MUTANTS = [
            (E, "-k", "publish_preview")),
     Mutant("card-hides-the-preview", "direction_bank/sharing/publish.py", "    if preview is not None:\n        lines",
            "    if False:\n        lines", (E, "-k", "publish_preview")),
+    Mutant("stale-preview-kept", "direction_bank/sharing/publish.py", "        (folder / PREVIEW).unlink(missing_ok=True)",
+           "        pass", (E, "-k", "publish_preview")),
     Mutant("refresh-resets-a-fresh-pick", "direction_bank/studio/app.py",
            "    if value_then is None or value_then in values:\n        return gr.update(choices=choices)\n",
            "    if value_then is None or value_then in values:\n        return gr.update(choices=choices, value=value_then)\n",

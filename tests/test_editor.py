@@ -435,6 +435,8 @@ def test_publish_preview_is_the_sheet_dbank_edit_writes_and_the_card_shows_it(ed
     card = (tmp_path / "repo" / "README.md").read_text()
     assert "![Each photo, its reconstruction and its edit with horse2zebra](preview.png)" in card
     assert (f"(`dbank edit`: scale 1, cross-attention guidance 0.1, {STEPS} steps, 32 px, seed 0)") in card
+    again = edit_cli("publish", "horse2zebra", "-o", str(tmp_path / "repo"), "--overwrite")  # no preview now
+    assert again.exit_code == 0 and not preview.exists() and "## Preview" not in preview.with_name("README.md").read_text()
     # mistakes: one line each, before any model loads, and no folder
     for args, message in ((("--preview", str(image), "--caption-model", str(tmp_path / "no-blip")),
                            "the captioning model"),

@@ -10,10 +10,10 @@ from direction_bank.jobs.edit import apply_tuning, check_shapes, resolve_directi
 
 def preview_sheet(editor, bank, name: str, photos: list[str], caption: str | None, size: int, steps: int,
                   seed: int = 0):
-    """(the contact sheet as PNG bytes, the settings line): each photo inverted (captioned by BLIP when `caption` is
-    None) and edited with the saved direction `name` at its tuned scale and cross-attention
-    guidance (dbank tune), else scale 1 and 0.1, as `dbank edit` would. A direction that does
-    not fit the editor's model is one line before any photo is inverted."""
+    """(the contact sheet as PNG bytes, the settings line): each photo inverted (captioned by
+    BLIP when `caption` is None) and edited with the saved direction `name` at its tuned scale
+    and cross-attention guidance (dbank tune), else scale 1 and 0.1, as `dbank edit` would. A
+    direction that does not fit the editor's model is one line before any photo is inverted."""
     from editor.edit import EditSettings
     from editor.pictures import contact_sheet, photo_at, save_png
 

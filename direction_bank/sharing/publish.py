@@ -131,6 +131,8 @@ def publish(bank, name: str, folder: str | os.PathLike, license: str, repo: str 
     if preview is not None:
         (folder / PREVIEW).write_bytes(preview[0])
         files.append(PREVIEW)
+    else:  # --overwrite without --preview: an earlier preview would show what this card no longer says
+        (folder / PREVIEW).unlink(missing_ok=True)
     card = model_card(direction, file_name, samples, license, repo, preview[1] if preview is not None else None)
     (folder / "README.md").write_text(card, encoding="utf-8")
     return {"folder": str(folder), "files": files}
