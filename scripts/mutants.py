@@ -191,7 +191,7 @@ MUTANTS = [
            "written.append(write_record(written_record, record, overwrite))", "pass",
            ("tests/test_eval_cli.py", "-k", "generate_edit_folder")),
     # -- killed before, kept killed --------------------------------------------------------
-    Mutant("direction-sign", "direction_bank/store/directions.py", "b.mean - a.mean, encoder, source, target,",
+    Mutant("direction-sign", "direction_bank/store/queries.py", "b.mean - a.mean, encoder, source, target,",
            "a.mean - b.mean, encoder, source, target,", ("tests/test_bank.py", "-k", "sqlite")),
     Mutant("guidance-step-sign", "editor/edit.py", "pair = (pair - settings.xa_guidance * gradient.to(state))",
            "pair = (pair + settings.xa_guidance * gradient.to(state))", (E, "-k", "matches_diffusers")),
