@@ -407,11 +407,11 @@ def publish(ctx, name, folder, license_, repo, overwrite, photos, caption, steps
         from direction_bank.cli.editor_options import load_editor, require_captioner, size_for
         from direction_bank.jobs.preview import preview_sheet
 
-        bank.direction(name)  # an unknown name before the model loads
+        direction = bank.direction(name)  # an unknown name is one line before the model loads
         if caption is None:
             require_captioner(caption_model)
         editor = load_editor(model, device, dtype, caption_model, no_cache=False)
-        preview = preview_sheet(editor, bank, name, list(photos), caption, size_for(model, size), steps)
+        preview = preview_sheet(editor, direction, list(photos), caption, size_for(model, size), steps)
     written = write_repo(bank, name, folder, license_, repo, overwrite, preview)
     pushed = push(folder, repo) if repo else None
     emit(as_json, lambda: {**written, "pushed": pushed},

@@ -5,19 +5,21 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from direction_bank.jobs.edit import apply_tuning, check_shapes, resolve_directions, saved_directions
+from direction_bank.jobs.edit import apply_tuning, check_shapes, direction_parts, resolve_directions
 
 
-def preview_sheet(editor, bank, name: str, photos: list[str], caption: str | None, size: int, steps: int,
+def preview_sheet(editor, direction, photos: list[str], caption: str | None, size: int, steps: int,
                   seed: int = 0):
     """(the contact sheet as PNG bytes, the settings line): each photo inverted (captioned by
-    BLIP when `caption` is None) and edited with the saved direction `name` at its tuned scale
-    and cross-attention guidance (dbank tune), else scale 1 and 0.1, as `dbank edit` would. A
-    direction that does not fit the editor's model is one line before any photo is inverted."""
+    BLIP when `caption` is None) and edited with `direction` (a saved one, the bank's
+    DirectionResult) at its tuned scale and cross-attention guidance (dbank tune), else scale 1
+    and 0.1, as `dbank edit` would. A direction that does not fit the editor's model is one
+    line before any photo is inverted."""
     from editor.edit import EditSettings
     from editor.pictures import contact_sheet, photo_at, save_png
 
-    resolved, _ = resolve_directions(saved_directions(bank, [name]), strict=True)
+    name = direction.name
+    resolved, _ = resolve_directions([(name, lambda: direction_parts(direction))], strict=True)
     resolved = check_shapes(editor, resolved)
     resolved, scale, xa_guidance, _ = apply_tuning(resolved, None, None)
     entry = resolved[0]

@@ -43,11 +43,11 @@ def build_app(actions, loopback: bool = True):
         CLI); a chosen name the bank no longer holds is cleared."""
         concept_rows, direction_rows = actions.concepts_table(), actions.directions_table()
         concepts, directions = [row[0] for row in concept_rows], [row[0] for row in direction_rows]
-        listed = listed_choices  # noqa: N806 (short, for the long tuple below)
-        return (concept_rows, direction_rows, *[listed(concepts, v) for v in (concept_value, source_value, target_value)],
-                listed(directions, chosen_value), listed(directions, plot_value),
-                listed(directions, tune_value), listed(exportable(directions, concepts), export_value),
-                actions.trash_table(), listed(directions, compose_value))
+        return (concept_rows, direction_rows,
+                *[listed_choices(concepts, v) for v in (concept_value, source_value, target_value)],
+                *[listed_choices(directions, v) for v in (chosen_value, plot_value, tune_value)],
+                listed_choices(exportable(directions, concepts), export_value), actions.trash_table(),
+                listed_choices(directions, compose_value))
 
     # names made after the page was built (here or by another writer) are taken too: the bank checks them
     named = {"allow_custom_value": True, "value": None}
