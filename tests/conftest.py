@@ -27,6 +27,7 @@ if "DBANK_GGUF_CACHE" not in os.environ:  # converted GGUF models go to a tempor
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from tests.banks import SqliteBanks, bank_from_commands  # noqa: E402
 from direction_bank.testing import (  # noqa: E402
     fresh_postgres_database, write_clip_tokenizer, write_sd_text_checkpoint, write_tiny_blip, write_tiny_sd,
 )
@@ -78,15 +79,24 @@ def tiny_sd(tmp_path_factory, clip_tokenizer_dir):
     return write_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), tokenizer_from=clip_tokenizer_dir)
 
 
+@pytest.fixture(scope="session")
+def sqlite_banks(tmp_path_factory):
+    """The session's SqliteBanks."""
+    return SqliteBanks(tmp_path_factory.mktemp("banks"))
+
+
+HORSE_ZEBRA = (
+    (("add-concept", "horse", "--sentences", "-"), "a photo of a horse\na horse on a beach\na horse in a field\n"),
+    (("add-concept", "zebra", "--sentences", "-"), "a photo of a zebra\na zebra on a beach\na zebra in a field\n"),
+    (("diff", "horse", "zebra", "--save", "horse2zebra"), None),
+)
+
+
 @pytest.fixture
-def horse_zebra_bank(run_cli, tiny_sd):
+def horse_zebra_bank(database, tiny_sd, sqlite_banks):
     """The test's bank holding horse and zebra (three sentences each, embedded by the tiny SD's
     text encoder) and the saved direction horse2zebra."""
-    horse = "a photo of a horse\na horse on a beach\na horse in a field\n"
-    zebra = "a photo of a zebra\na zebra on a beach\na zebra in a field\n"
-    run_cli("add-concept", "horse", "--sentences", "-", input=horse, model=tiny_sd)
-    run_cli("add-concept", "zebra", "--sentences", "-", input=zebra, model=tiny_sd)
-    run_cli("diff", "horse", "zebra", "--save", "horse2zebra")
+    bank_from_commands(database, tiny_sd, HORSE_ZEBRA, sqlite_banks)
 
 
 @pytest.fixture(scope="session")

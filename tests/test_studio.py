@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from direction_bank.errors import BankError
+from tests.banks import bank_from_commands
 from editor.pipeline import EditorError
 
 pytest.importorskip("gradio", reason="the studio is the [studio] extra")
@@ -26,20 +27,18 @@ DRIVER = Path(__file__).with_name("studio_driver.py")
 
 
 @pytest.fixture
-def studio_bank(tmp_path, tiny_sd):
+def studio_bank(tmp_path, tiny_sd, sqlite_banks):
     """A SQLite bank with horse and zebra (template sentences, embedded by the tiny model) and
     the directions horse2zebra and zebra2horse."""
-    from direction_bank.cli import cli
-
     path = str(tmp_path / "bank.db")
-    env = {"DBANK_DB": path, "DBANK_MODEL": str(tiny_sd)}
-    runner = CliRunner()
-    for args in (["add-concept", "horse", "-n", "20", "--generator", "template"],
-                 ["add-concept", "zebra", "-n", "20", "--generator", "template"],
-                 ["diff", "horse", "zebra", "--save", "horse2zebra"],
-                 ["diff", "zebra", "horse", "--save", "zebra2horse"]):
-        assert runner.invoke(cli, args, env=env, catch_exceptions=False).exit_code == 0
+    bank_from_commands(path, tiny_sd, STUDIO_BANK, sqlite_banks)
     return path
+
+
+STUDIO_BANK = ((("add-concept", "horse", "-n", "20", "--generator", "template"), None),
+               (("add-concept", "zebra", "-n", "20", "--generator", "template"), None),
+               (("diff", "horse", "zebra", "--save", "horse2zebra"), None),
+               (("diff", "zebra", "horse", "--save", "zebra2horse"), None))
 
 
 @pytest.fixture
