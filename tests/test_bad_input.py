@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from direction_bank import Bank
 from direction_bank.sharing.files import read_metadata, write_shared_file
+from tests.banks import bank_from_commands
 from tests.output import said
 
 HORSE = "a photo of a horse\na horse on a beach\na brown horse in a stable\n"
@@ -44,12 +45,12 @@ def snapshot(database) -> dict:
 
 
 @pytest.fixture
-def seeded(run_cli, database, tmp_path, monkeypatch):
+def seeded(run_cli, database, sd_model, sqlite_banks, tmp_path, monkeypatch):
     """A bank with horse, zebra and the saved direction horse2zebra, good files of both kinds
     to tamper with, and the working folder set to an empty one."""
-    assert run_cli("add-concept", "horse", "--sentences", "-", input=HORSE).exit_code == 0
-    assert run_cli("add-concept", "zebra", "--sentences", "-", input=ZEBRA).exit_code == 0
-    assert run_cli("diff", "horse", "zebra", "--save", "horse2zebra").exit_code == 0
+    bank_from_commands(database, sd_model, ((("add-concept", "horse", "--sentences", "-"), HORSE),
+                                            (("add-concept", "zebra", "--sentences", "-"), ZEBRA),
+                                            (("diff", "horse", "zebra", "--save", "horse2zebra"), None)), sqlite_banks)
     files = tmp_path / "files"
     files.mkdir()
     assert run_cli("export", "horse2zebra", "-o", str(files / "good.safetensors")).exit_code == 0

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from db.models import Moments, Statistics
 from direction_bank import Bank, BankError
 from direction_bank.jobs.integrity import check_bank
+from tests.banks import bank_from_commands
 from tests.reference import reference_embeddings
 
 HORSE = ["a photo of a horse", "a horse running on a beach", "a brown horse in a stable",
@@ -42,10 +43,11 @@ def assert_statistics_are_a_recomputation(bank, sd_model, concept):
 
 
 @pytest.fixture
-def filled(run_cli):
-    run_cli("add-concept", "horse", "--sentences", "-", input="\n".join(HORSE))
-    run_cli("add-concept", "zebra", "--sentences", "-", input="\n".join(ZEBRA))
-    assert run_cli("diff", "horse", "zebra", "--save", "h2z").exit_code == 0
+def filled(run_cli, database, sd_model, sqlite_banks):
+    """The test's bank with horse, zebra and the direction h2z; the CLI runner."""
+    bank_from_commands(database, sd_model, ((("add-concept", "horse", "--sentences", "-"), "\n".join(HORSE)),
+                                            (("add-concept", "zebra", "--sentences", "-"), "\n".join(ZEBRA)),
+                                            (("diff", "horse", "zebra", "--save", "h2z"), None)), sqlite_banks)
     return run_cli
 
 
