@@ -7,7 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sd_models.family import has_second_text_encoder, model_kind, model_source
+from sd_models.family import component_config, has_second_text_encoder, model_kind, model_source
 from sd_models.precision import default_device, torch_dtype as dtype_named
 from sd_models.prompts import encode_text, token_limit
 from sd_models.settings import MAX_INPUT_PIXELS
@@ -118,12 +118,10 @@ def check_direction_shape(label: str, tensor, pooled, max_length: int, hidden_si
 def default_size(model: str) -> int:
     """The longer image side a model is edited at unless told, from its configs: the UNet's sample
     size times the VAE's factor (SD 1.x 512, SD 2.x 768, SDXL 1024; a small test model less)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
     source = model_source(model)
     try:
-        sample = UNet2DConditionModel.load_config(source, subfolder="unet").get("sample_size") or 64
-        levels = len(AutoencoderKL.load_config(source, subfolder="vae").get("block_out_channels") or (0,) * 4)
+        sample = component_config(source, "unet").get("sample_size") or 64
+        levels = len(component_config(source, "vae").get("block_out_channels") or (0,) * 4)
     except (OSError, ValueError) as error:
         raise EditorError(f"cannot read the Stable Diffusion model {model!r} ({first_line(error)})") from None
     side = max(sample) if isinstance(sample, (list, tuple)) else sample

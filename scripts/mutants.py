@@ -347,6 +347,9 @@ MUTANTS = [
     Mutant("walkthrough-forgets-saving", "docs/guide/python.md",
            '    bank.save_direction("horse2zebra", bank.diff("horse", "zebra"))\n', "",
            ("tests/test_docs.py", "-k", "walkthrough")),
+    Mutant("size-through-diffusers", "sd_models/family.py", "    folder = Path(source)\n    if folder.is_dir():",
+           "    import diffusers  # noqa: F401\n    folder = Path(source)\n    if folder.is_dir():",
+           (X, "-k", "default_size_is_the_models_own")),
 ]
 
 

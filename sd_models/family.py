@@ -19,6 +19,24 @@ def _file(source: str, name: str, subfolder: str = "") -> str | None:
                        _raise_exceptions_for_connection_errors=False)
 
 
+def component_config(source: str, subfolder: str) -> dict:
+    """A pipeline component's config.json (folder or id; an id through the Hugging Face cache,
+    offline when HF_HUB_OFFLINE is set), read with huggingface_hub alone: a page that shows a
+    model's size need not import diffusers and torch (3.6 s). OSError or ValueError when it
+    cannot be read."""
+    folder = Path(source)
+    if folder.is_dir():
+        path = folder / subfolder / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(source, "config.json", subfolder=subfolder))
+    config = json.loads(path.read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{subfolder}/config.json is not a JSON object")
+    return config
+
+
 def has_second_text_encoder(source: str) -> bool:
     """Whether a diffusers pipeline (folder or id) is SDXL, i.e. has `text_encoder_2`: listed in
     its model_index.json, or, for a folder without one, present as a subfolder. OSError when the

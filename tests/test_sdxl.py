@@ -3,7 +3,11 @@ the real CLIP BPE file, a UNet with text_time additions, a VAE), through the ban
 embeddings, statistics, directions, files), the editor (added conditions, pooled directions) and
 the CLI; SDXL and SD 1.x/2.x never mix."""
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -322,6 +326,18 @@ def test_the_default_size_is_the_models_own(tiny_sdxl, tiny_sd, tmp_path):
             (folder / part).mkdir(parents=True)
             (folder / part / "config.json").write_text(json.dumps(config))
         assert default_size(str(folder)) == expected
+    # a model id, through the Hugging Face cache (offline), and without importing diffusers or torch
+    # (the studio's page asks for the size as it starts)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--someone--sd" / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    (tmp_path / "hub" / "models--someone--sd" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--sd" / "refs" / "main").write_text(commit)
+    read = subprocess.run([sys.executable, "-c", "import sys; from editor.pipeline import default_size; "
+                           "print(default_size('someone/sd'), 'diffusers' in sys.modules, 'torch' in sys.modules)"],
+                          env={**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True)
+    assert read.stdout.split() == ["768", "False", "False"], read.stderr
 
 
 def test_sdxl_runs_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
