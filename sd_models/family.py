@@ -13,25 +13,30 @@ def model_source(model: str) -> str:
 
 
 def _file(source: str, name: str, subfolder: str = "") -> str | None:
-    from transformers.utils import cached_file
+    """The path of a pipeline's file (folder, or id through the Hugging Face cache, offline when
+    HF_HUB_OFFLINE is set), or None when the model has no such file or it is not downloaded and
+    cannot be; OSError for a repository that does not exist, ValueError for a malformed id."""
+    folder = Path(source)
+    if folder.is_dir():
+        path = folder / subfolder / name
+        return str(path) if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    return cached_file(source, name, subfolder=subfolder, _raise_exceptions_for_missing_entries=False,
-                       _raise_exceptions_for_connection_errors=False)
+    try:
+        return hf_hub_download(source, name, subfolder=subfolder or None)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return None
 
 
 def component_config(source: str, subfolder: str) -> dict:
-    """A pipeline component's config.json (folder or id; an id through the Hugging Face cache,
-    offline when HF_HUB_OFFLINE is set), read with huggingface_hub alone: a page that shows a
+    """A pipeline component's config.json, read with huggingface_hub alone: a page that shows a
     model's size need not import diffusers and torch (3.6 s). OSError or ValueError when it
     cannot be read."""
-    folder = Path(source)
-    if folder.is_dir():
-        path = folder / subfolder / "config.json"
-    else:
-        from huggingface_hub import hf_hub_download
-
-        path = Path(hf_hub_download(source, "config.json", subfolder=subfolder))
-    config = json.loads(path.read_text())
+    path = _file(source, "config.json", subfolder)
+    if path is None:
+        raise OSError(f"{source} has no {subfolder}/config.json, or it is not downloaded")
+    config = json.loads(Path(path).read_text())
     if not isinstance(config, dict):
         raise ValueError(f"{subfolder}/config.json is not a JSON object")
     return config
