@@ -334,10 +334,14 @@ def test_the_default_size_is_the_models_own(tiny_sdxl, tiny_sd, tmp_path):
     (tmp_path / "hub" / "models--someone--sd" / "refs").mkdir()
     (tmp_path / "hub" / "models--someone--sd" / "refs" / "main").write_text(commit)
     read = subprocess.run([sys.executable, "-c", "import sys; from editor.pipeline import default_size; "
-                           "print(default_size('someone/sd'), 'diffusers' in sys.modules, 'torch' in sys.modules)"],
+                           "print(default_size('someone/sd'), 'diffusers' in sys.modules, 'torch' in sys.modules); "
+                           "from sd_models.family import has_second_text_encoder; has_second_text_encoder('someone/sd')"],
                           env={**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"},
                           capture_output=True, text=True)
     assert read.stdout.split() == ["768", "False", "False"], read.stderr
+    # files the cached snapshot lacks are missing, not errors: no model_index.json, no text encoders
+    assert read.stderr.strip().endswith("OSError: someone/sd has no model_index.json or text_encoder/config.json: "
+                                        "not a Stable Diffusion pipeline, or not downloaded"), read.stderr
 
 
 def test_sdxl_runs_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
