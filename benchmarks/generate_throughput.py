@@ -164,13 +164,14 @@ def judge_generation_ways() -> None:
         print(f"  {way}: {tried['how']}")
         totals = [0, 0]
         for concept, sample in tried["concepts"].items():
-            labels, kept = sample["labels"], sample["kept"]
+            labels, kept, tried_count = sample["labels"], sample["kept"], len(sample["candidates"])
             good = sum(labels.values())
+            share = good / len(labels)
             totals[0] += good
             totals[1] += len(labels)
-            print(f"    {concept:<6}{len(kept):4d} kept of {len(sample['candidates'])}, {len(kept) / sample['seconds']:5.2f} "
-                  f"kept/s, {good / len(labels):6.1%} good of {len(labels)} read, {crowded_share(kept):6.1%} in a family, "
-                  f"{good / len(labels) * len(kept) / len(sample['candidates']):5.2f} good per candidate")
+            print(f"    {concept:<6}{len(kept):4d} kept of {tried_count}, {len(kept) / sample['seconds']:5.2f} kept/s, "
+                  f"{share:6.1%} good of {len(labels)} read, {crowded_share(kept):6.1%} in a family, "
+                  f"{share * len(kept) / tried_count:5.2f} good per candidate")
         print(f"    all   {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
 
 
