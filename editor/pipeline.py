@@ -7,7 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sd_models.family import component_config, has_second_text_encoder, model_kind, model_source
+from sd_models.family import component_config, has_second_text_encoder, model_index, model_kind, model_source
 from sd_models.precision import default_device, torch_dtype as dtype_named
 from sd_models.prompts import encode_text, token_limit
 from sd_models.settings import MAX_INPUT_PIXELS
@@ -212,19 +212,9 @@ def load_components(model: str, device: str | None = None, dtype: str = "auto", 
         if part is not None:
             part.to(device).eval().requires_grad_(False)
     unet.set_attn_processor(AttnProcessor2_0())
-    zero_empty = sdxl and bool(_model_index(source).get("force_zeros_for_empty_prompt", True))
+    zero_empty = sdxl and bool(model_index(source).get("force_zeros_for_empty_prompt", True))
     return Components(model, unet, vae_model, text_encoder, tokenizer, scheduler, inverse_scheduler,
                       device, torch_dtype, text_encoder_2, tokenizer_2, zero_empty)
-
-
-def _model_index(source: str) -> dict:
-    """The pipeline's model_index.json ({} when there is none)."""
-    from diffusers import DiffusionPipeline
-
-    try:
-        return dict(DiffusionPipeline.load_config(source))
-    except (OSError, ValueError):
-        return {}
 
 
 @dataclass

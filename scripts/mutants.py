@@ -350,6 +350,8 @@ MUTANTS = [
     Mutant("size-through-diffusers", "sd_models/family.py", "    folder = Path(source)\n    if folder.is_dir():",
            "    import diffusers  # noqa: F401\n    folder = Path(source)\n    if folder.is_dir():",
            (X, "-k", "default_size_is_the_models_own")),
+    Mutant("model-index-unread", "editor/pipeline.py", 'bool(model_index(source).get("force_zeros_for_empty_prompt", True))',
+           'bool({}.get("force_zeros_for_empty_prompt", True))', (X, "-k", "fp32_vae_under_fp16")),
 ]
 
 

@@ -29,17 +29,31 @@ def _file(source: str, name: str, subfolder: str = "") -> str | None:
         return None
 
 
+def _json_file(source: str, name: str, subfolder: str = ""):
+    """A pipeline's JSON file, parsed (None when the model has no such file; see _file)."""
+    path = _file(source, name, subfolder)
+    return None if path is None else json.loads(Path(path).read_text())
+
+
 def component_config(source: str, subfolder: str) -> dict:
     """A pipeline component's config.json, read with huggingface_hub alone: a page that shows a
     model's size need not import diffusers and torch (3.6 s). OSError or ValueError when it
     cannot be read."""
-    path = _file(source, "config.json", subfolder)
-    if path is None:
+    config = _json_file(source, "config.json", subfolder)
+    if config is None:
         raise OSError(f"{source} has no {subfolder}/config.json, or it is not downloaded")
-    config = json.loads(Path(path).read_text())
     if not isinstance(config, dict):
         raise ValueError(f"{subfolder}/config.json is not a JSON object")
     return config
+
+
+def model_index(source: str) -> dict:
+    """The pipeline's model_index.json ({} when there is none, or it cannot be read)."""
+    try:
+        index = _json_file(source, "model_index.json")
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
 def has_second_text_encoder(source: str) -> bool:
@@ -47,9 +61,9 @@ def has_second_text_encoder(source: str) -> bool:
     its model_index.json, or, for a folder without one, present as a subfolder. OSError when the
     model cannot be read (no such folder, offline and not cached, not a pipeline)."""
     try:
-        index = _file(source, "model_index.json")
+        index = _json_file(source, "model_index.json")
         if index is not None:
-            return "text_encoder_2" in json.loads(Path(index).read_text())
+            return "text_encoder_2" in index
         if _file(source, "config.json", "text_encoder_2") is not None:
             return True
         if _file(source, "config.json", "text_encoder") is not None:

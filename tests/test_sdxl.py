@@ -335,7 +335,8 @@ def test_the_default_size_is_the_models_own(tiny_sdxl, tiny_sd, tmp_path):
     (tmp_path / "hub" / "models--someone--sd" / "refs" / "main").write_text(commit)
     read = subprocess.run([sys.executable, "-c", "import sys; from editor.pipeline import default_size; "
                            "print(default_size('someone/sd'), 'diffusers' in sys.modules, 'torch' in sys.modules); "
-                           "from sd_models.family import has_second_text_encoder; has_second_text_encoder('someone/sd')"],
+                           "from sd_models.family import has_second_text_encoder; "
+                           "has_second_text_encoder('someone/sd')"],
                           env={**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"},
                           capture_output=True, text=True)
     assert read.stdout.split() == ["768", "False", "False"], read.stderr
@@ -366,6 +367,16 @@ def test_sdxl_runs_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
     not_a_vae.write_text("hello")
     with pytest.raises(EditorError, match=r"^cannot load the VAE '.*not-a-vae.txt' \(.*not a valid JSON file"):
         load_components(str(tiny_sdxl), "cpu", vae=str(not_a_vae))
+
+    # a pipeline whose model_index.json says so keeps an empty negative prompt's embedding as encoded
+    plain = tiny_sdxl.parent / "sdxl-unzeroed"
+    if not plain.exists():
+        import shutil
+
+        shutil.copytree(tiny_sdxl, plain)
+        index = json.loads((plain / "model_index.json").read_text())
+        (plain / "model_index.json").write_text(json.dumps({**index, "force_zeros_for_empty_prompt": False}))
+    assert not load_components(str(plain), "cpu").zero_empty_prompt
 
 
 def test_the_studio_adds_diffs_generates_and_edits_on_sdxl(tiny_sdxl, tmp_path, monkeypatch):
