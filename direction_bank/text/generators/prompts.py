@@ -1,26 +1,35 @@
 """The prompts the LLM generators send, versioned: the version is stored with each sentence."""
 
 PROMPT_VERSION = "captions-v1"
-FEW_SHOT_VERSION = "captions-fewshot-v1"
+FEW_SHOT_VERSION = "captions-scenes-v2"
 
-SYSTEM = ("You write captions for photographs. A caption is one sentence that describes what can be "
-          "seen in the photo. You answer with a numbered list of captions and nothing else.")
+SYSTEM = ("You write captions for ordinary photographs. A caption is one short sentence that says where the "
+          "subject is and what it is doing, as a camera would see it. You answer with a numbered list of "
+          "captions and nothing else.")
 
-# two worked examples, on concepts a user is unlikely to ask for (the other one is used then)
+# worked examples, a thing and an animal, each only placed and doing something: with the earlier
+# one (colours and styles of a lighthouse) SmolLM2 gave zebras gold coats and horns (see
+# benchmarks/generate_throughput.py --quality); an example the concept names is left out
 EXAMPLES = {
     "lighthouse": [
-        "A white lighthouse on a rocky cliff under a stormy grey sky.",
-        "A red and white striped lighthouse at sunset, seen from the beach.",
-        "An old stone lighthouse reflected in a calm harbour at dawn.",
-        "A lighthouse beam cutting through thick fog at night.",
-        "A black and white photo of a lighthouse surrounded by crashing waves.",
+        "A lighthouse on a rocky cliff at sunset.",
+        "A lighthouse seen from a sandy beach on a foggy morning.",
+        "A lighthouse beside a small fishing harbour.",
+        "A lighthouse at night under a starry sky.",
+        "A lighthouse in winter, with snow on the rocks around it.",
+        "A lighthouse at the end of a long stone pier.",
+        "A lighthouse behind a field of tall grass.",
+        "A lighthouse photographed from a boat on a calm sea.",
     ],
-    "bicycle": [
-        "A blue bicycle leaning against a brick wall in the afternoon sun.",
-        "A child riding a small bicycle along a tree-lined park path.",
-        "A vintage bicycle with a wicker basket full of flowers.",
-        "A mountain bicycle splashed with mud on a forest trail.",
-        "A close-up of a bicycle wheel on a wet city street at night.",
+    "deer": [
+        "A deer grazing in a meadow at dawn.",
+        "A deer standing at the edge of a forest.",
+        "A deer drinking from a shallow stream.",
+        "A deer walking through fresh snow.",
+        "A deer lying in tall grass in the afternoon.",
+        "A deer crossing a quiet country road.",
+        "A deer in a green field on a misty morning.",
+        "A deer looking at the camera from behind a tree.",
     ],
 }
 
@@ -37,20 +46,18 @@ def list_request(concept: str, count: int) -> str:
 
 
 def few_shot_messages(concept: str, count: int) -> list[dict]:
-    """A chat for small local models: a system rule, one worked example (a numbered list of
-    captions for another concept), then the request for `count` captions of `concept`."""
-    example = next(name for name in EXAMPLES if name not in concept.casefold())
-    shown = EXAMPLES[example]
+    """A chat for small local models: a system rule, worked examples (numbered lists of captions
+    for other concepts, one turn each), then the request for `count` captions of `concept`."""
 
     def ask(name: str, n: int) -> str:
         return f"Write {n} different captions for photos of a {name}. Each caption must contain the word \"{name}\"."
 
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": ask(example, len(shown))},
-        {"role": "assistant", "content": "\n".join(f"{i}. {text}" for i, text in enumerate(shown, 1))},
-        {"role": "user", "content": ask(concept, count)},
-    ]
+    messages = [{"role": "system", "content": SYSTEM}]
+    for name, shown in EXAMPLES.items():
+        if name not in concept.casefold():
+            messages += [{"role": "user", "content": ask(name, len(shown))},
+                         {"role": "assistant", "content": "\n".join(f"{i}. {text}" for i, text in enumerate(shown, 1))}]
+    return messages + [{"role": "user", "content": ask(concept, count)}]
 
 
 def single_request(concept: str) -> str:
