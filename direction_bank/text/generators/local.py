@@ -193,8 +193,9 @@ def resolve_model(model: str) -> tuple[str, str | None]:
 class LocalGenerator:
     """Samples many captions per `generate` call. A chat model ("list" style, its default) is
     shown worked examples (prompts.few_shot_messages) and asked for a numbered list of
-    `captions_per_sequence` captions in each sequence, so the prompt and the sampling are shared by several captions; "single" is
-    pix2pix-zero's way (one caption per sequence; the default for seq2seq models like Flan-T5)."""
+    `captions_per_sequence` captions in each sequence, so the prompt and the sampling are shared
+    by several captions; "single" is pix2pix-zero's way (one caption per sequence; the default
+    for seq2seq models like Flan-T5)."""
 
     def __init__(self, model: str | None = None, device: str | None = None,
                  sequences_per_call: int | None = None, temperature: float = 0.8, top_k: int = 50,
