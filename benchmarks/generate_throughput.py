@@ -63,7 +63,8 @@ def run_mode(generator, cleaner, concept: str, per_call: int, seconds: float) ->
             "rate": len(kept) / elapsed, "dropped": dict(cleaner.report.dropped)}
 
 
-LABELLED = Path(__file__).resolve().parent / "data" / "smollm2_horse_labelled.json"
+DATA = Path(__file__).resolve().parent / "data"
+LABELLED = DATA / "smollm2_horse_labelled.json"
 WAYS = (("caption rules + near duplicates", False, 0), ("+ coherence rules", True, 0),
         ("+ family cap", False, None), ("+ both (dbank's default)", True, None))
 
@@ -131,7 +132,7 @@ def judge_labelled(generator, count_tokens, family_cap: int) -> None:
           f"likelier half, {share(ranked[half:]):.1%} in the other")
 
 
-HELD_OUT = Path(__file__).resolve().parent / "data" / "smollm2_held_out_labelled.json"
+HELD_OUT = DATA / "smollm2_held_out_labelled.json"
 
 
 def judge_held_out(count_tokens) -> None:
@@ -154,9 +155,8 @@ def judge_held_out(count_tokens) -> None:
                   f"lost{f', {len(unlabelled)} unlabelled' if unlabelled else ''}")
 
 
-DATA = Path(__file__).resolve().parent / "data"
 # fresh samples on which ways of generating were read side by side, oldest first: the seed-777
-# one is where today's scene examples and sampling were chosen; seed 9090 was drawn after, to judge them
+# one is where today's scene examples were chosen; seed 9090 was drawn after, to judge them
 WAY_SAMPLES = ("smollm2_fresh_4242_labelled.json", "smollm2_tuning_777_labelled.json",
                "smollm2_fresh_9090_labelled.json")
 

@@ -354,8 +354,6 @@ def test_sdxl_runs_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
     # a VAE named with --vae that says it is fp16-safe runs in the model's dtype
     safe = tiny_sdxl.parent / "fp16-safe-vae"
     if not safe.exists():
-        import shutil
-
         shutil.copytree(tiny_sdxl / "vae", safe)
         config = json.loads((safe / "config.json").read_text())
         (safe / "config.json").write_text(json.dumps({**config, "force_upcast": False}))
@@ -371,8 +369,6 @@ def test_sdxl_runs_an_fp32_vae_under_fp16(tiny_sdxl, tiny_sd):
     # a pipeline whose model_index.json says so keeps an empty negative prompt's embedding as encoded
     plain = tiny_sdxl.parent / "sdxl-unzeroed"
     if not plain.exists():
-        import shutil
-
         shutil.copytree(tiny_sdxl, plain)
         index = json.loads((plain / "model_index.json").read_text())
         (plain / "model_index.json").write_text(json.dumps({**index, "force_zeros_for_empty_prompt": False}))
@@ -488,8 +484,6 @@ def test_bank_and_editor_tell_sdxl_by_one_rule(tiny_sdxl, tiny_sd, tmp_path):
     """sd_models.family is the one rule: a pipeline listing text_encoder_2 in model_index.json,
     or a folder without that file but with text_encoder_2/, is SDXL for the bank's encoder and
     the editor's direction check alike; a folder that is no pipeline is an OSError saying so."""
-    import shutil
-
     from direction_bank.text.encoder import TextEncoder
     from editor.pipeline import DirectionShape
     from sd_models.family import has_second_text_encoder
