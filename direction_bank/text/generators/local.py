@@ -17,8 +17,8 @@ DOWNLOADED_LOCAL_MODEL = "google/flan-t5-large"  # pix2pix-zero's; about 3.1 GB 
 DOWNLOAD_GB = {DOWNLOADED_LOCAL_MODEL: 3.1}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # a chat model's list: min-p sampling (a token needs a tenth of the likeliest one's probability)
-# at temperature 1 kept SmolLM2 off the rare words that put horses in dresses and zebras on the
-# moon (see benchmarks/generate_throughput.py --quality); "single" keeps pix2pix-zero's sampling
+# at temperature 1 drops the unlikely words top-k 50 let SmolLM2 write ("a horse in a bright
+# yellow dress"; see benchmarks/generate_throughput.py --quality); "single" keeps pix2pix-zero's
 LIST_SAMPLING = {"temperature": 1.0, "top_k": 0, "min_p": 0.1}
 SINGLE_SAMPLING = {"temperature": 0.8, "top_k": 50}
 # SmolLM2's repertoire at temperature 1 runs dry in a long run (zebra -n 200 held 69 after 640
