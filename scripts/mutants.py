@@ -264,7 +264,7 @@ MUTANTS = [
            "if self.concept.search(line):", "if self.concept.fullmatch(line):",
            ("tests/test_generation.py", "-k", "concept_once")),
     Mutant("ride-and-rode-allowed", "direction_bank/text/generators/line_rules.py",
-           "texts.first_tokens(RIDE_WORDS, 4)", "texts.first_tokens(RIDE_WORDS, 5)",
+           "for verb in RIDE_VERBS], 4)", "for verb in RIDE_VERBS], 5)",
            ("tests/test_generation.py", "-k", "concept_once")),
     Mutant("rules-read-the-prompt", "direction_bank/text/generators/line_rules.py",
            "self.texts.last_line(ids[self.prompt_length:])", "self.texts.last_line(ids)",

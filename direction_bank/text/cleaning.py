@@ -78,7 +78,8 @@ _IDIOM = re.compile(r"\b(\w+) (?:by|to|after) \1\b")  # side by side, nose to no
 # riding on the beach", "a unicorn riding a horse", "a zebra riding a bicycle")
 _RIDERS = frozenset("man men woman women person people boy boys girl girls child children kid kids rider riders "
                     "jockey jockeys cowboy cowboys cowgirl cowgirls lady ladies farmer soldier knight".split())
-_RIDE = re.compile(r"\b(?:riding|rides|ride|rode|ridden)\b(?!\s+(?:arena|school|lessons?|ring|trail|stables?|club))",
+RIDE_VERBS = ("riding", "rides", "ride", "rode", "ridden")
+_RIDE = re.compile(rf"\b(?:{'|'.join(RIDE_VERBS)})\b(?!\s+(?:arena|school|lessons?|ring|trail|stables?|club))",
                    re.IGNORECASE)
 # a body part another creature lends: 'a horse with the head of a lion', 'a mare's hooves', 'a unicorn horn'
 _PART = (r"(?:heads?|faces?|tails?|horns?|antlers?|manes?|wings?|beaks?|beards?|humps?|trunks?|tusks?|fins?|claws?|"

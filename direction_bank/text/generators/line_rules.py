@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from direction_bank.text.cleaning import concept_pattern, names_a_rider, plural
-
-RIDE_WORDS = (" riding", " rides", " ride", " rode")
+from direction_bank.text.cleaning import RIDE_VERBS, concept_pattern, names_a_rider, plural
 
 
 class TokenTexts:
@@ -55,7 +53,7 @@ class LineRules:
         self.texts, self.concept, self.prompt_length = texts, concept_pattern(concept), prompt_length
         forms = {word for name in (concept, plural(concept)) for word in (name, name.capitalize())}
         self.concept_tokens = texts.first_tokens({space + form for form in forms for space in ("", " ")}, 3)
-        self.ride_tokens = texts.first_tokens(RIDE_WORDS, 4)
+        self.ride_tokens = texts.first_tokens([" " + verb for verb in RIDE_VERBS], 4)
 
     def __call__(self, input_ids, scores):
         """The scores, with each row's banned tokens at minus infinity."""

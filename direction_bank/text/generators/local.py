@@ -244,6 +244,10 @@ class LocalGenerator:
         self.sequences_per_call = sequences_per_call  # None: enough sequences for the caller's batch size
         self.sampling = {"do_sample": True, **(LIST_SAMPLING if listing else SINGLE_SAMPLING),
                          "max_new_tokens": max_new_tokens or (32 * captions_per_sequence if listing else 64)}
+        if listing:  # each token's text, decoded once for every call's line rules
+            from direction_bank.text.generators.line_rules import TokenTexts
+
+            self.token_texts = TokenTexts(self.tokenizer)
         self.seed = seed
         self.round_seed = 0
         self.calls = 0
@@ -275,17 +279,16 @@ class LocalGenerator:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         from direction_bank.text.cleaning import split_lines
-        from direction_bank.text.generators.line_rules import LineRules, ListWritten, TokenTexts
+        from direction_bank.text.generators.line_rules import LineRules, ListWritten
 
         ids = self._prompt_ids(concept)
         torch.manual_seed(mixed_seed(self.seed, self.round_seed, self.calls))  # reproducible, new per call
         self.calls += 1
         rules, written = LogitsProcessorList(), StoppingCriteriaList()
         if self.style == "list":
-            texts = TokenTexts(self.tokenizer)
             written_from = 0 if self.seq2seq else ids.shape[1]  # a seq2seq model's output holds no prompt
-            rules.append(LineRules(texts, concept, written_from))
-            written.append(ListWritten(texts, written_from, self.captions_per_sequence))
+            rules.append(LineRules(self.token_texts, concept, written_from))
+            written.append(ListWritten(self.token_texts, written_from, self.captions_per_sequence))
         with torch.inference_mode():
             out = self.model.generate(
                 ids, attention_mask=torch.ones_like(ids), num_return_sequences=count,
